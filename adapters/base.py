@@ -1,0 +1,424 @@
+"""The interface every province implements, and the vocabulary it shares with the gateway.
+
+An adapter turns one provincial system's dialect into these types. To add a
+province, subclass `ProvinceAdapter`, declare `code`, `name` and `policies`,
+implement the five abstract coroutines, and register the class under the
+``gongji.adapters`` entry-point group. Everything else (the pooled HTTP client,
+timeouts, fault mapping, policy lookup by date) comes from this module.
+
+Faults raised by adapters form one tree; the gateway maps it to GraphQL
+``extensions.code`` values:
+
+    UpstreamError                 (abstract: something went wrong talking to a province)
+    ├── UpstreamUnavailable       UPSTREAM_UNAVAILABLE  connection refused/reset, HTTP 5xx
+    ├── UpstreamTimeout           UPSTREAM_TIMEOUT      connect, read, write or pool timeout
+    └── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
+
+Expected refusals ("the cap is reached") are not exceptions: the write methods
+return a `Refusal` instead of a `Binding`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import datetime as dt
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import httpx
+
+__all__ = [
+    "AdapterSettings",
+    "Area",
+    "BindRequest",
+    "Binding",
+    "BindingStatus",
+    "CivilRelative",
+    "InsuranceStatus",
+    "InsuranceType",
+    "Party",
+    "Person",
+    "Policy",
+    "ProvinceAdapter",
+    "Refusal",
+    "RefusalCode",
+    "Relation",
+    "UpstreamContractError",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
+
+
+# -- vocabulary -----------------------------------------------------------------
+
+
+class Relation(enum.Enum):
+    """A relative's relation to a person, as the civil record (or a caller) states it.
+
+    ``PARENT`` means "the relative is my parent". Which of these a province lets
+    mutual aid use is its policy's ``allowed_relations``.
+    """
+
+    SPOUSE = "SPOUSE"
+    PARENT = "PARENT"
+    CHILD = "CHILD"
+    PARENT_IN_LAW = "PARENT_IN_LAW"
+    CHILD_IN_LAW = "CHILD_IN_LAW"
+    SIBLING = "SIBLING"
+    GRANDPARENT = "GRANDPARENT"
+    GRANDCHILD = "GRANDCHILD"
+
+
+class InsuranceType(enum.Enum):
+    EMPLOYEE = "EMPLOYEE"  # 职工基本医疗保险, insutype 310: has a personal account
+    RESIDENT = "RESIDENT"  # 城乡居民基本医疗保险, insutype 390: no personal account
+
+
+class InsuranceStatus(enum.Enum):
+    ACTIVE = "ACTIVE"  # in force
+    SUSPENDED = "SUSPENDED"  # paused / lapsed (断缴)
+    TERMINATED = "TERMINATED"
+    PENDING = "PENDING"  # enrolled, not in force yet (a newborn)
+
+
+class BindingStatus(enum.Enum):
+    PENDING_CONFIRMATION = "PENDING_CONFIRMATION"
+    ACTIVE = "ACTIVE"
+    DECLINED = "DECLINED"
+    UNBOUND = "UNBOUND"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the binding occupies a place (counts toward caps and duplicates)."""
+        return self in (BindingStatus.PENDING_CONFIRMATION, BindingStatus.ACTIVE)
+
+
+class RefusalCode(enum.Enum):
+    """The closed list of expected refusals. Adapters map their dialect's codes onto it."""
+
+    INVALID_CERT_NO = "INVALID_CERT_NO"
+    PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
+    PERSON_INFO_MISMATCH = "PERSON_INFO_MISMATCH"
+    NOT_EMPLOYEE_INSURED = "NOT_EMPLOYEE_INSURED"
+    BENEFICIARY_NOT_INSURED = "BENEFICIARY_NOT_INSURED"
+    RELATION_NOT_ALLOWED = "RELATION_NOT_ALLOWED"
+    RELATION_NOT_VERIFIED = "RELATION_NOT_VERIFIED"
+    CROSS_AREA_NOT_ALLOWED = "CROSS_AREA_NOT_ALLOWED"
+    CROSS_PROVINCE_NOT_ALLOWED = "CROSS_PROVINCE_NOT_ALLOWED"
+    BINDING_LIMIT_REACHED = "BINDING_LIMIT_REACHED"
+    ALREADY_BOUND = "ALREADY_BOUND"
+    DUPLICATE_BINDING = "DUPLICATE_BINDING"
+    COMMITMENT_REQUIRED = "COMMITMENT_REQUIRED"
+    INVALID_BINDING_STATE = "INVALID_BINDING_STATE"
+    FORBIDDEN = "FORBIDDEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An expected "no" from a province (or from the gateway's early checks)."""
+
+    code: RefusalCode
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """A pooling area (统筹区): a GB/T 2260 city code and its name."""
+
+    code: str
+    name: str
+
+    @property
+    def province_code(self) -> str:
+        return self.code[:2]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An insured person as their province knows them."""
+
+    cert_no: str
+    name: str
+    area: Area
+    insurance_type: InsuranceType
+    insurance_status: InsuranceStatus
+    balance: Decimal | None  # personal-account balance; None for resident insurance
+    phone: str | None = None
+
+    @property
+    def is_employee(self) -> bool:
+        return self.insurance_type is InsuranceType.EMPLOYEE
+
+    @property
+    def is_in_force(self) -> bool:
+        return self.insurance_status is InsuranceStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class CivilRelative:
+    """One entry of a person's civil record: ``cert_no`` is their ``relation``."""
+
+    cert_no: str
+    name: str
+    relation: Relation
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    cert_no: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A mutual-aid binding as the province records it. ``id`` is the province's own."""
+
+    id: str
+    authorizer: Party
+    beneficiary: Party
+    relation: Relation  # the beneficiary's relation to the authorizer
+    status: BindingStatus
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    authorizer_cert_no: str
+    beneficiary_cert_no: str
+    beneficiary_name: str
+    relation: Relation
+    commitment_signed: bool
+
+
+# -- policy ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A province's mutual-aid rules from ``effective_from`` on. Data, not code paths."""
+
+    effective_from: dt.date
+    max_relatives: int = 5
+    cross_city: bool = False
+    cross_province: bool = False
+    spouse_confirmation: bool = False
+    single_binding: bool = False
+    commitment_required: bool = False
+    allowed_relations: frozenset[Relation] = frozenset(
+        {Relation.SPOUSE, Relation.PARENT, Relation.CHILD}
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_relatives < 1:
+            raise ValueError("max_relatives must be at least 1")
+
+    def with_changes(self, **changes: Any) -> Policy:
+        """A copy with some rules changed (for configuration overrides)."""
+        if "allowed_relations" in changes:
+            changes["allowed_relations"] = frozenset(
+                Relation(r) if isinstance(r, str) else r for r in changes["allowed_relations"]
+            )
+        if isinstance(changes.get("effective_from"), str):
+            changes["effective_from"] = dt.date.fromisoformat(changes["effective_from"])
+        return replace(self, **changes)
+
+
+def policy_in_force(policies: Sequence[Policy], on: dt.date) -> Policy:
+    """The policy with the latest ``effective_from`` on or before ``on``."""
+    in_force = [p for p in policies if p.effective_from <= on]
+    if not in_force:
+        raise LookupError(f"no policy in force on {on.isoformat()}")
+    return max(in_force, key=lambda p: p.effective_from)
+
+
+# -- faults ----------------------------------------------------------------------
+
+
+class UpstreamError(Exception):
+    """A fault talking to a province. ``str()`` is for logs, never for clients."""
+
+    code: ClassVar[str] = "UPSTREAM_ERROR"
+
+    def __init__(self, message: str, *, province: str) -> None:
+        super().__init__(message)
+        self.province = province
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamContractError(UpstreamError):
+    code = "UPSTREAM_CONTRACT_ERROR"
+
+
+# -- settings and the adapter ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdapterSettings:
+    """How to reach one province. Read once from configuration."""
+
+    base_url: str
+    connect_timeout: float = 2.0
+    timeout: float = 5.0
+    max_connections: int = 50
+    policy_overrides: Mapping[str, Any] = field(default_factory=dict)
+    extra_policies: Sequence[Policy] = ()
+
+    def make_client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+        """The province's one pooled client, with explicit timeouts."""
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+            ),
+        )
+
+
+class ProvinceAdapter(abc.ABC):
+    """Speaks one province's dialect.
+
+    Subclasses declare:
+
+    * ``code``: the GB/T 2260 province prefix (``"13"``), the first two digits of
+      every area code the province insures.
+    * ``name``: the province's name as shown to users.
+    * ``policies``: one or more `Policy` values, each with its effective date.
+
+    and implement `find_persons`, `relatives`, `bindings_of`, `bind` and `unbind`
+    (and `respond` where the province asks a relative to confirm). Methods raise
+    only `UpstreamError` subclasses; use `_call` around each request and
+    `_reading` around parsing so that every transport fault and every surprise
+    in a payload becomes one. The client is owned by whoever made it (the
+    gateway's lifespan): `aclose` is provided for convenience.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    policies: ClassVar[tuple[Policy, ...]]
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        policies: Sequence[Policy] | None = None,
+    ) -> None:
+        self.client = client
+        self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
+        if not self._policies:
+            raise ValueError(f"{type(self).__name__} declares no policy")
+
+    @classmethod
+    def configured(cls, client: httpx.AsyncClient, settings: AdapterSettings) -> ProvinceAdapter:
+        """An adapter whose declared policies are adjusted by configuration.
+
+        ``policy_overrides`` change fields of every declared policy;
+        ``extra_policies`` add dated policies (a rule change announced ahead).
+        """
+        policies = [p.with_changes(**settings.policy_overrides) for p in cls.policies]
+        return cls(client, policies=[*policies, *settings.extra_policies])
+
+    def policy(self, on: dt.date | None = None) -> Policy:
+        """The rules in force on ``on`` (today by default)."""
+        return policy_in_force(self._policies, on or dt.date.today())
+
+    def serves(self, area_code: str) -> bool:
+        return area_code.startswith(self.code)
+
+    # -- what an integrator implements --------------------------------------------
+
+    @abc.abstractmethod
+    async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
+        """The persons among ``cert_nos`` that this province insures, in one request.
+
+        Those it does not know are simply absent from the mapping.
+        """
+
+    @abc.abstractmethod
+    async def relatives(self, cert_no: str) -> Sequence[CivilRelative]:
+        """The civil record's relatives of a person this province insures."""
+
+    @abc.abstractmethod
+    async def bindings_of(self, cert_nos: Sequence[str]) -> Sequence[Binding]:
+        """Every binding (any status) in which one of ``cert_nos`` takes part, in one request."""
+
+    @abc.abstractmethod
+    async def bind(self, request: BindRequest) -> Binding | Refusal:
+        """Ask the province to create a binding. The province's rules are authoritative."""
+
+    @abc.abstractmethod
+    async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
+        """End a binding on behalf of ``actor`` (the authorizer's ID number)."""
+
+    async def respond(self, binding_id: str, *, actor: str, accept: bool) -> Binding | Refusal:
+        """The invited relative (``actor``) accepts or declines a pending binding.
+
+        Provinces without confirmation never hold a pending binding, so the
+        default refuses.
+        """
+        return Refusal(RefusalCode.INVALID_BINDING_STATE)
+
+    # -- provided ------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; transport faults and HTTP 5xx become `UpstreamError`s.
+
+        4xx answers are returned: dialects use them for refusals.
+        """
+        try:
+            response = await self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{method} {url}: {exc!r}", province=self.code) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"{method} {url}: {exc!r}", province=self.code) from exc
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(
+                f"{method} {url}: HTTP {response.status_code}", province=self.code
+            )
+        return response
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn any surprise while parsing an answer into `UpstreamContractError`."""
+        try:
+            yield
+        except UpstreamError:
+            raise
+        except (
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            InvalidOperation,
+        ) as exc:
+            raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
+
+    def _contract_error(self, what: str) -> UpstreamContractError:
+        return UpstreamContractError(what, province=self.code)
+
+
+def parse_money(value: object) -> Decimal:
+    """A CNY amount from a dialect's string, as `Decimal` with two places; never via float."""
+    if isinstance(value, float) or value is None or isinstance(value, bool):
+        raise ValueError(f"not a money string: {value!r}")
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return amount.quantize(Decimal("0.01"))

@@ -1,0 +1,47 @@
+"""What every sandbox dialect shares: the app shell, its lifespan and its storage."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from sandbox.engine import ProvinceRules, ProvinceSystem
+
+
+def sandbox_app(
+    name: str,
+    rules: ProvinceRules,
+    routes: Sequence[BaseRoute],
+    *,
+    data_dir: Path | None = None,
+    roster: dict[str, Any] | None = None,
+) -> Starlette:
+    """A Starlette app for one province; its state lives in ``data_dir/NAME.sqlite3``.
+
+    With no ``data_dir`` the state is in memory (tests). The database is opened in
+    the app's lifespan: whoever mounts the app in-process enters
+    ``app.router.lifespan_context(app)`` first.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        path = data_dir / "sandbox" / f"{name}.sqlite3" if data_dir else None
+        system = await ProvinceSystem.open(rules, path=path, roster=roster)
+        app.state.system = system
+        try:
+            yield
+        finally:
+            await system.close()
+
+    return Starlette(routes=list(routes), lifespan=lifespan)
+
+
+def system_of(request: Request) -> ProvinceSystem:
+    system: ProvinceSystem = request.app.state.system
+    return system

@@ -1,0 +1,378 @@
+"""A provincial medical-insurance system as we model it: storage and its own rules.
+
+Each dialect module (`sandbox.hebei`, ...) wraps one `ProvinceSystem` in the
+HTTP dialect of that province and maps `SandboxRefusal.reason` onto its own
+error codes. The rules here are the province's, enforced authoritatively,
+independent of the gateway's early checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+ROSTER = Path(__file__).resolve().parent.parent / "fixtures" / "roster.json"
+
+# Reasons a province refuses; each dialect maps them onto its own codes.
+REASONS = (
+    "person_not_found",
+    "info_mismatch",
+    "not_employee",
+    "beneficiary_not_insured",
+    "relation_not_allowed",
+    "relation_not_verified",
+    "cross_area",
+    "limit",
+    "already_bound",
+    "duplicate",
+    "commitment",
+    "forbidden",
+    "bad_state",
+)
+
+LIVE = ("PENDING_CONFIRMATION", "ACTIVE")
+
+
+class SandboxRefusal(Exception):
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        assert reason in REASONS, reason
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class ProvinceRules:
+    """The province's own rules, as its system enforces them."""
+
+    prefix: str
+    id_prefix: str
+    max_relatives: int = 5
+    cross_city: bool = False
+    spouse_confirmation: bool = False
+    single_binding: bool = False
+    commitment_required: bool = False
+    allowed_relations: frozenset[str] = frozenset({"SPOUSE", "PARENT", "CHILD"})
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS person (
+    cert_no TEXT PRIMARY KEY, name TEXT NOT NULL, gender TEXT, birth_date TEXT,
+    area_code TEXT NOT NULL, area_name TEXT NOT NULL, insurance_type TEXT NOT NULL,
+    insurance_status TEXT NOT NULL, balance TEXT, phone TEXT
+);
+CREATE TABLE IF NOT EXISTS civil_person (cert_no TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS civil_relation (
+    subject TEXT NOT NULL, relative TEXT NOT NULL, relation TEXT NOT NULL,
+    PRIMARY KEY (subject, relative)
+);
+CREATE TABLE IF NOT EXISTS binding (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    authorizer TEXT NOT NULL, beneficiary TEXT NOT NULL, relation TEXT NOT NULL,
+    status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS binding_authorizer ON binding (authorizer);
+CREATE INDEX IF NOT EXISTS binding_beneficiary ON binding (beneficiary);
+"""
+
+
+def load_roster(path: Path = ROSTER) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def derive_relations(pairs: Iterable[dict[str, str]]) -> set[tuple[str, str, str]]:
+    """(subject, relative, relation-of-relative-to-subject) from SPOUSE / PARENT_OF facts."""
+    spouse: dict[str, set[str]] = {}
+    parents: dict[str, set[str]] = {}
+    children: dict[str, set[str]] = {}
+    for pair in pairs:
+        a, b = pair["a"], pair["b"]
+        if pair["kind"] == "SPOUSE":
+            spouse.setdefault(a, set()).add(b)
+            spouse.setdefault(b, set()).add(a)
+        elif pair["kind"] == "PARENT_OF":
+            parents.setdefault(b, set()).add(a)
+            children.setdefault(a, set()).add(b)
+    out: set[tuple[str, str, str]] = set()
+    people = set(spouse) | set(parents) | set(children)
+    for me in people:
+        found: dict[str, str] = {}
+
+        def put(relative: str, relation: str, me: str = me, found: dict[str, str] = found) -> None:
+            if relative != me:
+                found.setdefault(relative, relation)
+
+        for s in spouse.get(me, ()):
+            put(s, "SPOUSE")
+        for p in parents.get(me, ()):
+            put(p, "PARENT")
+        for c in children.get(me, ()):
+            put(c, "CHILD")
+        for s in spouse.get(me, ()):
+            for p in parents.get(s, ()):
+                put(p, "PARENT_IN_LAW")
+        for c in children.get(me, ()):
+            for s in spouse.get(c, ()):
+                put(s, "CHILD_IN_LAW")
+        for p in parents.get(me, ()):
+            for sib in children.get(p, ()):
+                put(sib, "SIBLING")
+            for gp in parents.get(p, ()):
+                put(gp, "GRANDPARENT")
+        for c in children.get(me, ()):
+            for gc in children.get(c, ()):
+                put(gc, "GRANDCHILD")
+        out.update((me, relative, relation) for relative, relation in found.items())
+    return out
+
+
+class ProvinceSystem:
+    """One province's records, in SQLite, with the province's rules."""
+
+    def __init__(self, db: aiosqlite.Connection, rules: ProvinceRules) -> None:
+        self._db = db
+        self.rules = rules
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        rules: ProvinceRules,
+        *,
+        path: Path | None = None,
+        roster: dict[str, Any] | None = None,
+    ) -> ProvinceSystem:
+        """Open (and on first use seed from the roster) the province's database."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path) if path else ":memory:")
+        db.row_factory = aiosqlite.Row
+        await db.executescript(_SCHEMA)
+        system = cls(db, rules)
+        async with db.execute("SELECT count(*) FROM civil_person") as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0] == 0:
+            await system._seed(roster if roster is not None else load_roster())
+        return system
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _seed(self, roster: dict[str, Any]) -> None:
+        people = roster["people"]
+        await self._db.executemany(
+            "INSERT INTO civil_person (cert_no, name) VALUES (?, ?)",
+            [(p["certNo"], p["name"]) for p in people],
+        )
+        await self._db.executemany(
+            "INSERT INTO person VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p["certNo"],
+                    p["name"],
+                    p.get("gender"),
+                    p.get("birthDate"),
+                    p["insuredArea"],
+                    p["insuredAreaName"],
+                    p["insuranceType"],
+                    p["insuranceStatus"],
+                    p.get("accountBalance"),
+                    p.get("phone"),
+                )
+                for p in people
+                if p["insuredArea"].startswith(self.rules.prefix)
+            ],
+        )
+        await self._db.executemany(
+            "INSERT INTO civil_relation VALUES (?, ?, ?)",
+            sorted(derive_relations(roster["relations"])),
+        )
+        await self._db.commit()
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def persons(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(cert_nos))
+        async with self._db.execute(
+            f"SELECT * FROM person WHERE cert_no IN ({marks})",  # noqa: S608
+            tuple(cert_nos),
+        ) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def relatives(self, cert_no: str) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT r.relative AS cert_no, c.name, r.relation FROM civil_relation r"
+            " JOIN civil_person c ON c.cert_no = r.relative WHERE r.subject = ?"
+            " ORDER BY r.relation, r.relative",
+            (cert_no,),
+        ) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def bindings_of(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(cert_nos))
+        async with self._db.execute(
+            f"{_BINDING_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"  # noqa: S608
+            " ORDER BY b.seq",
+            (*cert_nos, *cert_nos),
+        ) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def binding(self, binding_id: str) -> dict[str, Any] | None:
+        async with self._db.execute(f"{_BINDING_SELECT} WHERE b.id = ?", (binding_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def _relation(self, subject: str, relative: str) -> str | None:
+        async with self._db.execute(
+            "SELECT relation FROM civil_relation WHERE subject = ? AND relative = ?",
+            (subject, relative),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def _count(self, sql: str, *args: str) -> int:
+        async with self._db.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writes --------------------------------------------------------------------
+
+    async def bind(
+        self,
+        *,
+        authorizer: str,
+        beneficiary: str,
+        beneficiary_name: str,
+        relation: str,
+        commitment_signed: bool,
+    ) -> dict[str, Any]:
+        """Create a binding, or raise `SandboxRefusal` with the province's reason."""
+        rules = self.rules
+        async with self._write:
+            found = {p["cert_no"]: p for p in await self.persons([authorizer, beneficiary])}
+            auth = found.get(authorizer)
+            bene = found.get(beneficiary)
+            if auth is None:
+                raise SandboxRefusal("person_not_found")
+            if bene is None:
+                raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
+            if bene["name"] != beneficiary_name:
+                raise SandboxRefusal("info_mismatch", "beneficiaryName")
+            if auth["insurance_type"] != "EMPLOYEE":
+                raise SandboxRefusal("not_employee")
+            if bene["insurance_status"] != "ACTIVE":
+                raise SandboxRefusal("beneficiary_not_insured", "beneficiaryCertNo")
+            if not rules.cross_city and auth["area_code"] != bene["area_code"]:
+                raise SandboxRefusal("cross_area", "beneficiaryCertNo")
+            if relation not in rules.allowed_relations:
+                raise SandboxRefusal("relation_not_allowed", "relation")
+            actual = await self._relation(authorizer, beneficiary)
+            if actual != relation:
+                if actual is not None and actual not in rules.allowed_relations:
+                    raise SandboxRefusal("relation_not_allowed", "relation")
+                raise SandboxRefusal("relation_not_verified", "relation")
+            if rules.commitment_required and not commitment_signed:
+                raise SandboxRefusal("commitment", "commitmentSigned")
+            live = ",".join(f"'{s}'" for s in LIVE)
+            if await self._count(
+                f"SELECT count(*) FROM binding WHERE authorizer = ? AND beneficiary = ?"  # noqa: S608
+                f" AND status IN ({live})",
+                authorizer,
+                beneficiary,
+            ):
+                raise SandboxRefusal("duplicate", "beneficiaryCertNo")
+            if rules.single_binding and (
+                await self._count(
+                    f"SELECT count(*) FROM binding WHERE status IN ({live})"  # noqa: S608
+                    " AND (beneficiary = ? OR authorizer = ? OR beneficiary = ?)",
+                    authorizer,
+                    beneficiary,
+                    beneficiary,
+                )
+            ):
+                raise SandboxRefusal("already_bound", "beneficiaryCertNo")
+            if (
+                await self._count(
+                    f"SELECT count(*) FROM binding WHERE authorizer = ? AND status IN ({live})",  # noqa: S608
+                    authorizer,
+                )
+                >= rules.max_relatives
+            ):
+                raise SandboxRefusal("limit")
+            status = (
+                "PENDING_CONFIRMATION"
+                if rules.spouse_confirmation and relation == "SPOUSE"
+                else "ACTIVE"
+            )
+            now = _now()
+            cur = await self._db.execute(
+                "INSERT INTO binding (id, authorizer, beneficiary, relation, status, created_at,"
+                " updated_at) VALUES ('', ?, ?, ?, ?, ?, ?)",
+                (authorizer, beneficiary, relation, status, now, now),
+            )
+            binding_id = f"{rules.id_prefix}{cur.lastrowid:08d}"
+            await self._db.execute(
+                "UPDATE binding SET id = ? WHERE seq = ?", (binding_id, cur.lastrowid)
+            )
+            await self._db.commit()
+        result = await self.binding(binding_id)
+        assert result is not None
+        return result
+
+    async def respond(self, binding_id: str, *, actor: str, accept: bool) -> dict[str, Any]:
+        async with self._write:
+            found = await self.binding(binding_id)
+            if found is None or found["beneficiary"] != actor:
+                raise SandboxRefusal("forbidden")
+            if found["status"] != "PENDING_CONFIRMATION":
+                raise SandboxRefusal("bad_state")
+            await self._set_status(binding_id, "ACTIVE" if accept else "DECLINED")
+        return await self._reread(binding_id)
+
+    async def unbind(self, binding_id: str, *, actor: str) -> dict[str, Any]:
+        async with self._write:
+            found = await self.binding(binding_id)
+            if found is None or found["authorizer"] != actor:
+                raise SandboxRefusal("forbidden")
+            if found["status"] not in LIVE:
+                raise SandboxRefusal("bad_state")
+            await self._set_status(binding_id, "UNBOUND")
+        return await self._reread(binding_id)
+
+    async def _set_status(self, binding_id: str, status: str) -> None:
+        await self._db.execute(
+            "UPDATE binding SET status = ?, updated_at = ? WHERE id = ?",
+            (status, _now(), binding_id),
+        )
+        await self._db.commit()
+
+    async def _reread(self, binding_id: str) -> dict[str, Any]:
+        result = await self.binding(binding_id)
+        assert result is not None
+        return result
+
+
+_BINDING_SELECT = (
+    "SELECT b.id, b.authorizer, ca.name AS authorizer_name, b.beneficiary,"
+    " cb.name AS beneficiary_name, b.relation, b.status, b.created_at, b.updated_at"
+    " FROM binding b JOIN civil_person ca ON ca.cert_no = b.authorizer"
+    " JOIN civil_person cb ON cb.cert_no = b.beneficiary"
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def money_text(value: str | None) -> str | None:
+    """Balances are stored and sent as two-decimal strings."""
+    return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
