@@ -43,7 +43,8 @@ LIVE = ("PENDING_CONFIRMATION", "ACTIVE")
 
 class SandboxRefusal(Exception):
     def __init__(self, reason: str, field: str | None = None) -> None:
-        assert reason in REASONS, reason
+        if reason not in REASONS:
+            raise ValueError(reason)
         super().__init__(reason)
         self.reason = reason
         self.field = field
@@ -220,7 +221,7 @@ class ProvinceSystem:
     async def bindings_of(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(cert_nos))
         async with self._db.execute(
-            f"{_BINDING_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"  # noqa: S608
+            f"{_BINDING_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"
             " ORDER BY b.seq",
             (*cert_nos, *cert_nos),
         ) as cur:
@@ -324,9 +325,7 @@ class ProvinceSystem:
                 "UPDATE binding SET id = ? WHERE seq = ?", (binding_id, cur.lastrowid)
             )
             await self._db.commit()
-        result = await self.binding(binding_id)
-        assert result is not None
-        return result
+        return await self._reread(binding_id)
 
     async def respond(self, binding_id: str, *, actor: str, accept: bool) -> dict[str, Any]:
         async with self._write:
@@ -357,7 +356,8 @@ class ProvinceSystem:
 
     async def _reread(self, binding_id: str) -> dict[str, Any]:
         result = await self.binding(binding_id)
-        assert result is not None
+        if result is None:
+            raise LookupError(binding_id)
         return result
 
 

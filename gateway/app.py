@@ -1,0 +1,93 @@
+"""The ASGI app: lifespan-made services, GraphQL at /graphql, health at /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from gateway.auth import Caller, InvalidToken, bearer, verify_token
+from gateway.config import Settings
+from gateway.context import Context, Services
+from gateway.directory import Directory
+from gateway.messages import preferred_language
+from gateway.mutual_aid import MutualAid
+from gateway.provinces import open_provinces
+from gateway.schema import schema
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _GraphQL(GraphQL[Context, None]):
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        services: Services = request.app.state.services
+        lang = preferred_language(request.headers.get("accept-language"))
+        caller: Caller | None = None
+        token = bearer(request.headers.get("authorization"))
+        if token is not None:
+            try:
+                caller = verify_token(token, services.settings.auth)
+            except InvalidToken as exc:
+                log.info("rejected token: %s", exc)
+        return Context(
+            services=services,
+            lang=lang,
+            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            caller=caller,
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> Starlette:
+    """The gateway. ``transports`` replaces the network for named provinces (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        data_dir = settings.data_dir
+        store = await Store.open(data_dir / "gateway.sqlite3" if data_dir else None)
+        try:
+            async with open_provinces(
+                settings.provinces, data_dir=data_dir, transports=transports
+            ) as provinces:
+                directory = Directory(provinces, store)
+                app.state.services = Services(
+                    settings=settings,
+                    store=store,
+                    provinces=provinces,
+                    directory=directory,
+                    mutual_aid=MutualAid(provinces, directory),
+                )
+                yield
+        finally:
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/graphql")
+
+    graphql = _GraphQL(schema, graphql_ide="graphiql")
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/healthz", healthz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )

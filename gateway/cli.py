@@ -1,0 +1,70 @@
+"""``gongji``: serve the gateway, mint sandbox tokens, run a sandbox province, export the SDL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from gateway.auth import mint_token
+from gateway.config import Settings
+from gateway.provinces import sandbox_factory, sandbox_names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gongji", description=__doc__)
+    parser.add_argument("--config", type=Path, help="a TOML file (see docs/configuration.md)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (GraphiQL at /graphql)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+
+    token = commands.add_parser("token", help="print a sandbox token for an ID number")
+    token.add_argument("cert_no")
+
+    sandbox = commands.add_parser("sandbox", help="run one sandbox province over HTTP")
+    sandbox.add_argument("province", choices=sandbox_names())
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=9000)
+    sandbox.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+
+    export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.add_argument("--output", type=Path)
+
+    args = parser.parse_args(argv)
+    settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if args.command == "serve":
+        from gateway.app import create_app
+
+        print(f"Gongji on http://{args.host}:{args.port}/graphql  (data in {settings.data_dir})")
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    elif args.command == "token":
+        try:
+            print(mint_token(args.cert_no, settings.auth))
+        except ValueError as exc:
+            print(f"gongji token: {exc}", file=sys.stderr)
+            return 2
+    elif args.command == "sandbox":
+        app = sandbox_factory(args.province)(data_dir=settings.data_dir)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    elif args.command == "export-schema":
+        from gateway.schema import schema
+
+        sdl = schema.as_str() + "\n"
+        if args.output:
+            args.output.write_text(sdl, encoding="utf-8")
+        else:
+            sys.stdout.write(sdl)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

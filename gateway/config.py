@@ -1,0 +1,92 @@
+"""Settings, read once from a TOML file and the environment, then passed in."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.base import AdapterSettings, Policy
+
+# The documented development secret. Only for the sandbox: override it with
+# GONGJI_JWT_SECRET or `[auth] secret` in the config file anywhere else.
+DEV_JWT_SECRET = "gongji-sandbox-development-secret-not-for-production"  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    secret: str = DEV_JWT_SECRET
+    issuer: str = "gongji-sandbox"
+    audience: str = "gongji"
+    token_ttl_seconds: int = 12 * 3600
+    leeway_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the app needs. ``data_dir=None`` keeps all state in memory (tests)."""
+
+    data_dir: Path | None = Path("var")
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    # Per province (by its entry-point name); a province absent here, or without
+    # a base_url, is served by its in-process sandbox.
+    provinces: Mapping[str, AdapterSettings] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        config_file: Path | None = None,
+        *,
+        data_dir: Path | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Settings:
+        raw: dict[str, Any] = {}
+        path = config_file or (
+            Path(environ["GONGJI_CONFIG"]) if "GONGJI_CONFIG" in environ else None
+        )
+        if path is not None:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        auth_raw = dict(raw.get("auth", {}))
+        if "GONGJI_JWT_SECRET" in environ:
+            auth_raw["secret"] = environ["GONGJI_JWT_SECRET"]
+        chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
+        return cls(
+            data_dir=Path(chosen_dir),
+            auth=AuthSettings(**auth_raw),
+            provinces={
+                name: province_settings(name, table)
+                for name, table in raw.get("provinces", {}).items()
+            },
+        )
+
+
+def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
+    """``[provinces.NAME]`` → `AdapterSettings`.
+
+    ``policy`` overrides fields of the adapter's declared policies; each
+    ``[[provinces.NAME.policies]]`` adds a dated policy (a rule change ahead).
+    """
+    table = dict(table)
+    overrides = dict(table.pop("policy", {}))
+    extra = [_policy(p) for p in table.pop("policies", [])]
+    known = {"base_url", "connect_timeout", "timeout", "max_connections"}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"provinces.{name}: unknown settings {sorted(unknown)}")
+    return AdapterSettings(
+        base_url=str(table.get("base_url", "")),
+        connect_timeout=float(table.get("connect_timeout", 2.0)),
+        timeout=float(table.get("timeout", 5.0)),
+        max_connections=int(table.get("max_connections", 50)),
+        policy_overrides=overrides,
+        extra_policies=tuple(extra),
+    )
+
+
+def _policy(table: Mapping[str, Any]) -> Policy:
+    table = dict(table)
+    effective_from = table.pop("effective_from")
+    return Policy(effective_from=effective_from).with_changes(**table)

@@ -1,0 +1,54 @@
+"""What resolvers reach: the long-lived services and the per-request context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from strawberry.dataloader import DataLoader
+
+from gateway.auth import Caller
+from gateway.config import Settings
+from gateway.directory import Directory, Located
+from gateway.errors import GatewayError
+from gateway.messages import Language
+from gateway.mutual_aid import MutualAid
+from gateway.provinces import Provinces
+from gateway.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Made once in the app's lifespan."""
+
+    settings: Settings
+    store: Store
+    provinces: Provinces
+    directory: Directory
+    mutual_aid: MutualAid
+
+
+@dataclass(slots=True)
+class Context:
+    """One per request."""
+
+    services: Services
+    lang: Language
+    request_id: str
+    caller: Caller | None
+    _people: DataLoader[str, Located | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._people = DataLoader(load_fn=self._load_people)
+
+    def caller_cert_no(self) -> str:
+        if self.caller is None:
+            raise GatewayError("UNAUTHENTICATED", self.lang)
+        return self.caller.cert_no
+
+    async def person(self, cert_no: str) -> Located | None:
+        """Where a person is insured, batched and remembered for this request."""
+        return await self._people.load(cert_no)
+
+    async def _load_people(self, cert_nos: list[str]) -> list[Located | None]:
+        found = await self.services.directory.locate(cert_nos)
+        return [found.get(c) for c in cert_nos]

@@ -1,0 +1,106 @@
+"""Which province insures whom: asked of every province at once, remembered in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from adapters.base import Person, ProvinceAdapter, UpstreamError
+from gateway.certno import loggable
+from gateway.provinces import Provinces
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    person: Person
+    adapter: ProvinceAdapter
+
+
+class Directory:
+    def __init__(self, provinces: Provinces, store: Store) -> None:
+        self._provinces = provinces
+        self._store = store
+
+    async def locate(self, cert_nos: Iterable[str]) -> dict[str, Located]:
+        """Each insured person among ``cert_nos`` with the adapter of their province.
+
+        One request per province at most per round: remembered people are asked of
+        their own province, unknown ones of every province concurrently. A
+        remembered person missing there (they moved) is looked for everywhere else.
+        A person not found while a province that might insure them failed raises
+        that province's `UpstreamError`: "not insured" would be a guess.
+        """
+        wanted = sorted(set(cert_nos))
+        if not wanted:
+            return {}
+        remembered = await self._store.locations(wanted)
+        unknown = [c for c in wanted if c not in remembered]
+        asks: dict[str, set[str]] = {code: set(unknown) for code in self._provinces}
+        for cert_no, code in remembered.items():
+            if code in asks:
+                asks[code].add(cert_no)
+            else:
+                unknown.append(cert_no)  # a province no longer configured
+        found, failures = await self._ask(asks)
+
+        moved = [c for c, code in remembered.items() if c not in found and code in asks]
+        if moved:
+            retry = {code: set(moved) for code in self._provinces if code not in failures}
+            for cert_no in moved:
+                retry.get(remembered[cert_no], set()).discard(cert_no)
+            more, more_failures = await self._ask({k: v for k, v in retry.items() if v})
+            found.update(more)
+            failures.update(more_failures)
+            await self._store.forget_locations(c for c in moved if c not in found)
+
+        if failures:
+            for cert_no in wanted:
+                if cert_no not in found:
+                    code, error = next(iter(failures.items()))
+                    log.warning("cannot locate %s: province %s failed", loggable(cert_no), code)
+                    raise error
+        await self._store.remember_locations(
+            {
+                c: loc.adapter.code
+                for c, loc in found.items()
+                if remembered.get(c) != loc.adapter.code
+            }
+        )
+        return found
+
+    async def _ask(
+        self, asks: Mapping[str, set[str]]
+    ) -> tuple[dict[str, Located], dict[str, UpstreamError]]:
+        codes = [code for code, certs in asks.items() if certs]
+        answers = await asyncio.gather(
+            *(self._provinces[code].find_persons(sorted(asks[code])) for code in codes),
+            return_exceptions=True,
+        )
+        found: dict[str, Located] = {}
+        failures: dict[str, UpstreamError] = {}
+        for code, answer in zip(codes, answers, strict=True):
+            if isinstance(answer, UpstreamError):
+                failures[code] = answer
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                adapter = self._provinces[code]
+                for cert_no, person in _checked(answer, asks[code], adapter):
+                    found[cert_no] = Located(person, adapter)
+        return found, failures
+
+
+def _checked(
+    answer: Mapping[str, Person], asked: set[str], adapter: ProvinceAdapter
+) -> Sequence[tuple[str, Person]]:
+    """Keep only people that were asked for and that the province really insures."""
+    return [
+        (cert_no, person)
+        for cert_no, person in answer.items()
+        if cert_no in asked and adapter.serves(person.area.code)
+    ]

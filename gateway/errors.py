@@ -1,0 +1,67 @@
+"""Faults that reach clients as GraphQL errors, each with ``extensions.code``.
+
+    GatewayError                    the only exception whose message a client sees
+    ├── code UNAUTHENTICATED        no token, or a token that does not verify
+    └── code UPSTREAM_*             a province failed (mapped from adapters.base.UpstreamError)
+
+Anything else is an internal fault: the client gets ``INTERNAL_ERROR`` and a
+request id; the operator finds the traceback in the log under that id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from adapters.base import UpstreamError
+from gateway.messages import Language, fault_message
+
+log = logging.getLogger("gateway.errors")
+
+
+class GatewayError(Exception):
+    def __init__(self, code: str, lang: Language, **extensions: Any) -> None:
+        super().__init__(fault_message(code, lang))
+        self.extensions: dict[str, Any] = {"code": code, **extensions}
+
+
+class ErrorBoundary(SchemaExtension):
+    """Maps every error of an operation onto what a client may see."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [self._public(error) for error in result.errors]
+
+    def _public(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None or isinstance(original, GatewayError):
+            return error  # syntax and validation errors, and our own
+        context = self.execution_context.context
+        lang: Language = getattr(context, "lang", "zh")
+        request_id: str = getattr(context, "request_id", "-")
+        if isinstance(original, UpstreamError):
+            log.warning(
+                "request %s: province %s: %s: %s",
+                request_id,
+                original.province,
+                original.code,
+                original,
+            )
+            code, extra = original.code, {"province": original.province}
+        else:
+            log.error("request %s: internal error", request_id, exc_info=original)
+            code, extra = "INTERNAL_ERROR", {}
+        return GraphQLError(
+            fault_message(code, lang),
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code, "requestId": request_id, **extra},
+        )

@@ -1,0 +1,174 @@
+"""Family mutual aid (家庭共济): binding, confirming and unbinding.
+
+The gateway checks early, in the order a person would want to hear about
+problems, using the authorizer's province's declared policy; the province then
+checks again and its answer wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from adapters.base import (
+    Binding,
+    BindingStatus,
+    BindRequest,
+    ProvinceAdapter,
+    Refusal,
+    RefusalCode,
+    Relation,
+)
+from gateway.certno import is_valid, normalize
+from gateway.directory import Directory
+from gateway.ids import decode_id
+from gateway.provinces import Provinces
+
+BINDING_KIND = "MutualAidBinding"
+
+
+@dataclass(frozen=True, slots=True)
+class BindInput:
+    beneficiary_cert_no: str
+    beneficiary_name: str
+    relation: Relation
+    commitment_signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A binding with the province that holds it, or the refusals."""
+
+    binding: Binding | None = None
+    adapter: ProvinceAdapter | None = None
+    errors: Sequence[Refusal] = ()
+
+    @classmethod
+    def refused(cls, code: RefusalCode, field: str | None = None) -> Outcome:
+        return cls(errors=(Refusal(code, field),))
+
+
+class MutualAid:
+    def __init__(self, provinces: Provinces, directory: Directory) -> None:
+        self._provinces = provinces
+        self._directory = directory
+
+    async def bind(self, authorizer: str, given: BindInput) -> Outcome:
+        beneficiary = normalize(given.beneficiary_cert_no)
+        if not is_valid(beneficiary):
+            return Outcome.refused(RefusalCode.INVALID_CERT_NO, "beneficiaryCertNo")
+        if beneficiary == authorizer:
+            return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "beneficiaryCertNo")
+        people = await self._directory.locate([authorizer, beneficiary])
+        if authorizer not in people:
+            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND)
+        if beneficiary not in people:
+            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, "beneficiaryCertNo")
+        auth, bene = people[authorizer], people[beneficiary]
+        adapter = auth.adapter
+        policy = adapter.policy()
+        if bene.person.name != given.beneficiary_name.strip():
+            return Outcome.refused(RefusalCode.PERSON_INFO_MISMATCH, "beneficiaryName")
+        if not auth.person.is_employee:
+            return Outcome.refused(RefusalCode.NOT_EMPLOYEE_INSURED)
+        if not bene.person.is_in_force:
+            return Outcome.refused(RefusalCode.BENEFICIARY_NOT_INSURED, "beneficiaryCertNo")
+        if bene.adapter.code != adapter.code:
+            if not policy.cross_province:
+                return Outcome.refused(RefusalCode.CROSS_PROVINCE_NOT_ALLOWED, "beneficiaryCertNo")
+        elif bene.person.area.code != auth.person.area.code and not policy.cross_city:
+            return Outcome.refused(RefusalCode.CROSS_AREA_NOT_ALLOWED, "beneficiaryCertNo")
+        if given.relation not in policy.allowed_relations:
+            return Outcome.refused(RefusalCode.RELATION_NOT_ALLOWED, "relation")
+
+        civil, existing = await asyncio.gather(
+            adapter.relatives(authorizer), adapter.bindings_of([authorizer, beneficiary])
+        )
+        actual = next((r.relation for r in civil if r.cert_no == beneficiary), None)
+        if actual is not given.relation:
+            if actual is not None and actual not in policy.allowed_relations:
+                return Outcome.refused(RefusalCode.RELATION_NOT_ALLOWED, "relation")
+            return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "relation")
+        if policy.commitment_required and not given.commitment_signed:
+            return Outcome.refused(RefusalCode.COMMITMENT_REQUIRED, "commitmentSigned")
+
+        live = [b for b in existing if b.status.is_live]
+        if any(
+            b.authorizer.cert_no == authorizer and b.beneficiary.cert_no == beneficiary
+            for b in live
+        ):
+            return Outcome.refused(RefusalCode.DUPLICATE_BINDING, "beneficiaryCertNo")
+        if policy.single_binding and any(
+            b.beneficiary.cert_no in (authorizer, beneficiary)
+            or b.authorizer.cert_no == beneficiary
+            for b in live
+        ):
+            return Outcome.refused(RefusalCode.ALREADY_BOUND, "beneficiaryCertNo")
+        if sum(b.authorizer.cert_no == authorizer for b in live) >= policy.max_relatives:
+            return Outcome.refused(RefusalCode.BINDING_LIMIT_REACHED)
+
+        result = await adapter.bind(
+            BindRequest(
+                authorizer_cert_no=authorizer,
+                beneficiary_cert_no=beneficiary,
+                beneficiary_name=bene.person.name,
+                relation=given.relation,
+                commitment_signed=given.commitment_signed,
+            )
+        )
+        return _outcome(result, adapter)
+
+    async def respond(self, actor: str, binding_id: str, *, accept: bool) -> Outcome:
+        found = await self._find(actor, binding_id)
+        if found is None or found[0].beneficiary.cert_no != actor:
+            return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+        binding, adapter = found
+        if binding.status is not BindingStatus.PENDING_CONFIRMATION:
+            return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+        return _outcome(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
+
+    async def unbind(self, actor: str, binding_id: str) -> Outcome:
+        found = await self._find(actor, binding_id)
+        if found is None or found[0].authorizer.cert_no != actor:
+            return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+        binding, adapter = found
+        if not binding.status.is_live:
+            return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+        return _outcome(await adapter.unbind(binding.id, actor=actor), adapter)
+
+    async def bindings_of(self, cert_no: str) -> list[tuple[Binding, ProvinceAdapter]]:
+        """Every binding the person takes part in, from each province that may hold one.
+
+        That is their own province, plus any province whose policy binds across
+        provinces (its authorizers may have bound them).
+        """
+        people = await self._directory.locate([cert_no])
+        home = people[cert_no].adapter if cert_no in people else None
+        asked = [
+            adapter
+            for adapter in self._provinces.values()
+            if adapter is home or adapter.policy().cross_province
+        ]
+        answers = await asyncio.gather(*(a.bindings_of([cert_no]) for a in asked))
+        return [(b, a) for a, bindings in zip(asked, answers, strict=True) for b in bindings]
+
+    async def _find(self, actor: str, binding_id: str) -> tuple[Binding, ProvinceAdapter] | None:
+        """The binding behind a global id, if the actor takes part in it; else None."""
+        decoded = decode_id(binding_id, BINDING_KIND)
+        if decoded is None:
+            return None
+        code, upstream_id = decoded
+        adapter = self._provinces.get(code)
+        if adapter is None:
+            return None
+        for binding in await adapter.bindings_of([actor]):
+            if binding.id == upstream_id:
+                return binding, adapter
+        return None
+
+
+def _outcome(result: Binding | Refusal, adapter: ProvinceAdapter) -> Outcome:
+    if isinstance(result, Refusal):
+        return Outcome(errors=(result,))
+    return Outcome(binding=result, adapter=adapter)

@@ -1,0 +1,96 @@
+"""The table of provinces: adapters loaded from entry points, each with its one client.
+
+This is the one place the set of provinces is assembled. It names none: the
+``gongji.adapters`` entry points declare them, configuration says how to reach
+each, and a province without a ``base_url`` is served by the in-process sandbox
+registered under the same name in ``gongji.sandboxes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapters.base import AdapterSettings, ProvinceAdapter
+
+ADAPTER_GROUP = "gongji.adapters"
+SANDBOX_GROUP = "gongji.sandboxes"
+
+
+class Provinces(Mapping[str, ProvinceAdapter]):
+    """Adapters by province code; duplicate codes are refused."""
+
+    def __init__(self, adapters: list[ProvinceAdapter]) -> None:
+        self._by_code: dict[str, ProvinceAdapter] = {}
+        for adapter in adapters:
+            if adapter.code in self._by_code:
+                raise ValueError(f"two adapters claim province code {adapter.code}")
+            self._by_code[adapter.code] = adapter
+
+    def __getitem__(self, code: str) -> ProvinceAdapter:
+        return self._by_code[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._by_code))
+
+    def __len__(self) -> int:
+        return len(self._by_code)
+
+    def for_area(self, area_code: str) -> ProvinceAdapter | None:
+        return self._by_code.get(area_code[:2])
+
+
+def adapter_classes() -> dict[str, type[ProvinceAdapter]]:
+    found: dict[str, type[ProvinceAdapter]] = {}
+    for ep in entry_points(group=ADAPTER_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, ProvinceAdapter)):
+            raise TypeError(f"entry point {ep.name} is not a ProvinceAdapter")
+        found[ep.name] = cls
+    return found
+
+
+def sandbox_factory(name: str) -> Any:
+    for ep in entry_points(group=SANDBOX_GROUP, name=name):
+        return ep.load()
+    raise LookupError(f"no sandbox named {name!r}")
+
+
+def sandbox_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=SANDBOX_GROUP))
+
+
+@contextlib.asynccontextmanager
+async def open_provinces(
+    settings: Mapping[str, AdapterSettings],
+    *,
+    data_dir: Path | None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> AsyncIterator[Provinces]:
+    """Build every adapter with its pooled client; close them all on exit.
+
+    ``transports`` replaces the network for named provinces (tests inject respx
+    or fault transports here).
+    """
+    transports = transports or {}
+    async with contextlib.AsyncExitStack() as stack:
+        adapters: list[ProvinceAdapter] = []
+        for name, cls in sorted(adapter_classes().items()):
+            conf = settings.get(name) or AdapterSettings(base_url="")
+            transport = transports.get(name)
+            if transport is None and not conf.base_url:
+                app = sandbox_factory(name)(data_dir=data_dir)
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                transport = httpx.ASGITransport(app=app)
+            if not conf.base_url:
+                conf = dataclasses.replace(conf, base_url=f"http://{name}.sandbox")
+            client = conf.make_client(transport)
+            stack.push_async_callback(client.aclose)
+            adapters.append(cls.configured(client, conf))
+        yield Provinces(adapters)

@@ -1,0 +1,65 @@
+"""The gateway's own store (SQLite through aiosqlite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import aiosqlite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS person_location (
+    cert_no TEXT PRIMARY KEY,
+    province TEXT NOT NULL,
+    located_at TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path | None) -> Store:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path) if path else ":memory:")
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.executescript(_SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def locations(self, cert_nos: Iterable[str]) -> dict[str, str]:
+        """The remembered province of each of ``cert_nos`` that has one."""
+        wanted = list(cert_nos)
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        async with self._db.execute(
+            f"SELECT cert_no, province FROM person_location WHERE cert_no IN ({marks})",  # noqa: S608
+            wanted,
+        ) as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def remember_locations(self, located: Mapping[str, str]) -> None:
+        if not located:
+            return
+        now = dt.datetime.now(dt.UTC).isoformat()
+        await self._db.executemany(
+            "INSERT INTO person_location (cert_no, province, located_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (cert_no) DO UPDATE SET province = excluded.province,"
+            " located_at = excluded.located_at",
+            [(cert_no, province, now) for cert_no, province in located.items()],
+        )
+        await self._db.commit()
+
+    async def forget_locations(self, cert_nos: Iterable[str]) -> None:
+        await self._db.executemany(
+            "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
+        )
+        await self._db.commit()

@@ -1,0 +1,290 @@
+"""Henan (河南) as we model it: a legacy XML-over-HTTP service.
+
+Every call is ``POST /hnyb/service`` with ``Content-Type: text/xml; charset=utf-8``
+and a body::
+
+    <?xml version="1.0" encoding="UTF-8"?>
+    <request><head><service>QueryPerson</service><seq>...</seq></head><body>...</body></request>
+
+Every answer is HTTP 200 (even for faults: it is a legacy system)::
+
+    <response><head><retcode>0000</retcode><retmsg>成功</retmsg><seq>...</seq></head>
+    <body>...</body></response>
+
+``retcode`` ``0000`` is success, ``9999`` a system fault (malformed XML, unknown
+service, invalid input), ``E1xx`` a business refusal (see `ERRORS`). Requests
+are parsed with defusedxml only: entity declarations, external references and
+the like are refused with ``9999``.
+
+Services:
+
+============== ================================ ============================================
+service        what                             body -> body
+============== ================================ ============================================
+QueryPerson    person info, batched             <sfzh>* -> <person>* (xm, sfzh, xb, csrq, lxdh,
+                                                cbdq, cbdqmc, xzlx, cbzt, grzhye)
+QueryRelatives civil-record relatives           <sfzh> -> <relative>* (sfzh, xm, gx)
+QueryBindings  mutual-aid bindings of persons   <sfzh>* -> <binding>*
+Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>
+                                                -> <binding>
+Unbind         end a binding                    <bdid>, <czrsfzh> -> <binding>
+============== ================================ ============================================
+
+A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
+(beneficiary), gx (the beneficiary's relation to the authorizer), zt (status)
+and cjsj (created, ``YYYYMMDDHHMMSS`` in UTC).
+
+Codes: xzlx ``11`` 职工基本医疗保险, ``12`` 城乡居民基本医疗保险; cbzt ``1`` 正常参保,
+``2`` 暂停缴费, ``3`` 终止参保, ``9`` 未生效; gx ``01`` 配偶, ``02`` 父母, ``03`` 子女,
+``04`` 配偶父母, ``05`` 子女配偶, ``06`` 兄弟姐妹, ``07`` (外)祖父母, ``08`` (外)孙子女;
+zt ``01`` 待确认, ``02`` 已生效, ``03`` 已拒绝, ``04`` 已解绑.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
+from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.app import sandbox_app, system_of
+from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+
+RULES = ProvinceRules(
+    prefix="41",
+    id_prefix="HN",
+    max_relatives=5,
+    cross_city=False,
+    single_binding=True,
+)
+
+PATH = "/hnyb/service"
+MEDIA_TYPE = "text/xml; charset=utf-8"
+
+# At most this many ID numbers in one batched query (a legacy system's limit).
+MAX_BATCH = 200
+
+XZLX = {"EMPLOYEE": "11", "RESIDENT": "12"}
+CBZT = {"ACTIVE": "1", "SUSPENDED": "2", "TERMINATED": "3", "PENDING": "9"}
+GX = {
+    "SPOUSE": "01",
+    "PARENT": "02",
+    "CHILD": "03",
+    "PARENT_IN_LAW": "04",
+    "CHILD_IN_LAW": "05",
+    "SIBLING": "06",
+    "GRANDPARENT": "07",
+    "GRANDCHILD": "08",
+}
+GX_RELATION = {v: k for k, v in GX.items()}
+ZT = {"PENDING_CONFIRMATION": "01", "ACTIVE": "02", "DECLINED": "03", "UNBOUND": "04"}
+
+OK = ("0000", "成功")
+FAULT = "9999"
+
+# retcode for each refusal reason, with the message Henan's system sends.
+ERRORS: dict[str, tuple[str, str]] = {
+    "person_not_found": ("E101", "未查询到该人员参保信息"),
+    "info_mismatch": ("E102", "被共济人姓名与身份证号码不一致"),
+    "not_employee": ("E103", "授权人非职工基本医疗保险参保人员"),
+    "beneficiary_not_insured": ("E104", "被共济人参保状态不是正常参保"),
+    "relation_not_allowed": ("E105", "该亲属关系不在共济范围内"),
+    "relation_not_verified": ("E106", "亲属关系与户籍信息不符"),
+    "cross_area": ("E107", "授权人与被共济人不在同一统筹区"),
+    "limit": ("E108", "共济亲属人数已达上限"),
+    "already_bound": ("E109", "同一参保人只能同时绑定或被绑定1次"),
+    "duplicate": ("E110", "已绑定该亲属,请勿重复提交"),
+    "commitment": ("E111", "未签署家庭共济承诺书"),
+    "forbidden": ("E112", "无权操作该共济绑定"),
+    "bad_state": ("E113", "共济绑定当前状态不允许此操作"),
+}
+
+
+class _BadInput(Exception):
+    """The request is well-formed XML but not a valid call (answered with 9999)."""
+
+
+def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
+    return sandbox_app(
+        "henan",
+        RULES,
+        [Route(PATH, service, methods=["POST"])],
+        data_dir=data_dir,
+        roster=roster,
+    )
+
+
+def _parse(data: bytes) -> ET.Element:
+    """Parse untrusted XML with defusedxml (never the stdlib parser directly)."""
+    return cast(ET.Element, _defused_fromstring(data))
+
+
+async def service(request: Request) -> Response:
+    try:
+        root = _parse(await request.body())
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError):
+        return _answer("", FAULT, "报文格式错误")
+    if root.tag != "request":
+        return _answer("", FAULT, "报文格式错误")
+    seq = (root.findtext("head/seq") or "").strip()
+    name = (root.findtext("head/service") or "").strip()
+    body = root.find("body")
+    handler = _HANDLERS.get(name)
+    if handler is None:
+        return _answer(seq, FAULT, f"服务{name or '(空)'}不存在")
+    if body is None:
+        return _answer(seq, FAULT, "报文缺少body节点")
+    try:
+        children = await handler(system_of(request), body)
+    except SandboxRefusal as refusal:
+        code, message = ERRORS[refusal.reason]
+        return _answer(seq, code, message)
+    except (_BadInput, KeyError, TypeError, ValueError):
+        return _answer(seq, FAULT, "入参校验失败")
+    return _answer(seq, *OK, children)
+
+
+def _answer(
+    seq: str, retcode: str, retmsg: str, children: list[ET.Element] | None = None
+) -> Response:
+    root = ET.Element("response")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "retcode").text = retcode
+    ET.SubElement(head, "retmsg").text = retmsg
+    ET.SubElement(head, "seq").text = seq
+    ET.SubElement(head, "jylsh").text = f"41{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:8]}"
+    body = ET.SubElement(root, "body")
+    body.extend(children or [])
+    return Response(
+        ET.tostring(root, encoding="utf-8", xml_declaration=True), media_type=MEDIA_TYPE
+    )
+
+
+# -- reading and writing elements ------------------------------------------------
+
+
+def _required(parent: ET.Element, tag: str) -> str:
+    value = parent.findtext(tag)
+    if value is None or not value.strip():
+        raise _BadInput(f"missing <{tag}>")
+    return value.strip()
+
+
+def _optional(parent: ET.Element, tag: str) -> str:
+    return (parent.findtext(tag) or "").strip()
+
+
+def _cert_nos(body: ET.Element) -> list[str]:
+    cert_nos = [(el.text or "").strip() for el in body.findall("sfzh")]
+    if not cert_nos or len(cert_nos) > MAX_BATCH or not all(cert_nos):
+        raise _BadInput("sfzh list")
+    return cert_nos
+
+
+def _element(tag: str, fields: dict[str, str | None]) -> ET.Element:
+    element = ET.Element(tag)
+    for name, value in fields.items():
+        ET.SubElement(element, name).text = value or None
+    return element
+
+
+def _compact_date(value: str | None) -> str:
+    return value.replace("-", "") if value else ""
+
+
+# -- services ------------------------------------------------------------------------
+
+
+async def _query_person(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    persons = await system.persons(_cert_nos(body))
+    return [
+        _element(
+            "person",
+            {
+                "grbh": f"41{p['cert_no'][-10:]}",
+                "xm": p["name"],
+                "sfzh": p["cert_no"],
+                "xb": {"M": "1", "F": "2"}.get(p["gender"] or "", "9"),
+                "csrq": _compact_date(p["birth_date"]),
+                "lxdh": p["phone"],
+                "cbdq": p["area_code"],
+                "cbdqmc": p["area_name"],
+                "xzlx": XZLX[p["insurance_type"]],
+                "cbzt": CBZT[p["insurance_status"]],
+                "grzhye": money_text(p["balance"]),
+            },
+        )
+        for p in persons
+    ]
+
+
+async def _query_relatives(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    rows = await system.relatives(_required(body, "sfzh"))
+    return [
+        _element("relative", {"sfzh": r["cert_no"], "xm": r["name"], "gx": GX[r["relation"]]})
+        for r in rows
+    ]
+
+
+def _binding(row: dict[str, Any]) -> ET.Element:
+    created = dt.datetime.fromisoformat(row["created_at"])
+    return _element(
+        "binding",
+        {
+            "bdid": row["id"],
+            "sqrsfzh": row["authorizer"],
+            "sqrxm": row["authorizer_name"],
+            "bsqrsfzh": row["beneficiary"],
+            "bsqrxm": row["beneficiary_name"],
+            "gx": GX[row["relation"]],
+            "zt": ZT[row["status"]],
+            "cjsj": f"{created.astimezone(dt.UTC):%Y%m%d%H%M%S}",
+        },
+    )
+
+
+async def _query_bindings(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    rows = await system.bindings_of(_cert_nos(body))
+    return [_binding(r) for r in rows]
+
+
+async def _bind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    authorizer = _required(body, "sqrsfzh")
+    beneficiary = _required(body, "bsqrsfzh")
+    beneficiary_name = _required(body, "bsqrxm")
+    relation = GX_RELATION.get(_optional(body, "gx"))
+    if relation is None:
+        raise SandboxRefusal("relation_not_allowed", "relation")
+    row = await system.bind(
+        authorizer=authorizer,
+        beneficiary=beneficiary,
+        beneficiary_name=beneficiary_name,
+        relation=relation,
+        commitment_signed=_optional(body, "cnsbz") == "1",
+    )
+    return [_binding(row)]
+
+
+async def _unbind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    row = await system.unbind(_required(body, "bdid"), actor=_required(body, "czrsfzh"))
+    return [_binding(row)]
+
+
+_Handler = Callable[[ProvinceSystem, ET.Element], Awaitable[list[ET.Element]]]
+
+_HANDLERS: dict[str, _Handler] = {
+    "QueryPerson": _query_person,
+    "QueryRelatives": _query_relatives,
+    "QueryBindings": _query_bindings,
+    "Bind": _bind,
+    "Unbind": _unbind,
+}

@@ -1,0 +1,275 @@
+"""Jiangsu (江苏) as we model it: REST resources in a ``{code, msg, data}`` wrapper.
+
+Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
+fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
+a code from `ERRORS` (40001-40013) and ``data: null``; a malformed request
+(bad JSON, a missing or mistyped field, more than `MAX_CERT_NOS` ID numbers) is
+HTTP 400 with code 40000; an unknown path is HTTP 404 with 40400 and a wrong
+method HTTP 405 with 40500. Spouse bindings wait for the spouse's confirmation;
+every binding needs the commitment letter (承诺书) signed.
+
+================================================== ==== ======================================
+endpoint                                           verb request -> data
+================================================== ==== ======================================
+/api/v1/persons?certNos=a,b                        GET  -> [person]
+/api/v1/persons/{certNo}/relatives                 GET  -> [{"certNo", "name", "relation"}]
+/api/v1/mutual-aid/authorizations?certNos=a,b      GET  -> [authorization] (either side)
+/api/v1/mutual-aid/authorizations                  POST {"authorizerCertNo",
+                                                         "beneficiaryCertNo", "beneficiaryName",
+                                                         "relation", "commitmentSigned": bool}
+                                                         -> authorization
+/api/v1/mutual-aid/authorizations/{id}/confirmation POST {"certNo", "accept": bool}
+                                                         -> authorization (the spouse answers)
+/api/v1/mutual-aid/authorizations/{id}/cancellation POST {"certNo"} -> authorization
+================================================== ==== ======================================
+
+person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
+"phone", "insuredArea": {"code", "name"}, "insuranceType": "EMPLOYEE"|"RESIDENT",
+"insuranceStatus": "NORMAL"|"SUSPENDED"|"TERMINATED"|"NOT_EFFECTIVE",
+"accountBalance": "3200.00"|null}``.
+
+authorization: ``{"authId", "authorizer": {"certNo", "name"}, "beneficiary":
+{"certNo", "name"}, "relation", "state": "WAIT_CONFIRM"|"EFFECTIVE"|"REJECTED"|
+"CANCELLED", "createdAt": "2025-03-01T10:00:00+08:00"}``; ``relation`` is the
+beneficiary's relation to the authorizer, in the words of `RELATION`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.app import sandbox_app, system_of
+from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+
+RULES = ProvinceRules(
+    prefix="32",
+    id_prefix="JS",
+    max_relatives=5,
+    cross_city=True,
+    spouse_confirmation=True,
+    commitment_required=True,
+)
+
+BASE = "/api/v1"
+MAX_CERT_NOS = 100
+CST = dt.timezone(dt.timedelta(hours=8))
+
+GENDER = {"M": "MALE", "F": "FEMALE"}
+INSURANCE_STATUS = {
+    "ACTIVE": "NORMAL",
+    "SUSPENDED": "SUSPENDED",
+    "TERMINATED": "TERMINATED",
+    "PENDING": "NOT_EFFECTIVE",
+}
+RELATION = {
+    "SPOUSE": "SPOUSE",
+    "PARENT": "FATHER_OR_MOTHER",
+    "CHILD": "SON_OR_DAUGHTER",
+    "PARENT_IN_LAW": "SPOUSE_PARENT",
+    "CHILD_IN_LAW": "CHILD_SPOUSE",
+    "SIBLING": "SIBLING",
+    "GRANDPARENT": "GRANDPARENT",
+    "GRANDCHILD": "GRANDCHILD",
+}
+RELATION_FROM = {v: k for k, v in RELATION.items()}
+STATE = {
+    "PENDING_CONFIRMATION": "WAIT_CONFIRM",
+    "ACTIVE": "EFFECTIVE",
+    "DECLINED": "REJECTED",
+    "UNBOUND": "CANCELLED",
+}
+
+MALFORMED = 40000
+# code for each refusal reason, with the message Jiangsu's system sends (HTTP 200).
+ERRORS: dict[str, tuple[int, str]] = {
+    "person_not_found": (40001, "未查询到参保人员信息"),
+    "info_mismatch": (40002, "被授权人姓名与身份证号不一致"),
+    "not_employee": (40003, "授权人非职工医保参保人员"),
+    "beneficiary_not_insured": (40004, "被授权人未参保或参保状态非正常"),
+    "relation_not_allowed": (40005, "该亲属关系不在共济范围内"),
+    "relation_not_verified": (40006, "亲属关系校验不通过"),
+    "cross_area": (40007, "授权人与被授权人不在同一统筹区"),
+    "limit": (40008, "授权共济人数已达上限"),
+    "already_bound": (40009, "被授权人已存在共济授权"),
+    "duplicate": (40010, "已存在相同的共济授权"),
+    "commitment": (40011, "请先阅读并签署共济承诺书"),
+    "forbidden": (40012, "无权操作该授权记录"),
+    "bad_state": (40013, "授权记录当前状态不允许此操作"),
+}
+
+
+class _Malformed(Exception):
+    """The request does not follow the dialect (answered with 40000, HTTP 400)."""
+
+
+def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
+    auth = f"{BASE}/mutual-aid/authorizations"
+    app = sandbox_app(
+        "jiangsu",
+        RULES,
+        [
+            Route(f"{BASE}/persons", _endpoint(_persons), methods=["GET"]),
+            Route(f"{BASE}/persons/{{certNo}}/relatives", _endpoint(_relatives), methods=["GET"]),
+            Route(auth, _endpoint(_authorizations), methods=["GET"]),
+            Route(auth, _endpoint(_authorize), methods=["POST"]),
+            Route(f"{auth}/{{authId}}/confirmation", _endpoint(_confirm), methods=["POST"]),
+            Route(f"{auth}/{{authId}}/cancellation", _endpoint(_cancel), methods=["POST"]),
+        ],
+        data_dir=data_dir,
+        roster=roster,
+    )
+    app.add_exception_handler(HTTPException, _http_error)
+    return app
+
+
+def _answer(code: int, msg: str, data: Any = None, *, status: int = 200) -> JSONResponse:
+    return JSONResponse({"code": code, "msg": msg, "data": data}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    headers = exc.headers if isinstance(exc, HTTPException) else None
+    response = _answer(
+        status * 100, "接口不存在" if status == 404 else "请求不被支持", status=status
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+Handler = Callable[[ProvinceSystem, Request], Awaitable[Any]]
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            data = await handler(system_of(request), request)
+        except SandboxRefusal as refusal:
+            code, message = ERRORS[refusal.reason]
+            return _answer(code, message)
+        except (_Malformed, KeyError, TypeError, ValueError):
+            return _answer(MALFORMED, "请求参数错误", status=400)
+        return _answer(0, "success", data)
+
+    return endpoint
+
+
+def _cert_nos(request: Request) -> list[str]:
+    raw = request.query_params.get("certNos")
+    if raw is None:
+        raise _Malformed("certNos is required")
+    cert_nos = [c.strip() for c in raw.split(",") if c.strip()]
+    if len(cert_nos) > MAX_CERT_NOS:
+        raise _Malformed("too many certNos")
+    return cert_nos
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise _Malformed("body is not an object")
+    return body
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str) or not value:
+        raise _Malformed(f"{key} is not a non-empty string")
+    return value
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body[key]
+    if not isinstance(value, bool):
+        raise _Malformed(f"{key} is not a boolean")
+    return value
+
+
+async def _persons(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    cert_nos = _cert_nos(request)
+    if not cert_nos:
+        return []
+    return [
+        {
+            "certNo": p["cert_no"],
+            "name": p["name"],
+            "gender": GENDER.get(p["gender"] or ""),
+            "birthDate": p["birth_date"],
+            "phone": p["phone"],
+            "insuredArea": {"code": p["area_code"], "name": p["area_name"]},
+            "insuranceType": p["insurance_type"],
+            "insuranceStatus": INSURANCE_STATUS[p["insurance_status"]],
+            "accountBalance": money_text(p["balance"]),
+        }
+        for p in await system.persons(cert_nos)
+    ]
+
+
+async def _relatives(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    rows = await system.relatives(request.path_params["certNo"])
+    return [
+        {"certNo": r["cert_no"], "name": r["name"], "relation": RELATION[r["relation"]]}
+        for r in rows
+    ]
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    created = dt.datetime.fromisoformat(row["created_at"])
+    return {
+        "authId": row["id"],
+        "authorizer": {"certNo": row["authorizer"], "name": row["authorizer_name"]},
+        "beneficiary": {"certNo": row["beneficiary"], "name": row["beneficiary_name"]},
+        "relation": RELATION[row["relation"]],
+        "state": STATE[row["status"]],
+        "createdAt": created.astimezone(CST).isoformat(),
+    }
+
+
+async def _authorizations(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    cert_nos = _cert_nos(request)
+    if not cert_nos:
+        return []
+    return [_record(r) for r in await system.bindings_of(cert_nos)]
+
+
+async def _authorize(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    authorizer = _text(body, "authorizerCertNo")
+    beneficiary = _text(body, "beneficiaryCertNo")
+    name = _text(body, "beneficiaryName")
+    word = _text(body, "relation")
+    signed = _flag(body, "commitmentSigned")
+    relation = RELATION_FROM.get(word)
+    if relation is None:
+        raise SandboxRefusal("relation_not_allowed", "relation")
+    row = await system.bind(
+        authorizer=authorizer,
+        beneficiary=beneficiary,
+        beneficiary_name=name,
+        relation=relation,
+        commitment_signed=signed,
+    )
+    return _record(row)
+
+
+async def _confirm(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    actor = _text(body, "certNo")
+    accept = _flag(body, "accept")
+    row = await system.respond(request.path_params["authId"], actor=actor, accept=accept)
+    return _record(row)
+
+
+async def _cancel(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    row = await system.unbind(request.path_params["authId"], actor=_text(body, "certNo"))
+    return _record(row)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.auth import mint_token
+from gateway.config import AuthSettings, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ROSTER: dict[str, Any] = json.loads((ROOT / "fixtures" / "roster.json").read_text("utf-8"))
+PEOPLE: dict[str, dict[str, Any]] = {p["key"]: p for p in ROSTER["people"]}
+
+
+def person(key: str) -> dict[str, Any]:
+    """A roster person by key, e.g. ``person("hb_wang_jianguo")["certNo"]``."""
+    return PEOPLE[key]
+
+
+class GraphQL:
+    """Posts operations to the gateway as a roster person (by key) or anonymously."""
+
+    def __init__(self, client: httpx.AsyncClient, auth: AuthSettings) -> None:
+        self.client = client
+        self.auth = auth
+
+    def token(self, key: str) -> str:
+        return mint_token(PEOPLE[key]["certNo"], self.auth)
+
+    async def __call__(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        as_: str | None = None,
+        lang: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {}
+        if as_ is not None:
+            token = self.token(as_)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if lang is not None:
+            headers["Accept-Language"] = lang
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(data_dir=None)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def gql(app: Starlette, settings: Settings) -> AsyncIterator[GraphQL]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield GraphQL(client, settings.auth)
