@@ -7,8 +7,9 @@ from decimal import Decimal
 from typing import NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from adapters import base
 from adapters.base import Binding, Policy, ProvinceAdapter, Refusal
@@ -273,7 +274,14 @@ class Mutation:
         return MutualAidBindingPayload.of(outcome, info)
 
 
-schema = strawberry.Schema(
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Logged by `ErrorBoundary`, with the request id and without personal data."""
+
+
+schema = _Schema(
     query=Query,
     mutation=Mutation,
     extensions=[ErrorBoundary],

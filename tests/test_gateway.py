@@ -1,0 +1,267 @@
+"""The gateway around the provinces: faults, caching, fan-out, auth, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.auth import mint_token
+from gateway.config import AuthSettings, Settings
+from gateway.provinces import adapter_classes, sandbox_factory
+from gateway.schema import schema
+from tests.conftest import ROOT, GraphQL, person
+
+ME = "{ me { name insuredArea { code } account { balance } } }"
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Forwards to a province's sandbox; counts requests and how many overlap."""
+
+    def __init__(self, app: Starlette, delay: float = 0.0) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.delay = delay
+        self.calls = 0
+        self.in_flight = 0
+        self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+
+class Sandboxes:
+    """Every province's sandbox in memory, each behind a `Recording` transport."""
+
+    def __init__(self) -> None:
+        self.transports: dict[str, Recording] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self, delay: float = 0.0) -> None:
+        for name in adapter_classes():
+            app = sandbox_factory(name)(data_dir=None)
+            await self._stack.enter_async_context(app.router.lifespan_context(app))
+            self.transports[name] = Recording(app, delay)
+
+    @property
+    def calls(self) -> int:
+        return sum(t.calls for t in self.transports.values())
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    transports: dict[str, httpx.AsyncBaseTransport], settings: Settings | None = None
+) -> AsyncIterator[GraphQL]:
+    settings = settings or Settings(data_dir=None)
+    app = create_app(settings, transports=transports)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
+        yield GraphQL(client, settings.auth)
+
+
+def failing(make: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    return httpx.MockTransport(make)
+
+
+def raising(exc: Exception) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("transport", "code"),
+    [
+        (
+            failing(lambda r: httpx.Response(500, text="Traceback: SELECT * FROM x")),
+            "UPSTREAM_UNAVAILABLE",
+        ),
+        (raising(httpx.ConnectError("refused 10.0.0.7:8443")), "UPSTREAM_UNAVAILABLE"),
+        (raising(httpx.ReadTimeout("read timed out")), "UPSTREAM_TIMEOUT"),
+        (
+            failing(lambda r: httpx.Response(200, text="<html>proxy login</html>")),
+            "UPSTREAM_CONTRACT_ERROR",
+        ),
+    ],
+)
+async def test_a_failing_province_is_a_coded_error_that_leaks_nothing(
+    transport: httpx.AsyncBaseTransport, code: str
+) -> None:
+    transports = {name: transport for name in adapter_classes()}
+    async with gateway(transports) as gql:
+        result = await gql(ME, as_="hn_zhao_lei")
+    (error,) = result["errors"]
+    assert error["extensions"]["code"] == code
+    assert error["extensions"]["province"] in {"13", "32", "41"}
+    assert error["path"] == ["me"]
+    text = str(result)
+    for leak in ("Traceback", "SELECT", "10.0.0.7", "http", "html", "proxy"):
+        assert leak not in text
+
+
+async def test_a_province_that_is_down_does_not_stop_the_others() -> None:
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        transports: dict[str, httpx.AsyncBaseTransport] = dict(boxes.transports)
+        transports["henan"] = failing(lambda r: httpx.Response(503))
+        async with gateway(transports) as gql:
+            hebei = await gql(ME, as_="hb_wang_jianguo")
+            henan = await gql(ME, as_="hn_zhao_lei")
+            provinces = await gql("{ provinces { code } }")
+    assert hebei == {
+        "data": {
+            "me": {
+                "name": "王建国",
+                "insuredArea": {"code": "130100"},
+                "account": {"balance": "3200.00"},
+            }
+        }
+    }
+    assert henan["errors"][0]["extensions"] == {
+        "code": "UPSTREAM_UNAVAILABLE",
+        "province": "41",
+        "requestId": henan["errors"][0]["extensions"]["requestId"],
+    }
+    assert [p["code"] for p in provinces["data"]["provinces"]] == ["13", "32", "41"]
+
+
+async def test_an_internal_fault_is_masked_with_a_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transports = {
+        name: raising(RuntimeError("no such table: person_secret")) for name in adapter_classes()
+    }
+    async with gateway(transports) as gql:
+        result = await gql(ME, as_="hb_wang_jianguo", lang="en")
+    (error,) = result["errors"]
+    assert error["message"] == "Something went wrong on our side."
+    assert error["extensions"]["code"] == "INTERNAL_ERROR"
+    assert "person_secret" not in str(result)
+    assert error["extensions"]["requestId"] in caplog.text
+    assert "130102197603150016" not in caplog.text
+
+
+async def test_the_province_of_a_person_is_asked_of_all_then_remembered() -> None:
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        async with gateway(dict(boxes.transports)) as gql:
+            await gql(ME, as_="js_chen_zhiqiang")
+            first = boxes.calls
+            await gql(ME, as_="js_chen_zhiqiang")
+            second = boxes.calls - first
+    assert first == 3  # one question to each province
+    assert second == 1  # the second time only Jiangsu is asked
+    assert boxes.transports["jiangsu"].calls == 2
+
+
+async def test_provinces_are_asked_concurrently_not_one_after_another() -> None:
+    boxes = Sandboxes()
+    overlap = 0
+
+    class Overlap(httpx.AsyncBaseTransport):
+        def __init__(self, inner: Recording) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal overlap
+            overlap = max(overlap, sum(t.in_flight for t in boxes.transports.values()) + 1)
+            return await self.inner.handle_async_request(request)
+
+    async with boxes._stack:
+        await boxes.start(delay=0.02)
+        transports = {n: Overlap(t) for n, t in boxes.transports.items()}
+        async with gateway(dict(transports)) as gql:
+            await gql(ME, as_="hb_wang_jianguo")
+    assert overlap == 3
+
+
+async def test_a_person_who_moved_is_found_in_their_new_province(tmp_path: Path) -> None:
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        settings = Settings(data_dir=tmp_path)
+        async with gateway(dict(boxes.transports), settings) as gql:
+            await gql(ME, as_="hb_wang_jianguo")
+        # The remembered province is wrong now: the gateway must look again.
+        import aiosqlite
+
+        async with aiosqlite.connect(tmp_path / "gateway.sqlite3") as db:
+            await db.execute("UPDATE person_location SET province = '41'")
+            await db.commit()
+        async with gateway(dict(boxes.transports), settings) as gql:
+            result = await gql(ME, as_="hb_wang_jianguo")
+    assert result["data"]["me"]["name"] == "王建国"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "not-a-jwt",
+        mint_token("130102197603150016", AuthSettings(secret="x" * 40)),
+        mint_token("130102197603150016", AuthSettings(), now=0),
+        mint_token("130102197603150016", AuthSettings(audience="someone-else")),
+    ],
+    ids=["none", "garbage", "other-secret", "expired", "other-audience"],
+)
+async def test_without_a_valid_token_nothing_personal_is_answered(
+    gql: GraphQL, token: str | None
+) -> None:
+    result = await gql(ME, token=token)
+    assert result["data"] == {"me": None}
+    assert result["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_the_caller_insured_nowhere_federated_has_no_me(gql: GraphQL) -> None:
+    assert await gql(ME, as_="gd_lin_hai") == {"data": {"me": None}}
+
+
+async def test_the_health_check_and_the_playground_answer(app: Starlette) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        assert (await c.get("/healthz")).json() == {"status": "ok"}
+        page = await c.get("/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assert "graphiql" in page.text.lower()
+
+
+def test_schema_graphql_is_exported_from_the_code() -> None:
+    exported = (ROOT / "schema.graphql").read_text(encoding="utf-8")
+    assert exported == schema.as_str() + "\n", (
+        "run: .venv/bin/gongji export-schema --output schema.graphql"
+    )
+
+
+async def test_the_caller_sees_themself_unmasked_and_others_masked(gql: GraphQL) -> None:
+    wife = person("hb_li_xiuying")
+    result = await gql(
+        """mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) {
+             binding { authorizer { name certNo } beneficiary { name certNo } } } }""",
+        {
+            "i": {
+                "beneficiaryCertNo": wife["certNo"],
+                "beneficiaryName": wife["name"],
+                "relation": "SPOUSE",
+            }
+        },
+        as_="hb_wang_jianguo",
+    )
+    binding = result["data"]["bindMutualAid"]["binding"]
+    assert binding["authorizer"] == {"name": "王建国", "certNo": "130102197603150016"}
+    assert binding["beneficiary"] == {"name": "李*英", "certNo": "130102********0029"}

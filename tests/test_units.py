@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from adapters.base import Policy, Relation, parse_money, policy_in_force
+from gateway.certno import birth_date, is_valid, mask_cert_no, mask_name, mask_phone, normalize
+from gateway.config import Settings
+from gateway.ids import decode_id, encode_id
+from gateway.messages import preferred_language
+from gateway.provinces import Provinces
+from tests.conftest import ROSTER
+
+
+def test_every_roster_id_number_is_valid() -> None:
+    assert all(is_valid(p["certNo"]) for p in ROSTER["people"])
+
+
+@pytest.mark.parametrize(
+    "cert_no",
+    [
+        "13010219760315001",  # 17 characters
+        "1301021976031500167",  # 19 characters
+        "130102197602300016",  # February 30th
+        "130102197603150017",  # wrong check character
+        "13010219760315001X",  # X where 6 belongs
+        "1301021976031５0016",  # a full-width digit
+        "",
+    ],
+)
+def test_malformed_id_numbers_are_refused(cert_no: str) -> None:
+    assert not is_valid(cert_no)
+
+
+def test_a_lowercase_x_check_character_is_the_same_number() -> None:
+    assert is_valid(normalize(" 13010220121212002x "))
+    assert birth_date("13010220121212002X") == dt.date(2012, 12, 12)
+
+
+def test_personal_data_is_masked_the_same_way_everywhere() -> None:
+    assert mask_cert_no("130102197603150016") == "130102********0016"
+    assert mask_name("王建国") == "王*国"
+    assert mask_name("王磊") == "王*"
+    assert mask_name("欧阳娜娜") == "欧**娜"
+    assert mask_phone("13800000000") == "138****0000"
+
+
+@pytest.mark.parametrize(
+    ("header", "lang"),
+    [
+        (None, "zh"),
+        ("en", "en"),
+        ("en-US,en;q=0.9", "en"),
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("zh;q=0.5, en;q=0.8", "en"),
+        ("fr", "zh"),
+        ("en;q=bogus", "zh"),
+    ],
+)
+def test_english_only_when_the_request_prefers_it(header: str | None, lang: str) -> None:
+    assert preferred_language(header) == lang
+
+
+def test_global_ids_round_trip_and_garbage_decodes_to_nothing() -> None:
+    gid = encode_id("MutualAidBinding", "13", "HB00000001")
+    assert decode_id(gid, "MutualAidBinding") == ("13", "HB00000001")
+    assert decode_id(gid, "KinshipLink") is None
+    assert decode_id("not-an-id!", "MutualAidBinding") is None
+    assert decode_id(encode_id("MutualAidBinding", "", "x"), "MutualAidBinding") is None
+
+
+def test_money_never_passes_through_float() -> None:
+    assert str(parse_money("3200")) == "3200.00"
+    with pytest.raises(ValueError, match="money"):
+        parse_money(3200.0)
+    with pytest.raises(ValueError, match="finite"):
+        parse_money("NaN")
+
+
+def test_the_policy_in_force_is_the_latest_one_already_effective() -> None:
+    old = Policy(effective_from=dt.date(2023, 1, 1))
+    new = Policy(effective_from=dt.date(2027, 1, 1), cross_province=True)
+    assert policy_in_force([new, old], dt.date(2026, 11, 23)) is old
+    assert policy_in_force([new, old], dt.date(2027, 1, 1)) is new
+    with pytest.raises(LookupError):
+        policy_in_force([new], dt.date(2026, 1, 1))
+
+
+def test_a_policy_change_is_a_configuration_change(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text(
+        """
+data_dir = "state"
+[auth]
+issuer = "test"
+[provinces.henan]
+timeout = 1.5
+[provinces.henan.policy]
+max_relatives = 6
+allowed_relations = ["SPOUSE", "PARENT", "CHILD", "GRANDPARENT"]
+[[provinces.hebei.policies]]
+effective_from = 2027-01-01
+max_relatives = 8
+cross_city = true
+cross_province = true
+""",
+        encoding="utf-8",
+    )
+    settings = Settings.load(config, environ={"GONGJI_JWT_SECRET": "s" * 40})
+    assert settings.data_dir == Path("state")
+    assert settings.auth.secret == "s" * 40
+    assert settings.auth.issuer == "test"
+    henan = settings.provinces["henan"]
+    assert henan.timeout == 1.5
+    assert henan.policy_overrides["max_relatives"] == 6
+    (future,) = settings.provinces["hebei"].extra_policies
+    assert future.cross_province
+    assert future.effective_from == dt.date(2027, 1, 1)
+    assert Relation.GRANDPARENT in Policy(effective_from=dt.date(2023, 1, 1)).with_changes(
+        allowed_relations=["GRANDPARENT"]
+    ).allowed_relations
+
+
+def test_unknown_province_settings_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text('[provinces.hebei]\nbase_ulr = "http://typo"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="base_ulr"):
+        Settings.load(config, environ={})
+
+
+def test_two_adapters_may_not_claim_the_same_province() -> None:
+    class Fake:
+        code = "13"
+
+    with pytest.raises(ValueError, match="13"):
+        Provinces([Fake(), Fake()])  # type: ignore[list-item]
