@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from gateway.cli import main
+from gateway.config import AuthSettings
+from gateway.schema import schema
+
+
+def test_token_prints_a_jwt_for_the_id_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "13010220121212002x"]) == 0
+    token = capsys.readouterr().out.strip()
+    auth = AuthSettings()
+    claims = jwt.decode(token, auth.secret, algorithms=["HS256"], audience=auth.audience)
+    assert claims["sub"] == "13010220121212002X"
+    assert claims["iss"] == auth.issuer
+
+
+def test_token_refuses_an_invalid_id_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "130102197603150017"]) == 2
+    assert "not a valid ID number" in capsys.readouterr().err
+
+
+def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
+    assert main(["export-schema", "--output", str(tmp_path / "s.graphql")]) == 0
+    assert (tmp_path / "s.graphql").read_text("utf-8") == schema.as_str() + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Hebei sandbox over HTTP, and the gateway configured to reach it over HTTP."""
+    sandbox_port, gateway_port = _free_port(), _free_port()
+    config = tmp_path / "gongji.toml"
+    config.write_text(
+        f'[provinces.hebei]\nbase_url = "http://127.0.0.1:{sandbox_port}"\ntimeout = 3.0\n',
+        encoding="utf-8",
+    )
+    gongji = [sys.executable, "-m", "gateway.cli"]
+    procs = [
+        subprocess.Popen(
+            [*gongji, "sandbox", "hebei", "--port", str(sandbox_port), "--data-dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                *gongji,
+                "--config",
+                str(config),
+                "serve",
+                "--port",
+                str(gateway_port),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        _wait(f"http://127.0.0.1:{sandbox_port}/", procs[0])
+        _wait(f"http://127.0.0.1:{gateway_port}/healthz", procs[1])
+        yield f"http://127.0.0.1:{gateway_port}", tmp_path
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_the_gateway_reaches_a_province_served_over_http(
+    servers: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, data_dir = servers
+    main(["token", "130102197603150016"])
+    token = capsys.readouterr().out.strip()
+    answer = httpx.post(
+        f"{url}/graphql",
+        json={"query": "{ me { name account { balance } province { code } } }"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    assert answer == {
+        "data": {
+            "me": {"name": "王建国", "account": {"balance": "3200.00"}, "province": {"code": "13"}}
+        }
+    }
+    assert (data_dir / "sandbox" / "hebei.sqlite3").exists()
+    assert (data_dir / "gateway.sqlite3").exists()
