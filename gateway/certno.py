@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+_EARLIEST_BIRTH = dt.date(1900, 1, 1)
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 
@@ -17,7 +18,8 @@ def is_valid(cert_no: str) -> bool:
     """Whether ``cert_no`` is a well-formed 18-character ID number: length, date, check."""
     if len(cert_no) != 18 or not cert_no[:17].isascii() or not cert_no[:17].isdigit():
         return False
-    if birth_date(cert_no) is None:
+    born = birth_date(cert_no)
+    if born is None or not _EARLIEST_BIRTH <= born <= dt.date.today():
         return False
     return cert_no[17].upper() == check_character(cert_no[:17])
 

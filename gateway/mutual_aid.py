@@ -126,7 +126,8 @@ class MutualAid:
         binding, adapter = found
         if binding.status is not BindingStatus.PENDING_CONFIRMATION:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        return _outcome(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
+        result = await adapter.respond(binding.id, actor=actor, accept=accept)
+        return _outcome(result, adapter, field="bindingId")
 
     async def unbind(self, actor: str, binding_id: str) -> Outcome:
         found = await self._find(actor, binding_id)
@@ -135,7 +136,7 @@ class MutualAid:
         binding, adapter = found
         if not binding.status.is_live:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        return _outcome(await adapter.unbind(binding.id, actor=actor), adapter)
+        return _outcome(await adapter.unbind(binding.id, actor=actor), adapter, field="bindingId")
 
     async def bindings_of(self, cert_no: str) -> list[tuple[Binding, ProvinceAdapter]]:
         """Every binding the person takes part in, from each province that may hold one.
@@ -168,7 +169,10 @@ class MutualAid:
         return None
 
 
-def _outcome(result: Binding | Refusal, adapter: ProvinceAdapter) -> Outcome:
+def _outcome(
+    result: Binding | Refusal, adapter: ProvinceAdapter, *, field: str | None = None
+) -> Outcome:
+    """``field`` names the input at fault when the province's refusal names none."""
     if isinstance(result, Refusal):
-        return Outcome(errors=(result,))
+        return Outcome(errors=(Refusal(result.code, result.field or field),))
     return Outcome(binding=result, adapter=adapter)

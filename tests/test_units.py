@@ -24,6 +24,8 @@ def test_every_roster_id_number_is_valid() -> None:
         "13010219760315001",  # 17 characters
         "1301021976031500167",  # 19 characters
         "130102197602300016",  # February 30th
+        "130602209901010014",  # born in 2099
+        "130602000101010019",  # born in year 1
         "130102197603150017",  # wrong check character
         "13010219760315001X",  # X where 6 belongs
         "1301021976031５0016",  # a full-width digit
@@ -118,9 +120,12 @@ cross_province = true
     (future,) = settings.provinces["hebei"].extra_policies
     assert future.cross_province
     assert future.effective_from == dt.date(2027, 1, 1)
-    assert Relation.GRANDPARENT in Policy(effective_from=dt.date(2023, 1, 1)).with_changes(
-        allowed_relations=["GRANDPARENT"]
-    ).allowed_relations
+    assert (
+        Relation.GRANDPARENT
+        in Policy(effective_from=dt.date(2023, 1, 1))
+        .with_changes(allowed_relations=["GRANDPARENT"])
+        .allowed_relations
+    )
 
 
 def test_unknown_province_settings_are_refused(tmp_path: Path) -> None:
