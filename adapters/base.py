@@ -26,7 +26,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
@@ -51,6 +51,8 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "parse_money",
+    "text",
 ]
 
 
@@ -120,7 +122,11 @@ class RefusalCode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An expected "no" from a province (or from the gateway's early checks)."""
+    """An expected "no" from a province (or from the gateway's early checks).
+
+    Adapters give only the ``code``; the gateway knows which input ``field`` of
+    the operation a code points at.
+    """
 
     code: RefusalCode
     field: str | None = None
@@ -385,7 +391,9 @@ class ProvinceAdapter(abc.ABC):
             response = await self.client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{method} {url}: {exc!r}", province=self.code) from exc
-        except httpx.TransportError as exc:
+        except httpx.DecodingError as exc:  # a body we cannot even decompress or decode
+            raise UpstreamContractError(f"{method} {url}: {exc!r}", province=self.code) from exc
+        except httpx.HTTPError as exc:  # connection faults, protocol errors, redirect loops
             raise UpstreamUnavailable(f"{method} {url}: {exc!r}", province=self.code) from exc
         if response.status_code >= 500:
             raise UpstreamUnavailable(
@@ -401,17 +409,24 @@ class ProvinceAdapter(abc.ABC):
         except UpstreamError:
             raise
         except (
-            KeyError,
-            IndexError,
+            LookupError,  # KeyError, IndexError, an unknown text encoding
             TypeError,
             ValueError,
             AttributeError,
-            InvalidOperation,
+            ArithmeticError,  # decimal.InvalidOperation
+            RecursionError,  # absurdly nested JSON
         ) as exc:
             raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
 
     def _contract_error(self, what: str) -> UpstreamContractError:
         return UpstreamContractError(what, province=self.code)
+
+
+def text(value: object) -> str:
+    """A dialect's text field, checked to be a string (use inside `_reading`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r}")
+    return value
 
 
 def parse_money(value: object) -> Decimal:

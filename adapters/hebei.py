@@ -23,6 +23,7 @@ from adapters.base import (
     RefusalCode,
     Relation,
     parse_money,
+    text,
 )
 
 _PATH = "/fsi/api/rsfComIfsService/callService"
@@ -51,20 +52,20 @@ _MULAID_STAS = {
     "2": BindingStatus.DECLINED,
     "9": BindingStatus.UNBOUND,
 }
-_REFUSALS: dict[int, Refusal] = {
-    2001: Refusal(RefusalCode.PERSON_NOT_FOUND, "beneficiaryCertNo"),
-    2002: Refusal(RefusalCode.PERSON_INFO_MISMATCH, "beneficiaryName"),
-    2003: Refusal(RefusalCode.NOT_EMPLOYEE_INSURED),
-    2004: Refusal(RefusalCode.BENEFICIARY_NOT_INSURED, "beneficiaryCertNo"),
-    2005: Refusal(RefusalCode.RELATION_NOT_ALLOWED, "relation"),
-    2006: Refusal(RefusalCode.RELATION_NOT_VERIFIED, "relation"),
-    2007: Refusal(RefusalCode.CROSS_AREA_NOT_ALLOWED, "beneficiaryCertNo"),
-    2008: Refusal(RefusalCode.BINDING_LIMIT_REACHED),
-    2009: Refusal(RefusalCode.ALREADY_BOUND, "beneficiaryCertNo"),
-    2010: Refusal(RefusalCode.DUPLICATE_BINDING, "beneficiaryCertNo"),
-    2011: Refusal(RefusalCode.COMMITMENT_REQUIRED, "commitmentSigned"),
-    2012: Refusal(RefusalCode.FORBIDDEN),
-    2013: Refusal(RefusalCode.INVALID_BINDING_STATE),
+_REFUSALS: dict[int, RefusalCode] = {
+    2001: RefusalCode.PERSON_NOT_FOUND,
+    2002: RefusalCode.PERSON_INFO_MISMATCH,
+    2003: RefusalCode.NOT_EMPLOYEE_INSURED,
+    2004: RefusalCode.BENEFICIARY_NOT_INSURED,
+    2005: RefusalCode.RELATION_NOT_ALLOWED,
+    2006: RefusalCode.RELATION_NOT_VERIFIED,
+    2007: RefusalCode.CROSS_AREA_NOT_ALLOWED,
+    2008: RefusalCode.BINDING_LIMIT_REACHED,
+    2009: RefusalCode.ALREADY_BOUND,
+    2010: RefusalCode.DUPLICATE_BINDING,
+    2011: RefusalCode.COMMITMENT_REQUIRED,
+    2012: RefusalCode.FORBIDDEN,
+    2013: RefusalCode.INVALID_BINDING_STATE,
 }
 
 
@@ -108,10 +109,10 @@ class HebeiAdapter(ProvinceAdapter):
     async def _write(self, infno: str, data: Any) -> Binding | Refusal:
         infcode, output = await self._service(infno, data)
         if infcode != 0:
-            refusal = _REFUSALS.get(infcode)
-            if refusal is None:
+            refused = _REFUSALS.get(infcode)
+            if refused is None:
                 raise self._contract_error(f"infno {infno}: unknown infcode {infcode}")
-            return refusal
+            return Refusal(refused)
         with self._reading(f"infno {infno}"):
             return _binding(output["mulaid"])
 
@@ -124,10 +125,10 @@ class HebeiAdapter(ProvinceAdapter):
             for item in output["psn_list"]:
                 base, insu = item["baseinfo"], item["insuinfo"][0]
                 balance = insu["balc"]
-                found[base["certno"]] = Person(
-                    cert_no=base["certno"],
-                    name=base["psn_name"],
-                    area=Area(insu["insuplc_admdvs"], insu["insuplc_admdvs_name"]),
+                found[text(base["certno"])] = Person(
+                    cert_no=text(base["certno"]),
+                    name=text(base["psn_name"]),
+                    area=Area(text(insu["insuplc_admdvs"]), text(insu["insuplc_admdvs_name"])),
                     insurance_type=_INSUTYPE[insu["insutype"]],
                     insurance_status=_INSU_STAS[insu["psn_insu_stas"]],
                     balance=None if balance is None else parse_money(balance),
@@ -139,7 +140,7 @@ class HebeiAdapter(ProvinceAdapter):
         output = await self._ok("2701", {"certno": cert_no})
         with self._reading("infno 2701"):
             return [
-                CivilRelative(r["certno"], r["psn_name"], _RELATION[r["rlts_type"]])
+                CivilRelative(text(r["certno"]), text(r["psn_name"]), _RELATION[r["rlts_type"]])
                 for r in output["rltv_list"]
             ]
 
@@ -168,12 +169,12 @@ class HebeiAdapter(ProvinceAdapter):
 
 def _binding(raw: dict[str, Any]) -> Binding:
     return Binding(
-        id=raw["mulaid_id"],
-        authorizer=Party(raw["auth_certno"], raw["auth_psn_name"]),
-        beneficiary=Party(raw["bene_certno"], raw["bene_psn_name"]),
+        id=text(raw["mulaid_id"]),
+        authorizer=Party(text(raw["auth_certno"]), text(raw["auth_psn_name"])),
+        beneficiary=Party(text(raw["bene_certno"]), text(raw["bene_psn_name"])),
         relation=_RELATION[raw["rlts_type"]],
         status=_MULAID_STAS[raw["mulaid_stas"]],
-        created_at=dt.datetime.strptime(raw["crte_time"], "%Y-%m-%d %H:%M:%S").replace(
+        created_at=dt.datetime.strptime(text(raw["crte_time"]), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=dt.UTC
         ),
     )

@@ -88,20 +88,20 @@ _ZT = {
     "03": BindingStatus.DECLINED,
     "04": BindingStatus.UNBOUND,
 }
-_REFUSALS: dict[str, Refusal] = {
-    "E101": Refusal(RefusalCode.PERSON_NOT_FOUND, "beneficiaryCertNo"),
-    "E102": Refusal(RefusalCode.PERSON_INFO_MISMATCH, "beneficiaryName"),
-    "E103": Refusal(RefusalCode.NOT_EMPLOYEE_INSURED),
-    "E104": Refusal(RefusalCode.BENEFICIARY_NOT_INSURED, "beneficiaryCertNo"),
-    "E105": Refusal(RefusalCode.RELATION_NOT_ALLOWED, "relation"),
-    "E106": Refusal(RefusalCode.RELATION_NOT_VERIFIED, "relation"),
-    "E107": Refusal(RefusalCode.CROSS_AREA_NOT_ALLOWED, "beneficiaryCertNo"),
-    "E108": Refusal(RefusalCode.BINDING_LIMIT_REACHED),
-    "E109": Refusal(RefusalCode.ALREADY_BOUND, "beneficiaryCertNo"),
-    "E110": Refusal(RefusalCode.DUPLICATE_BINDING, "beneficiaryCertNo"),
-    "E111": Refusal(RefusalCode.COMMITMENT_REQUIRED, "commitmentSigned"),
-    "E112": Refusal(RefusalCode.FORBIDDEN),
-    "E113": Refusal(RefusalCode.INVALID_BINDING_STATE),
+_REFUSALS: dict[str, RefusalCode] = {
+    "E101": RefusalCode.PERSON_NOT_FOUND,
+    "E102": RefusalCode.PERSON_INFO_MISMATCH,
+    "E103": RefusalCode.NOT_EMPLOYEE_INSURED,
+    "E104": RefusalCode.BENEFICIARY_NOT_INSURED,
+    "E105": RefusalCode.RELATION_NOT_ALLOWED,
+    "E106": RefusalCode.RELATION_NOT_VERIFIED,
+    "E107": RefusalCode.CROSS_AREA_NOT_ALLOWED,
+    "E108": RefusalCode.BINDING_LIMIT_REACHED,
+    "E109": RefusalCode.ALREADY_BOUND,
+    "E110": RefusalCode.DUPLICATE_BINDING,
+    "E111": RefusalCode.COMMITMENT_REQUIRED,
+    "E112": RefusalCode.FORBIDDEN,
+    "E113": RefusalCode.INVALID_BINDING_STATE,
 }
 
 
@@ -166,7 +166,7 @@ class HenanAdapter(ProvinceAdapter):
     async def _write(self, service: str, fields: Sequence[tuple[str, str]]) -> Binding | Refusal:
         retcode, body = await self._service(service, fields)
         if retcode != _OK:
-            return _REFUSALS[retcode]
+            return Refusal(_REFUSALS[retcode])
         with self._reading(f"service {service}"):
             found = body.findall("binding")
             if len(found) != 1:

@@ -28,6 +28,7 @@ from adapters.base import (
     RefusalCode,
     Relation,
     parse_money,
+    text,
 )
 
 _BASE = "/api/v1"
@@ -57,20 +58,20 @@ _STATE = {
     "REJECTED": BindingStatus.DECLINED,
     "CANCELLED": BindingStatus.UNBOUND,
 }
-_REFUSALS: dict[int, Refusal] = {
-    40001: Refusal(RefusalCode.PERSON_NOT_FOUND, "beneficiaryCertNo"),
-    40002: Refusal(RefusalCode.PERSON_INFO_MISMATCH, "beneficiaryName"),
-    40003: Refusal(RefusalCode.NOT_EMPLOYEE_INSURED),
-    40004: Refusal(RefusalCode.BENEFICIARY_NOT_INSURED, "beneficiaryCertNo"),
-    40005: Refusal(RefusalCode.RELATION_NOT_ALLOWED, "relation"),
-    40006: Refusal(RefusalCode.RELATION_NOT_VERIFIED, "relation"),
-    40007: Refusal(RefusalCode.CROSS_AREA_NOT_ALLOWED, "beneficiaryCertNo"),
-    40008: Refusal(RefusalCode.BINDING_LIMIT_REACHED),
-    40009: Refusal(RefusalCode.ALREADY_BOUND, "beneficiaryCertNo"),
-    40010: Refusal(RefusalCode.DUPLICATE_BINDING, "beneficiaryCertNo"),
-    40011: Refusal(RefusalCode.COMMITMENT_REQUIRED, "commitmentSigned"),
-    40012: Refusal(RefusalCode.FORBIDDEN),
-    40013: Refusal(RefusalCode.INVALID_BINDING_STATE),
+_REFUSALS: dict[int, RefusalCode] = {
+    40001: RefusalCode.PERSON_NOT_FOUND,
+    40002: RefusalCode.PERSON_INFO_MISMATCH,
+    40003: RefusalCode.NOT_EMPLOYEE_INSURED,
+    40004: RefusalCode.BENEFICIARY_NOT_INSURED,
+    40005: RefusalCode.RELATION_NOT_ALLOWED,
+    40006: RefusalCode.RELATION_NOT_VERIFIED,
+    40007: RefusalCode.CROSS_AREA_NOT_ALLOWED,
+    40008: RefusalCode.BINDING_LIMIT_REACHED,
+    40009: RefusalCode.ALREADY_BOUND,
+    40010: RefusalCode.DUPLICATE_BINDING,
+    40011: RefusalCode.COMMITMENT_REQUIRED,
+    40012: RefusalCode.FORBIDDEN,
+    40013: RefusalCode.INVALID_BINDING_STATE,
 }
 
 
@@ -114,10 +115,10 @@ class JiangsuAdapter(ProvinceAdapter):
     async def _write(self, url: str, body: dict[str, Any]) -> Binding | Refusal:
         code, data = await self._request("POST", url, json=body)
         if code != 0:
-            refusal = _REFUSALS.get(code)
-            if refusal is None:
+            refused = _REFUSALS.get(code)
+            if refused is None:
                 raise self._contract_error(f"POST {url}: unknown code {code}")
-            return refusal
+            return Refusal(refused)
         with self._reading(f"POST {url}"):
             return _binding(data)
 
@@ -131,9 +132,9 @@ class JiangsuAdapter(ProvinceAdapter):
             for item in data:
                 area, balance = item["insuredArea"], item["accountBalance"]
                 person = Person(
-                    cert_no=_str(item["certNo"]),
-                    name=_str(item["name"]),
-                    area=Area(_str(area["code"]), _str(area["name"])),
+                    cert_no=text(item["certNo"]),
+                    name=text(item["name"]),
+                    area=Area(text(area["code"]), text(area["name"])),
                     insurance_type=_INSURANCE_TYPE[item["insuranceType"]],
                     insurance_status=_INSURANCE_STATUS[item["insuranceStatus"]],
                     balance=None if balance is None else parse_money(balance),
@@ -147,7 +148,7 @@ class JiangsuAdapter(ProvinceAdapter):
         data = await self._ok("GET", url)
         with self._reading(f"GET {url}"):
             return [
-                CivilRelative(_str(r["certNo"]), _str(r["name"]), _RELATION[r["relation"]])
+                CivilRelative(text(r["certNo"]), text(r["name"]), _RELATION[r["relation"]])
                 for r in data
             ]
 
@@ -179,21 +180,15 @@ class JiangsuAdapter(ProvinceAdapter):
         return await self._write(url, {"certNo": actor, "accept": accept})
 
 
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"not a string: {value!r}")
-    return value
-
-
 def _binding(raw: Any) -> Binding:
-    created = dt.datetime.fromisoformat(_str(raw["createdAt"]))
+    created = dt.datetime.fromisoformat(text(raw["createdAt"]))
     if created.tzinfo is None:
         raise ValueError(f"createdAt without offset: {raw['createdAt']!r}")
     authorizer, beneficiary = raw["authorizer"], raw["beneficiary"]
     return Binding(
-        id=_str(raw["authId"]),
-        authorizer=Party(_str(authorizer["certNo"]), _str(authorizer["name"])),
-        beneficiary=Party(_str(beneficiary["certNo"]), _str(beneficiary["name"])),
+        id=text(raw["authId"]),
+        authorizer=Party(text(authorizer["certNo"]), text(authorizer["name"])),
+        beneficiary=Party(text(beneficiary["certNo"]), text(beneficiary["name"])),
         relation=_RELATION[raw["relation"]],
         status=_STATE[raw["state"]],
         created_at=created,

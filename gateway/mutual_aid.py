@@ -27,6 +27,21 @@ from gateway.provinces import Provinces
 
 BINDING_KIND = "MutualAidBinding"
 
+# The input of `bindMutualAid` each refusal points at (none: the caller's own state).
+_BIND_FIELDS: dict[RefusalCode, str] = {
+    RefusalCode.INVALID_CERT_NO: "beneficiaryCertNo",
+    RefusalCode.PERSON_NOT_FOUND: "beneficiaryCertNo",
+    RefusalCode.PERSON_INFO_MISMATCH: "beneficiaryName",
+    RefusalCode.BENEFICIARY_NOT_INSURED: "beneficiaryCertNo",
+    RefusalCode.RELATION_NOT_ALLOWED: "relation",
+    RefusalCode.RELATION_NOT_VERIFIED: "relation",
+    RefusalCode.CROSS_AREA_NOT_ALLOWED: "beneficiaryCertNo",
+    RefusalCode.CROSS_PROVINCE_NOT_ALLOWED: "beneficiaryCertNo",
+    RefusalCode.ALREADY_BOUND: "beneficiaryCertNo",
+    RefusalCode.DUPLICATE_BINDING: "beneficiaryCertNo",
+    RefusalCode.COMMITMENT_REQUIRED: "commitmentSigned",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class BindInput:
@@ -45,8 +60,13 @@ class Outcome:
     errors: Sequence[Refusal] = ()
 
     @classmethod
-    def refused(cls, code: RefusalCode, field: str | None = None) -> Outcome:
+    def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
         return cls(errors=(Refusal(code, field),))
+
+
+def _refused(code: RefusalCode) -> Outcome:
+    """A refusal of `bindMutualAid`, pointing at the input it concerns."""
+    return Outcome.refused(code, _BIND_FIELDS.get(code))
 
 
 class MutualAid:
@@ -57,30 +77,30 @@ class MutualAid:
     async def bind(self, authorizer: str, given: BindInput) -> Outcome:
         beneficiary = normalize(given.beneficiary_cert_no)
         if not is_valid(beneficiary):
-            return Outcome.refused(RefusalCode.INVALID_CERT_NO, "beneficiaryCertNo")
+            return _refused(RefusalCode.INVALID_CERT_NO)
         if beneficiary == authorizer:
             return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "beneficiaryCertNo")
         people = await self._directory.locate([authorizer, beneficiary])
         if authorizer not in people:
-            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND)
+            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
         if beneficiary not in people:
-            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, "beneficiaryCertNo")
+            return _refused(RefusalCode.PERSON_NOT_FOUND)
         auth, bene = people[authorizer], people[beneficiary]
         adapter = auth.adapter
         policy = adapter.policy()
         if bene.person.name != given.beneficiary_name.strip():
-            return Outcome.refused(RefusalCode.PERSON_INFO_MISMATCH, "beneficiaryName")
+            return _refused(RefusalCode.PERSON_INFO_MISMATCH)
         if not auth.person.is_employee:
-            return Outcome.refused(RefusalCode.NOT_EMPLOYEE_INSURED)
+            return _refused(RefusalCode.NOT_EMPLOYEE_INSURED)
         if not bene.person.is_in_force:
-            return Outcome.refused(RefusalCode.BENEFICIARY_NOT_INSURED, "beneficiaryCertNo")
+            return _refused(RefusalCode.BENEFICIARY_NOT_INSURED)
         if bene.adapter.code != adapter.code:
             if not policy.cross_province:
-                return Outcome.refused(RefusalCode.CROSS_PROVINCE_NOT_ALLOWED, "beneficiaryCertNo")
+                return _refused(RefusalCode.CROSS_PROVINCE_NOT_ALLOWED)
         elif bene.person.area.code != auth.person.area.code and not policy.cross_city:
-            return Outcome.refused(RefusalCode.CROSS_AREA_NOT_ALLOWED, "beneficiaryCertNo")
+            return _refused(RefusalCode.CROSS_AREA_NOT_ALLOWED)
         if given.relation not in policy.allowed_relations:
-            return Outcome.refused(RefusalCode.RELATION_NOT_ALLOWED, "relation")
+            return _refused(RefusalCode.RELATION_NOT_ALLOWED)
 
         civil, existing = await asyncio.gather(
             adapter.relatives(authorizer), adapter.bindings_of([authorizer, beneficiary])
@@ -88,25 +108,25 @@ class MutualAid:
         actual = next((r.relation for r in civil if r.cert_no == beneficiary), None)
         if actual is not given.relation:
             if actual is not None and actual not in policy.allowed_relations:
-                return Outcome.refused(RefusalCode.RELATION_NOT_ALLOWED, "relation")
-            return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "relation")
+                return _refused(RefusalCode.RELATION_NOT_ALLOWED)
+            return _refused(RefusalCode.RELATION_NOT_VERIFIED)
         if policy.commitment_required and not given.commitment_signed:
-            return Outcome.refused(RefusalCode.COMMITMENT_REQUIRED, "commitmentSigned")
+            return _refused(RefusalCode.COMMITMENT_REQUIRED)
 
         live = [b for b in existing if b.status.is_live]
         if any(
             b.authorizer.cert_no == authorizer and b.beneficiary.cert_no == beneficiary
             for b in live
         ):
-            return Outcome.refused(RefusalCode.DUPLICATE_BINDING, "beneficiaryCertNo")
+            return _refused(RefusalCode.DUPLICATE_BINDING)
         if policy.single_binding and any(
             b.beneficiary.cert_no in (authorizer, beneficiary)
             or b.authorizer.cert_no == beneficiary
             for b in live
         ):
-            return Outcome.refused(RefusalCode.ALREADY_BOUND, "beneficiaryCertNo")
+            return _refused(RefusalCode.ALREADY_BOUND)
         if sum(b.authorizer.cert_no == authorizer for b in live) >= policy.max_relatives:
-            return Outcome.refused(RefusalCode.BINDING_LIMIT_REACHED)
+            return _refused(RefusalCode.BINDING_LIMIT_REACHED)
 
         result = await adapter.bind(
             BindRequest(
@@ -117,7 +137,9 @@ class MutualAid:
                 commitment_signed=given.commitment_signed,
             )
         )
-        return _outcome(result, adapter)
+        if isinstance(result, Refusal):
+            return _refused(result.code)
+        return Outcome(binding=result, adapter=adapter)
 
     async def respond(self, actor: str, binding_id: str, *, accept: bool) -> Outcome:
         found = await self._find(actor, binding_id)
@@ -126,8 +148,7 @@ class MutualAid:
         binding, adapter = found
         if binding.status is not BindingStatus.PENDING_CONFIRMATION:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        result = await adapter.respond(binding.id, actor=actor, accept=accept)
-        return _outcome(result, adapter, field="bindingId")
+        return _acted(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
 
     async def unbind(self, actor: str, binding_id: str) -> Outcome:
         found = await self._find(actor, binding_id)
@@ -136,7 +157,7 @@ class MutualAid:
         binding, adapter = found
         if not binding.status.is_live:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        return _outcome(await adapter.unbind(binding.id, actor=actor), adapter, field="bindingId")
+        return _acted(await adapter.unbind(binding.id, actor=actor), adapter)
 
     async def bindings_of(self, cert_no: str) -> list[tuple[Binding, ProvinceAdapter]]:
         """Every binding the person takes part in, from each province that may hold one.
@@ -169,10 +190,8 @@ class MutualAid:
         return None
 
 
-def _outcome(
-    result: Binding | Refusal, adapter: ProvinceAdapter, *, field: str | None = None
-) -> Outcome:
-    """``field`` names the input at fault when the province's refusal names none."""
+def _acted(result: Binding | Refusal, adapter: ProvinceAdapter) -> Outcome:
+    """The outcome of acting on an existing binding: refusals concern ``bindingId``."""
     if isinstance(result, Refusal):
-        return Outcome(errors=(Refusal(result.code, result.field or field),))
+        return Outcome.refused(result.code, "bindingId")
     return Outcome(binding=result, adapter=adapter)

@@ -1,0 +1,555 @@
+"""One conformance suite, run against every province adapter wired by respx to its own sandbox.
+
+The provinces come from the ``gongji.adapters`` entry points (and the sandbox of the same name
+from ``gongji.sandboxes``). Each scenario's people are picked from the roster by the adapter's
+area-code prefix and declared policy; a scenario the roster cannot stage in a province is not
+generated for it. The civil record is the roster's relations as the sandbox derives them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib.metadata import entry_points
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from adapters.base import (
+    Area,
+    Binding,
+    BindingStatus,
+    BindRequest,
+    CivilRelative,
+    InsuranceStatus,
+    InsuranceType,
+    Party,
+    Policy,
+    ProvinceAdapter,
+    Refusal,
+    RefusalCode,
+    Relation,
+    UpstreamContractError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    policy_in_force,
+)
+from sandbox.engine import ProvinceRules, derive_relations
+from tests.conftest import PEOPLE, ROSTER
+
+Row = dict[str, Any]
+BASE_URL = "http://province.test"
+# One TLS context for every client: building one per client costs ~20 ms (never used: all mocked).
+TLS = ssl.create_default_context()
+ADAPTERS: dict[str, type[ProvinceAdapter]] = {
+    ep.name: ep.load() for ep in entry_points(group="gongji.adapters")
+}
+SANDBOXES = {ep.name: ep for ep in entry_points(group="gongji.sandboxes")}
+NAMES = sorted(ADAPTERS)
+BY_CERT: dict[str, Row] = {p["certNo"]: p for p in PEOPLE.values()}
+CIVIL: dict[tuple[str, str], Relation] = {
+    (subject, relative): Relation(relation)
+    for subject, relative, relation in sorted(derive_relations(ROSTER["relations"]))
+}
+SPOUSE, IN_LAW = Relation.SPOUSE, Relation.PARENT_IN_LAW
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An authorizer, a relative and the relation claimed between them."""
+
+    authorizer: Row
+    beneficiary: Row
+    relation: Relation
+
+    def request(self, *, name: str | None = None, signed: bool = True) -> BindRequest:
+        a, b = self.authorizer, self.beneficiary
+        return BindRequest(a["certNo"], b["certNo"], name or b["name"], self.relation, signed)
+
+
+# -- roster data per province: what a scenario needs, found by area-code prefix and policy --
+
+
+def insured(code: str) -> list[Row]:
+    return [p for p in PEOPLE.values() if p["insuredArea"].startswith(code)]
+
+
+def bindable(code: str, policy: Policy, authorizer: Row, beneficiary: Row) -> bool:
+    """Whether the province would bind these two, their relation apart."""
+    return (
+        authorizer["insuranceType"] == "EMPLOYEE"
+        and authorizer["insuredArea"].startswith(code)
+        and beneficiary["insuredArea"].startswith(code)
+        and beneficiary["insuranceStatus"] == "ACTIVE"
+        and (policy.cross_city or authorizer["insuredArea"] == beneficiary["insuredArea"])
+    )
+
+
+def civil_pairs(code: str, policy: Policy) -> list[Pair]:
+    """Relatives on the civil record whom the province would bind, their relation apart."""
+    return [
+        Pair(me, other, CIVIL[me["certNo"], other["certNo"]])
+        for me in insured(code)
+        for other in PEOPLE.values()
+        if (me["certNo"], other["certNo"]) in CIVIL and bindable(code, policy, me, other)
+    ]
+
+
+def family(code: str, policy: Policy) -> list[Pair]:
+    return [c for c in civil_pairs(code, policy) if c.relation in policy.allowed_relations]
+
+
+def cases(keep: Callable[[Pair, Policy], bool]) -> list[Any]:
+    """(province, the first pair of its roster data that ``keep`` wants) as pytest params."""
+    params = []
+    for name in NAMES:
+        policy = policy_of(name)
+        found = [c for c in civil_pairs(ADAPTERS[name].code, policy) if keep(c, policy)]
+        for c in found[:1]:
+            label = f"{name}-{c.authorizer['key']}-{c.beneficiary['key']}"
+            params.append(pytest.param(name, c, id=label))
+    return params
+
+
+def crowded_families() -> list[Any]:
+    """(province, an authorizer's bindable relatives, where they outnumber the cap)."""
+    params = []
+    for name in NAMES:
+        policy = policy_of(name)
+        found = family(ADAPTERS[name].code, policy)
+        for me in insured(ADAPTERS[name].code):
+            group = [c for c in found if c.authorizer is me]
+            if len(group) > policy.max_relatives:
+                label = f"{name}-{me['key']}-{len(group)}-relatives"
+                params.append(pytest.param(name, group, id=label))
+    return params
+
+
+def policy_of(name: str) -> Policy:
+    return policy_in_force(ADAPTERS[name].policies, dt.date.today())
+
+
+def provinces(where: Callable[[Policy], bool]) -> list[str]:
+    return [name for name in NAMES if where(policy_of(name))]
+
+
+# -- fixtures -------------------------------------------------------------------------
+
+
+@dataclass
+class Province:
+    adapter: ProvinceAdapter
+    rules: ProvinceRules
+    router: respx.MockRouter
+    sandbox: respx.Route  # the catch-all route forwarding to the sandbox app
+
+    @property
+    def code(self) -> str:
+        return self.adapter.code
+
+    @property
+    def requests(self) -> int:
+        return self.router.calls.call_count
+
+
+@pytest.fixture(params=NAMES)
+async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
+    factory = SANDBOXES[request.param].load()
+    app = factory()
+    rules: ProvinceRules = importlib.import_module(factory.__module__).RULES
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(base_url=BASE_URL, timeout=2.0, verify=TLS) as client,
+        respx.mock(base_url=BASE_URL, assert_all_called=False) as router,
+    ):
+        route = router.route(name="sandbox").mock(side_effect=respx.ASGIHandler(app))
+        yield Province(ADAPTERS[request.param](client), rules, router, route)
+
+
+@pytest.fixture
+def pair(province: Province) -> Pair:
+    """An employee and a relative they may bind (not a spouse: that may need confirming)."""
+    found = [
+        c for c in family(province.code, province.adapter.policy()) if c.relation is not SPOUSE
+    ]
+    assert found, f"the roster has no bindable non-spouse relative in {province.code}"
+    return found[0]
+
+
+@pytest.fixture
+def stranger(province: Province, pair: Pair) -> Row:
+    """Someone the pair's authorizer could bind but for not being related at all."""
+    me, policy = pair.authorizer, province.adapter.policy()
+    found = [
+        p
+        for p in insured(province.code)
+        if p is not me
+        and (me["certNo"], p["certNo"]) not in CIVIL
+        and bindable(province.code, policy, me, p)
+    ]
+    assert found, f"the roster has no unrelated bindable person in {province.code}"
+    return found[0]
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+async def test_find_persons_returns_exactly_the_provinces_insured_people_in_one_request(
+    province: Province,
+) -> None:
+    found = await province.adapter.find_persons([p["certNo"] for p in PEOPLE.values()])
+    assert province.requests == 1
+    assert set(found) == {p["certNo"] for p in insured(province.code)}
+    codes = tuple(cls.code for cls in ADAPTERS.values())
+    outsiders = {p["certNo"] for p in PEOPLE.values() if not p["insuredArea"].startswith(codes)}
+    assert outsiders
+    assert not outsiders & set(found)
+
+
+async def test_find_persons_reads_name_area_insurance_and_a_two_place_balance(
+    province: Province,
+) -> None:
+    people = insured(province.code)
+    found = await province.adapter.find_persons([p["certNo"] for p in people])
+    for row in people:
+        got = found[row["certNo"]]
+        assert (got.cert_no, got.name, got.phone) == (row["certNo"], row["name"], row["phone"])
+        assert got.area == Area(row["insuredArea"], row["insuredAreaName"])
+        assert got.insurance_type is InsuranceType(row["insuranceType"])
+        assert got.insurance_status is InsuranceStatus(row["insuranceStatus"])
+        if got.is_employee:
+            assert isinstance(got.balance, Decimal)
+            assert got.balance.as_tuple().exponent == -2
+            assert got.balance == Decimal(row["accountBalance"])
+        else:
+            assert got.balance is None
+
+
+async def test_asking_about_nobody_answers_empty_without_a_request(province: Province) -> None:
+    assert dict(await province.adapter.find_persons([])) == {}
+    assert list(await province.adapter.bindings_of([])) == []
+    assert province.requests == 0
+
+
+async def test_relatives_are_the_civil_record_of_every_insured_person(province: Province) -> None:
+    for row in insured(province.code):
+        got = await province.adapter.relatives(row["certNo"])
+        expected = {
+            CivilRelative(relative, BY_CERT[relative]["name"], relation)
+            for (subject, relative), relation in CIVIL.items()
+            if subject == row["certNo"]
+        }
+        assert len(got) == len(expected)
+        assert set(got) == expected
+
+
+# -- binding --------------------------------------------------------------------------
+
+
+async def test_binding_an_allowed_relative_returns_an_active_binding_between_them(
+    province: Province, pair: Pair
+) -> None:
+    binding = await province.adapter.bind(pair.request())
+    assert isinstance(binding, Binding)
+    assert binding.authorizer == Party(pair.authorizer["certNo"], pair.authorizer["name"])
+    assert binding.beneficiary == Party(pair.beneficiary["certNo"], pair.beneficiary["name"])
+    assert (binding.relation, binding.status) == (pair.relation, BindingStatus.ACTIVE)
+    assert abs(dt.datetime.now(dt.UTC) - binding.created_at) < dt.timedelta(minutes=1)
+
+
+async def test_a_binding_is_listed_from_either_side_in_one_request(
+    province: Province, pair: Pair
+) -> None:
+    binding = await province.adapter.bind(pair.request())
+    for sides in ([pair.authorizer], [pair.beneficiary], [pair.authorizer, pair.beneficiary]):
+        before = province.requests
+        assert list(await province.adapter.bindings_of([p["certNo"] for p in sides])) == [binding]
+        assert province.requests == before + 1
+
+
+@pytest.mark.parametrize(
+    ("province", "case"),
+    cases(lambda c, p: c.relation is SPOUSE and SPOUSE in p.allowed_relations),
+    indirect=["province"],
+)
+async def test_a_spouse_binding_waits_for_confirmation_exactly_where_the_policy_says(
+    province: Province, case: Pair
+) -> None:
+    binding = await province.adapter.bind(case.request())
+    assert isinstance(binding, Binding)
+    waits = province.adapter.policy().spouse_confirmation
+    assert binding.status is (BindingStatus.PENDING_CONFIRMATION if waits else BindingStatus.ACTIVE)
+
+
+@pytest.mark.parametrize(
+    ("province", "case"),
+    cases(lambda c, p: c.relation is SPOUSE and p.spouse_confirmation),
+    indirect=["province"],
+)
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [(True, BindingStatus.ACTIVE), (False, BindingStatus.DECLINED)],
+    ids=["accepts", "declines"],
+)
+async def test_only_the_spouse_answers_a_pending_binding_and_only_once(
+    province: Province, case: Pair, accept: bool, status: BindingStatus
+) -> None:
+    adapter, me, spouse = province.adapter, case.authorizer["certNo"], case.beneficiary["certNo"]
+    pending = await adapter.bind(case.request())
+    assert isinstance(pending, Binding)
+    forbidden = await adapter.respond(pending.id, actor=me, accept=accept)
+    assert forbidden == Refusal(RefusalCode.FORBIDDEN)
+    answered = await adapter.respond(pending.id, actor=spouse, accept=accept)
+    assert isinstance(answered, Binding)
+    assert (answered.id, answered.status) == (pending.id, status)
+    again = await adapter.respond(pending.id, actor=spouse, accept=accept)
+    assert again == Refusal(RefusalCode.INVALID_BINDING_STATE)
+    assert [b.status for b in await adapter.bindings_of([spouse])] == [status]
+
+
+@pytest.mark.parametrize("province", provinces(lambda p: not p.spouse_confirmation), indirect=True)
+async def test_respond_is_an_invalid_state_where_nobody_confirms(
+    province: Province, pair: Pair
+) -> None:
+    binding = await province.adapter.bind(pair.request())
+    assert isinstance(binding, Binding)
+    beneficiary = pair.beneficiary["certNo"]
+    answer = await province.adapter.respond(binding.id, actor=beneficiary, accept=True)
+    assert answer == Refusal(RefusalCode.INVALID_BINDING_STATE)
+
+
+# -- refusals -------------------------------------------------------------------------
+
+
+async def test_a_name_that_does_not_match_the_id_number_is_refused(
+    province: Province, pair: Pair
+) -> None:
+    refusal = await province.adapter.bind(pair.request(name="冒名者"))
+    assert refusal == Refusal(RefusalCode.PERSON_INFO_MISMATCH)
+
+
+async def test_binding_the_same_relative_twice_is_a_duplicate(
+    province: Province, pair: Pair
+) -> None:
+    assert isinstance(await province.adapter.bind(pair.request()), Binding)
+    refusal = await province.adapter.bind(pair.request())
+    assert refusal == Refusal(RefusalCode.DUPLICATE_BINDING)
+
+
+async def test_someone_not_on_the_civil_record_is_refused_as_unverified(
+    province: Province, pair: Pair, stranger: Row
+) -> None:
+    claim = Pair(pair.authorizer, stranger, pair.relation)
+    refusal = await province.adapter.bind(claim.request())
+    assert refusal == Refusal(RefusalCode.RELATION_NOT_VERIFIED)
+
+
+@pytest.mark.parametrize(
+    ("province", "case"),
+    cases(lambda c, p: c.relation is IN_LAW and IN_LAW not in p.allowed_relations),
+    indirect=["province"],
+)
+async def test_a_spouses_parent_is_on_the_civil_record_as_a_parent_in_law_but_cannot_be_bound(
+    province: Province, case: Pair
+) -> None:
+    relatives = await province.adapter.relatives(case.authorizer["certNo"])
+    in_law = case.beneficiary
+    assert CivilRelative(in_law["certNo"], in_law["name"], IN_LAW) in relatives
+    refusal = await province.adapter.bind(case.request())
+    assert refusal == Refusal(RefusalCode.RELATION_NOT_ALLOWED)
+
+
+@pytest.mark.parametrize("province", provinces(lambda p: p.commitment_required), indirect=True)
+async def test_an_unsigned_commitment_is_refused_where_the_policy_requires_one(
+    province: Province, pair: Pair
+) -> None:
+    refusal = await province.adapter.bind(pair.request(signed=False))
+    assert refusal == Refusal(RefusalCode.COMMITMENT_REQUIRED)
+
+
+@pytest.mark.parametrize("province", provinces(lambda p: not p.commitment_required), indirect=True)
+async def test_an_unsigned_commitment_is_no_obstacle_where_none_is_required(
+    province: Province, pair: Pair
+) -> None:
+    assert isinstance(await province.adapter.bind(pair.request(signed=False)), Binding)
+
+
+@pytest.mark.parametrize(("province", "case"), crowded_families(), indirect=["province"])
+async def test_one_relative_beyond_the_cap_is_refused(province: Province, case: list[Pair]) -> None:
+    cap = province.adapter.policy().max_relatives
+    for relative in case[:cap]:
+        assert isinstance(await province.adapter.bind(relative.request()), Binding)
+    refusal = await province.adapter.bind(case[cap].request())
+    assert refusal == Refusal(RefusalCode.BINDING_LIMIT_REACHED)
+
+
+async def test_the_authorizer_unbinds_once_and_a_second_unbind_is_an_invalid_state(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me = province.adapter, pair.authorizer["certNo"]
+    binding = await adapter.bind(pair.request())
+    assert isinstance(binding, Binding)
+    ended = await adapter.unbind(binding.id, actor=me)
+    assert isinstance(ended, Binding)
+    assert (ended.id, ended.status) == (binding.id, BindingStatus.UNBOUND)
+    again = await adapter.unbind(binding.id, actor=me)
+    assert again == Refusal(RefusalCode.INVALID_BINDING_STATE)
+    assert [b.status for b in await adapter.bindings_of([me])] == [BindingStatus.UNBOUND]
+
+
+async def test_nobody_but_the_authorizer_can_unbind(
+    province: Province, pair: Pair, stranger: Row
+) -> None:
+    binding = await province.adapter.bind(pair.request())
+    assert isinstance(binding, Binding)
+    for actor in (pair.beneficiary, stranger):
+        refusal = await province.adapter.unbind(binding.id, actor=actor["certNo"])
+        assert refusal == Refusal(RefusalCode.FORBIDDEN)
+    listed = await province.adapter.bindings_of([pair.authorizer["certNo"]])
+    assert [b.status for b in listed] == [BindingStatus.ACTIVE]
+
+
+async def test_the_declared_policy_agrees_with_the_sandboxs_own_rules(
+    province: Province,
+) -> None:
+    policy, rules = province.adapter.policy(), province.rules
+    assert rules.prefix == province.code
+    flags = ("max_relatives", "cross_city", "spouse_confirmation", "single_binding")
+    for flag in (*flags, "commitment_required"):
+        assert getattr(policy, flag) == getattr(rules, flag), flag
+    assert policy.allowed_relations == {Relation(r) for r in rules.allowed_relations}
+    assert not policy.cross_province  # a sandbox holds only its own province's insured
+
+
+# -- faults ---------------------------------------------------------------------------
+
+SOMEONE, OTHER = PEOPLE["hb_wang_jianguo"]["certNo"], PEOPLE["hb_wang_deming"]["certNo"]
+OPERATIONS: dict[str, Callable[[ProvinceAdapter], Awaitable[object]]] = {
+    "find_persons": lambda a: a.find_persons([SOMEONE, OTHER]),
+    "relatives": lambda a: a.relatives(SOMEONE),
+    "bindings_of": lambda a: a.bindings_of([SOMEONE]),
+    "bind": lambda a: a.bind(BindRequest(SOMEONE, OTHER, "王德明", Relation.PARENT, True)),
+    "unbind": lambda a: a.unbind("B00000001", actor=SOMEONE),
+    "respond": lambda a: a.respond("B00000001", actor=OTHER, accept=True),
+}
+CALLS = [
+    pytest.param(name, op, id=f"{name}-{op}")
+    for name in NAMES
+    for op in OPERATIONS
+    # respond makes a request only where the province confirms (the default refuses at once)
+    if op != "respond" or ADAPTERS[name].respond is not ProvinceAdapter.respond
+]
+
+
+def answer(status: int, body: bytes) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, content=body)
+
+
+MALFORMED: dict[str, tuple[int, bytes]] = {
+    "html": (200, b"<html>oops"),
+    "half-json": (200, b"{"),
+    "empty": (200, b""),
+    "json-of-another-shape": (200, b'{"unexpected": [1, 2]}'),
+    "json-null": (200, b"null"),
+    "truncated-xml": (200, b'<?xml version="1.0"?><response><head><retcode>0000</retcode>'),
+    "json-envelope-of-empty-records": (
+        200,
+        b'{"infcode": 0, "code": 0, "data": [{}], "output": {"psn_list": [{}],'
+        b' "rltv_list": [{}], "mulaid_list": [{}], "mulaid": {}}}',
+    ),
+    "xml-envelope-of-empty-records": (
+        200,
+        b"<response><head><retcode>0000</retcode></head>"
+        b"<body><person/><relative/><binding/></body></response>",
+    ),
+    "json-system-fault": (400, b'{"infcode": -1, "code": 40000, "data": null, "output": {}}'),
+    "xml-system-fault": (200, b"<response><head><retcode>9999</retcode></head><body/></response>"),
+    "not-found-page": (404, b"Not Found"),
+    "absurdly-nested-json": (200, b"[" * 100_000 + b"]" * 100_000),
+    "xml-in-an-unknown-encoding": (
+        200,
+        b"<?xml version='1.0' encoding='x-bogus'?><response><head><retcode>0000</retcode>"
+        b"</head><body/></response>",
+    ),
+    "numbers-where-text-belongs": (
+        200,
+        b'{"infcode": 0, "output": {"psn_list": [{"baseinfo": {"certno": 1, "psn_name": 2},'
+        b' "insuinfo": [{"insutype": "310", "psn_insu_stas": "1", "insuplc_admdvs": 3,'
+        b' "insuplc_admdvs_name": null, "balc": "1.00"}]}], "rltv_list":'
+        b' [{"certno": 1, "psn_name": 2, "rlts_type": "10"}], "mulaid_list": [{"mulaid_id": 1,'
+        b' "auth_certno": 1, "auth_psn_name": 2, "bene_certno": 3, "bene_psn_name": 4,'
+        b' "rlts_type": "10", "mulaid_stas": "1", "crte_time": "2026-11-23 12:00:00"}]}}',
+    ),
+}
+
+
+def broken_gzip(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, headers={"content-encoding": "gzip"}, content=b"not gzip at all")
+
+
+def endless_redirects(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(302, headers={"location": str(request.url)})
+
+
+FAULTS = [
+    pytest.param(answer(500, b""), UpstreamUnavailable, id="http-500"),
+    pytest.param(answer(503, b"busy"), UpstreamUnavailable, id="http-503"),
+    pytest.param(httpx.ReadTimeout, UpstreamTimeout, id="read-timeout"),
+    pytest.param(httpx.ConnectTimeout, UpstreamTimeout, id="connect-timeout"),
+    pytest.param(httpx.ConnectError, UpstreamUnavailable, id="connect-error"),
+    pytest.param(httpx.RemoteProtocolError, UpstreamUnavailable, id="connection-dropped"),
+    pytest.param(broken_gzip, UpstreamContractError, id="undecodable-body"),
+    pytest.param(endless_redirects, UpstreamUnavailable, id="redirect-loop"),
+    *(
+        pytest.param(answer(*reply), UpstreamContractError, id=label)
+        for label, reply in MALFORMED.items()
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "operation"), CALLS)
+@pytest.mark.parametrize(("side_effect", "expected"), FAULTS)
+async def test_a_fault_surfaces_only_as_the_matching_upstream_error_naming_the_province(
+    name: str, operation: str, side_effect: Any, expected: type[UpstreamError]
+) -> None:
+    cls = ADAPTERS[name]
+    async with (
+        httpx.AsyncClient(
+            base_url=BASE_URL, timeout=2.0, verify=TLS, follow_redirects=True
+        ) as client,
+        respx.mock(base_url=BASE_URL) as router,
+    ):
+        router.route().mock(side_effect=side_effect)
+        with pytest.raises(expected) as caught:
+            await OPERATIONS[operation](cls(client))
+    assert caught.value.province == cls.code
+
+
+async def test_a_real_answer_cut_short_is_a_contract_error(province: Province, pair: Pair) -> None:
+    forward = province.sandbox.side_effect
+    assert isinstance(forward, respx.ASGIHandler)
+
+    async def cut_short(request: httpx.Request) -> httpx.Response:
+        full = await forward(request)
+        body = await full.aread()
+        kind = {"content-type": full.headers["content-type"]}
+        return httpx.Response(full.status_code, headers=kind, content=body[: len(body) // 2])
+
+    province.sandbox.side_effect = cut_short
+    adapter, me = province.adapter, pair.authorizer["certNo"]
+    for call in (
+        lambda: adapter.find_persons([me]),
+        lambda: adapter.relatives(me),
+        lambda: adapter.bindings_of([me]),
+        lambda: adapter.bind(pair.request()),
+    ):
+        with pytest.raises(UpstreamContractError) as caught:
+            await call()
+        assert caught.value.province == province.code
