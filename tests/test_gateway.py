@@ -102,7 +102,7 @@ def raising(exc: Exception) -> httpx.MockTransport:
 async def test_a_failing_province_is_a_coded_error_that_leaks_nothing(
     transport: httpx.AsyncBaseTransport, code: str
 ) -> None:
-    transports = {name: transport for name in adapter_classes()}
+    transports = dict.fromkeys(adapter_classes(), transport)
     async with gateway(transports) as gql:
         result = await gql(ME, as_="hn_zhao_lei")
     (error,) = result["errors"]
