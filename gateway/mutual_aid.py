@@ -159,14 +159,14 @@ class MutualAid:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
         return _acted(await adapter.unbind(binding.id, actor=actor), adapter)
 
-    async def bindings_of(self, cert_no: str) -> list[tuple[Binding, ProvinceAdapter]]:
+    async def bindings_of(
+        self, cert_no: str, home: ProvinceAdapter
+    ) -> list[tuple[Binding, ProvinceAdapter]]:
         """Every binding the person takes part in, from each province that may hold one.
 
-        That is their own province, plus any province whose policy binds across
-        provinces (its authorizers may have bound them).
+        That is their own province (``home``), plus any province whose policy binds
+        across provinces (its authorizers may have bound them).
         """
-        people = await self._directory.locate([cert_no])
-        home = people[cert_no].adapter if cert_no in people else None
         asked = [
             adapter
             for adapter in self._provinces.values()

@@ -176,7 +176,7 @@ class Me:
     @strawberry.field
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:
         me = self.located.person.cert_no
-        found = await info.context.services.mutual_aid.bindings_of(me)
+        found = await info.context.services.mutual_aid.bindings_of(me, self.located.adapter)
         view = [(b, MutualAidBinding.of(b, adapter, me)) for b, adapter in found]
         return MutualAidBindings(
             as_authorizer=[v for b, v in view if b.authorizer.cert_no == me],

@@ -265,3 +265,19 @@ async def test_the_caller_sees_themself_unmasked_and_others_masked(gql: GraphQL)
     binding = result["data"]["bindMutualAid"]["binding"]
     assert binding["authorizer"] == {"name": "王建国", "certNo": "130102197603150016"}
     assert binding["beneficiary"] == {"name": "李*英", "certNo": "130102********0029"}
+
+
+async def test_a_persons_page_asks_their_province_once_per_kind_of_fact() -> None:
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        async with gateway(dict(boxes.transports)) as gql:
+            await gql(ME, as_="hb_wang_jianguo")  # the province is now remembered
+            before = boxes.calls
+            result = await gql(
+                "{ me { name account { balance } mutualAidBindings { asAuthorizer { id } } } }",
+                as_="hb_wang_jianguo",
+            )
+    assert "errors" not in result
+    assert boxes.calls - before == 2  # who they are, and their bindings
+    assert boxes.transports["hebei"].calls == 3  # all of them to Hebei
