@@ -62,7 +62,10 @@ def create_app(
         store = await Store.open(data_dir / "gateway.sqlite3" if data_dir else None)
         try:
             async with open_provinces(
-                settings.provinces, data_dir=data_dir, transports=transports
+                settings.provinces,
+                data_dir=data_dir,
+                disabled=settings.disabled,
+                transports=transports,
             ) as provinces:
                 directory = Directory(provinces, store)
                 app.state.services = Services(

@@ -34,6 +34,8 @@ class Settings:
     # Per province (by its entry-point name); a province absent here, or without
     # a base_url, is served by its in-process sandbox.
     provinces: Mapping[str, AdapterSettings] = field(default_factory=dict)
+    # Installed provinces left out by configuration (`enabled = false`).
+    disabled: frozenset[str] = frozenset()
 
     @classmethod
     def load(
@@ -53,13 +55,13 @@ class Settings:
         if "GONGJI_JWT_SECRET" in environ:
             auth_raw["secret"] = environ["GONGJI_JWT_SECRET"]
         chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
+        tables = {name: dict(table) for name, table in raw.get("provinces", {}).items()}
+        disabled = frozenset(n for n, t in tables.items() if not t.pop("enabled", True))
         return cls(
             data_dir=Path(chosen_dir),
             auth=AuthSettings(**auth_raw),
-            provinces={
-                name: province_settings(name, table)
-                for name, table in raw.get("provinces", {}).items()
-            },
+            provinces={name: province_settings(name, table) for name, table in tables.items()},
+            disabled=disabled,
         )
 
 

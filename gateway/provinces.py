@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ async def open_provinces(
     settings: Mapping[str, AdapterSettings],
     *,
     data_dir: Path | None,
+    disabled: Collection[str] = (),
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[Provinces]:
     """Build every adapter with its pooled client; close them all on exit.
@@ -82,6 +83,8 @@ async def open_provinces(
     async with contextlib.AsyncExitStack() as stack:
         adapters: list[ProvinceAdapter] = []
         for name, cls in sorted(adapter_classes().items()):
+            if name in disabled:
+                continue
             conf = settings.get(name) or AdapterSettings(base_url="")
             transport = transports.get(name)
             if transport is None and not conf.base_url:

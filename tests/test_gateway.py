@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -281,3 +282,14 @@ async def test_a_persons_page_asks_their_province_once_per_kind_of_fact() -> Non
     assert "errors" not in result
     assert boxes.calls - before == 2  # who they are, and their bindings
     assert boxes.transports["hebei"].calls == 3  # all of them to Hebei
+
+
+async def test_configuration_can_leave_an_installed_province_out(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text("[provinces.jiangsu]\nenabled = false\n", encoding="utf-8")
+    settings = dataclasses.replace(Settings.load(config, environ={}), data_dir=None)
+    async with gateway({}, settings) as gql:
+        provinces = await gql("{ provinces { code } }")
+        jiangsu_person = await gql(ME, as_="js_chen_zhiqiang")
+    assert [p["code"] for p in provinces["data"]["provinces"]] == ["13", "41"]
+    assert jiangsu_person == {"data": {"me": None}}
