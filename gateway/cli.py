@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
+from gateway import logs
 from gateway.auth import mint_token
 from gateway.config import Settings
 from gateway.provinces import sandbox_factory, sandbox_names
@@ -39,13 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
 
     if args.command == "serve":
         from gateway.app import create_app
 
         print(f"Gongji on http://{args.host}:{args.port}/graphql  (data in {settings.data_dir})")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     elif args.command == "token":
         try:
             print(mint_token(args.cert_no, settings.auth))
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     elif args.command == "sandbox":
         app = sandbox_factory(args.province)(data_dir=settings.data_dir)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None)
     elif args.command == "export-schema":
         from gateway.schema import schema
 

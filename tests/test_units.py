@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from adapters.base import Policy, Relation, parse_money, policy_in_force
 from gateway.certno import birth_date, is_valid, mask_cert_no, mask_name, mask_phone, normalize
 from gateway.config import Settings
 from gateway.ids import decode_id, encode_id
+from gateway.logs import MaskingFormatter, mask_cert_nos
 from gateway.messages import preferred_language
 from gateway.provinces import Provinces
 from tests.conftest import ROSTER
@@ -141,3 +143,22 @@ def test_two_adapters_may_not_claim_the_same_province() -> None:
 
     with pytest.raises(ValueError, match="13"):
         Provinces([Fake(), Fake()])  # type: ignore[list-item]
+
+
+def test_log_lines_never_carry_a_full_id_number() -> None:
+    record = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        "HTTP Request: GET %s",
+        ("http://js/api/v1/persons?certNos=130102197603150016%2C32030219810915002X",),
+        None,
+    )
+    line = MaskingFormatter("%(message)s").format(record)
+    assert line == (
+        "HTTP Request: GET http://js/api/v1/persons?certNos=130102********0016%2C320302********002X"
+    )
+    assert mask_cert_nos("order 1234567890123456789012 /persons/13010220121212002x/r") == (
+        "order 1234567890123456789012 /persons/130102********002x/r"
+    )
