@@ -21,6 +21,7 @@ return a `Refusal` instead of a `Binding`.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import datetime as dt
 import enum
@@ -276,7 +277,7 @@ class AdapterSettings:
 
     base_url: str
     connect_timeout: float = 2.0
-    timeout: float = 5.0
+    timeout: float = 5.0  # the whole request, and each read, write and pool wait within it
     max_connections: int = 50
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
@@ -321,8 +322,10 @@ class ProvinceAdapter(abc.ABC):
         client: httpx.AsyncClient,
         *,
         policies: Sequence[Policy] | None = None,
+        deadline: float = 10.0,
     ) -> None:
         self.client = client
+        self._deadline = deadline  # seconds for a whole request, however it trickles in
         self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
         if not self._policies:
             raise ValueError(f"{type(self).__name__} declares no policy")
@@ -335,7 +338,9 @@ class ProvinceAdapter(abc.ABC):
         ``extra_policies`` add dated policies (a rule change announced ahead).
         """
         policies = [p.with_changes(**settings.policy_overrides) for p in cls.policies]
-        return cls(client, policies=[*policies, *settings.extra_policies])
+        return cls(
+            client, policies=[*policies, *settings.extra_policies], deadline=settings.timeout
+        )
 
     def policy(self, on: dt.date | None = None) -> Policy:
         """The rules in force on ``on`` (today by default)."""
@@ -388,7 +393,10 @@ class ProvinceAdapter(abc.ABC):
         4xx answers are returned: dialects use them for refusals.
         """
         try:
-            response = await self.client.request(method, url, **kwargs)
+            async with asyncio.timeout(self._deadline):
+                response = await self.client.request(method, url, **kwargs)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{method} {url}: deadline passed", province=self.code) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{method} {url}: {exc!r}", province=self.code) from exc
         except httpx.DecodingError as exc:  # a body we cannot even decompress or decode

@@ -38,21 +38,24 @@ class Directory:
         wanted = sorted(set(cert_nos))
         if not wanted:
             return {}
-        remembered = await self._store.locations(wanted)
+        remembered = {
+            cert_no: code
+            for cert_no, code in (await self._store.locations(wanted)).items()
+            if code in self._provinces  # a province since left out: look again
+        }
         unknown = [c for c in wanted if c not in remembered]
         asks: dict[str, set[str]] = {code: set(unknown) for code in self._provinces}
         for cert_no, code in remembered.items():
-            if code in asks:
-                asks[code].add(cert_no)
-            else:
-                unknown.append(cert_no)  # a province no longer configured
+            asks[code].add(cert_no)
         found, failures = await self._ask(asks)
 
-        moved = [c for c, code in remembered.items() if c not in found and code in asks]
+        # Missing from the province that answered for them before: they moved.
+        # (Missing because that province failed says nothing: keep what we know.)
+        moved = [c for c, code in remembered.items() if c not in found and code not in failures]
         if moved:
             retry = {code: set(moved) for code in self._provinces if code not in failures}
             for cert_no in moved:
-                retry.get(remembered[cert_no], set()).discard(cert_no)
+                retry[remembered[cert_no]].discard(cert_no)
             more, more_failures = await self._ask({k: v for k, v in retry.items() if v})
             found.update(more)
             failures.update(more_failures)

@@ -18,6 +18,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from adapters.base import UpstreamError
+from gateway.logs import mask_cert_nos
 from gateway.messages import Language, fault_message
 
 log = logging.getLogger("gateway.errors")
@@ -51,7 +52,7 @@ class ErrorBoundary(SchemaExtension):
                 request_id,
                 original.province,
                 original.code,
-                original,
+                mask_cert_nos(str(original)),  # dialects may carry ID numbers in URLs
             )
             code, extra = original.code, {"province": original.province}
         else:

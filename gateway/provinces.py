@@ -90,10 +90,26 @@ async def open_provinces(
             if transport is None and not conf.base_url:
                 app = sandbox_factory(name)(data_dir=data_dir)
                 await stack.enter_async_context(app.router.lifespan_context(app))
-                transport = httpx.ASGITransport(app=app)
+                # a sandbox crash is the province failing, not the gateway
+                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             if not conf.base_url:
                 conf = dataclasses.replace(conf, base_url=f"http://{name}.sandbox")
             client = conf.make_client(transport)
             stack.push_async_callback(client.aclose)
-            adapters.append(cls.configured(client, conf))
+            adapter = cls.configured(client, conf)
+            _check(name, adapter)
+            adapters.append(adapter)
         yield Provinces(adapters)
+
+
+def _check(name: str, adapter: ProvinceAdapter) -> None:
+    """Refuse to start with a province whose declared rules cannot work."""
+    try:
+        policy = adapter.policy()
+    except LookupError as exc:
+        raise ValueError(f"province {name}: {exc}; declare a policy in force today") from exc
+    if policy.spouse_confirmation and type(adapter).respond is ProvinceAdapter.respond:
+        raise ValueError(
+            f"province {name}: its policy asks spouses to confirm, but the adapter"
+            " does not implement respond()"
+        )

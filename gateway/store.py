@@ -26,9 +26,13 @@ class Store:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path) if path else ":memory:")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.executescript(_SCHEMA)
-        await db.commit()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+        except BaseException:
+            await db.close()  # else its thread keeps the process alive
+            raise
         return cls(db)
 
     async def close(self) -> None:

@@ -157,12 +157,16 @@ class ProvinceSystem:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path) if path else ":memory:")
         db.row_factory = aiosqlite.Row
-        await db.executescript(_SCHEMA)
         system = cls(db, rules)
-        async with db.execute("SELECT count(*) FROM civil_person") as cur:
-            row = await cur.fetchone()
-        if row is not None and row[0] == 0:
-            await system._seed(roster if roster is not None else load_roster())
+        try:
+            await db.executescript(_SCHEMA)
+            async with db.execute("SELECT count(*) FROM civil_person") as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                await system._seed(roster if roster is not None else load_roster())
+        except BaseException:
+            await db.close()  # else its thread keeps the process alive
+            raise
         return system
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from adapters.base import AdapterSettings
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.config import AuthSettings, Settings
@@ -293,3 +294,90 @@ async def test_configuration_can_leave_an_installed_province_out(tmp_path: Path)
         jiangsu_person = await gql(ME, as_="js_chen_zhiqiang")
     assert [p["code"] for p in provinces["data"]["provinces"]] == ["13", "41"]
     assert jiangsu_person == {"data": {"me": None}}
+
+
+async def test_a_province_that_trickles_its_answer_hits_the_whole_request_deadline() -> None:
+    async def trickle(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    slow = httpx.MockTransport(trickle)
+    settings = Settings(
+        data_dir=None, provinces={"hebei": AdapterSettings(base_url="http://hb", timeout=0.05)}
+    )
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        transports: dict[str, httpx.AsyncBaseTransport] = {**boxes.transports, "hebei": slow}
+        async with gateway(transports, settings) as gql:
+            result = await gql(ME, as_="hb_wang_jianguo")
+    assert result["errors"][0]["extensions"]["code"] == "UPSTREAM_TIMEOUT"
+    assert result["errors"][0]["extensions"]["province"] == "13"
+
+
+async def test_an_outage_does_not_make_the_gateway_forget_where_people_are(tmp_path: Path) -> None:
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        settings = Settings(data_dir=tmp_path)
+        async with gateway(dict(boxes.transports), settings) as gql:
+            await gql(ME, as_="hb_wang_jianguo")
+        down: dict[str, httpx.AsyncBaseTransport] = {
+            **boxes.transports,
+            "hebei": failing(lambda r: httpx.Response(503)),
+        }
+        async with gateway(down, settings) as gql:
+            during = await gql(ME, as_="hb_wang_jianguo")
+        async with gateway(dict(boxes.transports), settings) as gql:
+            before = boxes.calls
+            after = await gql(ME, as_="hb_wang_jianguo")
+    assert during["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert after["data"]["me"]["name"] == "王建国"
+    assert boxes.calls - before == 1  # still remembered: only Hebei is asked
+
+
+async def test_a_person_remembered_under_a_province_since_left_out_is_looked_for_again(
+    tmp_path: Path,
+) -> None:
+    import aiosqlite
+
+    boxes = Sandboxes()
+    async with boxes._stack:
+        await boxes.start()
+        settings = Settings(data_dir=tmp_path)
+        async with gateway(dict(boxes.transports), settings) as gql:
+            await gql(ME, as_="hb_wang_jianguo")
+        async with aiosqlite.connect(tmp_path / "gateway.sqlite3") as db:
+            await db.execute("UPDATE person_location SET province = '99'")
+            await db.commit()
+        async with gateway(dict(boxes.transports), settings) as gql:
+            result = await gql(ME, as_="hb_wang_jianguo")
+    assert result["data"]["me"]["name"] == "王建国"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"effective_from": "2099-01-01"}, "no policy in force"),
+        ({"spouse_confirmation": True}, "does not implement respond"),
+    ],
+)
+async def test_the_gateway_refuses_to_start_with_rules_that_cannot_work(
+    overrides: dict[str, object], complaint: str
+) -> None:
+    settings = Settings(
+        data_dir=None,
+        provinces={"hebei": AdapterSettings(base_url="", policy_overrides=overrides)},
+    )
+    app = create_app(settings)
+    with pytest.raises(ValueError, match=complaint):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+async def test_a_store_that_is_not_a_database_fails_at_once(tmp_path: Path) -> None:
+    (tmp_path / "gateway.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    app = create_app(Settings(data_dir=tmp_path))
+    with pytest.raises(Exception, match="not a database"):
+        async with app.router.lifespan_context(app):
+            pass
