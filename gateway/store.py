@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +21,9 @@ CREATE TABLE IF NOT EXISTS person_location (
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection: interleaved statements, cursors and commits from
+        # concurrent requests misuse it (sqlite3.InterfaceError). Take turns.
+        self._turn = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | None) -> Store:
@@ -44,26 +48,31 @@ class Store:
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        async with self._db.execute(
-            f"SELECT cert_no, province FROM person_location WHERE cert_no IN ({marks})",  # noqa: S608
-            wanted,
-        ) as cur:
+        async with (
+            self._turn,
+            self._db.execute(
+                f"SELECT cert_no, province FROM person_location WHERE cert_no IN ({marks})",  # noqa: S608
+                wanted,
+            ) as cur,
+        ):
             return {row[0]: row[1] for row in await cur.fetchall()}
 
     async def remember_locations(self, located: Mapping[str, str]) -> None:
         if not located:
             return
         now = dt.datetime.now(dt.UTC).isoformat()
-        await self._db.executemany(
-            "INSERT INTO person_location (cert_no, province, located_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (cert_no) DO UPDATE SET province = excluded.province,"
-            " located_at = excluded.located_at",
-            [(cert_no, province, now) for cert_no, province in located.items()],
-        )
-        await self._db.commit()
+        async with self._turn:
+            await self._db.executemany(
+                "INSERT INTO person_location (cert_no, province, located_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (cert_no) DO UPDATE SET province = excluded.province,"
+                " located_at = excluded.located_at",
+                [(cert_no, province, now) for cert_no, province in located.items()],
+            )
+            await self._db.commit()
 
     async def forget_locations(self, cert_nos: Iterable[str]) -> None:
-        await self._db.executemany(
-            "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
-        )
-        await self._db.commit()
+        async with self._turn:
+            await self._db.executemany(
+                "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
+            )
+            await self._db.commit()
