@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiosqlite
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -194,18 +195,22 @@ async def test_provinces_are_asked_concurrently_not_one_after_another() -> None:
     assert overlap == 3
 
 
-async def test_a_person_who_moved_is_found_in_their_new_province(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "stale",
+    ["41", "99"],
+    ids=["they-moved-to-another-province", "their-province-was-left-out"],
+)
+async def test_a_wrongly_remembered_province_is_corrected_by_looking_again(
+    tmp_path: Path, stale: str
+) -> None:
     boxes = Sandboxes()
     async with boxes._stack:
         await boxes.start()
         settings = Settings(data_dir=tmp_path)
         async with gateway(dict(boxes.transports), settings) as gql:
             await gql(ME, as_="hb_wang_jianguo")
-        # The remembered province is wrong now: the gateway must look again.
-        import aiosqlite
-
         async with aiosqlite.connect(tmp_path / "gateway.sqlite3") as db:
-            await db.execute("UPDATE person_location SET province = '41'")
+            await db.execute("UPDATE person_location SET province = ?", (stale,))
             await db.commit()
         async with gateway(dict(boxes.transports), settings) as gql:
             result = await gql(ME, as_="hb_wang_jianguo")
@@ -334,25 +339,6 @@ async def test_an_outage_does_not_make_the_gateway_forget_where_people_are(tmp_p
     assert during["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
     assert after["data"]["me"]["name"] == "王建国"
     assert boxes.calls - before == 1  # still remembered: only Hebei is asked
-
-
-async def test_a_person_remembered_under_a_province_since_left_out_is_looked_for_again(
-    tmp_path: Path,
-) -> None:
-    import aiosqlite
-
-    boxes = Sandboxes()
-    async with boxes._stack:
-        await boxes.start()
-        settings = Settings(data_dir=tmp_path)
-        async with gateway(dict(boxes.transports), settings) as gql:
-            await gql(ME, as_="hb_wang_jianguo")
-        async with aiosqlite.connect(tmp_path / "gateway.sqlite3") as db:
-            await db.execute("UPDATE person_location SET province = '99'")
-            await db.commit()
-        async with gateway(dict(boxes.transports), settings) as gql:
-            result = await gql(ME, as_="hb_wang_jianguo")
-    assert result["data"]["me"]["name"] == "王建国"
 
 
 @pytest.mark.parametrize(
