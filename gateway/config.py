@@ -7,9 +7,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adapters.base import AdapterSettings, Policy
+
+Mode = Literal["sandbox", "production"]
+MODES: tuple[Mode, ...] = ("sandbox", "production")
+
+_ROOT = Path(__file__).resolve().parent.parent
+# The playground package (GraphiQL and its assets, built by scripts/install) and
+# the synthetic people its personas are drawn from: the sandbox provinces' roster.
+PLAYGROUND_DIR = _ROOT / "playground"
+ROSTER = _ROOT / "fixtures" / "roster.json"
 
 # The documented development secret. Only for the sandbox: override it with
 # GONGJI_JWT_SECRET or `[auth] secret` in the config file anywhere else.
@@ -24,11 +33,21 @@ class AuthSettings:
     token_ttl_seconds: int = 12 * 3600
     leeway_seconds: int = 30
 
+    @property
+    def is_development(self) -> bool:
+        return self.secret == DEV_JWT_SECRET
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Everything the app needs. ``data_dir=None`` keeps all state in memory (tests)."""
+    """Everything the app needs. ``data_dir=None`` keeps all state in memory (tests).
 
+    ``mode="sandbox"`` (the default) serves the playground and its personas and
+    may run provinces in-process; ``"production"`` serves the graph only, needs a
+    ``base_url`` for every province and a signing secret of its own.
+    """
+
+    mode: Mode = "sandbox"
     data_dir: Path | None = Path("var")
     auth: AuthSettings = field(default_factory=AuthSettings)
     # Per province (by its entry-point name); a province absent here, or without
@@ -36,6 +55,29 @@ class Settings:
     provinces: Mapping[str, AdapterSettings] = field(default_factory=dict)
     # Installed provinces left out by configuration (`enabled = false`).
     disabled: frozenset[str] = frozenset()
+    # None: on in sandbox mode, off in production.
+    introspection: bool | None = None
+    playground_dir: Path = PLAYGROUND_DIR
+    roster: Path = ROSTER
+
+    def __post_init__(self) -> None:
+        _mode(self.mode)
+        if self.production:
+            if self.auth.is_development:
+                raise ValueError(
+                    "production mode needs its own signing secret"
+                    " ([auth] secret or GONGJI_JWT_SECRET), not the development one"
+                )
+            if len(self.auth.secret.encode()) < 32:
+                raise ValueError("the signing secret must be at least 32 bytes long")
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def allows_introspection(self) -> bool:
+        return self.introspection if self.introspection is not None else not self.production
 
     @classmethod
     def load(
@@ -57,12 +99,31 @@ class Settings:
         chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
         tables = {name: dict(table) for name, table in raw.get("provinces", {}).items()}
         disabled = frozenset(n for n, t in tables.items() if not t.pop("enabled", True))
+        playground = dict(raw.get("playground", {}))
+        extra: dict[str, Any] = {}
+        if "dir" in playground:
+            extra["playground_dir"] = Path(playground.pop("dir"))
+        if "roster" in playground:
+            extra["roster"] = Path(playground.pop("roster"))
+        if playground:
+            raise ValueError(f"playground: unknown settings {sorted(playground)}")
+        introspection = raw.get("graphql", {}).get("introspection")
         return cls(
+            mode=_mode(environ.get("GONGJI_MODE") or raw.get("mode", "sandbox")),
+            introspection=None if introspection is None else bool(introspection),
             data_dir=Path(chosen_dir),
             auth=AuthSettings(**auth_raw),
             provinces={name: province_settings(name, table) for name, table in tables.items()},
             disabled=disabled,
+            **extra,
         )
+
+
+def _mode(value: object) -> Mode:
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
 
 
 def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:

@@ -73,11 +73,13 @@ async def open_provinces(
     data_dir: Path | None,
     disabled: Collection[str] = (),
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    sandboxes: bool = True,
 ) -> AsyncIterator[Provinces]:
     """Build every adapter with its pooled client; close them all on exit.
 
     ``transports`` replaces the network for named provinces (tests inject respx
-    or fault transports here).
+    or fault transports here). ``sandboxes=False`` (production) refuses a
+    province without a ``base_url`` instead of running its sandbox in-process.
     """
     transports = transports or {}
     async with contextlib.AsyncExitStack() as stack:
@@ -87,6 +89,11 @@ async def open_provinces(
                 continue
             conf = settings.get(name) or AdapterSettings(base_url="")
             transport = transports.get(name)
+            if not (conf.base_url or sandboxes):
+                raise ValueError(
+                    f"province {name}: production mode needs its base_url"
+                    f" ([provinces.{name}] base_url, or enabled = false)"
+                )
             if transport is None and not conf.base_url:
                 app = sandbox_factory(name)(data_dir=data_dir)
                 await stack.enter_async_context(app.router.lifespan_context(app))

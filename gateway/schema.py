@@ -8,6 +8,7 @@ from typing import NewType
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
@@ -281,9 +282,17 @@ class _Schema(strawberry.Schema):
         """Logged by `ErrorBoundary`, with the request id and without personal data."""
 
 
-schema = _Schema(
-    query=Query,
-    mutation=Mutation,
-    extensions=[ErrorBoundary],
-    config=StrawberryConfig(scalar_map={Money: _MONEY}),
-)
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    """The graph; without ``introspection``, introspection queries fail validation."""
+    extensions: list[type[SchemaExtension]] = [ErrorBoundary]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    return _Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map={Money: _MONEY}),
+    )
+
+
+schema = build_schema()
