@@ -1,4 +1,8 @@
-"""The ASGI app: lifespan-made services, GraphQL at /graphql, health at /healthz."""
+"""The ASGI app: lifespan-made services, GraphQL at /graphql, health at /healthz.
+
+In sandbox mode a browser opening /graphql gets the playground (`gateway.playground`);
+in production mode there is no page and no persona route.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.schema import BaseSchema
 
 from gateway.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.config import Settings
@@ -21,14 +26,24 @@ from gateway.context import Context, Services
 from gateway.directory import Directory
 from gateway.messages import preferred_language
 from gateway.mutual_aid import MutualAid
+from gateway.playground import Playground
 from gateway.provinces import open_provinces
-from gateway.schema import schema
+from gateway.schema import build_schema
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class _GraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: BaseSchema, playground: Playground | None) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if playground else None)
+        self.playground = playground
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.playground is None:  # the view renders an IDE only when given one
+            return Response(status_code=404)
+        return await self.playground.page(request)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
@@ -66,6 +81,7 @@ def create_app(
                 data_dir=data_dir,
                 disabled=settings.disabled,
                 transports=transports,
+                sandboxes=not settings.production,
             ) as provinces:
                 directory = Directory(provinces, store)
                 app.state.services = Services(
@@ -85,12 +101,16 @@ def create_app(
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
 
-    graphql = _GraphQL(schema, graphql_ide="graphiql")
-    return Starlette(
-        routes=[
-            Route("/", root),
-            Route("/healthz", healthz),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-        ],
-        lifespan=lifespan,
+    playground = (
+        None
+        if settings.production
+        else Playground(settings.playground_dir, settings.roster, settings.auth)
     )
+    graphql = _GraphQL(build_schema(introspection=settings.allows_introspection), playground)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+    ]
+    if playground is not None:
+        routes += [Route("/", root), *playground.routes()]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="a TOML file (see docs/configuration.md)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gateway (GraphiQL at /graphql)")
+    serve = commands.add_parser("serve", help="run the gateway (the playground at /graphql)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from gateway.app import create_app
 
-        print(f"Gongji on http://{args.host}:{args.port}/graphql  (data in {settings.data_dir})")
+        what = "GraphQL" if settings.production else "playground and GraphQL"
+        url = f"http://{args.host}:{args.port}/graphql"
+        print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     elif args.command == "token":
         try:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
@@ -17,63 +16,11 @@ from adapters.base import AdapterSettings
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.config import AuthSettings, Settings
-from gateway.provinces import adapter_classes, sandbox_factory
+from gateway.provinces import adapter_classes
 from gateway.schema import schema
-from tests.conftest import ROOT, GraphQL, person
+from tests.conftest import ROOT, GraphQL, Recording, Sandboxes, gateway, person
 
 ME = "{ me { name insuredArea { code } account { balance } } }"
-
-
-class Recording(httpx.AsyncBaseTransport):
-    """Forwards to a province's sandbox; counts requests and how many overlap."""
-
-    def __init__(self, app: Starlette, delay: float = 0.0) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.delay = delay
-        self.calls = 0
-        self.in_flight = 0
-        self.peak = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            await asyncio.sleep(self.delay)
-            return await self.inner.handle_async_request(request)
-        finally:
-            self.in_flight -= 1
-
-
-class Sandboxes:
-    """Every province's sandbox in memory, each behind a `Recording` transport."""
-
-    def __init__(self) -> None:
-        self.transports: dict[str, Recording] = {}
-        self._stack = contextlib.AsyncExitStack()
-
-    async def start(self, delay: float = 0.0) -> None:
-        for name in adapter_classes():
-            app = sandbox_factory(name)(data_dir=None)
-            await self._stack.enter_async_context(app.router.lifespan_context(app))
-            self.transports[name] = Recording(app, delay)
-
-    @property
-    def calls(self) -> int:
-        return sum(t.calls for t in self.transports.values())
-
-
-@contextlib.asynccontextmanager
-async def gateway(
-    transports: dict[str, httpx.AsyncBaseTransport], settings: Settings | None = None
-) -> AsyncIterator[GraphQL]:
-    settings = settings or Settings(data_dir=None)
-    app = create_app(settings, transports=transports)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
-    ):
-        yield GraphQL(client, settings.auth)
 
 
 def failing(make: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:

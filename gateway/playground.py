@@ -1,0 +1,189 @@
+"""The playground, sandbox mode only: GraphiQL served by the gateway itself,
+personas to act as, and example operations.
+
+Every file the page loads comes from ``playground/dist/``, which the install
+step assembles from the npm lock (``playground/package-lock.json``); nothing is
+fetched from another origin, and the page's Content-Security-Policy says so to
+the browser. Personas are the roster's synthetic people; their tokens come from
+``POST /playground/personas/{key}/token``, a route that exists only here.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway.auth import mint_token
+from gateway.config import AuthSettings
+from gateway.provinces import Provinces
+
+# Everything from this origin; styles inline (GraphiQL sets them), fonts and
+# icons as data: URLs (GraphiQL's stylesheet inlines its fonts).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+_NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Gongji playground</title>
+<p>The playground's files are not built. Run <code>scripts/install</code>
+(it needs Node.js and npm), then reload. The graph itself answers POST /graphql.</p>
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Persona:
+    """Someone to act as in the playground: a roster person (role ``INSURED``)."""
+
+    key: str
+    role: str
+    name: str
+    cert_no: str
+    area_code: str
+    area_name: str
+    insurance_type: str
+    insurance_status: str
+    notes: str
+
+    @classmethod
+    def from_roster(cls, person: Mapping[str, Any]) -> Persona:
+        return cls(
+            key=person["key"],
+            role="INSURED",
+            name=person["name"],
+            cert_no=person["certNo"],
+            area_code=person["insuredArea"],
+            area_name=person["insuredAreaName"],
+            insurance_type=person["insuranceType"],
+            insurance_status=person["insuranceStatus"],
+            notes=person.get("notes") or "",
+        )
+
+    def as_json(self, provinces: Provinces) -> dict[str, Any]:
+        adapter = provinces.for_area(self.area_code)
+        province = None if adapter is None else {"code": adapter.code, "name": adapter.name}
+        return {
+            "key": self.key,
+            "role": self.role,
+            "name": self.name,
+            # synthetic people, shown in full so developers can copy them into variables
+            "certNo": self.cert_no,
+            "area": {"code": self.area_code, "name": self.area_name},
+            "province": province,
+            "insurance": {"type": self.insurance_type, "status": self.insurance_status},
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Example:
+    """An operation the playground opens in a tab, with the persona to pick."""
+
+    title: str
+    persona: Persona | None
+    query: str
+    variables: str = ""
+    headers: str = ""
+
+    @property
+    def document(self) -> str:
+        """The query, after a first line saying whom to act as."""
+        if self.persona is None:
+            who = "# Any persona, or none."
+        else:
+            who = f"# Pick the persona {self.persona.name} ({self.persona.notes})."
+        return f"{who}\n{self.query.strip()}\n"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "persona": None if self.persona is None else self.persona.key,
+            "query": self.document,
+            "variables": self.variables.strip(),
+            "headers": self.headers.strip(),
+        }
+
+
+def load_personas(roster: Path) -> dict[str, Persona]:
+    people = json.loads(roster.read_text(encoding="utf-8"))["people"]
+    return {p["key"]: Persona.from_roster(p) for p in people}
+
+
+def load_examples(path: Path, personas: Mapping[str, Persona]) -> list[Example]:
+    """``examples.toml``: ``[[example]]`` tables of title, persona, query, variables."""
+    examples = []
+    for entry in tomllib.loads(path.read_text(encoding="utf-8"))["example"]:
+        entry = dict(entry)
+        key = entry.pop("persona", None)
+        if key is not None and key not in personas:
+            raise ValueError(f"{path.name}: example {entry.get('title')!r}: no persona {key!r}")
+        examples.append(Example(persona=None if key is None else personas[key], **entry))
+    return examples
+
+
+class Playground:
+    """The routes of the playground; the app mounts them in sandbox mode only."""
+
+    def __init__(self, root: Path, roster: Path, auth: AuthSettings) -> None:
+        self.dist = root / "dist"
+        self.auth = auth
+        self.personas = load_personas(roster)
+        self.examples = load_examples(root / "examples.toml", self.personas)
+
+    @property
+    def built(self) -> bool:
+        return (self.dist / "index.html").is_file()
+
+    def routes(self) -> list[BaseRoute]:
+        static = StaticFiles(directory=self.dist, check_dir=False)
+        return [
+            Route("/playground/personas", self.list_personas),
+            Route("/playground/personas/{key}/token", self.persona_token, methods=["POST"]),
+            Route("/playground/examples", self.list_examples),
+            Mount("/playground", app=GZipMiddleware(static, minimum_size=1024)),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        if not self.built:
+            return HTMLResponse(_NOT_BUILT, status_code=503, headers=_PAGE_HEADERS)
+        return FileResponse(self.dist / "index.html", headers=_PAGE_HEADERS)
+
+    async def list_personas(self, request: Request) -> Response:
+        provinces: Provinces = request.app.state.services.provinces
+        return JSONResponse([p.as_json(provinces) for p in self.personas.values()])
+
+    async def persona_token(self, request: Request) -> Response:
+        persona = self.personas.get(request.path_params["key"])
+        if persona is None:
+            return JSONResponse({"error": "no such persona"}, status_code=404)
+        token = mint_token(persona.cert_no, self.auth)
+        return JSONResponse(
+            {"token": token, "expiresIn": self.auth.token_ttl_seconds},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def list_examples(self, request: Request) -> Response:
+        return JSONResponse([e.as_json() for e in self.examples])

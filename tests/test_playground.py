@@ -1,0 +1,295 @@
+"""The playground in sandbox mode, and its absence in production mode."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from graphql import parse, validate
+from starlette.applications import Starlette
+
+from adapters.base import AdapterSettings
+from gateway.app import create_app
+from gateway.auth import verify_token
+from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
+from gateway.playground import CONTENT_SECURITY_POLICY, load_examples, load_personas
+from gateway.provinces import adapter_classes, open_provinces
+from gateway.schema import schema
+from tests.conftest import PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
+
+SECRET = "a-production-secret-of-at-least-32-bytes"
+PLACEHOLDER = "paste the binding id here"
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+@pytest.fixture
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as client:
+        yield client
+
+
+def page_assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+async def test_a_browser_opening_graphql_gets_the_playground(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "default-src 'self'" in CONTENT_SECURITY_POLICY
+    assert "/playground/playground.js" in response.text
+    assert (await http.get("/")).headers["location"] == "/graphql"
+
+
+async def test_every_asset_of_the_page_comes_from_the_gateway(http: httpx.AsyncClient) -> None:
+    html = (await http.get("/graphql", headers={"Accept": "text/html"})).text
+    assets = [a for a in page_assets(html) if not a.startswith("data:")]
+
+    assert len(assets) == 8  # three stylesheets, five scripts
+    for asset in assets:
+        assert asset.startswith("/playground/"), asset  # same origin, no CDN
+        response = await http.get(asset)
+        assert response.status_code == 200, asset
+        kind = "text/css" if asset.endswith(".css") else "text/javascript"
+        assert response.headers["content-type"].startswith(kind), asset
+        assert len(response.content) > 1000, asset
+    # no stylesheet reaches for a font or image elsewhere (GraphiQL inlines its fonts)
+    for asset in (a for a in assets if a.endswith(".css")):
+        urls = re.findall(r"url\(([^)]*)\)", (await http.get(asset)).text)
+        assert all(u.strip("'\"").startswith("data:") for u in urls), asset
+
+
+async def test_large_assets_are_compressed(http: httpx.AsyncClient) -> None:
+    response = await http.get(
+        "/playground/vendor/graphiql.min.js", headers={"Accept-Encoding": "gzip"}
+    )
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert len(response.content) > 500_000  # httpx decompressed it
+
+
+async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncClient) -> None:
+    personas = {p["key"]: p for p in (await http.get("/playground/personas")).json()}
+
+    assert set(personas) == set(PEOPLE)
+    wang = personas["hb_wang_jianguo"]
+    assert wang["name"] == "王建国"
+    assert wang["province"] == {"code": "13", "name": "河北省"}
+    assert wang["insurance"] == {"type": "EMPLOYEE", "status": "ACTIVE"}
+    assert wang["role"] == "INSURED"
+    assert "cap of 8" in wang["notes"]
+    # insured in Nanjing whatever her ID number says; Guangdong is not federated
+    assert personas["js_zhang_shuzhen"]["province"]["code"] == "32"
+    assert personas["gd_lin_hai"]["province"] is None
+
+
+async def test_a_persona_token_is_a_token_for_that_person(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await http.post("/playground/personas/js_liu_fang/token")
+
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    caller = verify_token(response.json()["token"], settings.auth)
+    assert caller.cert_no == PEOPLE["js_liu_fang"]["certNo"]
+    assert (await http.post("/playground/personas/nobody/token")).status_code == 404
+    # only POST mints (a GET falls through to the static files, which have no such file)
+    assert (await http.get("/playground/personas/js_liu_fang/token")).status_code == 404
+
+
+def test_every_example_is_valid_against_the_schema() -> None:
+    personas = load_personas(ROOT / "fixtures" / "roster.json")
+    examples = load_examples(PLAYGROUND_DIR / "examples.toml", personas)
+
+    assert len(examples) >= 10
+    for example in examples:
+        errors = validate(schema._schema, parse(example.document))
+        assert not errors, (example.title, errors)
+        for text in (example.variables, example.headers):
+            assert not text or isinstance(json.loads(text), dict), example.title
+        first_line = example.document.splitlines()[0]
+        assert first_line.startswith("#"), example.title
+        if example.persona is not None:
+            assert example.persona.name in first_line
+
+
+def test_an_example_naming_an_unknown_persona_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "examples.toml"
+    path.write_text('[[example]]\ntitle = "x"\npersona = "nobody"\nquery = "{ me { name } }"\n')
+
+    with pytest.raises(ValueError, match="nobody"):
+        load_examples(path, load_personas(ROOT / "fixtures" / "roster.json"))
+
+
+def outcome(result: dict[str, Any]) -> list[str]:
+    """Each mutation field's binding status or first refusal code; "ok" for a query."""
+    assert "errors" not in result, result
+    data = result["data"]
+    if "me" in data or "provinces" in data:
+        return ["ok"]
+    return [
+        payload["errors"][0]["code"] if payload["errors"] else payload["binding"]["status"]
+        for payload in data.values()
+    ]
+
+
+# What the examples' comments promise, run in order on a fresh sandbox.
+PROMISED = {
+    "The provinces and their rules": ["ok"],
+    "Who am I, and whom have I bound?": ["ok"],
+    "Hebei: eight relatives, then the cap": ["ACTIVE"] * 8 + ["BINDING_LIMIT_REACHED"],
+    "Hebei: a parent-in-law is not an allowed relation": ["RELATION_NOT_ALLOWED"],
+    "Jiangsu: bind a spouse (she must confirm)": ["PENDING_CONFIRMATION"],
+    "Jiangsu: the spouse sees the request": ["ok"],
+    "Jiangsu: the spouse confirms": ["ACTIVE"],
+    "Jiangsu: no commitment letter": ["COMMITMENT_REQUIRED"],
+    "Henan: one family only (he binds their daughter)": ["ACTIVE"],
+    "Henan: one family only (then she tries)": ["ALREADY_BOUND"],
+    "Henan: same city only": ["CROSS_AREA_NOT_ALLOWED"],
+    "Across provinces, in English": ["CROSS_PROVINCE_NOT_ALLOWED"],
+    "Unbind": ["UNBOUND"],
+}
+
+
+async def test_every_example_does_what_it_says_as_its_persona(
+    http: httpx.AsyncClient, gql: GraphQL
+) -> None:
+    examples = (await http.get("/playground/examples")).json()
+    assert [e["title"] for e in examples] == list(PROMISED)
+
+    last_id = ""
+    for example in examples:
+        variables = example["variables"].replace(PLACEHOLDER, last_id)
+        headers = json.loads(example["headers"] or "{}")
+        if example["persona"]:
+            headers["Authorization"] = f"Bearer {gql.token(example['persona'])}"
+        response = await http.post(
+            "/graphql",
+            json={"query": example["query"], "variables": json.loads(variables or "{}")},
+            headers=headers,
+        )
+        result = response.json()
+        assert outcome(result) == PROMISED[example["title"]], example["title"]
+        last_id = (re.findall(r'"id": "([^"]+)"', json.dumps(result)) or [last_id])[-1]
+        if headers.get("Accept-Language") == "en":
+            message = next(iter(result["data"].values()))["errors"][0]["message"]
+            assert message.isascii(), message
+
+
+async def test_an_unbuilt_playground_says_how_to_build_it(tmp_path: Path) -> None:
+    shutil.copy(PLAYGROUND_DIR / "examples.toml", tmp_path)
+    app = create_app(Settings(data_dir=None, playground_dir=tmp_path))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
+        response = await client.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 503
+    assert "scripts/install" in response.text
+
+
+def production(**changes: Any) -> Settings:
+    return Settings(
+        mode="production",
+        data_dir=None,
+        auth=AuthSettings(secret=SECRET),
+        provinces={name: AdapterSettings(base_url=f"http://{name}") for name in adapter_classes()},
+        **changes,
+    )
+
+
+async def test_production_serves_neither_the_playground_nor_personas() -> None:
+    sandboxes = Sandboxes()
+    async with sandboxes._stack:
+        await sandboxes.start()
+        app = create_app(production(), transports=dict(sandboxes.transports))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://gw"
+            ) as client,
+        ):
+            page = await client.get("/graphql", headers={"Accept": "text/html"})
+            assert page.status_code == 404
+            assert "graphiql" not in page.text.lower()
+            for path in ("/", "/playground/personas", "/playground/examples"):
+                assert (await client.get(path)).status_code == 404, path
+            asset = await client.get("/playground/vendor/graphiql.min.js")
+            assert asset.status_code == 404
+            token = await client.post("/playground/personas/hb_wang_jianguo/token")
+            assert token.status_code == 404
+            # the graph still answers, but not introspection
+            gql = GraphQL(client, AuthSettings(secret=SECRET))
+            assert (await gql("{ provinces { code } }"))["data"]["provinces"]
+            refused = await gql(INTROSPECTION)
+            assert "introspection" in refused["errors"][0]["message"].lower()
+            assert (await gql("{ me { name } }", as_="hn_zhao_lei"))["data"]["me"]["name"]
+
+
+@pytest.mark.parametrize(("introspection", "allowed"), [(None, True), (False, False), (True, True)])
+async def test_introspection_follows_the_settings(
+    introspection: bool | None, allowed: bool
+) -> None:
+    sandboxes = Sandboxes()
+    async with sandboxes._stack:
+        await sandboxes.start()
+        async with gateway(
+            dict(sandboxes.transports), Settings(data_dir=None, introspection=introspection)
+        ) as gql:
+            result = await gql(INTROSPECTION)
+    assert ("errors" not in result) is allowed
+
+
+def test_production_needs_a_secret_of_its_own() -> None:
+    with pytest.raises(ValueError, match="signing secret"):
+        Settings(mode="production")
+    with pytest.raises(ValueError, match="32 bytes"):
+        Settings(mode="production", auth=AuthSettings(secret="short"))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Settings(mode="staging")  # type: ignore[arg-type]
+
+
+async def test_production_refuses_a_province_without_its_address() -> None:
+    settings = production()
+    without = {**settings.provinces, "henan": AdapterSettings(base_url="")}
+    with pytest.raises(ValueError, match="henan: production mode needs its base_url"):
+        async with open_provinces(without, data_dir=None, sandboxes=False):
+            pass
+
+
+def test_mode_and_playground_settings_load_from_toml_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text(
+        f'mode = "production"\n[auth]\nsecret = "{SECRET}"\n[graphql]\nintrospection = true\n'
+        '[playground]\ndir = "pg"\nroster = "people.json"\n'
+    )
+
+    loaded = Settings.load(config, environ={})
+    assert loaded.production
+    assert loaded.allows_introspection
+    assert loaded.playground_dir == Path("pg")
+    assert loaded.roster == Path("people.json")
+    assert Settings.load(environ={}).mode == "sandbox"
+    assert not Settings.load(environ={}).production
+    overridden = Settings.load(config, environ={"GONGJI_MODE": "sandbox"})
+    assert overridden.mode == "sandbox"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Settings.load(environ={"GONGJI_MODE": "prod"})
+    config.write_text("[playground]\ncolour = 1\n")
+    with pytest.raises(ValueError, match="colour"):
+        Settings.load(config, environ={})
+
+
+def test_the_roster_fixture_is_the_one_personas_come_from() -> None:
+    assert len(load_personas(ROOT / "fixtures" / "roster.json")) == len(ROSTER["people"])
