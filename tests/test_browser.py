@@ -1,0 +1,161 @@
+"""The playground in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+The gateway runs on a loopback port in this event loop. The browser may reach
+that origin only: every other request is aborted and recorded, and the test
+fails if there was one. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+
+from gateway.app import create_app
+from gateway.config import Settings
+from tests.conftest import ROOT
+
+CHROMIUM = Path(os.environ.get("GONGJI_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = ROOT / "test-artifacts"
+# Without the background-networking flags Chromium dials Google's hosts at start.
+FLAGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    """The sandbox-mode gateway, served by uvicorn on a free loopback port."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(data_dir=None)),
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the gateway did not start"
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install-browser (as root)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        yield browser
+        await browser.close()
+
+
+class Watched:
+    """A page whose requests off the origin are aborted, and whose errors are kept."""
+
+    def __init__(self, page: Page, origin: str) -> None:
+        self.page = page
+        self.origin = origin
+        self.elsewhere: list[str] = []
+        self.errors: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
+        )
+
+    async def guard(self, route: Route) -> None:
+        url = route.request.url
+        if url.startswith(self.origin + "/") or url.startswith("data:"):
+            await route.continue_()
+        else:
+            self.elsewhere.append(url)
+            await route.abort("blockedbyclient")
+
+
+async def open_playground(browser: Browser, origin: str) -> Watched:
+    context = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    watched = Watched(await context.new_page(), origin)
+    await context.route("**/*", watched.guard)
+    return watched
+
+
+async def test_pick_a_persona_run_an_example_see_the_result(browser: Browser, origin: str) -> None:
+    watched = await open_playground(browser, origin)
+    page = watched.page
+
+    started = time.perf_counter()
+    await page.goto(f"{origin}/graphql")
+    await expect(page.locator("[data-persona=js_chen_zhiqiang]")).to_be_visible()
+    loaded = time.perf_counter() - started
+
+    # the persona: the logo says whom we act as, the next requests carry the token
+    await page.locator("[data-persona=js_chen_zhiqiang]").click()
+    await expect(page.locator("[data-logo-persona=js_chen_zhiqiang]")).to_have_text("as 陈志强")
+
+    # an example tab: Jiangsu's spouse binding waits for her confirmation
+    await page.locator(".graphiql-tab", has_text="JiangsuSpouse").click()
+    await expect(page.locator(".graphiql-editor-tool")).to_contain_text("刘芳")  # variables
+    await page.locator(".graphiql-execute-button").click()
+    result = page.locator(".result-window")
+    await expect(result).to_contain_text("PENDING_CONFIRMATION")
+    await expect(result).to_contain_text("320302********002X")  # she is masked
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "playground.png")
+    (ARTIFACTS / "playground.json").write_text(
+        json.dumps({"page_load_seconds": round(loaded, 3), "chromium": browser.version}) + "\n"
+    )
+    assert watched.elsewhere == []
+    assert watched.errors == []
+
+
+async def test_examples_panel_and_a_remembered_persona(browser: Browser, origin: str) -> None:
+    watched = await open_playground(browser, origin)
+    page = watched.page
+    await page.goto(f"{origin}/graphql")
+    await page.locator("[data-persona=hn_zhao_lei]").click()
+    await expect(page.locator("[data-logo-persona=hn_zhao_lei]")).to_be_visible()
+
+    # after a reload the persona is still chosen
+    await page.reload()
+    await expect(page.locator("[data-logo-persona=hn_zhao_lei]")).to_have_text("as 赵磊")
+
+    # the Examples panel opens an example in a new tab
+    tabs = page.locator(".graphiql-tab")
+    before = await tabs.count()
+    await page.get_by_role("button", name="Show Examples").click()
+    await page.locator("[data-panel=examples] button", has_text="Who am I").click()
+    await expect(tabs).to_have_count(before + 1)
+    await expect(page.locator(".graphiql-query-editor")).to_contain_text("mutualAidBindings")
+    await page.locator(".graphiql-execute-button").click()
+    await expect(page.locator(".result-window")).to_contain_text("赵磊")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "playground-examples.png")
+    assert watched.elsewhere == []
+    assert watched.errors == []
