@@ -11,17 +11,20 @@ the browser. Personas are the roster's synthetic people; their tokens come from
 from __future__ import annotations
 
 import json
+import mimetypes
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
+from starlette.types import Scope
 
 from gateway.auth import mint_token
 from gateway.config import AuthSettings
@@ -127,6 +130,43 @@ class Example:
         }
 
 
+class Assets(StaticFiles):
+    """The built files. For ``X`` it sends ``X.gz`` (which the build writes for the
+    large files) to a client that accepts gzip; a browser revalidates each file
+    on every load (``no-cache``: a rebuild is seen at once, an unchanged file is a 304).
+    """
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        request_headers = Headers(scope=scope)
+        headers = {
+            "Cache-Control": "no-cache",
+            "Vary": "Accept-Encoding",
+            "X-Content-Type-Options": "nosniff",
+        }
+        gzipped = Path(f"{os.fspath(full_path)}.gz")
+        if "gzip" in request_headers.get("accept-encoding", "") and gzipped.is_file():
+            response: Response = FileResponse(
+                gzipped,
+                status_code=status_code,
+                stat_result=os.stat(gzipped),
+                headers={**headers, "Content-Encoding": "gzip"},
+                media_type=mimetypes.guess_type(full_path)[0],
+            )
+        else:
+            response = FileResponse(
+                full_path, status_code=status_code, stat_result=stat_result, headers=headers
+            )
+        if self.is_not_modified(response.headers, request_headers):
+            return NotModifiedResponse(response.headers)
+        return response
+
+
 def load_personas(roster: Path) -> dict[str, Persona]:
     people = json.loads(roster.read_text(encoding="utf-8"))["people"]
     return {p["key"]: Persona.from_roster(p) for p in people}
@@ -158,12 +198,11 @@ class Playground:
         return (self.dist / "index.html").is_file()
 
     def routes(self) -> list[BaseRoute]:
-        static = StaticFiles(directory=self.dist, check_dir=False)
         return [
             Route("/playground/personas", self.list_personas),
             Route("/playground/personas/{key}/token", self.persona_token, methods=["POST"]),
             Route("/playground/examples", self.list_examples),
-            Mount("/playground", app=GZipMiddleware(static, minimum_size=1024)),
+            Mount("/playground", app=Assets(directory=self.dist, check_dir=False)),
         ]
 
     async def page(self, request: Request) -> Response:

@@ -7,71 +7,40 @@ fails if there was one. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from gateway.app import create_app
 from gateway.config import Settings
+from tests.browser import CHROMIUM, chromium, served
 from tests.conftest import ROOT
 
-CHROMIUM = Path(os.environ.get("GONGJI_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts"
-# Without the background-networking flags Chromium dials Google's hosts at start.
-FLAGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
 async def origin() -> AsyncIterator[str]:
-    """The sandbox-mode gateway, served by uvicorn on a free loopback port."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(data_dir=None)),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            lifespan="on",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the gateway did not start"
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    """The sandbox-mode gateway on a free loopback port."""
+    async with served(create_app(Settings(data_dir=None))) as origin:
+        yield origin
 
 
 @pytest.fixture
-def chromium() -> Path:
+def executable() -> Path:
     if not CHROMIUM.exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install-browser (as root)")
     return CHROMIUM
 
 
 @pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+async def browser(executable: Path) -> AsyncIterator[Browser]:
+    async with chromium(executable) as browser:
         yield browser
-        await browser.close()
 
 
 class Watched:

@@ -69,13 +69,23 @@ async def test_every_asset_of_the_page_comes_from_the_gateway(http: httpx.AsyncC
         assert all(u.strip("'\"").startswith("data:") for u in urls), asset
 
 
-async def test_large_assets_are_compressed(http: httpx.AsyncClient) -> None:
-    response = await http.get(
-        "/playground/vendor/graphiql.min.js", headers={"Accept-Encoding": "gzip"}
-    )
+async def test_assets_are_sent_compressed_and_revalidated(http: httpx.AsyncClient) -> None:
+    path = "/playground/vendor/graphiql.min.js"
+    zipped = await http.get(path, headers={"Accept-Encoding": "gzip"})
+    plain = await http.get(path, headers={"Accept-Encoding": "identity"})
 
-    assert response.headers["content-encoding"] == "gzip"
-    assert len(response.content) > 500_000  # httpx decompressed it
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 2
+    assert zipped.content == plain.content  # httpx decompressed it
+    assert zipped.headers["content-type"].startswith("text/javascript")
+    assert "content-encoding" not in plain.headers
+    for response in (zipped, plain):
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["vary"] == "Accept-Encoding"
+    again = await http.get(
+        path, headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["etag"]}
+    )
+    assert again.status_code == 304
 
 
 async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncClient) -> None:
