@@ -1,4 +1,4 @@
-"""A gateway on a loopback port and Debian's Chromium, for the browser test and bench/."""
+"""A gateway on a loopback port, and Debian's browsers, for the browser tests and bench/."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from playwright.async_api import Browser, async_playwright
 from starlette.types import ASGIApp
 
 CHROMIUM = Path(os.environ.get("GONGJI_CHROMIUM", "/usr/bin/chromium"))
+FIREFOX = Path(os.environ.get("GONGJI_FIREFOX", "/usr/bin/firefox-esr"))
 # Without the background-networking flags Chromium dials Google's hosts at start.
 FLAGS = [
     "--no-sandbox",  # CI runs as root

@@ -1,13 +1,18 @@
-"""The playground in a real browser: Debian's Chromium, headless, driven by Playwright.
+"""The playground in real browsers, headless, from Debian's packages.
 
-The gateway runs on a loopback port in this event loop. The browser may reach
-that origin only: every other request is aborted and recorded, and the test
-fails if there was one. Screenshots go to ``test-artifacts/``.
+Chromium is driven by Playwright; Firefox by puppeteer-core over WebDriver BiDi
+(`playground/tests/firefox.mjs`): neither downloads a browser. The gateway runs
+on a loopback port in this event loop. The browser may reach that origin only:
+every other request is aborted and recorded, and the test fails if there was
+one. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +21,8 @@ import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from gateway.app import create_app
-from gateway.config import Settings
-from tests.browser import CHROMIUM, chromium, served
+from gateway.config import PLAYGROUND_DIR, Settings
+from tests.browser import CHROMIUM, FIREFOX, chromium, served
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -30,16 +35,21 @@ async def origin() -> AsyncIterator[str]:
         yield origin
 
 
-@pytest.fixture
-def executable() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install-browser (as root)")
-    return CHROMIUM
+def installed(browser: Path) -> Path:
+    if not browser.exists():
+        pytest.fail(f"no browser at {browser}: run scripts/install-browser (as root)")
+    return browser
 
 
 @pytest.fixture
-async def browser(executable: Path) -> AsyncIterator[Browser]:
-    async with chromium(executable) as browser:
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium(installed(CHROMIUM)) as browser:
         yield browser
 
 
@@ -73,7 +83,9 @@ async def open_playground(browser: Browser, origin: str) -> Watched:
     return watched
 
 
-async def test_pick_a_persona_run_an_example_see_the_result(browser: Browser, origin: str) -> None:
+async def test_pick_a_persona_run_an_example_see_the_result(
+    browser: Browser, origin: str, artifacts: Path
+) -> None:
     watched = await open_playground(browser, origin)
     page = watched.page
 
@@ -94,16 +106,16 @@ async def test_pick_a_persona_run_an_example_see_the_result(browser: Browser, or
     await expect(result).to_contain_text("PENDING_CONFIRMATION")
     await expect(result).to_contain_text("320302********002X")  # she is masked
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=ARTIFACTS / "playground.png")
-    (ARTIFACTS / "playground.json").write_text(
-        json.dumps({"page_load_seconds": round(loaded, 3), "chromium": browser.version}) + "\n"
-    )
+    await page.screenshot(path=artifacts / "playground.png")
+    summary = {"page_load_seconds": round(loaded, 3), "chromium": browser.version}
+    await asyncio.to_thread((artifacts / "playground.json").write_text, json.dumps(summary))
     assert watched.elsewhere == []
     assert watched.errors == []
 
 
-async def test_examples_panel_and_a_remembered_persona(browser: Browser, origin: str) -> None:
+async def test_examples_panel_and_a_remembered_persona(
+    browser: Browser, origin: str, artifacts: Path
+) -> None:
     watched = await open_playground(browser, origin)
     page = watched.page
     await page.goto(f"{origin}/graphql")
@@ -124,7 +136,29 @@ async def test_examples_panel_and_a_remembered_persona(browser: Browser, origin:
     await page.locator(".graphiql-execute-button").click()
     await expect(page.locator(".result-window")).to_contain_text("赵磊")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=ARTIFACTS / "playground-examples.png")
+    await page.screenshot(path=artifacts / "playground-examples.png")
     assert watched.elsewhere == []
     assert watched.errors == []
+
+
+async def test_the_playground_works_in_firefox(origin: str, artifacts: Path) -> None:
+    firefox = installed(FIREFOX)
+    node = shutil.which("node")
+    assert node, "Node.js is needed (scripts/install needs it too)"
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(PLAYGROUND_DIR / "tests" / "firefox.mjs"),
+        origin,
+        str(artifacts / "playground-firefox.png"),
+        env={**os.environ, "GONGJI_FIREFOX": str(firefox)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()[-3000:]
+
+    outcome = json.loads(out.decode().splitlines()[-1])
+    assert outcome["elsewhere"] == []
+    assert outcome["errors"] == []
+    assert '"name": "王建国"' in outcome["result"]
+    assert '"balance": "3200.00"' in outcome["result"]
