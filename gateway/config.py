@@ -70,6 +70,13 @@ class Settings:
                 )
             if len(self.auth.secret.encode()) < 32:
                 raise ValueError("the signing secret must be at least 32 bytes long")
+        elif not self.auth.is_development:
+            # The playground mints tokens for anyone who asks: with a secret of
+            # one's own, a forgotten `mode` would hand out real tokens.
+            raise ValueError(
+                "a signing secret of your own means a real deployment: set"
+                ' mode = "production" (sandbox mode uses the development secret)'
+            )
 
     @property
     def production(self) -> bool:
@@ -108,9 +115,11 @@ class Settings:
         if playground:
             raise ValueError(f"playground: unknown settings {sorted(playground)}")
         introspection = raw.get("graphql", {}).get("introspection")
+        if introspection is not None and not isinstance(introspection, bool):
+            raise ValueError("graphql.introspection must be true or false")
         return cls(
             mode=_mode(environ.get("GONGJI_MODE") or raw.get("mode", "sandbox")),
-            introspection=None if introspection is None else bool(introspection),
+            introspection=introspection,
             data_dir=Path(chosen_dir),
             auth=AuthSettings(**auth_raw),
             provinces={name: province_settings(name, table) for name, table in tables.items()},

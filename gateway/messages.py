@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.base import RefusalCode
+from gateway.headers import weighted
 
 Language = str  # "zh" or "en"
 
@@ -99,17 +100,10 @@ def fault_message(code: str, lang: Language) -> str:
 
 def preferred_language(accept_language: str | None) -> Language:
     """``en`` when the header prefers English over Chinese, else ``zh``."""
-    best, best_q = "zh", 0.0
-    for part in (accept_language or "").split(","):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
-                continue
-        primary = tag.strip().lower().split("-")[0]
+    best: Language = "zh"
+    best_q = 0.0
+    for tag, q in weighted(accept_language):
+        primary = tag.split("-")[0]
         if primary in ("zh", "en") and q > best_q:
             best, best_q = primary, q
     return best

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -28,6 +29,7 @@ from starlette.types import Scope
 
 from gateway.auth import mint_token
 from gateway.config import AuthSettings
+from gateway.headers import weighted
 from gateway.provinces import Provinces
 
 # Everything from this origin; styles inline (GraphiQL sets them), fonts and
@@ -45,11 +47,12 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-_PAGE_HEADERS = {
+_SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
 }
+_PAGE_HEADERS = {**_SECURITY_HEADERS, "Cache-Control": "no-cache"}
+PAGE = "index.html"
 
 _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Gongji playground</title>
 <p>The playground's files are not built. Run <code>scripts/install</code>
@@ -130,11 +133,30 @@ class Example:
         }
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    q = dict(weighted(accept_encoding))
+    return q.get("gzip", q.get("*", 0.0)) > 0
+
+
 class Assets(StaticFiles):
-    """The built files. For ``X`` it sends ``X.gz`` (which the build writes for the
-    large files) to a client that accepts gzip; a browser revalidates each file
-    on every load (``no-cache``: a rebuild is seen at once, an unchanged file is a 304).
+    """The built files, under the page's security headers.
+
+    For ``X`` it sends ``X.gz`` (which the build writes for the large files) to
+    a client that accepts gzip. A browser revalidates each file on every load
+    (``no-cache``: a rebuild is seen at once, an unchanged file is a 304). The
+    page itself is served at /graphql only.
     """
+
+    async def check_config(self) -> None:
+        try:
+            await super().check_config()  # asked again on each request until it passes
+        except RuntimeError as exc:
+            raise HTTPException(503, "the playground is not built: run scripts/install") from exc
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path == PAGE:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
     def file_response(
         self,
@@ -144,13 +166,9 @@ class Assets(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         request_headers = Headers(scope=scope)
-        headers = {
-            "Cache-Control": "no-cache",
-            "Vary": "Accept-Encoding",
-            "X-Content-Type-Options": "nosniff",
-        }
+        headers = {**_SECURITY_HEADERS, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
         gzipped = Path(f"{os.fspath(full_path)}.gz")
-        if "gzip" in request_headers.get("accept-encoding", "") and gzipped.is_file():
+        if accepts_gzip(request_headers.get("accept-encoding")) and gzipped.is_file():
             response: Response = FileResponse(
                 gzipped,
                 status_code=status_code,
@@ -195,7 +213,7 @@ class Playground:
 
     @property
     def built(self) -> bool:
-        return (self.dist / "index.html").is_file()
+        return (self.dist / PAGE).is_file()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -208,7 +226,7 @@ class Playground:
     async def page(self, request: Request) -> Response:
         if not self.built:
             return HTMLResponse(_NOT_BUILT, status_code=503, headers=_PAGE_HEADERS)
-        return FileResponse(self.dist / "index.html", headers=_PAGE_HEADERS)
+        return FileResponse(self.dist / PAGE, headers=_PAGE_HEADERS)
 
     async def list_personas(self, request: Request) -> Response:
         provinces: Provinces = request.app.state.services.provinces

@@ -16,7 +16,7 @@ CHROMIUM = Path(os.environ.get("GONGJI_CHROMIUM", "/usr/bin/chromium"))
 FIREFOX = Path(os.environ.get("GONGJI_FIREFOX", "/usr/bin/firefox-esr"))
 # Without the background-networking flags Chromium dials Google's hosts at start.
 FLAGS = [
-    "--no-sandbox",  # CI runs as root
+    *(["--no-sandbox"] if os.geteuid() == 0 else []),  # Chromium's sandbox refuses root
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-quic",

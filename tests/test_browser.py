@@ -21,23 +21,25 @@ import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from gateway.app import create_app
-from gateway.config import PLAYGROUND_DIR, Settings
+from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
 from tests.browser import CHROMIUM, FIREFOX, chromium, served
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
+TTL = 62  # seconds: the page renews a persona's token after TTL - 60
 
 
 @pytest.fixture
 async def origin() -> AsyncIterator[str]:
-    """The sandbox-mode gateway on a free loopback port."""
-    async with served(create_app(Settings(data_dir=None))) as origin:
+    """The sandbox-mode gateway on a free loopback port; its tokens live 62 s."""
+    settings = Settings(data_dir=None, auth=AuthSettings(token_ttl_seconds=TTL))
+    async with served(create_app(settings)) as origin:
         yield origin
 
 
 def installed(browser: Path) -> Path:
     if not browser.exists():
-        pytest.fail(f"no browser at {browser}: run scripts/install-browser (as root)")
+        pytest.fail(f"no browser at {browser}: run scripts/install-system (as root)")
     return browser
 
 
@@ -125,6 +127,12 @@ async def test_examples_panel_and_a_remembered_persona(
     # after a reload the persona is still chosen
     await page.reload()
     await expect(page.locator("[data-logo-persona=hn_zhao_lei]")).to_have_text("as 赵磊")
+
+    # a minute before the token expires (TTL - 60 s) the page fetches a fresh one
+    async with page.expect_request(
+        lambda r: r.url.endswith("/playground/personas/hn_zhao_lei/token"), timeout=10_000
+    ):
+        pass
 
     # the Examples panel opens an example in a new tab
     tabs = page.locator(".graphiql-tab")

@@ -18,7 +18,12 @@ from adapters.base import AdapterSettings
 from gateway.app import create_app
 from gateway.auth import verify_token
 from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
-from gateway.playground import CONTENT_SECURITY_POLICY, load_examples, load_personas
+from gateway.playground import (
+    CONTENT_SECURITY_POLICY,
+    accepts_gzip,
+    load_examples,
+    load_personas,
+)
 from gateway.provinces import adapter_classes, open_provinces
 from gateway.schema import schema
 from tests.conftest import PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
@@ -45,8 +50,13 @@ async def test_a_browser_opening_graphql_gets_the_playground(http: httpx.AsyncCl
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-    assert "default-src 'self'" in CONTENT_SECURITY_POLICY
+    policy = response.headers["content-security-policy"]
+    assert policy == CONTENT_SECURITY_POLICY
+    directives = dict(d.split(" ", 1) for d in policy.split("; "))
+    assert directives["default-src"] == directives["script-src"] == "'self'"
+    assert directives["connect-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert not any(w in policy for w in ("http", "*", "unsafe-eval")), policy
     assert "/playground/playground.js" in response.text
     assert (await http.get("/")).headers["location"] == "/graphql"
 
@@ -67,6 +77,30 @@ async def test_every_asset_of_the_page_comes_from_the_gateway(http: httpx.AsyncC
     for asset in (a for a in assets if a.endswith(".css")):
         urls = re.findall(r"url\(([^)]*)\)", (await http.get(asset)).text)
         assert all(u.strip("'\"").startswith("data:") for u in urls), asset
+
+
+async def test_the_page_is_served_only_where_its_headers_are(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/playground/index.html")).status_code == 404
+    script = await http.get("/playground/playground.js")
+    assert script.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert script.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzip"),
+    [
+        ("gzip", True),
+        ("br, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0, *", False),
+        ("identity", False),
+        ("", False),
+        ("gzip;q=x", False),
+    ],
+)
+def test_gzip_only_to_those_who_take_it(accept_encoding: str, gzip: bool) -> None:
+    assert accepts_gzip(accept_encoding) is gzip
 
 
 async def test_assets_are_sent_compressed_and_revalidated(http: httpx.AsyncClient) -> None:
@@ -205,8 +239,11 @@ async def test_an_unbuilt_playground_says_how_to_build_it(tmp_path: Path) -> Non
     ):
         response = await client.get("/graphql", headers={"Accept": "text/html"})
 
+        asset = await client.get("/playground/playground.js")
+
     assert response.status_code == 503
     assert "scripts/install" in response.text
+    assert asset.status_code == 503
 
 
 def production(**changes: Any) -> Settings:
@@ -243,22 +280,29 @@ async def test_production_serves_neither_the_playground_nor_personas() -> None:
             gql = GraphQL(client, AuthSettings(secret=SECRET))
             assert (await gql("{ provinces { code } }"))["data"]["provinces"]
             refused = await gql(INTROSPECTION)
-            assert "introspection" in refused["errors"][0]["message"].lower()
+            assert "introspection has been disabled" in refused["errors"][0]["message"]
             assert (await gql("{ me { name } }", as_="hn_zhao_lei"))["data"]["me"]["name"]
 
 
-@pytest.mark.parametrize(("introspection", "allowed"), [(None, True), (False, False), (True, True)])
-async def test_introspection_follows_the_settings(
-    introspection: bool | None, allowed: bool
-) -> None:
+@pytest.mark.parametrize(
+    ("settings", "allowed"),
+    [
+        (Settings(data_dir=None), True),
+        (Settings(data_dir=None, introspection=False), False),
+        (production(), False),
+        (production(introspection=True), True),
+    ],
+)
+async def test_introspection_follows_the_settings(settings: Settings, allowed: bool) -> None:
     sandboxes = Sandboxes()
     async with sandboxes._stack:
         await sandboxes.start()
-        async with gateway(
-            dict(sandboxes.transports), Settings(data_dir=None, introspection=introspection)
-        ) as gql:
+        async with gateway(dict(sandboxes.transports), settings) as gql:
             result = await gql(INTROSPECTION)
-    assert ("errors" not in result) is allowed
+    if allowed:
+        assert result["data"]["__schema"]["queryType"]["name"] == "Query"
+    else:
+        assert "introspection has been disabled" in result["errors"][0]["message"]
 
 
 def test_production_needs_a_secret_of_its_own() -> None:
@@ -268,6 +312,12 @@ def test_production_needs_a_secret_of_its_own() -> None:
         Settings(mode="production", auth=AuthSettings(secret="short"))
     with pytest.raises(ValueError, match="mode must be one of"):
         Settings(mode="staging")  # type: ignore[arg-type]
+
+
+def test_a_secret_of_its_own_is_refused_in_sandbox_mode() -> None:
+    # the playground would mint tokens signed with it for anyone who asks
+    with pytest.raises(ValueError, match='set mode = "production"'):
+        Settings(auth=AuthSettings(secret=SECRET))
 
 
 async def test_production_refuses_a_province_without_its_address() -> None:
@@ -292,10 +342,13 @@ def test_mode_and_playground_settings_load_from_toml_and_environment(tmp_path: P
     assert loaded.roster == Path("people.json")
     assert Settings.load(environ={}).mode == "sandbox"
     assert not Settings.load(environ={}).production
-    overridden = Settings.load(config, environ={"GONGJI_MODE": "sandbox"})
-    assert overridden.mode == "sandbox"
+    with pytest.raises(ValueError, match='set mode = "production"'):
+        Settings.load(config, environ={"GONGJI_MODE": "sandbox"})  # with its real secret
     with pytest.raises(ValueError, match="mode must be one of"):
         Settings.load(environ={"GONGJI_MODE": "prod"})
+    config.write_text('[graphql]\nintrospection = "false"\n')
+    with pytest.raises(ValueError, match="true or false"):
+        Settings.load(config, environ={})
     config.write_text("[playground]\ncolour = 1\n")
     with pytest.raises(ValueError, match="colour"):
         Settings.load(config, environ={})

@@ -112,7 +112,9 @@ cross_province = true
 """,
         encoding="utf-8",
     )
-    settings = Settings.load(config, environ={"GONGJI_JWT_SECRET": "s" * 40})
+    settings = Settings.load(
+        config, environ={"GONGJI_JWT_SECRET": "s" * 40, "GONGJI_MODE": "production"}
+    )
     assert settings.data_dir == Path("state")
     assert settings.auth.secret == "s" * 40
     assert settings.auth.issuer == "test"

@@ -38,10 +38,17 @@
     return response.json();
   }
 
+  let renewal = null;
+
   async function actAs(persona) {
     const path = `/playground/personas/${encodeURIComponent(persona.key)}/token`;
-    const { token } = await getJSON(path, { method: "POST" });
+    const { token, expiresIn } = await getJSON(path, { method: "POST" });
     setSession({ persona, token });
+    // a fresh token a minute before this one expires, for as long as the tab is open
+    clearTimeout(renewal);
+    renewal = setTimeout(() => {
+      if (session && session.persona.key === persona.key) actAs(persona).catch(() => setSession(null));
+    }, Math.min(Math.max(expiresIn - 60, 1) * 1000, 2 ** 31 - 1)); // setTimeout's own limit
   }
 
   // GraphiQL learns a tab's operation name a moment after the tab is shown; run
@@ -78,7 +85,7 @@
       persona.certNo,
       persona.notes,
       persona.area.name,
-      persona.province ? persona.province.name : "",
+      persona.province ? `${persona.province.name} ${persona.province.code}` : "",
       persona.insurance.type,
       persona.insurance.status,
     ]
