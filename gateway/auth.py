@@ -13,21 +13,35 @@ from gateway.config import AuthSettings
 _ALGORITHM = "HS256"
 
 
+# Roles a token may carry besides being an insured person.
+REVIEWER = "REVIEWER"  # reviews kinship documents
+ROLES = frozenset({REVIEWER})
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     cert_no: str
+    roles: frozenset[str] = frozenset()
 
 
 class InvalidToken(Exception):
     pass
 
 
-def mint_token(cert_no: str, settings: AuthSettings, *, now: float | None = None) -> str:
+def mint_token(
+    cert_no: str,
+    settings: AuthSettings,
+    *,
+    now: float | None = None,
+    roles: frozenset[str] = frozenset(),
+) -> str:
     cert_no = normalize(cert_no)
     if not is_valid(cert_no):
         raise ValueError("not a valid ID number")
+    if not roles <= ROLES:
+        raise ValueError(f"unknown roles: {sorted(roles - ROLES)}")
     issued = int(now if now is not None else time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": cert_no,
         "iss": settings.issuer,
         "aud": settings.audience,
@@ -35,6 +49,8 @@ def mint_token(cert_no: str, settings: AuthSettings, *, now: float | None = None
         "nbf": issued,
         "exp": issued + settings.token_ttl_seconds,
     }
+    if roles:
+        claims["roles"] = sorted(roles)
     return jwt.encode(claims, settings.secret, algorithm=_ALGORITHM)
 
 
@@ -54,7 +70,10 @@ def verify_token(token: str, settings: AuthSettings) -> Caller:
     subject = claims["sub"]
     if not isinstance(subject, str) or not is_valid(subject):
         raise InvalidToken("subject is not an ID number")
-    return Caller(cert_no=subject)
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidToken("roles is not a list of names")
+    return Caller(cert_no=subject, roles=frozenset(roles) & ROLES)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from gateway import logs
-from gateway.auth import mint_token
+from gateway.auth import ROLES, mint_token
 from gateway.config import Settings
 from gateway.provinces import sandbox_factory, sandbox_names
 
@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     token = commands.add_parser("token", help="print a sandbox token for an ID number")
     token.add_argument("cert_no")
+    token.add_argument(
+        "--role", action="append", default=[], choices=sorted(ROLES), help="a role to carry"
+    )
 
     sandbox = commands.add_parser("sandbox", help="run one sandbox province over HTTP")
     sandbox.add_argument("province", choices=sandbox_names())
@@ -50,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     elif args.command == "token":
         try:
-            print(mint_token(args.cert_no, settings.auth))
+            print(mint_token(args.cert_no, settings.auth, roles=frozenset(args.role)))
         except ValueError as exc:
             print(f"gongji token: {exc}", file=sys.stderr)
             return 2

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from gateway.auth import verify_token
 from gateway.cli import main
 from gateway.config import AuthSettings
 from gateway.schema import schema
@@ -23,6 +24,12 @@ def test_token_prints_a_jwt_for_the_id_number(capsys: pytest.CaptureFixture[str]
     claims = jwt.decode(token, auth.secret, algorithms=["HS256"], audience=auth.audience)
     assert claims["sub"] == "13010220121212002X"
     assert claims["iss"] == auth.issuer
+
+
+def test_token_carries_roles(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "130102197603150016", "--role", "REVIEWER"]) == 0
+    caller = verify_token(capsys.readouterr().out.strip(), AuthSettings())
+    assert caller.roles == frozenset({"REVIEWER"})
 
 
 def test_token_refuses_an_invalid_id_number(capsys: pytest.CaptureFixture[str]) -> None:
