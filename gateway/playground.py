@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
 from starlette.types import Scope
 
-from gateway.auth import mint_token
+from gateway.auth import ROLES, mint_token
 from gateway.config import AuthSettings
 from gateway.headers import weighted
 from gateway.provinces import Provinces
@@ -54,6 +54,8 @@ _SECURITY_HEADERS = {
 _PAGE_HEADERS = {**_SECURITY_HEADERS, "Cache-Control": "no-cache"}
 PAGE = "index.html"
 
+INSURED = "INSURED"  # a roster person's persona: no role beyond being insured
+
 _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Gongji playground</title>
 <p>The playground's files are not built. Run <code>scripts/install</code>
 (it needs Node.js and npm), then reload. The graph itself answers POST /graphql.</p>
@@ -62,23 +64,23 @@ _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Gongji playground</t
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Persona:
-    """Someone to act as in the playground: a roster person (role ``INSURED``)."""
+    """Someone to act as: a roster person (role ``INSURED``), or staff with a role."""
 
     key: str
     role: str
     name: str
     cert_no: str
-    area_code: str
-    area_name: str
-    insurance_type: str
-    insurance_status: str
     notes: str
+    area_code: str | None = None
+    area_name: str | None = None
+    insurance_type: str | None = None
+    insurance_status: str | None = None
 
     @classmethod
     def from_roster(cls, person: Mapping[str, Any]) -> Persona:
         return cls(
             key=person["key"],
-            role="INSURED",
+            role=INSURED,
             name=person["name"],
             cert_no=person["certNo"],
             area_code=person["insuredArea"],
@@ -88,8 +90,24 @@ class Persona:
             notes=person.get("notes") or "",
         )
 
+    @classmethod
+    def staff(cls, entry: Mapping[str, Any]) -> Persona:
+        if entry["role"] not in ROLES:
+            raise ValueError(f"persona {entry['key']}: unknown role {entry['role']!r}")
+        return cls(
+            key=entry["key"],
+            role=entry["role"],
+            name=entry["name"],
+            cert_no=entry["cert_no"],
+            notes=entry.get("notes", ""),
+        )
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset() if self.role == INSURED else frozenset({self.role})
+
     def as_json(self, provinces: Provinces) -> dict[str, Any]:
-        adapter = provinces.for_area(self.area_code)
+        adapter = provinces.for_area(self.area_code) if self.area_code else None
         province = None if adapter is None else {"code": adapter.code, "name": adapter.name}
         return {
             "key": self.key,
@@ -97,9 +115,13 @@ class Persona:
             "name": self.name,
             # synthetic people, shown in full so developers can copy them into variables
             "certNo": self.cert_no,
-            "area": {"code": self.area_code, "name": self.area_name},
+            "area": None
+            if self.area_code is None
+            else {"code": self.area_code, "name": self.area_name},
             "province": province,
-            "insurance": {"type": self.insurance_type, "status": self.insurance_status},
+            "insurance": None
+            if self.insurance_type is None
+            else {"type": self.insurance_type, "status": self.insurance_status},
             "notes": self.notes,
         }
 
@@ -185,9 +207,13 @@ class Assets(StaticFiles):
         return response
 
 
-def load_personas(roster: Path) -> dict[str, Persona]:
+def load_personas(roster: Path, staff: Path | None = None) -> dict[str, Persona]:
+    """The roster's people, then staff (``personas.toml``: ``[[persona]]`` with a role)."""
     people = json.loads(roster.read_text(encoding="utf-8"))["people"]
-    return {p["key"]: Persona.from_roster(p) for p in people}
+    personas = [Persona.from_roster(p) for p in people]
+    if staff is not None:
+        personas += [Persona.staff(e) for e in tomllib.loads(staff.read_text("utf-8"))["persona"]]
+    return {p.key: p for p in personas}
 
 
 def load_examples(path: Path, personas: Mapping[str, Persona]) -> list[Example]:
@@ -208,7 +234,7 @@ class Playground:
     def __init__(self, root: Path, roster: Path, auth: AuthSettings) -> None:
         self.dist = root / "dist"
         self.auth = auth
-        self.personas = load_personas(roster)
+        self.personas = load_personas(roster, root / "personas.toml")
         self.examples = load_examples(root / "examples.toml", self.personas)
 
     @property
@@ -236,7 +262,7 @@ class Playground:
         persona = self.personas.get(request.path_params["key"])
         if persona is None:
             return JSONResponse({"error": "no such persona"}, status_code=404)
-        token = mint_token(persona.cert_no, self.auth)
+        token = mint_token(persona.cert_no, self.auth, roles=persona.roles)
         return JSONResponse(
             {"token": token, "expiresIn": self.auth.token_ttl_seconds},
             headers={"Cache-Control": "no-store"},

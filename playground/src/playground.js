@@ -84,10 +84,10 @@
       persona.key,
       persona.certNo,
       persona.notes,
-      persona.area.name,
+      persona.role,
+      persona.area ? persona.area.name : "",
       persona.province ? `${persona.province.name} ${persona.province.code}` : "",
-      persona.insurance.type,
-      persona.insurance.status,
+      persona.insurance ? `${persona.insurance.type} ${persona.insurance.status}` : "",
     ]
       .join(" ")
       .toLowerCase();
@@ -97,9 +97,12 @@
   function groupByProvince(personas) {
     const groups = new Map();
     for (const persona of personas) {
-      const title = persona.province
-        ? `${persona.province.name} (${persona.province.code})`
-        : "Not federated";
+      const title =
+        persona.role !== "INSURED"
+          ? "Staff"
+          : persona.province
+            ? `${persona.province.name} (${persona.province.code})`
+            : "Not federated";
       if (!groups.has(title)) groups.set(title, []);
       groups.get(title).push(persona);
     }
@@ -127,7 +130,9 @@
           h(
             "span",
             { className: "gongji-meta" },
-            `${persona.area.name} · ${persona.insurance.type} · ${persona.insurance.status}`,
+            persona.insurance
+              ? `${persona.area.name} · ${persona.insurance.type} · ${persona.insurance.status}`
+              : persona.role,
           ),
         ),
         h("span", { className: "gongji-meta" }, persona.certNo),
