@@ -76,6 +76,21 @@ class Relation(enum.Enum):
     GRANDPARENT = "GRANDPARENT"
     GRANDCHILD = "GRANDCHILD"
 
+    @property
+    def inverse(self) -> Relation:
+        """If the relative is my ``self``, I am the relative's ``inverse``."""
+        return _INVERSE.get(self, self)
+
+
+_INVERSE = {
+    Relation.PARENT: Relation.CHILD,
+    Relation.CHILD: Relation.PARENT,
+    Relation.PARENT_IN_LAW: Relation.CHILD_IN_LAW,
+    Relation.CHILD_IN_LAW: Relation.PARENT_IN_LAW,
+    Relation.GRANDPARENT: Relation.GRANDCHILD,
+    Relation.GRANDCHILD: Relation.GRANDPARENT,
+}
+
 
 class InsuranceType(enum.Enum):
     EMPLOYEE = "EMPLOYEE"  # 职工基本医疗保险, insutype 310: has a personal account
@@ -119,6 +134,20 @@ class RefusalCode(enum.Enum):
     COMMITMENT_REQUIRED = "COMMITMENT_REQUIRED"
     INVALID_BINDING_STATE = "INVALID_BINDING_STATE"
     FORBIDDEN = "FORBIDDEN"
+    # Kinship accounts (亲情账户): the gateway's own registry, no adapter gives these.
+    KINSHIP_SELF_NOT_ALLOWED = "KINSHIP_SELF_NOT_ALLOWED"
+    KINSHIP_ALREADY_ADDED = "KINSHIP_ALREADY_ADDED"
+    KINSHIP_ADDER_LIMIT_REACHED = "KINSHIP_ADDER_LIMIT_REACHED"
+    KINSHIP_MEMBER_LIMIT_REACHED = "KINSHIP_MEMBER_LIMIT_REACHED"
+    DOCUMENT_REQUIRED = "DOCUMENT_REQUIRED"
+    DOCUMENT_EMPTY = "DOCUMENT_EMPTY"
+    DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+    DOCUMENT_TYPE_NOT_ALLOWED = "DOCUMENT_TYPE_NOT_ALLOWED"
+    TOO_MANY_DOCUMENTS = "TOO_MANY_DOCUMENTS"
+    REASON_REQUIRED = "REASON_REQUIRED"
+    INVALID_KINSHIP_STATE = "INVALID_KINSHIP_STATE"
+    INVALID_PAYMENT_PASSWORD = "INVALID_PAYMENT_PASSWORD"  # noqa: S105 (a code, not a secret)
+    MEMBER_INSURANCE_NOT_EFFECTIVE = "MEMBER_INSURANCE_NOT_EFFECTIVE"
 
 
 @dataclass(frozen=True, slots=True)

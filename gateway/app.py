@@ -10,6 +10,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -19,11 +20,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
+from strawberry.types.unset import UNSET
 
 from gateway.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.config import Settings
 from gateway.context import Context, Services
 from gateway.directory import Directory
+from gateway.kinship import Kinship
 from gateway.messages import preferred_language
 from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
@@ -36,8 +39,22 @@ log = logging.getLogger(__name__)
 
 class _GraphQL(GraphQL[Context, None]):
     def __init__(self, schema: BaseSchema, playground: Playground | None) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if playground else None)
+        # Uploads (kinship documents) come as GraphQL multipart requests. Tokens
+        # travel in a header, never a cookie, so a cross-site form cannot use them.
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if playground else None,
+            multipart_uploads_enabled=True,
+        )
         self.playground = playground
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Strawberry reads a multipart form (uploads) but leaves its files open: close them."""
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            if isinstance(request, Request):
+                await request.close()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self.playground is None:  # the view renders an IDE only when given one
@@ -84,12 +101,14 @@ def create_app(
                 sandboxes=not settings.production,
             ) as provinces:
                 directory = Directory(provinces, store)
+                mutual_aid = MutualAid(provinces, directory)
                 app.state.services = Services(
                     settings=settings,
                     store=store,
                     provinces=provinces,
                     directory=directory,
-                    mutual_aid=MutualAid(provinces, directory),
+                    mutual_aid=mutual_aid,
+                    kinship=Kinship(store, directory, mutual_aid, settings.kinship, settings.auth),
                 )
                 yield
         finally:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from adapters.base import AdapterSettings, Policy
+from adapters.base import AdapterSettings, Policy, Relation
 
 Mode = Literal["sandbox", "production"]
 MODES: tuple[Mode, ...] = ("sandbox", "production")
@@ -39,6 +39,38 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KinshipPolicy:
+    """The national rules of kinship accounts (亲情账户), as data: ``[kinship]``."""
+
+    max_members: int = 5  # an adder's members, across all channels, pending ones too
+    max_adders: int = 2  # adders of one member
+    review_age: int = 16  # a member this old or younger needs a document and review
+    allowed_relations: frozenset[Relation] = frozenset(
+        {
+            Relation.SPOUSE,
+            Relation.PARENT,
+            Relation.CHILD,
+            Relation.GRANDPARENT,
+            Relation.GRANDCHILD,
+            Relation.SIBLING,
+        }
+    )
+    max_documents: int = 3
+    max_document_bytes: int = 5 * 1024 * 1024
+    review_working_days: tuple[int, int] = (1, 2)
+    voucher_ttl_seconds: int = 120
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> KinshipPolicy:
+        table = dict(table)
+        if "allowed_relations" in table:
+            table["allowed_relations"] = frozenset(Relation(r) for r in table["allowed_relations"])
+        if "review_working_days" in table:
+            table["review_working_days"] = tuple(table["review_working_days"])
+        return cls(**table)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything the app needs. ``data_dir=None`` keeps all state in memory (tests).
 
@@ -59,6 +91,7 @@ class Settings:
     introspection: bool | None = None
     playground_dir: Path = PLAYGROUND_DIR
     roster: Path = ROSTER
+    kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
 
     def __post_init__(self) -> None:
         _mode(self.mode)
@@ -124,6 +157,7 @@ class Settings:
             auth=AuthSettings(**auth_raw),
             provinces={name: province_settings(name, table) for name, table in tables.items()},
             disabled=disabled,
+            kinship=KinshipPolicy.from_table(raw.get("kinship", {})),
             **extra,
         )
 

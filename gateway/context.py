@@ -10,6 +10,7 @@ from gateway.auth import Caller
 from gateway.config import Settings
 from gateway.directory import Directory, Located
 from gateway.errors import GatewayError
+from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.mutual_aid import MutualAid
 from gateway.provinces import Provinces
@@ -25,6 +26,7 @@ class Services:
     provinces: Provinces
     directory: Directory
     mutual_aid: MutualAid
+    kinship: Kinship
 
 
 @dataclass(slots=True)
@@ -40,10 +42,14 @@ class Context:
     def __post_init__(self) -> None:
         self._people = DataLoader(load_fn=self._load_people)
 
-    def caller_cert_no(self) -> str:
+    def signed_in(self) -> Caller:
+        """The caller; without a valid token, an UNAUTHENTICATED error."""
         if self.caller is None:
             raise GatewayError("UNAUTHENTICATED", self.lang)
-        return self.caller.cert_no
+        return self.caller
+
+    def caller_cert_no(self) -> str:
+        return self.signed_in().cert_no
 
     async def person(self, cert_no: str) -> Located | None:
         """Where a person is insured, batched and remembered for this request."""

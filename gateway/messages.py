@@ -65,13 +65,89 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "The binding's current status does not allow this.",
     ),
     RefusalCode.FORBIDDEN: (
-        "无权操作该共济关系",
-        "You may not act on this binding.",
+        "无权进行此操作",
+        "You may not do this.",
+    ),
+    RefusalCode.KINSHIP_SELF_NOT_ALLOWED: (
+        "不能将本人添加为亲情账户成员",
+        "You cannot add yourself as a kinship member.",
+    ),
+    RefusalCode.KINSHIP_ALREADY_ADDED: (
+        "已添加该亲属,或添加申请正在处理中",
+        "You have already added this relative, or the request is in progress.",
+    ),
+    RefusalCode.KINSHIP_ADDER_LIMIT_REACHED: (
+        "您添加的亲情账户成员已达上限(5人,含各渠道及审核中的申请)",
+        "You have added as many kinship members as allowed (5, across all channels,"
+        " pending requests included).",
+    ),
+    RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED: (
+        "该亲属已被2人添加为亲情账户成员,不能再被添加",
+        "This relative has already been added by 2 people, the most allowed.",
+    ),
+    RefusalCode.DOCUMENT_REQUIRED: (
+        "请上传出生医学证明或户口簿",
+        "Please upload a birth certificate or the household register.",
+    ),
+    RefusalCode.DOCUMENT_EMPTY: (
+        "上传的文件是空的",
+        "The uploaded file is empty.",
+    ),
+    RefusalCode.DOCUMENT_TOO_LARGE: (
+        "上传的文件过大",
+        "The uploaded file is too large.",
+    ),
+    RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED: (
+        "仅支持 JPEG、PNG 或 PDF 文件",
+        "Only JPEG, PNG or PDF files are accepted.",
+    ),
+    RefusalCode.TOO_MANY_DOCUMENTS: (
+        "上传的文件过多",
+        "Too many files were uploaded.",
+    ),
+    RefusalCode.REASON_REQUIRED: (
+        "驳回时请填写原因",
+        "Please give a reason for the rejection.",
+    ),
+    RefusalCode.INVALID_KINSHIP_STATE: (
+        "该亲情账户当前状态不允许此操作",
+        "The kinship link's current status does not allow this.",
+    ),
+    RefusalCode.INVALID_PAYMENT_PASSWORD: (
+        "支付密码须为6位数字,且不能是相同或连续的数字",
+        "The payment password must be 6 digits, not all the same or in sequence.",
+    ),
+    RefusalCode.MEMBER_INSURANCE_NOT_EFFECTIVE: (
+        "该亲属的医保尚未生效(或已暂停),暂不能激活电子凭证",
+        "The relative's insurance is not in force yet (or is paused): the e-voucher"
+        " cannot be activated.",
+    ),
+}
+
+# Explanations the graph gives of its own accord (not refusals).
+_NOTES: dict[str, tuple[str, str]] = {
+    "KINSHIP_IS_NOT_MUTUAL_AID": (
+        "亲情账户只能出示亲属的医保码、用亲属本人的医保结算;若要用您的个人账户为其支付"
+        "自付部分,需另行办理家庭共济绑定。",
+        "A kinship account shows your relative's code and pays with the relative's own"
+        " insurance. To pay their self-pay part from your personal account, bind them"
+        " for family mutual aid as well.",
+    ),
+    "MUTUAL_AID_PAYS_SELF_PAY": (
+        "您已为该亲属开通家庭共济:其自付部分将从您的个人账户支付。",
+        "You have bound this relative for mutual aid: their self-pay part is paid from"
+        " your personal account.",
+    ),
+    "REMOTE_TREATMENT_REGISTRATION": (
+        "该亲属在外地参保,在此就医前请先办理异地就医备案。",
+        "Your relative is insured elsewhere: register for treatment away from home"
+        " (异地就医备案) before treatment here.",
     ),
 }
 
 _FAULTS: dict[str, tuple[str, str]] = {
     "UNAUTHENTICATED": ("请先登录", "Please sign in."),
+    "FORBIDDEN": ("无权访问", "You may not see this."),
     "UPSTREAM_UNAVAILABLE": (
         "省级医保系统暂时无法访问,请稍后再试",
         "The provincial system is unavailable. Please try again later.",
@@ -91,6 +167,14 @@ _FAULTS: dict[str, tuple[str, str]] = {
 def refusal_message(code: RefusalCode, lang: Language) -> str:
     zh, en = _REFUSALS[code]
     return en if lang == "en" else zh
+
+
+def note_message(code: str, lang: Language) -> str:
+    zh, en = _NOTES[code]
+    return en if lang == "en" else zh
+
+
+NOTE_CODES = tuple(_NOTES)
 
 
 def fault_message(code: str, lang: Language) -> str:

@@ -3,108 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from typing import NewType
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext, Info
+from strawberry.types import ExecutionContext
 
-from adapters import base
-from adapters.base import Binding, Policy, ProvinceAdapter, Refusal
-from gateway.certno import mask_cert_no, mask_name, mask_phone
-from gateway.context import Context
+from adapters.base import Binding, ProvinceAdapter
+from gateway.certno import mask_phone
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
 from gateway.ids import encode_id
-from gateway.messages import refusal_message
+from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.mutual_aid import BINDING_KIND, BindInput, Outcome
-
-Money = NewType("Money", Decimal)
-
-_MONEY = strawberry.scalar(
-    name="Money",
-    description='An amount in CNY, as a string with two decimals (e.g. "3200.00").',
-    serialize=lambda value: str(Decimal(value).quantize(Decimal("0.01"))),
-    parse_value=lambda value: Decimal(str(value)).quantize(Decimal("0.01")),
+from gateway.types import (
+    _MONEY,
+    Account,
+    Area,
+    BindingStatus,
+    Info_,
+    Insurance,
+    Money,
+    PersonRef,
+    Province,
+    Relation,
+    UserError,
 )
-
-Relation = strawberry.enum(base.Relation, description="A relative's relation to a person.")
-InsuranceType = strawberry.enum(base.InsuranceType)
-InsuranceStatus = strawberry.enum(base.InsuranceStatus)
-BindingStatus = strawberry.enum(base.BindingStatus)
-ErrorCode = strawberry.enum(
-    base.RefusalCode, name="ErrorCode", description="Why an operation was refused."
-)
-
-Info_ = Info[Context, None]
-
-
-@strawberry.type(description="A pooling area (统筹区): a GB/T 2260 city code.")
-class Area:
-    code: str
-    name: str
-
-
-@strawberry.type(name="Policy", description="A province's mutual-aid rules, as data.")
-class PolicyType:
-    max_relatives: int
-    cross_city: bool
-    cross_province: bool
-    spouse_confirmation: bool
-    single_binding: bool
-    commitment_required: bool
-    allowed_relations: list[Relation]  # type: ignore[valid-type]
-    effective_from: dt.date
-
-    @classmethod
-    def of(cls, policy: Policy) -> PolicyType:
-        return cls(
-            max_relatives=policy.max_relatives,
-            cross_city=policy.cross_city,
-            cross_province=policy.cross_province,
-            spouse_confirmation=policy.spouse_confirmation,
-            single_binding=policy.single_binding,
-            commitment_required=policy.commitment_required,
-            allowed_relations=[r for r in base.Relation if r in policy.allowed_relations],
-            effective_from=policy.effective_from,
-        )
-
-
-@strawberry.type
-class Province:
-    code: str
-    name: str
-    policy: PolicyType
-
-    @classmethod
-    def of(cls, adapter: ProvinceAdapter) -> Province:
-        return cls(code=adapter.code, name=adapter.name, policy=PolicyType.of(adapter.policy()))
-
-
-@strawberry.type
-class Insurance:
-    type: InsuranceType  # type: ignore[valid-type]
-    status: InsuranceStatus  # type: ignore[valid-type]
-
-
-@strawberry.type
-class Account:
-    balance: Money
-
-
-@strawberry.type(description="Someone other than the caller appears masked.")
-class PersonRef:
-    name: str
-    cert_no: str
-
-    @classmethod
-    def of(cls, party: base.Party, caller: str) -> PersonRef:
-        if party.cert_no == caller:
-            return cls(name=party.name, cert_no=party.cert_no)
-        return cls(name=mask_name(party.name), cert_no=mask_cert_no(party.cert_no))
 
 
 @strawberry.type(description="An authorizer lets a relative spend their personal account.")
@@ -174,6 +99,23 @@ class Me:
         balance = self.located.person.balance
         return None if balance is None else Account(balance=Money(balance))
 
+    @strawberry.field(description="The relatives I added to my e-voucher (亲情账户), newest first.")
+    async def kinship_members(self, info: Info_) -> list[KinshipLinkType]:
+        return await self._kinship(info, adder=True)
+
+    @strawberry.field(description="The people who added me to their e-voucher, newest first.")
+    async def added_me_as_member(self, info: Info_) -> list[KinshipLinkType]:
+        return await self._kinship(info, adder=False)
+
+    async def _kinship(self, info: Info_, *, adder: bool) -> list[KinshipLinkType]:
+        me = self.located.person.cert_no
+        kinship = info.context.services.kinship
+        return [
+            KinshipLinkType.of(link, me, kinship.policy)
+            for link in await kinship.links_of(me)
+            if (link.adder.cert_no == me) is adder
+        ]
+
     @strawberry.field
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:
         me = self.located.person.cert_no
@@ -182,21 +124,6 @@ class Me:
         return MutualAidBindings(
             as_authorizer=[v for b, v in view if b.authorizer.cert_no == me],
             as_beneficiary=[v for b, v in view if b.beneficiary.cert_no == me],
-        )
-
-
-@strawberry.type(description="An expected refusal: data, not a fault.")
-class UserError:
-    code: ErrorCode  # type: ignore[valid-type]
-    message: str
-    field: str | None
-
-    @classmethod
-    def of(cls, refusal: Refusal, info: Info_) -> UserError:
-        return cls(
-            code=refusal.code,
-            message=refusal_message(refusal.code, info.context.lang),
-            field=refusal.field,
         )
 
 
@@ -228,7 +155,7 @@ class BindMutualAidInput:
 
 
 @strawberry.type
-class Query:
+class Query(KinshipQueries):
     @strawberry.field(description="The federated provinces and the rules each applies today.")
     def provinces(self, info: Info_) -> list[Province]:
         return [Province.of(adapter) for adapter in info.context.services.provinces.values()]
@@ -241,7 +168,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(KinshipMutations):
     @strawberry.mutation(description="The caller lets a relative spend their personal account.")
     async def bind_mutual_aid(
         self, info: Info_, input: BindMutualAidInput

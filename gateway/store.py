@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 import aiosqlite
@@ -15,6 +16,46 @@ CREATE TABLE IF NOT EXISTS person_location (
     province TEXT NOT NULL,
     located_at TEXT NOT NULL
 );
+
+-- Kinship accounts (亲情账户): the national registry is the gateway's own.
+CREATE TABLE IF NOT EXISTS kinship_link (
+    id TEXT PRIMARY KEY,
+    adder TEXT NOT NULL,
+    adder_name TEXT NOT NULL,
+    member TEXT NOT NULL,
+    member_name TEXT NOT NULL,
+    relation TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    decided_at TEXT,
+    decided_by TEXT,
+    reason TEXT,
+    activated_at TEXT,
+    ended_at TEXT,
+    password_hash TEXT
+);
+CREATE INDEX IF NOT EXISTS kinship_link_adder ON kinship_link (adder);
+CREATE INDEX IF NOT EXISTS kinship_link_member ON kinship_link (member);
+CREATE TABLE IF NOT EXISTS kinship_document (
+    id INTEGER PRIMARY KEY,
+    link_id TEXT NOT NULL REFERENCES kinship_link (id),
+    kind TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    recorded_cert_no TEXT NOT NULL,
+    recorded_relation TEXT NOT NULL,
+    content BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kinship_document_link ON kinship_document (link_id);
+CREATE TABLE IF NOT EXISTS kinship_use (
+    id INTEGER PRIMARY KEY,
+    link_id TEXT NOT NULL REFERENCES kinship_link (id),
+    at TEXT NOT NULL,
+    treatment_area TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kinship_use_link ON kinship_use (link_id);
 """
 
 
@@ -41,6 +82,17 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, to this caller alone; committed on success, else rolled back."""
+        async with self._turn:
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
 
     async def locations(self, cert_nos: Iterable[str]) -> dict[str, str]:
         """The remembered province of each of ``cert_nos`` that has one."""

@@ -4,11 +4,22 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+import jwt
 import pytest
 
-from adapters.base import Policy, Relation, parse_money, policy_in_force
-from gateway.certno import birth_date, is_valid, mask_cert_no, mask_name, mask_phone, normalize
-from gateway.config import Settings
+from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
+from gateway import documents, kinship
+from gateway.auth import InvalidToken, mint_token, verify_token
+from gateway.certno import (
+    birth_date,
+    check_character,
+    is_valid,
+    mask_cert_no,
+    mask_name,
+    mask_phone,
+    normalize,
+)
+from gateway.config import AuthSettings, KinshipPolicy, Settings
 from gateway.ids import decode_id, encode_id
 from gateway.logs import MaskingFormatter, mask_cert_nos
 from gateway.messages import preferred_language
@@ -164,3 +175,138 @@ def test_log_lines_never_carry_a_full_id_number() -> None:
     assert mask_cert_nos("order 1234567890123456789012 /persons/13010220121212002x/r") == (
         "order 1234567890123456789012 /persons/130102********002x/r"
     )
+
+
+# -- kinship building blocks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", RefusalCode.DOCUMENT_EMPTY),
+        (b"%PDF-1.7 ...", "application/pdf"),
+        (b"\x89PNG\r\n\x1a\n....", "image/png"),
+        (b"\xff\xd8\xff\xe0....", "image/jpeg"),
+        (b"GIF89a....", RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED),
+        (b"<html>%PDF-", RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED),
+        (b"%PDF-" + b"x" * 20, RefusalCode.DOCUMENT_TOO_LARGE),
+    ],
+)
+def test_documents_are_judged_by_their_bytes(content: bytes, expected: object) -> None:
+    assert documents.check(content, max_bytes=20) == expected
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("285714", True),
+        ("100200", True),
+        ("123456", False),
+        ("654321", False),
+        ("888888", False),
+        ("12345", False),
+        ("1234567", False),
+        ("12a456", False),
+        ("１２８５７４", False),  # full-width digits
+    ],
+)
+def test_payment_passwords(password: str, ok: bool) -> None:
+    assert kinship.password_ok(password) is ok
+
+
+def test_payment_passwords_are_salted_slow_hashes() -> None:
+    first, second = kinship.hash_password("285714"), kinship.hash_password("285714")
+    assert first.startswith("scrypt$16384$8$1$")
+    assert first != second
+    assert "285714" not in first
+    assert kinship.verify_password("285714", first)
+    assert not kinship.verify_password("285715", first)
+
+
+@pytest.mark.parametrize(
+    ("day", "n", "expected"),
+    [
+        (dt.date(2026, 11, 23), 1, dt.date(2026, 11, 24)),  # Monday → Tuesday
+        (dt.date(2026, 11, 27), 1, dt.date(2026, 11, 30)),  # Friday → Monday
+        (dt.date(2026, 11, 28), 2, dt.date(2026, 12, 1)),  # Saturday → Tuesday
+    ],
+)
+def test_working_days(day: dt.date, n: int, expected: dt.date) -> None:
+    assert kinship.add_working_days(day, n) == expected
+
+
+def test_ages_from_id_numbers() -> None:
+    born = "130102201212120028"[:17]
+    cert = born + check_character(born)
+    assert kinship.age_on(cert, dt.date(2026, 12, 11)) == 13
+    assert kinship.age_on(cert, dt.date(2026, 12, 12)) == 14
+
+
+def test_relations_have_inverses() -> None:
+    for relation in Relation:
+        assert relation.inverse.inverse is relation
+    assert Relation.GRANDPARENT.inverse is Relation.GRANDCHILD
+    assert Relation.SPOUSE.inverse is Relation.SPOUSE
+
+
+def test_kinship_policy_from_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text(
+        '[kinship]\nmax_members = 4\nallowed_relations = ["SPOUSE", "CHILD"]\n'
+        "review_working_days = [2, 3]\n",
+        encoding="utf-8",
+    )
+    policy = Settings.load(config, environ={}).kinship
+    assert policy.max_members == 4
+    assert policy.allowed_relations == {Relation.SPOUSE, Relation.CHILD}
+    assert policy.review_working_days == (2, 3)
+    assert policy.max_adders == 2
+
+
+def test_tokens_carry_only_known_roles() -> None:
+    auth = AuthSettings()
+    with pytest.raises(ValueError, match="unknown roles"):
+        mint_token("130102197603150016", auth, roles=frozenset({"ADMIN"}))
+    forged = jwt.encode(
+        {
+            "sub": "130102197603150016",
+            "iss": auth.issuer,
+            "aud": auth.audience,
+            "iat": 1,
+            "exp": 2**40,
+            "roles": ["REVIEWER", "ROOT"],
+        },
+        auth.secret,
+        algorithm="HS256",
+    )
+    assert verify_token(forged, auth).roles == {"REVIEWER"}
+    bad = jwt.encode(
+        {
+            "sub": "130102197603150016",
+            "iss": auth.issuer,
+            "aud": auth.audience,
+            "iat": 1,
+            "exp": 2**40,
+            "roles": "REVIEWER",
+        },
+        auth.secret,
+        algorithm="HS256",
+    )
+    with pytest.raises(InvalidToken):
+        verify_token(bad, auth)
+
+
+def test_review_days_count_from_the_beijing_date() -> None:
+    # Monday 07:00 in Beijing is still Sunday in UTC: one working day is Tuesday, not Monday
+    created = dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC)
+    assert kinship.china_date(created) == dt.date(2026, 11, 23)
+    link = kinship.KinshipLink(
+        id="x",
+        adder=Party("130102197603150016", "王建国"),
+        member=Party("13010220121212002X", "王悦"),
+        relation=Relation.CHILD,
+        channel=kinship.Channel.APP,
+        status=kinship.LinkStatus.PENDING_REVIEW,
+        created_at=created,
+    )
+    assert link.expected_decision(KinshipPolicy()) == (dt.date(2026, 11, 24), dt.date(2026, 11, 25))

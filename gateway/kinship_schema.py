@@ -1,0 +1,366 @@
+"""Kinship accounts (亲情账户) in the graph: types, queries and mutations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from adapters.base import RefusalCode
+from gateway import documents
+from gateway.auth import REVIEWER
+from gateway.certno import normalize
+from gateway.config import KinshipPolicy
+from gateway.documents import Document, DocumentKind
+from gateway.errors import GatewayError
+from gateway.ids import decode_id, encode_id
+from gateway.kinship import (
+    LINK_KIND,
+    AddInput,
+    Channel,
+    KinshipLink,
+    LinkStatus,
+    Outcome,
+    Use,
+    VoucherOutcome,
+)
+from gateway.messages import note_message
+from gateway.types import Area, Info_, Insurance, PersonRef, Relation, UserError
+
+KinshipStatus = strawberry.enum(LinkStatus, name="KinshipStatus")
+KinshipChannel = strawberry.enum(Channel, name="KinshipChannel")
+KinshipDocumentKind = strawberry.enum(DocumentKind, name="DocumentKind")
+
+_REGISTRY = "gateway"  # the "province" part of a link's global id: the gateway keeps them
+
+
+class NoteCode(enum.Enum):
+    KINSHIP_IS_NOT_MUTUAL_AID = "KINSHIP_IS_NOT_MUTUAL_AID"
+    MUTUAL_AID_PAYS_SELF_PAY = "MUTUAL_AID_PAYS_SELF_PAY"
+    REMOTE_TREATMENT_REGISTRATION = "REMOTE_TREATMENT_REGISTRATION"
+
+
+NoteCodeType = strawberry.enum(NoteCode, name="NoteCode")
+
+
+def link_id(link: KinshipLink) -> strawberry.ID:
+    return strawberry.ID(encode_id(LINK_KIND, _REGISTRY, link.id))
+
+
+def _registry_id(global_id: str) -> str:
+    """The link behind a global id; an id of anything else finds nothing."""
+    decoded = decode_id(global_id, LINK_KIND)
+    return decoded[1] if decoded is not None and decoded[0] == _REGISTRY else ""
+
+
+@strawberry.type(description="An explanation the graph gives of its own accord.")
+class Note:
+    code: NoteCodeType  # type: ignore[valid-type]
+    message: str
+
+
+@strawberry.type(description="An uploaded document, as stored: its content is not served.")
+class KinshipDocument:
+    kind: KinshipDocumentKind  # type: ignore[valid-type]
+    content_type: str
+    size: int
+    sha256: str
+
+
+@strawberry.type(description="While under review: when to expect the answer.")
+class ExpectedDecision:
+    min_working_days: int
+    max_working_days: int
+    earliest: dt.date
+    latest: dt.date
+
+
+@strawberry.type(
+    name="KinshipLink",
+    description="A relative (the member) added to someone's e-voucher (the adder).",
+)
+class KinshipLinkType:
+    id: strawberry.ID = strawberry.field(
+        description="Also the request id while pending, and the member id once approved."
+    )
+    status: KinshipStatus  # type: ignore[valid-type]
+    relation: Relation = strawberry.field(  # type: ignore[valid-type]
+        description="The member's relation to the adder."
+    )
+    channel: KinshipChannel  # type: ignore[valid-type]
+    adder: PersonRef
+    member: PersonRef
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    rejection_reason: str | None
+    expected_decision: ExpectedDecision | None
+    documents: list[KinshipDocument]
+
+    @classmethod
+    def of(cls, link: KinshipLink, caller: str, policy: KinshipPolicy) -> KinshipLinkType:
+        window = link.expected_decision(policy)
+        expected = None
+        if window is not None:
+            low, high = policy.review_working_days
+            expected = ExpectedDecision(
+                min_working_days=low, max_working_days=high, earliest=window[0], latest=window[1]
+            )
+        return cls(
+            id=link_id(link),
+            status=link.status,
+            relation=link.relation,
+            channel=link.channel,
+            adder=PersonRef.of(link.adder, caller),
+            member=PersonRef.of(link.member, caller),
+            created_at=link.created_at,
+            decided_at=link.decided_at,
+            activated_at=link.activated_at,
+            ended_at=link.ended_at,
+            rejection_reason=link.reason if link.status is LinkStatus.REJECTED else None,
+            expected_decision=expected,
+            documents=[
+                KinshipDocument(
+                    kind=d.kind, content_type=d.content_type, size=d.size, sha256=d.sha256
+                )
+                for d in link.documents
+            ],
+        )
+
+
+@strawberry.type
+class KinshipPayload:
+    link: KinshipLinkType | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome, info: Info_) -> KinshipPayload:
+        link = None
+        if outcome.link is not None:
+            caller = info.context.caller_cert_no()
+            link = KinshipLinkType.of(outcome.link, caller, info.context.services.kinship.policy)
+        return cls(link=link, errors=[UserError.of(e, info) for e in outcome.errors])
+
+
+@strawberry.type(description="The member's e-voucher code, shown by the adder; short-lived.")
+class KinshipVoucher:
+    code: str = strawberry.field(description="A signed code; it names no one.")
+    expires_at: dt.datetime
+    qr_svg: str = strawberry.field(description="The code as a QR image (SVG markup).")
+    member: PersonRef
+    insurance_of: PersonRef = strawberry.field(
+        description="Whose insurance pays: always the member's own."
+    )
+    member_insurance: Insurance
+    member_insured_area: Area
+    treatment_area: str
+    remote_treatment_registration_required: bool = strawberry.field(
+        description="The member is insured elsewhere: register (异地就医备案) first."
+    )
+    self_pay_from_mutual_aid: bool = strawberry.field(
+        description="The adder's personal account pays the self-pay part (mutual aid)."
+    )
+    mutual_aid_payer: PersonRef | None
+    notes: list[Note]
+
+
+@strawberry.type
+class KinshipVoucherPayload:
+    voucher: KinshipVoucher | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: VoucherOutcome, info: Info_) -> KinshipVoucherPayload:
+        errors = [UserError.of(e, info) for e in outcome.errors]
+        voucher = outcome.voucher
+        if voucher is None:
+            return cls(voucher=None, errors=errors)
+        caller = info.context.caller_cert_no()
+        person = voucher.member.person
+        member = PersonRef.of(voucher.link.member, caller)
+        payer = voucher.mutual_aid_payer
+        return cls(
+            voucher=KinshipVoucher(
+                code=voucher.code,
+                expires_at=voucher.expires_at,
+                qr_svg=voucher.qr_svg,
+                member=member,
+                insurance_of=member,
+                member_insurance=Insurance(
+                    type=person.insurance_type, status=person.insurance_status
+                ),
+                member_insured_area=Area(code=person.area.code, name=person.area.name),
+                treatment_area=voucher.treatment_area,
+                remote_treatment_registration_required=voucher.remote_registration_required,
+                self_pay_from_mutual_aid=payer is not None,
+                mutual_aid_payer=None if payer is None else PersonRef.of(payer, caller),
+                notes=[
+                    Note(code=NoteCode(code), message=note_message(code, info.context.lang))
+                    for code in voucher.notes
+                ],
+            ),
+            errors=errors,
+        )
+
+
+@strawberry.type(description="A use of a member's e-voucher: its code was shown.")
+class KinshipUse:
+    at: dt.datetime
+    treatment_area: str
+
+    @classmethod
+    def of(cls, use: Use) -> KinshipUse:
+        return cls(at=use.at, treatment_area=use.treatment_area)
+
+
+@strawberry.type
+class KinshipUsagePayload:
+    uses: list[KinshipUse]
+    errors: list[UserError]
+
+
+@strawberry.input(description="An uploaded document and what it records.")
+class KinshipDocumentInput:
+    kind: KinshipDocumentKind  # type: ignore[valid-type]
+    file: Upload = strawberry.field(description="JPEG, PNG or PDF, not empty, at most 5 MiB.")
+    recorded_cert_no: str = strawberry.field(
+        description="The ID number of the person the document records (the member)."
+    )
+    recorded_relation: Relation = strawberry.field(  # type: ignore[valid-type]
+        description="The relation to the adder that the document records."
+    )
+
+
+@strawberry.input
+class AddKinshipMemberInput:
+    member_cert_no: str
+    member_name: str
+    relation: Relation = strawberry.field(  # type: ignore[valid-type]
+        description="The member's relation to the caller (the adder)."
+    )
+    channel: KinshipChannel  # type: ignore[valid-type]
+    documents: list[KinshipDocumentInput] = strawberry.field(
+        default_factory=list,
+        description="Required when the member is 16 or younger (a birth certificate or the"
+        " household register); without any, an older member consents themselves.",
+    )
+
+
+async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | RefusalCode:
+    upload: Any = given.file  # Starlette's UploadFile
+    content: bytes = await upload.read(max_bytes + 1)
+    checked = documents.check(content, max_bytes=max_bytes)
+    if isinstance(checked, RefusalCode):
+        return checked
+    return Document(
+        kind=given.kind,
+        content_type=checked,
+        content=content,
+        recorded_cert_no=normalize(given.recorded_cert_no),
+        recorded_relation=given.recorded_relation,
+    )
+
+
+@strawberry.type
+class KinshipQueries:
+    @strawberry.field(
+        description="A short-lived code of a member's e-voucher, for an adder whose link is"
+        " active. Each call is recorded as a use."
+    )
+    async def kinship_voucher(
+        self, info: Info_, member_id: strawberry.ID, treatment_area: str | None = None
+    ) -> KinshipVoucherPayload:
+        caller = info.context.caller_cert_no()
+        kinship = info.context.services.kinship
+        outcome = await kinship.voucher(caller, _registry_id(member_id), treatment_area)
+        return KinshipVoucherPayload.of(outcome, info)
+
+    @strawberry.field(description="The uses of a member's e-voucher, newest first (the adder).")
+    async def kinship_usage(self, info: Info_, member_id: strawberry.ID) -> KinshipUsagePayload:
+        caller = info.context.caller_cert_no()
+        uses, refusals = await info.context.services.kinship.usage(caller, _registry_id(member_id))
+        return KinshipUsagePayload(
+            uses=[KinshipUse.of(u) for u in uses],
+            errors=[UserError.of(r, info) for r in refusals],
+        )
+
+    @strawberry.field(description="Requests waiting for review, oldest first (REVIEWER role).")
+    async def kinship_review_queue(self, info: Info_) -> list[KinshipLinkType]:
+        caller = info.context.signed_in()
+        if REVIEWER not in caller.roles:
+            raise GatewayError("FORBIDDEN", info.context.lang)
+        kinship = info.context.services.kinship
+        queue = await kinship.review_queue()
+        return [KinshipLinkType.of(link, caller.cert_no, kinship.policy) for link in queue]
+
+
+@strawberry.type
+class KinshipMutations:
+    @strawberry.mutation(description="The caller adds a relative to their e-voucher.")
+    async def add_kinship_member(self, info: Info_, input: AddKinshipMemberInput) -> KinshipPayload:
+        caller = info.context.caller_cert_no()
+        kinship = info.context.services.kinship
+        read = []
+        for given in input.documents[: kinship.policy.max_documents + 1]:
+            document = await _read(given, kinship.policy.max_document_bytes)
+            if isinstance(document, RefusalCode):
+                return KinshipPayload.of(Outcome.refused(document, "documents"), info)
+            read.append(document)
+        outcome = await kinship.add(
+            caller,
+            AddInput(
+                member_cert_no=input.member_cert_no,
+                member_name=input.member_name,
+                relation=input.relation,
+                channel=input.channel,
+                documents=read,
+            ),
+        )
+        return KinshipPayload.of(outcome, info)
+
+    @strawberry.mutation(
+        description="The member accepts (face authorization) or declines being added."
+    )
+    async def respond_to_kinship_request(
+        self, info: Info_, request_id: strawberry.ID, accept: bool
+    ) -> KinshipPayload:
+        caller = info.context.caller_cert_no()
+        outcome = await info.context.services.kinship.respond(
+            caller, _registry_id(request_id), accept=accept
+        )
+        return KinshipPayload.of(outcome, info)
+
+    @strawberry.mutation(description="A reviewer approves, or rejects with a reason.")
+    async def review_kinship_request(
+        self,
+        info: Info_,
+        request_id: strawberry.ID,
+        approve: bool,
+        reason: str | None = None,
+    ) -> KinshipPayload:
+        outcome = await info.context.services.kinship.review(
+            info.context.signed_in(), _registry_id(request_id), approve=approve, reason=reason
+        )
+        return KinshipPayload.of(outcome, info)
+
+    @strawberry.mutation(
+        description="The adder activates an approved member's e-voucher with a payment password."
+    )
+    async def activate_kinship_member(
+        self, info: Info_, member_id: strawberry.ID, payment_password: str
+    ) -> KinshipPayload:
+        caller = info.context.caller_cert_no()
+        outcome = await info.context.services.kinship.activate(
+            caller, _registry_id(member_id), payment_password
+        )
+        return KinshipPayload.of(outcome, info)
+
+    @strawberry.mutation(description="Either side ends a kinship link.")
+    async def remove_kinship_member(self, info: Info_, member_id: strawberry.ID) -> KinshipPayload:
+        caller = info.context.caller_cert_no()
+        outcome = await info.context.services.kinship.remove(caller, _registry_id(member_id))
+        return KinshipPayload.of(outcome, info)

@@ -1,0 +1,115 @@
+"""The GraphQL types every part of the graph shares: scalars, enums, people, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import NewType
+
+import strawberry
+from strawberry.types import Info
+
+from adapters import base
+from adapters.base import Policy, ProvinceAdapter, Refusal
+from gateway.certno import mask_cert_no, mask_name
+from gateway.context import Context
+from gateway.messages import refusal_message
+
+Money = NewType("Money", Decimal)
+
+_MONEY = strawberry.scalar(
+    name="Money",
+    description='An amount in CNY, as a string with two decimals (e.g. "3200.00").',
+    serialize=lambda value: str(Decimal(value).quantize(Decimal("0.01"))),
+    parse_value=lambda value: Decimal(str(value)).quantize(Decimal("0.01")),
+)
+
+Relation = strawberry.enum(base.Relation, description="A relative's relation to a person.")
+InsuranceType = strawberry.enum(base.InsuranceType)
+InsuranceStatus = strawberry.enum(base.InsuranceStatus)
+BindingStatus = strawberry.enum(base.BindingStatus)
+ErrorCode = strawberry.enum(
+    base.RefusalCode, name="ErrorCode", description="Why an operation was refused."
+)
+
+Info_ = Info[Context, None]
+
+
+@strawberry.type(description="A pooling area (统筹区): a GB/T 2260 city code.")
+class Area:
+    code: str
+    name: str
+
+
+@strawberry.type(name="Policy", description="A province's mutual-aid rules, as data.")
+class PolicyType:
+    max_relatives: int
+    cross_city: bool
+    cross_province: bool
+    spouse_confirmation: bool
+    single_binding: bool
+    commitment_required: bool
+    allowed_relations: list[Relation]  # type: ignore[valid-type]
+    effective_from: dt.date
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyType:
+        return cls(
+            max_relatives=policy.max_relatives,
+            cross_city=policy.cross_city,
+            cross_province=policy.cross_province,
+            spouse_confirmation=policy.spouse_confirmation,
+            single_binding=policy.single_binding,
+            commitment_required=policy.commitment_required,
+            allowed_relations=[r for r in base.Relation if r in policy.allowed_relations],
+            effective_from=policy.effective_from,
+        )
+
+
+@strawberry.type
+class Province:
+    code: str
+    name: str
+    policy: PolicyType
+
+    @classmethod
+    def of(cls, adapter: ProvinceAdapter) -> Province:
+        return cls(code=adapter.code, name=adapter.name, policy=PolicyType.of(adapter.policy()))
+
+
+@strawberry.type
+class Insurance:
+    type: InsuranceType  # type: ignore[valid-type]
+    status: InsuranceStatus  # type: ignore[valid-type]
+
+
+@strawberry.type
+class Account:
+    balance: Money
+
+
+@strawberry.type(description="Someone other than the caller appears masked.")
+class PersonRef:
+    name: str
+    cert_no: str
+
+    @classmethod
+    def of(cls, party: base.Party, caller: str) -> PersonRef:
+        if party.cert_no == caller:
+            return cls(name=party.name, cert_no=party.cert_no)
+        return cls(name=mask_name(party.name), cert_no=mask_cert_no(party.cert_no))
+
+
+@strawberry.type(description="An expected refusal: data, not a fault.")
+class UserError:
+    code: ErrorCode  # type: ignore[valid-type]
+    message: str
+    field: str | None
+
+    @classmethod
+    def of(cls, refusal: Refusal, info: Info_) -> UserError:
+        return cls(
+            code=refusal.code,
+            message=refusal_message(refusal.code, info.context.lang),
+            field=refusal.field,
+        )
