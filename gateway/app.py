@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -27,6 +28,7 @@ from gateway.config import Settings
 from gateway.context import Context, Services
 from gateway.directory import Directory
 from gateway.kinship import Kinship
+from gateway.limits import BodyLimit
 from gateway.messages import preferred_language
 from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
@@ -132,4 +134,11 @@ def create_app(
     ]
     if playground is not None:
         routes += [Route("/", root), *playground.routes()]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # the largest request: every document at its largest, and room for the rest
+    kinship = settings.kinship
+    max_bytes = kinship.max_documents * kinship.max_document_bytes + 1024 * 1024
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes)],
+    )

@@ -67,6 +67,8 @@ def verify_token(token: str, settings: AuthSettings) -> Caller:
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(type(exc).__name__) from exc
+    if "typ" in claims:  # a voucher or any other signed thing is never a bearer token
+        raise InvalidToken("not a bearer token")
     subject = claims["sub"]
     if not isinstance(subject, str) or not is_valid(subject):
         raise InvalidToken("subject is not an ID number")

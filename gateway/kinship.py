@@ -72,10 +72,13 @@ class Channel(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class DocumentInfo:
+    id: int
     kind: DocumentKind
     content_type: str
     size: int
     sha256: str
+    recorded_cert_no: str  # what the client says the document records
+    recorded_relation: Relation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +227,11 @@ class Kinship:
         self._mutual_aid = mutual_aid
         self.policy = policy
         self._auth = auth
+        # Vouchers are signed with a key of their own, derived from the signing secret:
+        # whoever checks vouchers never holds what signs bearer tokens.
+        self._voucher_key = hmac.new(
+            auth.secret.encode(), b"gongji kinship voucher", hashlib.sha256
+        ).hexdigest()
 
     # -- adding ------------------------------------------------------------------------
 
@@ -266,13 +274,23 @@ class Kinship:
             # the member's consent cannot stand in for an unknown relation: a document can
             return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "relation")
 
+        # What a document records is what the client says it records (no one reads
+        # the file here). So it passes at once only where it adds nothing the civil
+        # record does not already say: a minor (who cannot consent), a relation the
+        # civil record confirms, and no earlier rejection of this pair. An adult's
+        # document never replaces their consent without a reviewer.
         if not documents:
             status = LinkStatus.PENDING_CONSENT
-        elif verified and any(
-            d.recorded_cert_no == member and d.recorded_relation is given.relation
-            for d in documents
+        elif (
+            minor
+            and verified
+            and any(
+                d.recorded_cert_no == member and d.recorded_relation is given.relation
+                for d in documents
+            )
+            and not await self._rejected_before(adder, member)
         ):
-            status = LinkStatus.APPROVED  # the document agrees with the civil record
+            status = LinkStatus.APPROVED
         else:
             status = LinkStatus.PENDING_REVIEW
 
@@ -286,10 +304,21 @@ class Kinship:
             status=status,
             created_at=dt.datetime.now(dt.UTC),
             decided_at=dt.datetime.now(dt.UTC) if status is LinkStatus.APPROVED else None,
-            documents=[DocumentInfo(d.kind, d.content_type, d.size, d.sha256) for d in documents],
         )
         refusal = await self._insert(link, documents)
-        return Outcome.refused(refusal, "memberCertNo") if refusal else Outcome(link=link)
+        if refusal is not None:
+            return Outcome.refused(refusal, "memberCertNo")
+        return Outcome(link=await self.link(link.id))
+
+    async def _rejected_before(self, adder: str, member: str) -> bool:
+        async with (
+            self._store.transaction() as db,
+            db.execute(
+                "SELECT 1 FROM kinship_link WHERE adder = ? AND member = ? AND status = 'REJECTED'",
+                (adder, member),
+            ) as cur,
+        ):
+            return await cur.fetchone() is not None
 
     async def _insert(self, link: KinshipLink, documents: Sequence[Document]) -> RefusalCode | None:
         """Check both limits and duplicates and insert, in one turn: no race between."""
@@ -361,8 +390,8 @@ class Kinship:
         if REVIEWER not in reviewer.roles:
             return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")
         link = await self.link(link_id)
-        if link is None:
-            return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")
+        if link is None or reviewer.cert_no in (link.adder.cert_no, link.member.cert_no):
+            return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")  # not one's own
         if link.status is not LinkStatus.PENDING_REVIEW:
             return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "requestId")
         reason = (reason or "").strip() or None
@@ -457,18 +486,28 @@ class Kinship:
             return VoucherOutcome(errors=(refusal,))
         adder = people.get(actor)
         area = treatment_area or (adder.person.area.code if adder else member.person.area.code)
-        payer = None
+        if not (len(area) == 6 and area.isascii() and area.isdigit()):
+            return VoucherOutcome(errors=(Refusal(RefusalCode.INVALID_AREA_CODE, "treatmentArea"),))
+        bound = False
         if adder is not None:
             bindings = await self._mutual_aid.bindings_of(actor, adder.adapter)
-            if any(
+            bound = any(
                 b.status is BindingStatus.ACTIVE
                 and b.authorizer.cert_no == actor
                 and b.beneficiary.cert_no == link.member.cert_no
                 for b, _ in bindings
-            ):
-                payer = link.adder
+            )
+        # Mutual aid may pay the self-pay part: an active binding and money to pay with.
+        # (At settlement the bound authorizer with the largest balance pays.)
+        funded = bound and adder is not None and (adder.person.balance or 0) > 0
+        payer = link.adder if funded else None
         remote = area != member.person.area.code
-        notes = ["MUTUAL_AID_PAYS_SELF_PAY" if payer else "KINSHIP_IS_NOT_MUTUAL_AID"]
+        if funded:
+            notes = ["MUTUAL_AID_PAYS_SELF_PAY"]
+        elif bound:
+            notes = ["MUTUAL_AID_NO_BALANCE"]
+        else:
+            notes = ["KINSHIP_IS_NOT_MUTUAL_AID"]
         if remote:
             notes.append("REMOTE_TREATMENT_REGISTRATION")
 
@@ -484,7 +523,7 @@ class Kinship:
                 "exp": expires,
                 "jti": uuid.uuid4().hex,
             },
-            self._auth.secret,
+            self._voucher_key,
             algorithm="HS256",
         )
         async with self._store.transaction() as db:
@@ -507,9 +546,9 @@ class Kinship:
         )
 
     async def usage(self, actor: str, link_id: str) -> tuple[list[Use], Sequence[Refusal]]:
-        """The member's voucher uses, newest first, as the adder sees them."""
+        """The codes issued of the member's voucher, newest first: for the adder or the member."""
         link = await self.link(link_id)
-        if link is None or link.adder.cert_no != actor:
+        if link is None or actor not in (link.adder.cert_no, link.member.cert_no):
             return [], (Refusal(RefusalCode.FORBIDDEN, "memberId"),)
         async with (
             self._store.transaction() as db,
@@ -531,6 +570,15 @@ class Kinship:
         """Every link the person takes part in, as adder or member, newest first."""
         return await self._links("l.adder = ? OR l.member = ?", (cert_no, cert_no))
 
+    async def document_content(self, document_id: int) -> bytes | None:
+        """A stored document's bytes (for reviewers: the caller checks the role)."""
+        async with (
+            self._store.transaction() as db,
+            db.execute("SELECT content FROM kinship_document WHERE id = ?", (document_id,)) as cur,
+        ):
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
     async def review_queue(self) -> list[KinshipLink]:
         """Requests waiting for a reviewer, oldest first."""
         links = await self._links("l.status = 'PENDING_REVIEW'", ())
@@ -548,14 +596,22 @@ class Kinship:
             ids = [row[0] for row in rows]
             marks = ",".join("?" * len(ids))
             async with db.execute(
-                "SELECT link_id, kind, content_type, size, sha256 FROM kinship_document"  # noqa: S608
-                f" WHERE link_id IN ({marks}) ORDER BY id",
+                "SELECT link_id, id, kind, content_type, size, sha256, recorded_cert_no,"  # noqa: S608
+                f" recorded_relation FROM kinship_document WHERE link_id IN ({marks}) ORDER BY id",
                 ids,
             ) as cur:
                 documents: dict[str, list[DocumentInfo]] = {}
-                for link_id, kind, content_type, size, sha in await cur.fetchall():
-                    info = DocumentInfo(DocumentKind(kind), content_type, size, sha)
-                    documents.setdefault(link_id, []).append(info)
+                for row in await cur.fetchall():
+                    info = DocumentInfo(
+                        id=row[1],
+                        kind=DocumentKind(row[2]),
+                        content_type=row[3],
+                        size=row[4],
+                        sha256=row[5],
+                        recorded_cert_no=row[6],
+                        recorded_relation=Relation(row[7]),
+                    )
+                    documents.setdefault(row[0], []).append(info)
         return [
             KinshipLink(
                 id=row[0],

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import enum
+import logging
 from typing import Any
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from adapters.base import RefusalCode
+from adapters.base import Party, RefusalCode
 from gateway import documents
 from gateway.auth import REVIEWER
-from gateway.certno import normalize
+from gateway.certno import loggable, normalize
 from gateway.config import KinshipPolicy
 from gateway.documents import Document, DocumentKind
 from gateway.errors import GatewayError
@@ -30,6 +33,8 @@ from gateway.kinship import (
 from gateway.messages import note_message
 from gateway.types import Area, Info_, Insurance, PersonRef, Relation, UserError
 
+log = logging.getLogger(__name__)
+
 KinshipStatus = strawberry.enum(LinkStatus, name="KinshipStatus")
 KinshipChannel = strawberry.enum(Channel, name="KinshipChannel")
 KinshipDocumentKind = strawberry.enum(DocumentKind, name="DocumentKind")
@@ -40,6 +45,7 @@ _REGISTRY = "gateway"  # the "province" part of a link's global id: the gateway 
 class NoteCode(enum.Enum):
     KINSHIP_IS_NOT_MUTUAL_AID = "KINSHIP_IS_NOT_MUTUAL_AID"
     MUTUAL_AID_PAYS_SELF_PAY = "MUTUAL_AID_PAYS_SELF_PAY"
+    MUTUAL_AID_NO_BALANCE = "MUTUAL_AID_NO_BALANCE"
     REMOTE_TREATMENT_REGISTRATION = "REMOTE_TREATMENT_REGISTRATION"
 
 
@@ -62,12 +68,32 @@ class Note:
     message: str
 
 
-@strawberry.type(description="An uploaded document, as stored: its content is not served.")
+@strawberry.type(description="An uploaded document, as stored; its content for reviewers only.")
 class KinshipDocument:
+    document_id: strawberry.Private[int]
     kind: KinshipDocumentKind  # type: ignore[valid-type]
     content_type: str
     size: int
     sha256: str
+    recorded_cert_no: str = strawberry.field(
+        description="Whom the uploader says it records (masked but for reviewers)."
+    )
+    recorded_relation: Relation = strawberry.field(  # type: ignore[valid-type]
+        description="The relation the uploader says it records."
+    )
+
+    @strawberry.field(
+        description="The file as a data: URL, for a REVIEWER only (null for anyone else)."
+    )
+    async def data_url(self, info: Info_) -> str | None:
+        caller = info.context.signed_in()
+        if REVIEWER not in caller.roles:
+            return None
+        content = await info.context.services.kinship.document_content(self.document_id)
+        if content is None:
+            return None
+        log.info("reviewer %s read document %s", loggable(caller.cert_no), self.document_id)
+        return f"data:{self.content_type};base64,{base64.b64encode(content).decode()}"
 
 
 @strawberry.type(description="While under review: when to expect the answer.")
@@ -102,7 +128,18 @@ class KinshipLinkType:
     documents: list[KinshipDocument]
 
     @classmethod
-    def of(cls, link: KinshipLink, caller: str, policy: KinshipPolicy) -> KinshipLinkType:
+    def of(
+        cls, link: KinshipLink, caller: str, policy: KinshipPolicy, *, reviewer: bool = False
+    ) -> KinshipLinkType:
+        """The link as ``caller`` sees it; a ``reviewer`` (in the queue) sees people unmasked."""
+
+        def who(party: Party) -> PersonRef:
+            return (
+                PersonRef(name=party.name, cert_no=party.cert_no)
+                if reviewer
+                else (PersonRef.of(party, caller))
+            )
+
         window = link.expected_decision(policy)
         expected = None
         if window is not None:
@@ -115,8 +152,8 @@ class KinshipLinkType:
             status=link.status,
             relation=link.relation,
             channel=link.channel,
-            adder=PersonRef.of(link.adder, caller),
-            member=PersonRef.of(link.member, caller),
+            adder=who(link.adder),
+            member=who(link.member),
             created_at=link.created_at,
             decided_at=link.decided_at,
             activated_at=link.activated_at,
@@ -125,7 +162,13 @@ class KinshipLinkType:
             expected_decision=expected,
             documents=[
                 KinshipDocument(
-                    kind=d.kind, content_type=d.content_type, size=d.size, sha256=d.sha256
+                    document_id=d.id,
+                    kind=d.kind,
+                    content_type=d.content_type,
+                    size=d.size,
+                    sha256=d.sha256,
+                    recorded_cert_no=who(Party(d.recorded_cert_no, "")).cert_no,
+                    recorded_relation=d.recorded_relation,
                 )
                 for d in link.documents
             ],
@@ -162,7 +205,9 @@ class KinshipVoucher:
         description="The member is insured elsewhere: register (异地就医备案) first."
     )
     self_pay_from_mutual_aid: bool = strawberry.field(
-        description="The adder's personal account pays the self-pay part (mutual aid)."
+        description="The adder has an active mutual-aid binding on the member and a balance:"
+        " the self-pay part can be paid from the adder's personal account (at settlement,"
+        " the bound authorizer with the largest balance pays)."
     )
     mutual_aid_payer: PersonRef | None
     notes: list[Note]
@@ -226,7 +271,10 @@ class KinshipUsagePayload:
 @strawberry.input(description="An uploaded document and what it records.")
 class KinshipDocumentInput:
     kind: KinshipDocumentKind  # type: ignore[valid-type]
-    file: Upload = strawberry.field(description="JPEG, PNG or PDF, not empty, at most 5 MiB.")
+    file: Upload = strawberry.field(
+        description="JPEG, PNG or PDF (judged by its bytes), not empty, at most the configured"
+        " size (5 MiB by default)."
+    )
     recorded_cert_no: str = strawberry.field(
         description="The ID number of the person the document records (the member)."
     )
@@ -251,7 +299,9 @@ class AddKinshipMemberInput:
 
 
 async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | RefusalCode:
-    upload: Any = given.file  # Starlette's UploadFile
+    upload: Any = given.file
+    if not isinstance(upload, UploadFile):  # a value in the JSON, not a file in the form
+        return RefusalCode.DOCUMENT_REQUIRED
     content: bytes = await upload.read(max_bytes + 1)
     checked = documents.check(content, max_bytes=max_bytes)
     if isinstance(checked, RefusalCode):
@@ -268,18 +318,8 @@ async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | Refus
 @strawberry.type
 class KinshipQueries:
     @strawberry.field(
-        description="A short-lived code of a member's e-voucher, for an adder whose link is"
-        " active. Each call is recorded as a use."
+        description="The codes issued of a member's e-voucher, newest first (adder or member)."
     )
-    async def kinship_voucher(
-        self, info: Info_, member_id: strawberry.ID, treatment_area: str | None = None
-    ) -> KinshipVoucherPayload:
-        caller = info.context.caller_cert_no()
-        kinship = info.context.services.kinship
-        outcome = await kinship.voucher(caller, _registry_id(member_id), treatment_area)
-        return KinshipVoucherPayload.of(outcome, info)
-
-    @strawberry.field(description="The uses of a member's e-voucher, newest first (the adder).")
     async def kinship_usage(self, info: Info_, member_id: strawberry.ID) -> KinshipUsagePayload:
         caller = info.context.caller_cert_no()
         uses, refusals = await info.context.services.kinship.usage(caller, _registry_id(member_id))
@@ -295,7 +335,10 @@ class KinshipQueries:
             raise GatewayError("FORBIDDEN", info.context.lang)
         kinship = info.context.services.kinship
         queue = await kinship.review_queue()
-        return [KinshipLinkType.of(link, caller.cert_no, kinship.policy) for link in queue]
+        return [
+            KinshipLinkType.of(link, caller.cert_no, kinship.policy, reviewer=True)
+            for link in queue
+        ]
 
 
 @strawberry.type
@@ -358,6 +401,18 @@ class KinshipMutations:
             caller, _registry_id(member_id), payment_password
         )
         return KinshipPayload.of(outcome, info)
+
+    @strawberry.mutation(
+        description="Issues a short-lived code of a member's e-voucher, for an adder whose"
+        " link is active. A mutation: each call issues a new code and is recorded."
+    )
+    async def kinship_voucher(
+        self, info: Info_, member_id: strawberry.ID, treatment_area: str | None = None
+    ) -> KinshipVoucherPayload:
+        caller = info.context.caller_cert_no()
+        kinship = info.context.services.kinship
+        outcome = await kinship.voucher(caller, _registry_id(member_id), treatment_area)
+        return KinshipVoucherPayload.of(outcome, info)
 
     @strawberry.mutation(description="Either side ends a kinship link.")
     async def remove_kinship_member(self, info: Info_, member_id: strawberry.ID) -> KinshipPayload:

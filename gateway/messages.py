@@ -122,6 +122,10 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "The relative's insurance is not in force yet (or is paused): the e-voucher"
         " cannot be activated.",
     ),
+    RefusalCode.INVALID_AREA_CODE: (
+        "就医地区划代码应为6位数字",
+        "The treatment area must be a 6-digit area code.",
+    ),
 }
 
 # Explanations the graph gives of its own accord (not refusals).
@@ -134,9 +138,14 @@ _NOTES: dict[str, tuple[str, str]] = {
         " for family mutual aid as well.",
     ),
     "MUTUAL_AID_PAYS_SELF_PAY": (
-        "您已为该亲属开通家庭共济:其自付部分将从您的个人账户支付。",
-        "You have bound this relative for mutual aid: their self-pay part is paid from"
-        " your personal account.",
+        "您已为该亲属开通家庭共济:其自付部分可从您的个人账户支付(多人共济时由余额最多者支付)。",
+        "You have bound this relative for mutual aid: their self-pay part can be paid from"
+        " your personal account (with several authorizers, the largest balance pays).",
+    ),
+    "MUTUAL_AID_NO_BALANCE": (
+        "您已为该亲属开通家庭共济,但您的个人账户余额为零,暂不能为其支付。",
+        "You have bound this relative for mutual aid, but your personal account is empty:"
+        " it cannot pay for them now.",
     ),
     "REMOTE_TREATMENT_REGISTRATION": (
         "该亲属在外地参保,在此就医前请先办理异地就医备案。",

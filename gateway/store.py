@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS kinship_link (
 );
 CREATE INDEX IF NOT EXISTS kinship_link_adder ON kinship_link (adder);
 CREATE INDEX IF NOT EXISTS kinship_link_member ON kinship_link (member);
+CREATE UNIQUE INDEX IF NOT EXISTS kinship_link_live_pair ON kinship_link (adder, member)
+    WHERE status IN ('PENDING_CONSENT', 'PENDING_REVIEW', 'APPROVED', 'ACTIVE');
 CREATE TABLE IF NOT EXISTS kinship_document (
     id INTEGER PRIMARY KEY,
     link_id TEXT NOT NULL REFERENCES kinship_link (id),
