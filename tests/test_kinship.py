@@ -221,6 +221,17 @@ async def usage(gql: GraphQL, actor: str, link_id: str) -> Payload:
     return await mutate(gql, USAGE, "kinshipUsage", {"id": link_id}, as_=actor)
 
 
+async def bind_for_mutual_aid(gql: GraphQL, authorizer: str, child: str) -> Payload:
+    """``bindMutualAid``: the authorizer lets their child spend their personal account."""
+    given = {
+        "beneficiaryCertNo": person(child)["certNo"],
+        "beneficiaryName": person(child)["name"],
+        "relation": "CHILD",
+        "commitmentSigned": True,
+    }
+    return await mutate(gql, BIND, "bindMutualAid", {"input": given}, as_=authorizer)
+
+
 async def me(gql: GraphQL, key: str) -> dict[str, Any]:
     result = await gql(ME, as_=key)
     assert "errors" not in result, result
@@ -775,13 +786,7 @@ async def test_the_voucher_treats_by_default_where_the_adder_is_insured(gql: Gra
 
 
 async def test_mutual_aid_pays_the_self_pay_part_when_also_bound(gql: GraphQL) -> None:
-    given = {
-        "beneficiaryCertNo": person("hb_wang_hao")["certNo"],
-        "beneficiaryName": person("hb_wang_hao")["name"],
-        "relation": "CHILD",
-        "commitmentSigned": True,
-    }
-    bound = await mutate(gql, BIND, "bindMutualAid", {"input": given}, as_="hb_wang_jianguo")
+    bound = await bind_for_mutual_aid(gql, "hb_wang_jianguo", "hb_wang_hao")
     assert bound["errors"] == []
     assert bound["binding"]["status"] == "ACTIVE"  # Hebei: no confirmation needed
 
@@ -797,13 +802,7 @@ async def test_mutual_aid_pays_the_self_pay_part_when_also_bound(gql: GraphQL) -
 
 async def test_a_mutual_aid_binding_of_someone_else_does_not_pay(gql: GraphQL) -> None:
     # 李秀英 binds 王浩 for mutual aid; 王建国 only has the kinship link
-    given = {
-        "beneficiaryCertNo": person("hb_wang_hao")["certNo"],
-        "beneficiaryName": person("hb_wang_hao")["name"],
-        "relation": "CHILD",
-        "commitmentSigned": True,
-    }
-    bound = await mutate(gql, BIND, "bindMutualAid", {"input": given}, as_="hb_li_xiuying")
+    bound = await bind_for_mutual_aid(gql, "hb_li_xiuying", "hb_wang_hao")
     assert bound["binding"]["status"] == "ACTIVE"
     link = await active(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
     shown = (await voucher(gql, "hb_wang_jianguo", link["id"]))["voucher"]
@@ -833,19 +832,8 @@ async def test_the_voucher_checks_the_treatment_area_and_the_adders_balance(gql:
         ("INVALID_AREA_CODE", "treatmentArea")
     ]
     # 刘洋 binds his daughter for mutual aid, but his personal account is empty
-    daughter = person("hb_liu_yinuo")
-    bound = await gql(
-        "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { binding { status } } }",
-        {
-            "i": {
-                "beneficiaryCertNo": daughter["certNo"],
-                "beneficiaryName": daughter["name"],
-                "relation": "CHILD",
-            }
-        },
-        as_="hb_liu_yang",
-    )
-    assert bound["data"]["bindMutualAid"]["binding"]["status"] == "ACTIVE"
+    bound = await bind_for_mutual_aid(gql, "hb_liu_yang", "hb_liu_yinuo")
+    assert bound["binding"]["status"] == "ACTIVE"
     payload = await upload(
         gql, "hb_liu_yang", "hb_liu_yinuo", "CHILD", [birth_certificate("hb_liu_yinuo", "CHILD")]
     )
