@@ -149,6 +149,17 @@ class RefusalCode(enum.Enum):
     INVALID_PAYMENT_PASSWORD = "INVALID_PAYMENT_PASSWORD"  # noqa: S105 (a code, not a secret)
     MEMBER_INSURANCE_NOT_EFFECTIVE = "MEMBER_INSURANCE_NOT_EFFECTIVE"
     INVALID_AREA_CODE = "INVALID_AREA_CODE"
+    # Settlement at designated institutions
+    PATIENT_NOT_INSURED = "PATIENT_NOT_INSURED"
+    AMOUNT_NOT_POSITIVE = "AMOUNT_NOT_POSITIVE"
+    AMOUNT_NEGATIVE = "AMOUNT_NEGATIVE"
+    FUND_PAID_EXCEEDS_TOTAL = "FUND_PAID_EXCEEDS_TOTAL"
+    INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    MEDICAL_TYPE_NOT_ALLOWED = "MEDICAL_TYPE_NOT_ALLOWED"
+    SETTLEMENT_ALREADY_REVERSED = "SETTLEMENT_ALREADY_REVERSED"
+    REVERSAL_WINDOW_CLOSED = "REVERSAL_WINDOW_CLOSED"
+    SETTLEMENT_NOT_SUPPORTED = "SETTLEMENT_NOT_SUPPORTED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +241,50 @@ class BindRequest:
     beneficiary_name: str
     relation: Relation
     commitment_signed: bool
+
+
+class MedicalType(enum.Enum):
+    OUTPATIENT = "OUTPATIENT"  # 门诊
+    INPATIENT = "INPATIENT"  # 住院
+    PHARMACY = "PHARMACY"  # 定点药店购药
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRequest:
+    """A designated institution's bill for a patient, after the pooled fund's share.
+
+    ``idempotency_key`` is the institution's own: the same key from the same
+    institution is the same settlement, however often it is sent.
+    """
+
+    institution_code: str
+    idempotency_key: str
+    patient_cert_no: str
+    medical_type: MedicalType
+    total: Decimal
+    fund_paid: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """A settlement as the province records it (national platform outputs in brackets)."""
+
+    id: str
+    institution_code: str
+    patient: Party
+    medical_type: MedicalType
+    total: Decimal  # medfee_sumamt
+    fund_paid: Decimal  # fund_pay_sumamt
+    self_pay: Decimal  # psn_part_amt
+    own_account_paid: Decimal  # acct_pay
+    mutual_aid_paid: Decimal  # acct_mulaid_pay
+    mutual_aid_payer: Party | None
+    cash_due: Decimal  # psn_cash_pay
+    patient_balance_after: Decimal | None  # balc
+    payer_balance_after: Decimal | None
+    settled_at: dt.datetime
+    reversed_at: dt.datetime | None = None
+    reversal_reason: str | None = None
 
 
 # -- policy ----------------------------------------------------------------------
@@ -411,6 +466,24 @@ class ProvinceAdapter(abc.ABC):
         default refuses.
         """
         return Refusal(RefusalCode.INVALID_BINDING_STATE)
+
+    # Settlement. A province whose system picks the paying authorizer itself just
+    # passes the bill on; one that must be told picks it here (the bound
+    # authorizer with the largest balance, from `bindings_of` and `find_persons`).
+
+    async def settle(self, request: SettleRequest) -> Settlement | Refusal:
+        """Settle a bill at the province. The default: this province does not (yet)."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def reverse(
+        self, settlement_id: str, *, institution_code: str, reason: str
+    ) -> Settlement | Refusal:
+        """Undo a settlement of the same day, once, for the institution that made it."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
+        """Settlements in which one of ``cert_nos`` was the patient or the paying authorizer."""
+        return ()
 
     # -- provided ------------------------------------------------------------------
 

@@ -36,6 +36,13 @@ REASONS = (
     "commitment",
     "forbidden",
     "bad_state",
+    # settlement
+    "patient_not_insured",
+    "bad_amount",
+    "idempotency_conflict",
+    "payer_not_bound",
+    "already_reversed",
+    "reversal_window",
 )
 
 LIVE = ("PENDING_CONFIRMATION", "ACTIVE")
@@ -82,7 +89,23 @@ CREATE TABLE IF NOT EXISTS binding (
 );
 CREATE INDEX IF NOT EXISTS binding_authorizer ON binding (authorizer);
 CREATE INDEX IF NOT EXISTS binding_beneficiary ON binding (beneficiary);
+CREATE TABLE IF NOT EXISTS settlement (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    institution TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+    patient TEXT NOT NULL, medical_type TEXT NOT NULL,
+    total TEXT NOT NULL, fund_paid TEXT NOT NULL, self_pay TEXT NOT NULL,
+    own_account_paid TEXT NOT NULL, mutual_aid_paid TEXT NOT NULL, payer TEXT,
+    cash_due TEXT NOT NULL, patient_balance TEXT, payer_balance TEXT,
+    settled_at TEXT NOT NULL, reversed_at TEXT, reversal_reason TEXT,
+    UNIQUE (institution, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS settlement_patient ON settlement (patient);
+CREATE INDEX IF NOT EXISTS settlement_payer ON settlement (payer);
 """
+
+# China keeps one time zone: "the same day" for a reversal is a Beijing day.
+CHINA = dt.timezone(dt.timedelta(hours=8))
+CENT = Decimal("0.01")
 
 
 def load_roster(path: Path = ROSTER) -> dict[str, Any]:
@@ -142,7 +165,9 @@ class ProvinceSystem:
     def __init__(self, db: aiosqlite.Connection, rules: ProvinceRules) -> None:
         self._db = db
         self.rules = rules
-        self._write = asyncio.Lock()
+        # One connection: every statement, read or write, takes its turn (interleaved
+        # cursors and commits of concurrent requests misuse a sqlite3 connection).
+        self._turn = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -206,6 +231,10 @@ class ProvinceSystem:
     # -- reads ---------------------------------------------------------------------
 
     async def persons(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
+        async with self._turn:
+            return await self._persons(cert_nos)
+
+    async def _persons(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(cert_nos))
         async with self._db.execute(
             f"SELECT * FROM person WHERE cert_no IN ({marks})",  # noqa: S608
@@ -214,24 +243,34 @@ class ProvinceSystem:
             return [dict(row) for row in await cur.fetchall()]
 
     async def relatives(self, cert_no: str) -> list[dict[str, Any]]:
-        async with self._db.execute(
-            "SELECT r.relative AS cert_no, c.name, r.relation FROM civil_relation r"
-            " JOIN civil_person c ON c.cert_no = r.relative WHERE r.subject = ?"
-            " ORDER BY r.relation, r.relative",
-            (cert_no,),
-        ) as cur:
+        async with (
+            self._turn,
+            self._db.execute(
+                "SELECT r.relative AS cert_no, c.name, r.relation FROM civil_relation r"
+                " JOIN civil_person c ON c.cert_no = r.relative WHERE r.subject = ?"
+                " ORDER BY r.relation, r.relative",
+                (cert_no,),
+            ) as cur,
+        ):
             return [dict(row) for row in await cur.fetchall()]
 
     async def bindings_of(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(cert_nos))
-        async with self._db.execute(
-            f"{_BINDING_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"
-            " ORDER BY b.seq",
-            (*cert_nos, *cert_nos),
-        ) as cur:
+        async with (
+            self._turn,
+            self._db.execute(
+                f"{_BINDING_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"
+                " ORDER BY b.seq",
+                (*cert_nos, *cert_nos),
+            ) as cur,
+        ):
             return [dict(row) for row in await cur.fetchall()]
 
     async def binding(self, binding_id: str) -> dict[str, Any] | None:
+        async with self._turn:
+            return await self._binding(binding_id)
+
+    async def _binding(self, binding_id: str) -> dict[str, Any] | None:
         async with self._db.execute(f"{_BINDING_SELECT} WHERE b.id = ?", (binding_id,)) as cur:
             row = await cur.fetchone()
         return dict(row) if row else None
@@ -262,8 +301,8 @@ class ProvinceSystem:
     ) -> dict[str, Any]:
         """Create a binding, or raise `SandboxRefusal` with the province's reason."""
         rules = self.rules
-        async with self._write:
-            found = {p["cert_no"]: p for p in await self.persons([authorizer, beneficiary])}
+        async with self._turn:
+            found = {p["cert_no"]: p for p in await self._persons([authorizer, beneficiary])}
             auth = found.get(authorizer)
             bene = found.get(beneficiary)
             if auth is None:
@@ -332,8 +371,8 @@ class ProvinceSystem:
         return await self._reread(binding_id)
 
     async def respond(self, binding_id: str, *, actor: str, accept: bool) -> dict[str, Any]:
-        async with self._write:
-            found = await self.binding(binding_id)
+        async with self._turn:
+            found = await self._binding(binding_id)
             if found is None or found["beneficiary"] != actor:
                 raise SandboxRefusal("forbidden")
             if found["status"] != "PENDING_CONFIRMATION":
@@ -342,8 +381,8 @@ class ProvinceSystem:
         return await self._reread(binding_id)
 
     async def unbind(self, binding_id: str, *, actor: str) -> dict[str, Any]:
-        async with self._write:
-            found = await self.binding(binding_id)
+        async with self._turn:
+            found = await self._binding(binding_id)
             if found is None or found["authorizer"] != actor:
                 raise SandboxRefusal("forbidden")
             if found["status"] not in LIVE:
@@ -363,6 +402,180 @@ class ProvinceSystem:
         if result is None:
             raise LookupError(binding_id)
         return result
+
+    # -- settlement ----------------------------------------------------------------
+
+    async def settle(
+        self,
+        *,
+        institution: str,
+        idempotency_key: str,
+        patient: str,
+        medical_type: str,
+        total: str,
+        fund_paid: str,
+        payer: str | None = None,
+    ) -> dict[str, Any]:
+        """Settle a bill: the self-pay part from the patient's own account, then from
+        one authorizer (``payer`` if named, else the bound one with the largest
+        balance), then cash. The same key at the same institution is the same
+        settlement; every balance moves in one turn, so none is overdrawn.
+        """
+        total_amount, fund = Decimal(total), Decimal(fund_paid)
+        if not (total_amount > 0 and 0 <= fund <= total_amount):
+            raise SandboxRefusal("bad_amount")
+        given = (patient, medical_type, str(total_amount.quantize(CENT)), str(fund.quantize(CENT)))
+        async with self._turn:
+            done = await self._settlement_where(
+                "s.institution = ? AND s.idempotency_key = ?", institution, idempotency_key
+            )
+            if done is not None:
+                same = (done["patient"], done["medical_type"], done["total"], done["fund_paid"])
+                if same != given or (payer is not None and done["payer"] not in (None, payer)):
+                    raise SandboxRefusal("idempotency_conflict")
+                return done
+            found = await self._persons([patient])
+            if not found:
+                raise SandboxRefusal("person_not_found")
+            person = found[0]
+            if person["insurance_status"] != "ACTIVE":
+                raise SandboxRefusal("patient_not_insured")
+
+            self_pay = (total_amount - fund).quantize(CENT)
+            own_balance = Decimal(person["balance"]) if person["balance"] is not None else None
+            own = min(own_balance, self_pay) if own_balance is not None else Decimal("0.00")
+            rest = self_pay - own
+            chosen = await self._payer(patient, payer) if rest > 0 else None
+            mutual = min(Decimal(chosen["balance"]), rest) if chosen else Decimal("0.00")
+            cash = rest - mutual
+
+            now = _now()
+            patient_after = None if own_balance is None else own_balance - own
+            payer_after = None if chosen is None else Decimal(chosen["balance"]) - mutual
+            if patient_after is not None:
+                await self._set_balance(patient, patient_after)
+            if chosen is not None and payer_after is not None:
+                await self._set_balance(chosen["cert_no"], payer_after)
+            cur = await self._db.execute(
+                "INSERT INTO settlement (id, institution, idempotency_key, patient, medical_type,"
+                " total, fund_paid, self_pay, own_account_paid, mutual_aid_paid, payer, cash_due,"
+                " patient_balance, payer_balance, settled_at)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    institution,
+                    idempotency_key,
+                    *given,
+                    str(self_pay),
+                    str(own.quantize(CENT)),
+                    str(mutual.quantize(CENT)),
+                    chosen["cert_no"] if chosen and mutual > 0 else None,
+                    str(cash.quantize(CENT)),
+                    money_text(str(patient_after)) if patient_after is not None else None,
+                    money_text(str(payer_after))
+                    if payer_after is not None and mutual > 0
+                    else None,
+                    now,
+                ),
+            )
+            settlement_id = f"{self.rules.id_prefix}S{cur.lastrowid:08d}"
+            await self._db.execute(
+                "UPDATE settlement SET id = ? WHERE seq = ?", (settlement_id, cur.lastrowid)
+            )
+            await self._db.commit()
+            result = await self._settlement_where("s.id = ?", settlement_id)
+        if result is None:
+            raise LookupError(settlement_id)
+        return result
+
+    async def _payer(self, patient: str, named: str | None) -> dict[str, Any] | None:
+        """The authorizer who pays: the one named (who must be bound), else the bound
+        one with the largest balance (the earliest binding on a tie); None if nobody."""
+        async with self._db.execute(
+            "SELECT p.cert_no, p.balance FROM binding b JOIN person p ON p.cert_no = b.authorizer"
+            " WHERE b.beneficiary = ? AND b.status = 'ACTIVE' AND p.balance IS NOT NULL"
+            " ORDER BY b.seq",
+            (patient,),
+        ) as cur:
+            bound = [dict(row) for row in await cur.fetchall()]
+        if named is not None:
+            chosen = next((b for b in bound if b["cert_no"] == named), None)
+            if chosen is None:
+                raise SandboxRefusal("payer_not_bound")
+            return chosen if Decimal(chosen["balance"]) > 0 else None
+        funded = [b for b in bound if Decimal(b["balance"]) > 0]
+        return max(funded, key=lambda b: Decimal(b["balance"])) if funded else None
+
+    async def reverse(self, settlement_id: str, *, institution: str, reason: str) -> dict[str, Any]:
+        """Undo a settlement of today (Beijing), once: every balance it moved goes back."""
+        async with self._turn:
+            found = await self._settlement_where("s.id = ?", settlement_id)
+            if found is None or found["institution"] != institution:
+                raise SandboxRefusal("forbidden")
+            if found["reversed_at"] is not None:
+                raise SandboxRefusal("already_reversed")
+            settled = dt.datetime.fromisoformat(found["settled_at"]).astimezone(CHINA).date()
+            if settled != dt.datetime.now(CHINA).date():
+                raise SandboxRefusal("reversal_window")
+            await self._credit(found["patient"], Decimal(found["own_account_paid"]))
+            if found["payer"] is not None:
+                await self._credit(found["payer"], Decimal(found["mutual_aid_paid"]))
+            await self._db.execute(
+                "UPDATE settlement SET reversed_at = ?, reversal_reason = ? WHERE id = ?",
+                (_now(), reason, settlement_id),
+            )
+            await self._db.commit()
+            result = await self._settlement_where("s.id = ?", settlement_id)
+        if result is None:
+            raise LookupError(settlement_id)
+        return result
+
+    async def settlement(self, settlement_id: str) -> dict[str, Any] | None:
+        async with self._turn:
+            return await self._settlement_where("s.id = ?", settlement_id)
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
+        """Settlements in which one of ``cert_nos`` was the patient or the payer, newest first."""
+        marks = ",".join("?" * len(cert_nos))
+        async with (
+            self._turn,
+            self._db.execute(
+                f"{_SETTLEMENT_SELECT} WHERE s.patient IN ({marks}) OR s.payer IN ({marks})"
+                " ORDER BY s.seq DESC",
+                (*cert_nos, *cert_nos),
+            ) as cur,
+        ):
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def _settlement_where(self, where: str, *args: str) -> dict[str, Any] | None:
+        async with self._db.execute(f"{_SETTLEMENT_SELECT} WHERE {where}", args) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def _set_balance(self, cert_no: str, balance: Decimal) -> None:
+        await self._db.execute(
+            "UPDATE person SET balance = ? WHERE cert_no = ?",
+            (str(balance.quantize(CENT)), cert_no),
+        )
+
+    async def _credit(self, cert_no: str, amount: Decimal) -> None:
+        if amount == 0:
+            return
+        async with self._db.execute(
+            "SELECT balance FROM person WHERE cert_no = ?", (cert_no,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None and row[0] is not None:
+            await self._set_balance(cert_no, Decimal(row[0]) + amount)
+
+
+_SETTLEMENT_SELECT = (
+    "SELECT s.id, s.institution, s.idempotency_key, s.patient, cp.name AS patient_name,"
+    " s.medical_type, s.total, s.fund_paid, s.self_pay, s.own_account_paid, s.mutual_aid_paid,"
+    " s.payer, cq.name AS payer_name, s.cash_due, s.patient_balance, s.payer_balance,"
+    " s.settled_at, s.reversed_at, s.reversal_reason"
+    " FROM settlement s JOIN civil_person cp ON cp.cert_no = s.patient"
+    " LEFT JOIN civil_person cq ON cq.cert_no = s.payer"
+)
 
 
 _BINDING_SELECT = (

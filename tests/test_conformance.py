@@ -29,12 +29,15 @@ from adapters.base import (
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
+    MedicalType,
     Party,
     Policy,
     ProvinceAdapter,
     Refusal,
     RefusalCode,
     Relation,
+    Settlement,
+    SettleRequest,
     UpstreamContractError,
     UpstreamError,
     UpstreamTimeout,
@@ -428,6 +431,198 @@ async def test_the_declared_policy_agrees_with_the_sandboxs_own_rules(
     assert not policy.cross_province  # a sandbox holds only its own province's insured
 
 
+# -- settlement -----------------------------------------------------------------------
+
+HOSPITAL, OTHER_HOSPITAL = "H13010001", "H13010002"
+ZERO = Decimal("0.00")
+
+
+def bill(patient: Row, total: str, fund: str, key: str = "bill-1", **kw: Any) -> SettleRequest:
+    return SettleRequest(
+        institution_code=kw.get("institution", HOSPITAL),
+        idempotency_key=key,
+        patient_cert_no=patient["certNo"],
+        medical_type=kw.get("medical_type", MedicalType.OUTPATIENT),
+        total=Decimal(total),
+        fund_paid=Decimal(fund),
+    )
+
+
+def balance(row: Row) -> Decimal:
+    return Decimal(row["accountBalance"] or "0")
+
+
+async def balance_now(province: Province, row: Row) -> Decimal | None:
+    return (await province.adapter.find_persons([row["certNo"]]))[row["certNo"]].balance
+
+
+def funded_employee(code: str) -> Row:
+    return max(
+        (p for p in insured(code) if p["insuranceStatus"] == "ACTIVE" and balance(p) > 0),
+        key=balance,
+    )
+
+
+def funded_pairs(code: str, policy: Policy) -> list[Pair]:
+    """An authorizer with money and a relative without an account, whom they may bind."""
+    return [
+        c
+        for c in family(code, policy)
+        if balance(c.authorizer) > 0
+        and c.beneficiary["accountBalance"] is None
+        and not (policy.spouse_confirmation and c.relation is SPOUSE)
+    ]
+
+
+def shared_children() -> list[Any]:
+    """(province, two funded authorizers who may both bind the same relative)."""
+    params = []
+    for name in NAMES:
+        policy = policy_of(name)
+        if policy.single_binding:
+            continue
+        found = funded_pairs(ADAPTERS[name].code, policy)
+        for first in found:
+            second = next(
+                (
+                    c
+                    for c in found
+                    if c.beneficiary is first.beneficiary
+                    and c.authorizer is not first.authorizer
+                    and balance(c.authorizer) != balance(first.authorizer)
+                ),
+                None,
+            )
+            if second is not None:
+                label = f"{name}-{first.beneficiary['key']}"
+                params.append(pytest.param(name, (first, second), id=label))
+                break
+    return params
+
+
+@pytest.fixture
+def funded(province: Province) -> Pair:
+    found = funded_pairs(province.code, province.adapter.policy())
+    assert found, f"the roster has no funded authorizer and relative in {province.code}"
+    return found[0]
+
+
+async def bound(province: Province, pair: Pair) -> None:
+    made = await province.adapter.bind(pair.request())
+    assert isinstance(made, Binding)
+    assert made.status is BindingStatus.ACTIVE
+
+
+async def test_the_patients_own_account_pays_first_then_cash(province: Province) -> None:
+    patient = funded_employee(province.code)
+    own = balance(patient)
+    total = own + Decimal("500.00")
+    done = await province.adapter.settle(bill(patient, str(total), "100.00"))
+
+    assert isinstance(done, Settlement)
+    assert done.patient == Party(patient["certNo"], patient["name"])
+    assert done.institution_code == HOSPITAL
+    assert (done.total, done.fund_paid, done.self_pay) == (total, Decimal("100.00"), total - 100)
+    assert done.own_account_paid == own
+    assert done.mutual_aid_paid == ZERO
+    assert done.mutual_aid_payer is None
+    assert done.cash_due == total - 100 - own
+    assert done.patient_balance_after == ZERO
+    assert await balance_now(province, patient) == ZERO
+    for amount in (done.self_pay, done.own_account_paid, done.cash_due):
+        assert amount.as_tuple().exponent == -2
+
+
+async def test_mutual_aid_pays_what_the_patient_cannot(province: Province, funded: Pair) -> None:
+    await bound(province, funded)
+    before = balance(funded.authorizer)
+    done = await province.adapter.settle(bill(funded.beneficiary, "1000.00", "400.00"))
+
+    assert isinstance(done, Settlement)
+    assert done.own_account_paid == ZERO  # resident insurance: no account of their own
+    paid = min(before, Decimal("600.00"))
+    assert done.mutual_aid_paid == paid
+    assert done.mutual_aid_payer == Party(funded.authorizer["certNo"], funded.authorizer["name"])
+    assert done.payer_balance_after == before - paid
+    assert done.cash_due == Decimal("600.00") - paid
+    assert await balance_now(province, funded.authorizer) == before - paid
+
+
+@pytest.mark.parametrize(("province", "two"), shared_children(), indirect=["province"])
+async def test_only_the_authorizer_with_the_largest_balance_pays(
+    province: Province, two: tuple[Pair, Pair]
+) -> None:
+    for pair in two:
+        await bound(province, pair)
+    richer = max(two, key=lambda c: balance(c.authorizer)).authorizer
+    poorer = min(two, key=lambda c: balance(c.authorizer)).authorizer
+    huge = str(balance(richer) + balance(poorer) + 1000)
+    done = await province.adapter.settle(bill(two[0].beneficiary, huge, "0.00"))
+
+    assert isinstance(done, Settlement)
+    assert done.mutual_aid_payer is not None
+    assert done.mutual_aid_payer.cert_no == richer["certNo"]
+    assert done.mutual_aid_paid == balance(richer)  # up to its balance, and no further
+    assert done.cash_due == Decimal(huge) - balance(richer)
+    assert await balance_now(province, poorer) == balance(poorer)  # never a second payer
+
+
+async def test_the_same_key_is_the_same_settlement_charged_once(province: Province) -> None:
+    patient = funded_employee(province.code)
+    first = await province.adapter.settle(bill(patient, "50.00", "10.00", key="again"))
+    second = await province.adapter.settle(bill(patient, "50.00", "10.00", key="again"))
+    assert isinstance(first, Settlement)
+    assert second == first
+    assert await balance_now(province, patient) == balance(patient) - Decimal("40.00")
+    other = await province.adapter.settle(bill(patient, "60.00", "10.00", key="again"))
+    assert other == Refusal(RefusalCode.IDEMPOTENCY_KEY_REUSED)
+
+
+async def test_a_reversal_restores_every_balance_once(province: Province, funded: Pair) -> None:
+    await bound(province, funded)
+    done = await province.adapter.settle(bill(funded.beneficiary, "300.00", "100.00"))
+    assert isinstance(done, Settlement)
+    elsewhere = await province.adapter.reverse(
+        done.id, institution_code=OTHER_HOSPITAL, reason="not mine"
+    )
+    assert elsewhere == Refusal(RefusalCode.FORBIDDEN)
+
+    undone = await province.adapter.reverse(done.id, institution_code=HOSPITAL, reason="wrong")
+    assert isinstance(undone, Settlement)
+    assert undone.id == done.id
+    assert undone.reversed_at is not None
+    assert undone.reversal_reason == "wrong"
+    assert await balance_now(province, funded.authorizer) == balance(funded.authorizer)
+    again = await province.adapter.reverse(done.id, institution_code=HOSPITAL, reason="wrong")
+    assert again == Refusal(RefusalCode.SETTLEMENT_ALREADY_REVERSED)
+    assert await balance_now(province, funded.authorizer) == balance(funded.authorizer)
+
+
+async def test_settlements_are_listed_for_the_patient_and_the_payer(
+    province: Province, funded: Pair
+) -> None:
+    await bound(province, funded)
+    done = await province.adapter.settle(bill(funded.beneficiary, "300.00", "100.00"))
+    assert isinstance(done, Settlement)
+    before = province.requests
+    found = await province.adapter.settlements_of(
+        [funded.authorizer["certNo"], funded.beneficiary["certNo"]]
+    )
+    assert province.requests == before + 1
+    assert [s.id for s in found] == [done.id]
+    assert found[0] == done
+
+
+def lapsed(code: str) -> list[Row]:
+    return [p for p in insured(code) if p["insuranceStatus"] != "ACTIVE"]
+
+
+@pytest.mark.parametrize("province", [n for n in NAMES if lapsed(ADAPTERS[n].code)], indirect=True)
+async def test_a_patient_whose_insurance_is_not_in_force_is_refused(province: Province) -> None:
+    refused = await province.adapter.settle(bill(lapsed(province.code)[0], "100.00", "0.00"))
+    assert refused == Refusal(RefusalCode.PATIENT_NOT_INSURED)
+
+
 # -- faults ---------------------------------------------------------------------------
 
 SOMEONE, OTHER = PEOPLE["hb_wang_jianguo"]["certNo"], PEOPLE["hb_wang_deming"]["certNo"]
@@ -438,6 +633,11 @@ OPERATIONS: dict[str, Callable[[ProvinceAdapter], Awaitable[object]]] = {
     "bind": lambda a: a.bind(BindRequest(SOMEONE, OTHER, "王德明", Relation.PARENT, True)),
     "unbind": lambda a: a.unbind("B00000001", actor=SOMEONE),
     "respond": lambda a: a.respond("B00000001", actor=OTHER, accept=True),
+    "settle": lambda a: a.settle(
+        SettleRequest("H001", "k1", OTHER, MedicalType.OUTPATIENT, Decimal(100), Decimal(40))
+    ),
+    "reverse": lambda a: a.reverse("S00000001", institution_code="H001", reason="x"),
+    "settlements_of": lambda a: a.settlements_of([SOMEONE]),
 }
 CALLS = [
     pytest.param(name, op, id=f"{name}-{op}")
