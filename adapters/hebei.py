@@ -1,11 +1,32 @@
-"""Hebei (河北): a national-platform style envelope (``infno`` / ``infcode`` / ``output``)."""
+"""Hebei (河北): a national-platform style envelope (``infno`` / ``infcode`` / ``output``).
+
+Transactions used (see `sandbox.hebei` for their inputs and outputs):
+
+====== ===================================== ==========================================
+infno  what                                  adapter method
+====== ===================================== ==========================================
+1101   person info, batched                  `find_persons`
+2701   civil-record relatives                `relatives`
+2702   mutual-aid bindings of persons        `bindings_of`
+2703   create a binding                      `bind`
+2704   end a binding                         `unbind`
+2207   settle a bill (门诊/住院结算)         `settle`
+2208   reverse a settlement (结算撤销)       `reverse`
+5203   settlements of persons (结算信息查询) `settlements_of`
+====== ===================================== ==========================================
+
+Hebei's system picks the paying authorizer itself, so `settle` names none. The
+institution's idempotency key travels as ``medins_setl_id`` (医药机构结算ID), not as
+``msgid``, which is new for every message. Settlement times are Beijing time.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from adapters.base import (
     Area,
@@ -15,6 +36,7 @@ from adapters.base import (
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
+    MedicalType,
     Party,
     Person,
     Policy,
@@ -22,9 +44,13 @@ from adapters.base import (
     Refusal,
     RefusalCode,
     Relation,
+    Settlement,
+    SettleRequest,
     parse_money,
     text,
 )
+
+T = TypeVar("T")
 
 _PATH = "/fsi/api/rsfComIfsService/callService"
 
@@ -66,7 +92,21 @@ _REFUSALS: dict[int, RefusalCode] = {
     2011: RefusalCode.COMMITMENT_REQUIRED,
     2012: RefusalCode.FORBIDDEN,
     2013: RefusalCode.INVALID_BINDING_STATE,
+    2014: RefusalCode.PATIENT_NOT_INSURED,
+    2015: RefusalCode.AMOUNT_NOT_POSITIVE,
+    2016: RefusalCode.IDEMPOTENCY_KEY_REUSED,
+    # 2017 (payer not bound) answers only a named payer; we never name one, so it is a surprise.
+    2018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
+    2019: RefusalCode.REVERSAL_WINDOW_CLOSED,
 }
+_MED_TYPE = {
+    MedicalType.OUTPATIENT: "11",  # 普通门诊
+    MedicalType.INPATIENT: "21",  # 普通住院
+    MedicalType.PHARMACY: "41",  # 定点药店购药
+}
+_MEDICAL_TYPE = {v: k for k, v in _MED_TYPE.items()}
+# Settlement times are Beijing time, as the national platform keeps them.
+_CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
 class HebeiAdapter(ProvinceAdapter):
@@ -106,7 +146,10 @@ class HebeiAdapter(ProvinceAdapter):
             raise self._contract_error(f"infno {infno}: unexpected infcode {infcode}")
         return output
 
-    async def _write(self, infno: str, data: Any) -> Binding | Refusal:
+    async def _write(
+        self, infno: str, data: Any, read: Callable[[dict[str, Any]], T]
+    ) -> T | Refusal:
+        """A transaction that may be refused; ``read`` parses its output otherwise."""
         infcode, output = await self._service(infno, data)
         if infcode != 0:
             refused = _REFUSALS.get(infcode)
@@ -114,7 +157,7 @@ class HebeiAdapter(ProvinceAdapter):
                 raise self._contract_error(f"infno {infno}: unknown infcode {infcode}")
             return Refusal(refused)
         with self._reading(f"infno {infno}"):
-            return _binding(output["mulaid"])
+            return read(output)
 
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
@@ -161,10 +204,42 @@ class HebeiAdapter(ProvinceAdapter):
                 "rlts_type": _RLTS_TYPE[request.relation],
                 "cmtm_flag": "1" if request.commitment_signed else "0",
             },
+            _mulaid,
         )
 
     async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
-        return await self._write("2704", {"mulaid_id": binding_id, "opter_certno": actor})
+        return await self._write("2704", {"mulaid_id": binding_id, "opter_certno": actor}, _mulaid)
+
+    async def settle(self, request: SettleRequest) -> Settlement | Refusal:
+        return await self._write(
+            "2207",
+            {
+                "psn_cert_type": "01",
+                "certno": request.patient_cert_no,
+                "med_type": _MED_TYPE[request.medical_type],
+                "medfee_sumamt": _amount(request.total),
+                "fund_pay_sumamt": _amount(request.fund_paid),
+                "fixmedins_code": request.institution_code,
+                "medins_setl_id": request.idempotency_key,
+            },
+            _setlinfo,
+        )
+
+    async def reverse(
+        self, settlement_id: str, *, institution_code: str, reason: str
+    ) -> Settlement | Refusal:
+        return await self._write(
+            "2208",
+            {"setl_id": settlement_id, "fixmedins_code": institution_code, "revs_rea": reason},
+            _setlinfo,
+        )
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
+        if not cert_nos:
+            return []
+        output = await self._ok("5203", {"certno_list": list(cert_nos)})
+        with self._reading("infno 5203"):
+            return [_settlement(s) for s in output["setlinfo_list"]]
 
 
 def _binding(raw: dict[str, Any]) -> Binding:
@@ -177,4 +252,56 @@ def _binding(raw: dict[str, Any]) -> Binding:
         created_at=dt.datetime.strptime(text(raw["crte_time"]), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=dt.UTC
         ),
+    )
+
+
+def _mulaid(output: dict[str, Any]) -> Binding:
+    return _binding(output["mulaid"])
+
+
+def _amount(amount: Decimal) -> str:
+    """An amount as the platform takes it: two decimals (the gateway allows no more)."""
+    return f"{amount:.2f}"
+
+
+def _beijing(stamp: object) -> dt.datetime:
+    return dt.datetime.strptime(text(stamp), "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CHINA)
+
+
+def _optional_money(value: object) -> Decimal | None:
+    return None if value is None else parse_money(value)
+
+
+def _setlinfo(output: dict[str, Any]) -> Settlement:
+    return _settlement(output["setlinfo"])
+
+
+def _settlement(raw: dict[str, Any]) -> Settlement:
+    mutual_aid_paid = parse_money(raw["acct_mulaid_pay"])
+    flag = raw["revs_flag"]
+    if flag == "0":
+        reversed_at, reason = None, None
+    elif flag == "1":
+        reversed_at, reason = _beijing(raw["revs_time"]), text(raw["revs_rea"])
+    else:
+        raise ValueError(f"revs_flag {flag!r}")
+    return Settlement(
+        id=text(raw["setl_id"]),
+        institution_code=text(raw["fixmedins_code"]),
+        patient=Party(text(raw["certno"]), text(raw["psn_name"])),
+        medical_type=_MEDICAL_TYPE[raw["med_type"]],
+        total=parse_money(raw["medfee_sumamt"]),
+        fund_paid=parse_money(raw["fund_pay_sumamt"]),
+        self_pay=parse_money(raw["psn_part_amt"]),
+        own_account_paid=parse_money(raw["acct_pay"]),
+        mutual_aid_paid=mutual_aid_paid,
+        mutual_aid_payer=Party(text(raw["mulaid_certno"]), text(raw["mulaid_psn_name"]))
+        if mutual_aid_paid
+        else None,
+        cash_due=parse_money(raw["psn_cash_pay"]),
+        patient_balance_after=_optional_money(raw["balc"]),
+        payer_balance_after=_optional_money(raw["mulaid_balc"]),
+        settled_at=_beijing(raw["setl_time"]),
+        reversed_at=reversed_at,
+        reversal_reason=reason,
     )

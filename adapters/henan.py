@@ -21,14 +21,45 @@ E110    已绑定该亲属,请勿重复提交          DUPLICATE_BINDING (benefi
 E111    未签署家庭共济承诺书                COMMITMENT_REQUIRED (commitmentSigned)
 E112    无权操作该共济绑定                  FORBIDDEN
 E113    共济绑定当前状态不允许此操作        INVALID_BINDING_STATE
+E114    患者参保状态不是正常参保,不能结算  PATIENT_NOT_INSURED
+E115    结算金额不合法                      AMOUNT_NOT_POSITIVE
+E116    机构流水号已用于另一笔结算          IDEMPOTENCY_KEY_REUSED
+E117    指定的共济授权人未与患者绑定        choose the payer again, once (see below)
+E118    该笔结算已撤销                      SETTLEMENT_ALREADY_REVERSED
+E119    仅可撤销当日结算                    REVERSAL_WINDOW_CLOSED
 9999    system fault, malformed request     `UpstreamContractError`
 other   (not in the contract)               `UpstreamContractError`
 ======= =================================== ===================================
 
+Each service answers only its own refusals: E101-E113 for Bind and Unbind; E101
+(the patient is unknown), E114, E115, E116 and E117 for Settle; E112 (not this
+institution's settlement, or none), E118 and E119 for ReverseSettle. A refusal
+from another service's list, or any refusal to a query, is `UpstreamContractError`.
+
 Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>`` ->
 ``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), Bind and Unbind
-(-> ``<binding>``). Answers are untrusted input: they are parsed with
-defusedxml only, and anything we cannot read becomes `UpstreamContractError`.
+(-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
+(``<sfzh>*`` -> ``<settlement>*``). Answers are untrusted input: they are parsed
+with defusedxml only, and anything we cannot read becomes `UpstreamContractError`.
+
+Settlement: Henan's system must be *told* which authorizer pays by mutual aid
+(``<sqrsfzh>`` in Settle); this adapter chooses. Henan is single-binding, so a
+patient has at most one authorizer. `HenanAdapter.settle`:
+
+1. asks `bindings_of` for the patient (one request) and keeps the ACTIVE
+   bindings in which the patient is the beneficiary; with none, it names no payer;
+2. otherwise asks `find_persons` for the patient and the authorizer together (one
+   request); only when the patient's own account (none counts as 0.00) cannot
+   cover the self-pay part (total - fund paid) does it name the authorizer, and
+   only if their balance is above zero (should Henan ever answer more than one
+   binding, the one with the largest balance, the earliest on a tie);
+3. sends Settle. If Henan answers E117 (the named payer is no longer bound: the
+   binding ended in between) it chooses again, once, and resends; a second E117
+   is `UpstreamContractError`.
+
+The same bill sent again (same institution and serial) is answered with the
+settlement already made, charged once. Amounts go out as two-decimal strings;
+one with more than two decimals is the caller's bug (`ValueError`, no request).
 """
 
 from __future__ import annotations
@@ -36,7 +67,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
 from typing import cast
 
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
@@ -50,6 +82,7 @@ from adapters.base import (
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
+    MedicalType,
     Party,
     Person,
     Policy,
@@ -57,6 +90,8 @@ from adapters.base import (
     Refusal,
     RefusalCode,
     Relation,
+    Settlement,
+    SettleRequest,
     parse_money,
 )
 
@@ -103,6 +138,26 @@ _REFUSALS: dict[str, RefusalCode] = {
     "E112": RefusalCode.FORBIDDEN,
     "E113": RefusalCode.INVALID_BINDING_STATE,
 }
+_SETTLE_REFUSALS: dict[str, RefusalCode] = {
+    "E101": RefusalCode.PERSON_NOT_FOUND,
+    "E114": RefusalCode.PATIENT_NOT_INSURED,
+    "E115": RefusalCode.AMOUNT_NOT_POSITIVE,
+    "E116": RefusalCode.IDEMPOTENCY_KEY_REUSED,
+}
+_PAYER_NOT_BOUND = "E117"
+_REVERSE_REFUSALS: dict[str, RefusalCode] = {
+    "E112": RefusalCode.FORBIDDEN,
+    "E118": RefusalCode.SETTLEMENT_ALREADY_REVERSED,
+    "E119": RefusalCode.REVERSAL_WINDOW_CLOSED,
+}
+_YLLB = {
+    MedicalType.OUTPATIENT: "11",
+    MedicalType.INPATIENT: "21",
+    MedicalType.PHARMACY: "41",
+}
+_MEDICAL_TYPE = {v: k for k, v in _YLLB.items()}
+_CENT = Decimal("0.01")
+_ZERO = Decimal("0.00")
 
 
 def _parse(data: bytes) -> ET.Element:
@@ -123,9 +178,9 @@ class HenanAdapter(ProvinceAdapter):
     )
 
     async def _service(
-        self, service: str, fields: Sequence[tuple[str, str]]
+        self, service: str, fields: Sequence[tuple[str, str]], refusals: Collection[str] = ()
     ) -> tuple[str, ET.Element]:
-        """Send one service call; returns ``(retcode, body)`` for business answers."""
+        """Send one service call; returns ``(retcode, body)`` for success or one of ``refusals``."""
         root = ET.Element("request")
         head = ET.SubElement(root, "head")
         ET.SubElement(head, "service").text = service
@@ -152,26 +207,21 @@ class HenanAdapter(ProvinceAdapter):
             if output is None:
                 raise self._contract_error(f"{what}: success without <body>")
             return retcode, output
-        if retcode not in _REFUSALS:
+        if retcode not in refusals:
             retmsg = answer.findtext("head/retmsg") or ""
             raise self._contract_error(f"{what}: retcode {retcode} {retmsg}")
         return retcode, output if output is not None else ET.Element("body")
 
     async def _ok(self, service: str, fields: Sequence[tuple[str, str]]) -> ET.Element:
-        retcode, body = await self._service(service, fields)
-        if retcode != _OK:
-            raise self._contract_error(f"service {service}: unexpected retcode {retcode}")
+        _, body = await self._service(service, fields)  # any refusal is a contract error
         return body
 
     async def _write(self, service: str, fields: Sequence[tuple[str, str]]) -> Binding | Refusal:
-        retcode, body = await self._service(service, fields)
+        retcode, body = await self._service(service, fields, _REFUSALS)
         if retcode != _OK:
             return Refusal(_REFUSALS[retcode])
         with self._reading(f"service {service}"):
-            found = body.findall("binding")
-            if len(found) != 1:
-                raise ValueError(f"{len(found)} <binding> elements")
-            return _binding(found[0])
+            return _binding(_only(body, "binding"))
 
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
@@ -223,6 +273,82 @@ class HenanAdapter(ProvinceAdapter):
     async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
         return await self._write("Unbind", [("bdid", binding_id), ("czrsfzh", actor)])
 
+    # -- settlement ------------------------------------------------------------------
+
+    async def settle(self, request: SettleRequest) -> Settlement | Refusal:
+        """Settle a bill, naming the paying authorizer (see the module docstring)."""
+        fields = [
+            ("ddjgbm", request.institution_code),
+            ("jglsh", request.idempotency_key),
+            ("hzsfzh", request.patient_cert_no),
+            ("yllb", _YLLB[request.medical_type]),
+            ("fyze", _money_text(request.total)),
+            ("jjzfze", _money_text(request.fund_paid)),
+        ]
+        allowed = {*_SETTLE_REFUSALS, _PAYER_NOT_BOUND}
+        for _ in range(2):
+            payer = await self._payer(request)
+            retcode, body = await self._service(
+                "Settle", [*fields, ("sqrsfzh", payer or "")], allowed
+            )
+            if retcode == _PAYER_NOT_BOUND:
+                continue  # the binding ended since we looked: choose again, once
+            if retcode != _OK:
+                return Refusal(_SETTLE_REFUSALS[retcode])
+            with self._reading("service Settle"):
+                return _settlement(_only(body, "settlement"))
+        raise self._contract_error(
+            f"service Settle: retcode {_PAYER_NOT_BOUND} twice (the payer chosen is not bound)"
+        )
+
+    async def _payer(self, request: SettleRequest) -> str | None:
+        """The authorizer to name as payer, or None: two reads, the second only if bound."""
+        patient = request.patient_cert_no
+        authorizers = [
+            b.authorizer.cert_no
+            for b in await self.bindings_of([patient])
+            if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == patient
+        ]
+        if not authorizers:
+            return None
+        persons = await self.find_persons([patient, *dict.fromkeys(authorizers)])
+        me = persons.get(patient)
+        if me is None:
+            return None  # Henan will refuse the bill (E101)
+        own = me.balance if me.balance is not None else _ZERO
+        if own >= request.total - request.fund_paid:
+            return None
+        funded = [
+            (balance, cert_no)
+            for cert_no in authorizers
+            if (person := persons.get(cert_no)) is not None
+            and (balance := person.balance) is not None
+            and balance > 0
+        ]
+        if not funded:
+            return None
+        return max(funded, key=lambda found: found[0])[1]  # the earliest on a tie
+
+    async def reverse(
+        self, settlement_id: str, *, institution_code: str, reason: str
+    ) -> Settlement | Refusal:
+        retcode, body = await self._service(
+            "ReverseSettle",
+            [("jsid", settlement_id), ("ddjgbm", institution_code), ("cxyy", reason)],
+            _REVERSE_REFUSALS,
+        )
+        if retcode != _OK:
+            return Refusal(_REVERSE_REFUSALS[retcode])
+        with self._reading("service ReverseSettle"):
+            return _settlement(_only(body, "settlement"))
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
+        if not cert_nos:
+            return []
+        body = await self._ok("QuerySettle", [("sfzh", c) for c in cert_nos])
+        with self._reading("service QuerySettle"):
+            return [_settlement(s) for s in _all(body, "settlement")]
+
 
 def _text(parent: ET.Element, path: str) -> str:
     """The stripped text at ``path``, which must be present and non-empty.
@@ -245,6 +371,75 @@ def _optional(parent: ET.Element, path: str, *, missing_ok: bool = False) -> str
     if value is None and not missing_ok:
         raise KeyError(path)
     return (value or "").strip() or None
+
+
+def _only(body: ET.Element, tag: str) -> ET.Element:
+    found = body.findall(tag)
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} <{tag}> elements")
+    return found[0]
+
+
+def _all(body: ET.Element, tag: str) -> list[ET.Element]:
+    """Every child of ``body``, each of which must be a ``<tag>``."""
+    found = list(body)
+    for child in found:
+        if child.tag != tag:
+            raise ValueError(f"<{child.tag}> where only <{tag}> belongs")
+    return found
+
+
+def _time(raw: ET.Element, path: str) -> dt.datetime | None:
+    """A ``YYYYMMDDHHMMSS`` UTC time, or None for an empty element."""
+    value = _optional(raw, path)
+    if value is None:
+        return None
+    return dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+
+
+def _money_text(amount: Decimal) -> str:
+    """An amount as Henan takes it: two decimals. More than two is the caller's bug."""
+    exact = amount.quantize(_CENT) if amount.is_finite() else amount
+    if not exact.is_finite() or exact != amount:
+        raise ValueError(f"not an amount in cents: {amount!r}")
+    return str(exact)
+
+
+def _settlement(raw: ET.Element) -> Settlement:
+    """A ``<settlement>``, checked to add up (fund + self-pay = total, and so on)."""
+    total, fund_paid, self_pay = (parse_money(_text(raw, t)) for t in ("fyze", "jjzfze", "grfdje"))
+    own, mutual, cash = (parse_money(_text(raw, t)) for t in ("grzhzf", "gjzhzf", "grxjzf"))
+    if fund_paid + self_pay != total or own + mutual + cash != self_pay:
+        raise ValueError("the amounts do not add up")
+    if min(fund_paid, self_pay, own, mutual, cash) < 0:
+        raise ValueError("a negative amount")
+    balance = _optional(raw, "zhye")
+    payer: Party | None = None
+    payer_balance: str | None = None
+    if mutual > 0:
+        payer = Party(_text(raw, "sqrsfzh"), _text(raw, "sqrxm"))
+        payer_balance = _optional(raw, "sqrzhye")
+    settled_at = _time(raw, "jssj")
+    if settled_at is None:
+        raise ValueError("<jssj> is empty")
+    return Settlement(
+        id=_text(raw, "jsid"),
+        institution_code=_text(raw, "ddjgbm"),
+        patient=Party(_text(raw, "hzsfzh"), _text(raw, "hzxm")),
+        medical_type=_MEDICAL_TYPE[_text(raw, "yllb")],
+        total=total,
+        fund_paid=fund_paid,
+        self_pay=self_pay,
+        own_account_paid=own,
+        mutual_aid_paid=mutual,
+        mutual_aid_payer=payer,
+        cash_due=cash,
+        patient_balance_after=None if balance is None else parse_money(balance),
+        payer_balance_after=None if payer_balance is None else parse_money(payer_balance),
+        settled_at=settled_at,
+        reversed_at=_time(raw, "cxsj"),
+        reversal_reason=_optional(raw, "cxyy"),
+    )
 
 
 def _binding(raw: ET.Element) -> Binding:

@@ -1,14 +1,45 @@
 """Jiangsu (江苏): REST resources in a ``{code, msg, data}`` wrapper, camelCase fields.
 
-``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40013
-(see `_REFUSALS`); any other code (40000 malformed request, 40400, 40500, ...) is
-a contract fault. A spouse binding waits for the spouse's confirmation (`respond`).
+``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40019
+(`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement); any other code
+(40000 malformed request, 40400, 40500, ...) is a contract fault. A spouse
+binding waits for the spouse's confirmation (`respond`).
+
+==================================================== ==== ==========================
+endpoint                                             verb used by
+==================================================== ==== ==========================
+/api/v1/persons?certNos=a,b                          GET  `find_persons`
+/api/v1/persons/{certNo}/relatives                   GET  `relatives`
+/api/v1/mutual-aid/authorizations?certNos=a,b        GET  `bindings_of`
+/api/v1/mutual-aid/authorizations                    POST `bind`
+/api/v1/mutual-aid/authorizations/{id}/confirmation  POST `respond`
+/api/v1/mutual-aid/authorizations/{id}/cancellation  POST `unbind`
+/api/v1/settlements?certNos=a,b                      GET  `settlements_of`
+/api/v1/settlements                                  POST `settle`
+/api/v1/settlements/{settlementId}/reversal          POST `reverse`
+==================================================== ==== ==========================
+
+Jiangsu's settlement must be told which authorizer pays (``payerCertNo``), so
+`settle` chooses, in at most two requests before the settlement itself:
+`bindings_of` the patient (the EFFECTIVE authorizations in which the patient is
+the beneficiary), then one `find_persons` for the patient and those authorizers
+together. Only if the patient's own balance cannot cover the self-pay part
+(total - fund paid - own balance > 0) is a payer named: the authorizer with the
+largest balance above zero, the earliest authorization on a tie; with none
+funded, nobody (``null``). If Jiangsu answers that the named payer is no longer
+bound (40017: unbound in the meantime), `settle` chooses again once and
+retries; a second 40017 is an `UpstreamContractError`. If a bill is refused as
+a reused key (40016) after naming a payer, it is sent once more naming nobody:
+a retried bill whose first attempt named another authorizer (balances have
+moved since) is then answered with the original settlement, while a different
+bill under the key is refused again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +51,7 @@ from adapters.base import (
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
+    MedicalType,
     Party,
     Person,
     Policy,
@@ -27,12 +59,16 @@ from adapters.base import (
     Refusal,
     RefusalCode,
     Relation,
+    Settlement,
+    SettleRequest,
     parse_money,
     text,
 )
 
 _BASE = "/api/v1"
 _AUTHORIZATIONS = f"{_BASE}/mutual-aid/authorizations"
+_SETTLEMENTS = f"{_BASE}/settlements"
+_CENT = Decimal("0.01")
 
 _INSURANCE_TYPE = {"EMPLOYEE": InsuranceType.EMPLOYEE, "RESIDENT": InsuranceType.RESIDENT}
 _INSURANCE_STATUS = {
@@ -73,6 +109,23 @@ _REFUSALS: dict[int, RefusalCode] = {
     40012: RefusalCode.FORBIDDEN,
     40013: RefusalCode.INVALID_BINDING_STATE,
 }
+_SETTLEMENT_REFUSALS: dict[int, RefusalCode] = {
+    40001: RefusalCode.PERSON_NOT_FOUND,
+    40012: RefusalCode.FORBIDDEN,
+    40014: RefusalCode.PATIENT_NOT_INSURED,
+    40015: RefusalCode.AMOUNT_NOT_POSITIVE,
+    40016: RefusalCode.IDEMPOTENCY_KEY_REUSED,
+    40018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
+    40019: RefusalCode.REVERSAL_WINDOW_CLOSED,
+}
+_KEY_REUSED = 40016
+_PAYER_NOT_BOUND = 40017
+_MEDICAL_TYPE_WORD = {
+    MedicalType.OUTPATIENT: "OUTPATIENT",
+    MedicalType.INPATIENT: "INPATIENT",
+    MedicalType.PHARMACY: "PHARMACY",
+}
+_MEDICAL_TYPE = {v: k for k, v in _MEDICAL_TYPE_WORD.items()}
 
 
 class JiangsuAdapter(ProvinceAdapter):
@@ -179,17 +232,159 @@ class JiangsuAdapter(ProvinceAdapter):
         url = f"{_AUTHORIZATIONS}/{quote(binding_id, safe='')}/confirmation"
         return await self._write(url, {"certNo": actor, "accept": accept})
 
+    # -- settlement ----------------------------------------------------------------
+
+    async def settle(self, request: SettleRequest) -> Settlement | Refusal:
+        """Settle a bill, naming the paying authorizer (see the module's docstring)."""
+        payer = await self._payer(request)
+        code, data = await self._settle_naming(request, payer)
+        if code == _PAYER_NOT_BOUND and payer is not None:  # unbound since we looked
+            payer = await self._payer(request)
+            code, data = await self._settle_naming(request, payer)
+        if code == _PAYER_NOT_BOUND:
+            raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
+        if code == _KEY_REUSED and payer is not None:
+            code, data = await self._settle_naming(request, None)
+        done = self._settled(f"POST {_SETTLEMENTS}", code, data)
+        if isinstance(done, Settlement) and (
+            done.patient.cert_no != request.patient_cert_no
+            or done.institution_code != request.institution_code
+        ):
+            raise self._contract_error(f"POST {_SETTLEMENTS}: another bill's settlement")
+        return done
+
+    async def reverse(
+        self, settlement_id: str, *, institution_code: str, reason: str
+    ) -> Settlement | Refusal:
+        url = f"{_SETTLEMENTS}/{quote(settlement_id, safe='')}/reversal"
+        code, data = await self._request(
+            "POST", url, json={"institutionCode": institution_code, "reason": reason}
+        )
+        done = self._settled(f"POST {url}", code, data)
+        if isinstance(done, Settlement) and done.id != settlement_id:
+            raise self._contract_error(f"POST {url}: another settlement {done.id!r}")
+        return done
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
+        if not cert_nos:
+            return []
+        data = await self._ok("GET", _SETTLEMENTS, params={"certNos": ",".join(cert_nos)})
+        with self._reading(f"GET {_SETTLEMENTS}"):
+            return [_settlement(s) for s in data]
+
+    async def _payer(self, request: SettleRequest) -> str | None:
+        """The authorizer to name as payer, or None (at most two requests)."""
+        patient = request.patient_cert_no
+        live = [
+            b
+            for b in await self.bindings_of([patient])
+            if b.beneficiary.cert_no == patient and b.status is BindingStatus.ACTIVE
+        ]
+        authorizers: list[str] = []
+        for b in sorted(live, key=lambda b: b.created_at):  # stable: listing order on a tie
+            if b.authorizer.cert_no not in authorizers:
+                authorizers.append(b.authorizer.cert_no)
+        if not authorizers:
+            return None
+        found = await self.find_persons([patient, *authorizers])
+        own = found[patient].balance if patient in found else None
+        if request.total - request.fund_paid - (own or 0) <= 0:
+            return None
+        funded = [
+            (cert_no, balance)
+            for cert_no in authorizers
+            if cert_no in found and (balance := found[cert_no].balance) is not None and balance > 0
+        ]
+        if not funded:
+            return None
+        return max(funded, key=lambda f: f[1])[0]  # max keeps the first of equals
+
+    async def _settle_naming(self, request: SettleRequest, payer: str | None) -> tuple[int, Any]:
+        return await self._request(
+            "POST",
+            _SETTLEMENTS,
+            json={
+                "institutionCode": request.institution_code,
+                "idempotencyKey": request.idempotency_key,
+                "certNo": request.patient_cert_no,
+                "medicalType": _MEDICAL_TYPE_WORD[request.medical_type],
+                "totalAmount": _money_text(request.total),
+                "fundPaid": _money_text(request.fund_paid),
+                "payerCertNo": payer,
+            },
+        )
+
+    def _settled(self, what: str, code: int, data: Any) -> Settlement | Refusal:
+        if code != 0:
+            refused = _SETTLEMENT_REFUSALS.get(code)
+            if refused is None:
+                raise self._contract_error(f"{what}: unknown code {code}")
+            return Refusal(refused)
+        with self._reading(what):
+            return _settlement(data)
+
+
+def _time(value: object) -> dt.datetime:
+    """An ISO 8601 time, which must carry its offset."""
+    moment = dt.datetime.fromisoformat(text(value))
+    if moment.tzinfo is None:
+        raise ValueError(f"time without offset: {value!r}")
+    return moment
+
+
+def _party(raw: Any) -> Party:
+    return Party(text(raw["certNo"]), text(raw["name"]))
+
 
 def _binding(raw: Any) -> Binding:
-    created = dt.datetime.fromisoformat(text(raw["createdAt"]))
-    if created.tzinfo is None:
-        raise ValueError(f"createdAt without offset: {raw['createdAt']!r}")
-    authorizer, beneficiary = raw["authorizer"], raw["beneficiary"]
     return Binding(
         id=text(raw["authId"]),
-        authorizer=Party(text(authorizer["certNo"]), text(authorizer["name"])),
-        beneficiary=Party(text(beneficiary["certNo"]), text(beneficiary["name"])),
+        authorizer=_party(raw["authorizer"]),
+        beneficiary=_party(raw["beneficiary"]),
         relation=_RELATION[raw["relation"]],
         status=_STATE[raw["state"]],
-        created_at=created,
+        created_at=_time(raw["createdAt"]),
     )
+
+
+def _settlement(raw: Any) -> Settlement:
+    total, fund_paid = parse_money(raw["totalAmount"]), parse_money(raw["fundPaid"])
+    self_pay, own = parse_money(raw["psnPartAmt"]), parse_money(raw["acctPay"])
+    mutual, cash = parse_money(raw["acctMulaidPay"]), parse_money(raw["psnCashPay"])
+    if min(total, fund_paid, self_pay, own, mutual, cash) < 0:
+        raise ValueError("a negative amount")
+    if self_pay != total - fund_paid or own + mutual + cash != self_pay:
+        raise ValueError("amounts that do not add up")
+    raw_payer, balance = raw["payer"], raw["balc"]
+    payer: Party | None = None
+    payer_balance: Decimal | None = None
+    if raw_payer is not None:
+        payer = _party(raw_payer)
+        payer_balance = None if raw_payer["balc"] is None else parse_money(raw_payer["balc"])
+    elif mutual > 0:
+        raise ValueError("mutual aid paid without a payer")
+    if mutual == 0:  # nobody paid for the patient
+        payer, payer_balance = None, None
+    reversed_at, reason = raw["reversedAt"], raw["reversalReason"]
+    return Settlement(
+        id=text(raw["settlementId"]),
+        institution_code=text(raw["institutionCode"]),
+        patient=_party(raw["patient"]),
+        medical_type=_MEDICAL_TYPE[raw["medicalType"]],
+        total=total,
+        fund_paid=fund_paid,
+        self_pay=self_pay,
+        own_account_paid=own,
+        mutual_aid_paid=mutual,
+        mutual_aid_payer=payer,
+        cash_due=cash,
+        patient_balance_after=None if balance is None else parse_money(balance),
+        payer_balance_after=payer_balance,
+        settled_at=_time(raw["settledAt"]),
+        reversed_at=None if reversed_at is None else _time(reversed_at),
+        reversal_reason=None if reason is None else text(reason),
+    )
+
+
+def _money_text(amount: Decimal) -> str:
+    return str(amount.quantize(_CENT))

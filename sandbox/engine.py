@@ -421,17 +421,21 @@ class ProvinceSystem:
         balance), then cash. The same key at the same institution is the same
         settlement; every balance moves in one turn, so none is overdrawn.
         """
-        total_amount, fund = Decimal(total), Decimal(fund_paid)
+        try:
+            total_amount, fund = Decimal(total).quantize(CENT), Decimal(fund_paid).quantize(CENT)
+        except ArithmeticError as exc:
+            raise SandboxRefusal("bad_amount") from exc
         if not (total_amount > 0 and 0 <= fund <= total_amount):
             raise SandboxRefusal("bad_amount")
-        given = (patient, medical_type, str(total_amount.quantize(CENT)), str(fund.quantize(CENT)))
+        given = (patient, medical_type, str(total_amount), str(fund))
         async with self._turn:
             done = await self._settlement_where(
                 "s.institution = ? AND s.idempotency_key = ?", institution, idempotency_key
             )
             if done is not None:
+                # the same bill again: the same settlement, whoever a retry names as payer
                 same = (done["patient"], done["medical_type"], done["total"], done["fund_paid"])
-                if same != given or (payer is not None and done["payer"] not in (None, payer)):
+                if same != given:
                     raise SandboxRefusal("idempotency_conflict")
                 return done
             found = await self._persons([patient])

@@ -16,12 +16,42 @@ infno  what                             input.data -> output
 2703   create a binding                 {"auth_certno", "bene_certno", "bene_psn_name",
                                          "rlts_type", "cmtm_flag"} -> {"mulaid"}
 2704   end a binding                    {"mulaid_id", "opter_certno"} -> {"mulaid"}
+2207   settle a bill (门诊/住院结算)    {"certno", "med_type", "medfee_sumamt",
+                                         "fund_pay_sumamt", "fixmedins_code",
+                                         "medins_setl_id"} -> {"setlinfo"}
+2208   reverse a settlement (结算撤销)  {"setl_id", "fixmedins_code", "revs_rea"}
+                                         -> {"setlinfo"}
+5203   settlements of persons           {"certno_list"} -> {"setlinfo_list"} (newest first)
+       (结算信息查询)
 ====== ================================ =========================================
+
+Settlement follows the national platform. ``med_type`` is 11 outpatient (普通门诊),
+21 inpatient (普通住院) or 41 pharmacy (定点药店购药). Amounts travel as strings of at
+most two decimals (``"1200.50"``); anything else is a malformed request.
+``medins_setl_id`` is the institution's own settlement number (医药机构结算ID) and the
+idempotency key: the same number from the same ``fixmedins_code`` is the same
+settlement, answered again however often it is sent. (``msgid`` is not: it names one
+message, and a retry is a new message with a new ``msgid``.) Nobody names the payer:
+Hebei's system picks the bound authorizer with the largest balance itself. 5203 is
+the platform's settlement information query (结算信息查询), batched by ID number like
+2702.
+
+A ``setlinfo`` is ``{"setl_id", "fixmedins_code", "medins_setl_id", "psn_no", "certno",
+"psn_name", "med_type", "medfee_sumamt", "fund_pay_sumamt", "psn_part_amt", "acct_pay",
+"acct_mulaid_pay", "psn_cash_pay", "balc", "mulaid_psn_no", "mulaid_certno",
+"mulaid_psn_name", "mulaid_balc", "setl_time", "revs_flag", "revs_time", "revs_rea"}``:
+``psn_part_amt`` the self-pay part, ``acct_pay`` what the patient's own account paid,
+``acct_mulaid_pay`` what the authorizer ``mulaid_*`` paid (the ``mulaid_*`` fields are
+null when that is nothing), ``psn_cash_pay`` the cash due, ``balc`` / ``mulaid_balc``
+the balances afterwards (null without an account). ``setl_time`` and ``revs_time`` are
+Beijing time (``YYYY-MM-DD HH:MM:SS``, UTC+8), as the platform keeps them; ``revs_flag``
+is ``"1"`` once reversed, else ``"0"`` (and ``revs_time`` / ``revs_rea`` are null).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,7 +62,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
-from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+from sandbox.engine import CHINA, ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
 
 RULES = ProvinceRules(
     prefix="13",
@@ -57,6 +87,11 @@ RLTS_TYPE = {
 }
 RLTS_FROM_TYPE = {v: k for k, v in RLTS_TYPE.items()}
 MULAID_STAS = {"PENDING_CONFIRMATION": "0", "ACTIVE": "1", "DECLINED": "2", "UNBOUND": "9"}
+MED_TYPE = {"OUTPATIENT": "11", "INPATIENT": "21", "PHARMACY": "41"}
+MED_TYPE_FROM = {v: k for k, v in MED_TYPE.items()}
+# An amount as the platform sends it (decimal 16,2), sign allowed: the engine refuses negatives.
+AMOUNT = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,2})?")
+MAX_KEY = 64  # characters of an institution's own settlement number
 
 # infcode for each refusal reason, with the message Hebei's system sends.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -73,6 +108,16 @@ ERRORS: dict[str, tuple[int, str]] = {
     "commitment": (2011, "未签署承诺书"),
     "forbidden": (2012, "无权操作该共济关系"),
     "bad_state": (2013, "共济关系状态不允许此操作"),
+    "patient_not_insured": (2014, "参保人参保状态异常,不能结算"),
+    "bad_amount": (2015, "结算金额不合法"),
+    "idempotency_conflict": (2016, "医药机构结算ID已用于其他结算"),
+    "payer_not_bound": (2017, "共济人未与参保人建立共济关系"),
+    "already_reversed": (2018, "该结算已撤销"),
+    "reversal_window": (2019, "仅可撤销当日结算"),
+}
+# The same infcode, in the words of a particular transaction.
+MESSAGES: dict[tuple[str, str], str] = {
+    ("2208", "forbidden"): "无权撤销该结算",
 }
 
 
@@ -92,7 +137,9 @@ async def call_service(request: Request) -> JSONResponse:
         infno = envelope["infno"]
         data = envelope["input"]["data"]
         msgid = str(envelope.get("msgid", ""))
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(infno, str):
+            raise TypeError(f"infno: {infno!r}")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return _answer("", -1, "报文格式错误")
     handler = _HANDLERS.get(infno)
     if handler is None:
@@ -101,7 +148,7 @@ async def call_service(request: Request) -> JSONResponse:
         output = await handler(system_of(request), data)
     except SandboxRefusal as refusal:
         code, message = ERRORS[refusal.reason]
-        return _answer(msgid, code, message)
+        return _answer(msgid, code, MESSAGES.get((infno, refusal.reason), message))
     except (KeyError, TypeError, ValueError):
         return _answer(msgid, -1, "入参校验失败")
     return _answer(msgid, 0, None, output)
@@ -198,10 +245,96 @@ async def _unbind(system: ProvinceSystem, data: Any) -> dict[str, Any]:
     return {"mulaid": _mulaid(row)}
 
 
+def _text(data: Any, key: str, *, limit: int | None = None) -> str:
+    """A required, non-empty text input; anything else is a malformed request."""
+    value = data[key]
+    if not isinstance(value, str) or not value or (limit is not None and len(value) > limit):
+        raise ValueError(f"{key}: {value!r}")
+    return value
+
+
+def _amount(data: Any, key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or AMOUNT.fullmatch(value) is None:
+        raise ValueError(f"{key}: {value!r}")
+    return value
+
+
+def _beijing(stamp: str | None) -> str | None:
+    if stamp is None:
+        return None
+    return f"{dt.datetime.fromisoformat(stamp).astimezone(CHINA):%Y-%m-%d %H:%M:%S}"
+
+
+def _psn_no(cert_no: str) -> str:
+    return f"13{cert_no[-10:]}"
+
+
+def _setlinfo(row: dict[str, Any]) -> dict[str, Any]:
+    payer = row["payer"]
+    reversed_at = _beijing(row["reversed_at"])
+    return {
+        "setl_id": row["id"],
+        "fixmedins_code": row["institution"],
+        "medins_setl_id": row["idempotency_key"],
+        "psn_no": _psn_no(row["patient"]),
+        "certno": row["patient"],
+        "psn_name": row["patient_name"],
+        "med_type": MED_TYPE[row["medical_type"]],
+        "medfee_sumamt": money_text(row["total"]),
+        "fund_pay_sumamt": money_text(row["fund_paid"]),
+        "psn_part_amt": money_text(row["self_pay"]),
+        "acct_pay": money_text(row["own_account_paid"]),
+        "acct_mulaid_pay": money_text(row["mutual_aid_paid"]),
+        "psn_cash_pay": money_text(row["cash_due"]),
+        "balc": money_text(row["patient_balance"]),
+        "mulaid_psn_no": None if payer is None else _psn_no(payer),
+        "mulaid_certno": payer,
+        "mulaid_psn_name": row["payer_name"],
+        "mulaid_balc": money_text(row["payer_balance"]),
+        "setl_time": _beijing(row["settled_at"]),
+        "revs_flag": "0" if reversed_at is None else "1",
+        "revs_time": reversed_at,
+        "revs_rea": row["reversal_reason"],
+    }
+
+
+async def _settle(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+    row = await system.settle(
+        institution=_text(data, "fixmedins_code"),
+        idempotency_key=_text(data, "medins_setl_id", limit=MAX_KEY),
+        patient=_text(data, "certno"),
+        medical_type=MED_TYPE_FROM[data["med_type"]],
+        total=_amount(data, "medfee_sumamt"),
+        fund_paid=_amount(data, "fund_pay_sumamt"),
+    )
+    return {"setlinfo": _setlinfo(row)}
+
+
+async def _reverse(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+    row = await system.reverse(
+        _text(data, "setl_id"),
+        institution=_text(data, "fixmedins_code"),
+        reason=_text(data, "revs_rea"),
+    )
+    return {"setlinfo": _setlinfo(row)}
+
+
+async def _settlements(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+    cert_nos = data["certno_list"]
+    if not isinstance(cert_nos, list) or not all(isinstance(c, str) for c in cert_nos):
+        raise TypeError(f"certno_list: {cert_nos!r}")
+    rows = await system.settlements_of(cert_nos) if cert_nos else []
+    return {"setlinfo_list": [_setlinfo(r) for r in rows]}
+
+
 _HANDLERS = {
     "1101": _person_info,
     "2701": _relatives,
     "2702": _bindings,
     "2703": _bind,
     "2704": _unbind,
+    "2207": _settle,
+    "2208": _reverse,
+    "5203": _settlements,
 }

@@ -28,21 +28,58 @@ QueryBindings  mutual-aid bindings of persons   <sfzh>* -> <binding>*
 Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>
                                                 -> <binding>
 Unbind         end a binding                    <bdid>, <czrsfzh> -> <binding>
+Settle         settle a bill (门诊/住院/购药结算)   <ddjgbm>, <jglsh>, <hzsfzh>, <yllb>, <fyze>,
+                                                <jjzfze>, <sqrsfzh>? -> <settlement>
+ReverseSettle  undo a settlement (结算撤销)       <jsid>, <ddjgbm>, <cxyy> -> <settlement>
+QuerySettle    settlements of persons           <sfzh>* -> <settlement>* (newest first)
 ============== ================================ ============================================
 
 A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
 (beneficiary), gx (the beneficiary's relation to the authorizer), zt (status)
 and cjsj (created, ``YYYYMMDDHHMMSS`` in UTC).
 
+Settlement. ``ddjgbm`` is the designated institution's code and ``jglsh`` its
+own serial number for the bill (the idempotency key: the same serial from the
+same institution is the same settlement); ``hzsfzh`` the patient; ``fyze`` the
+total and ``jjzfze`` the pooled fund's share, both ``0.00``-style amounts.
+Henan's system must be told who pays by mutual aid: ``sqrsfzh`` names the
+patient's bound authorizer (an authorizer no longer bound is refused with E117).
+Left out, the system picks the bound authorizer itself (a limitation of the
+modelled engine). A ``<settlement>`` holds (national output names in brackets):
+
+=========== ==================================================================
+jsid        settlement id (setl_id)
+ddjgbm      institution code (fixmedins_code)
+hzsfzh/hzxm the patient (certno / psn_name)
+yllb        medical type (med_type)
+fyze        total (medfee_sumamt)
+jjzfze      the pooled fund's share (fund_pay_sumamt)
+grfdje      the self-pay part, fyze - jjzfze (psn_part_amt)
+grzhzf      paid from the patient's own account (acct_pay)
+gjzhzf      paid from the authorizer's account by mutual aid (acct_mulaid_pay)
+grxjzf      left for the patient to pay in cash (psn_cash_pay)
+zhye        the patient's account balance afterwards, empty without one (balc)
+sqrsfzh     the paying authorizer, with sqrxm and sqrzhye (their balance
+            afterwards); all empty unless gjzhzf is above zero
+jssj        settled, ``YYYYMMDDHHMMSS`` in UTC
+cxsj, cxyy  reversed (``YYYYMMDDHHMMSS`` in UTC) and why; empty until reversed
+=========== ==================================================================
+
+All amounts are two-decimal strings. A reversal is allowed once, on the day of
+the settlement (Beijing time), to the institution that made it; it puts every
+balance back.
+
 Codes: xzlx ``11`` 职工基本医疗保险, ``12`` 城乡居民基本医疗保险; cbzt ``1`` 正常参保,
 ``2`` 暂停缴费, ``3`` 终止参保, ``9`` 未生效; gx ``01`` 配偶, ``02`` 父母, ``03`` 子女,
 ``04`` 配偶父母, ``05`` 子女配偶, ``06`` 兄弟姐妹, ``07`` (外)祖父母, ``08`` (外)孙子女;
-zt ``01`` 待确认, ``02`` 已生效, ``03`` 已拒绝, ``04`` 已解绑.
+zt ``01`` 待确认, ``02`` 已生效, ``03`` 已拒绝, ``04`` 已解绑; yllb ``11`` 普通门诊,
+``21`` 普通住院, ``41`` 定点药店购药.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
 from collections.abc import Awaitable, Callable
@@ -87,6 +124,12 @@ GX = {
 }
 GX_RELATION = {v: k for k, v in GX.items()}
 ZT = {"PENDING_CONFIRMATION": "01", "ACTIVE": "02", "DECLINED": "03", "UNBOUND": "04"}
+YLLB = {"OUTPATIENT": "11", "INPATIENT": "21", "PHARMACY": "41"}
+YLLB_TYPE = {v: k for k, v in YLLB.items()}
+
+# An amount as Henan accepts it: yuan with at most two decimals (a sign, so that the
+# system itself can refuse a negative amount with E115).
+_AMOUNT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
 
 OK = ("0000", "成功")
 FAULT = "9999"
@@ -106,6 +149,18 @@ ERRORS: dict[str, tuple[str, str]] = {
     "commitment": ("E111", "未签署家庭共济承诺书"),
     "forbidden": ("E112", "无权操作该共济绑定"),
     "bad_state": ("E113", "共济绑定当前状态不允许此操作"),
+    # settlement
+    "patient_not_insured": ("E114", "患者参保状态不是正常参保,不能结算"),
+    "bad_amount": ("E115", "结算金额不合法"),
+    "idempotency_conflict": ("E116", "机构流水号已用于另一笔结算"),
+    "payer_not_bound": ("E117", "指定的共济授权人未与患者绑定"),
+    "already_reversed": ("E118", "该笔结算已撤销"),
+    "reversal_window": ("E119", "仅可撤销当日结算"),
+}
+
+# Where a service words a shared reason its own way.
+_MESSAGES: dict[tuple[str, str], str] = {
+    ("ReverseSettle", "forbidden"): "无权撤销该笔结算",
 }
 
 
@@ -147,7 +202,7 @@ async def service(request: Request) -> Response:
         children = await handler(system_of(request), body)
     except SandboxRefusal as refusal:
         code, message = ERRORS[refusal.reason]
-        return _answer(seq, code, message)
+        return _answer(seq, code, _MESSAGES.get((name, refusal.reason), message))
     except (_BadInput, KeyError, TypeError, ValueError):
         return _answer(seq, FAULT, "入参校验失败")
     return _answer(seq, *OK, children)
@@ -199,6 +254,20 @@ def _element(tag: str, fields: dict[str, str | None]) -> ET.Element:
 
 def _compact_date(value: str | None) -> str:
     return value.replace("-", "") if value else ""
+
+
+def _compact_time(value: str | None) -> str | None:
+    """An ISO timestamp as Henan writes it: ``YYYYMMDDHHMMSS`` in UTC."""
+    if value is None:
+        return None
+    return f"{dt.datetime.fromisoformat(value).astimezone(dt.UTC):%Y%m%d%H%M%S}"
+
+
+def _amount(parent: ET.Element, tag: str) -> str:
+    value = _required(parent, tag)
+    if not _AMOUNT.fullmatch(value):
+        raise _BadInput(f"<{tag}> is not an amount")
+    return value
 
 
 # -- services ------------------------------------------------------------------------
@@ -279,6 +348,62 @@ async def _unbind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
     return [_binding(row)]
 
 
+def _settlement(row: dict[str, Any]) -> ET.Element:
+    return _element(
+        "settlement",
+        {
+            "jsid": row["id"],
+            "ddjgbm": row["institution"],
+            "hzsfzh": row["patient"],
+            "hzxm": row["patient_name"],
+            "yllb": YLLB[row["medical_type"]],
+            "fyze": money_text(row["total"]),
+            "jjzfze": money_text(row["fund_paid"]),
+            "grfdje": money_text(row["self_pay"]),
+            "grzhzf": money_text(row["own_account_paid"]),
+            "gjzhzf": money_text(row["mutual_aid_paid"]),
+            "grxjzf": money_text(row["cash_due"]),
+            "zhye": money_text(row["patient_balance"]),
+            "sqrsfzh": row["payer"],
+            "sqrxm": row["payer_name"],
+            "sqrzhye": money_text(row["payer_balance"]),
+            "jssj": _compact_time(row["settled_at"]),
+            "cxsj": _compact_time(row["reversed_at"]),
+            "cxyy": row["reversal_reason"],
+        },
+    )
+
+
+async def _settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    medical_type = YLLB_TYPE.get(_required(body, "yllb"))
+    if medical_type is None:
+        raise _BadInput("yllb")
+    row = await system.settle(
+        institution=_required(body, "ddjgbm"),
+        idempotency_key=_required(body, "jglsh"),
+        patient=_required(body, "hzsfzh"),
+        medical_type=medical_type,
+        total=_amount(body, "fyze"),
+        fund_paid=_amount(body, "jjzfze"),
+        payer=_optional(body, "sqrsfzh") or None,
+    )
+    return [_settlement(row)]
+
+
+async def _reverse_settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    row = await system.reverse(
+        _required(body, "jsid"),
+        institution=_required(body, "ddjgbm"),
+        reason=_required(body, "cxyy"),
+    )
+    return [_settlement(row)]
+
+
+async def _query_settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+    rows = await system.settlements_of(_cert_nos(body))
+    return [_settlement(r) for r in rows]
+
+
 _Handler = Callable[[ProvinceSystem, ET.Element], Awaitable[list[ET.Element]]]
 
 _HANDLERS: dict[str, _Handler] = {
@@ -287,4 +412,7 @@ _HANDLERS: dict[str, _Handler] = {
     "QueryBindings": _query_bindings,
     "Bind": _bind,
     "Unbind": _unbind,
+    "Settle": _settle,
+    "ReverseSettle": _reverse_settle,
+    "QuerySettle": _query_settle,
 }

@@ -2,11 +2,17 @@
 
 Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
 fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
-a code from `ERRORS` (40001-40013) and ``data: null``; a malformed request
-(bad JSON, a missing or mistyped field, more than `MAX_CERT_NOS` ID numbers) is
-HTTP 400 with code 40000; an unknown path is HTTP 404 with 40400 and a wrong
-method HTTP 405 with 40500. Spouse bindings wait for the spouse's confirmation;
-every binding needs the commitment letter (承诺书) signed.
+a code from `ERRORS` (40001-40019) and ``data: null``; a malformed request
+(bad JSON, a missing or mistyped field, an amount that is not a decimal string
+of at most two places, more than `MAX_CERT_NOS` ID numbers) is HTTP 400 with
+code 40000; an unknown path is HTTP 404 with 40400 and a wrong method HTTP 405
+with 40500. Spouse bindings wait for the spouse's confirmation; every binding
+needs the commitment letter (承诺书) signed.
+
+Settlement must be told which authorizer pays (``payerCertNo``): the named one
+must hold an EFFECTIVE authorization for the patient (else 40017); ``null``
+means nobody but the patient and cash. The same ``idempotencyKey`` from the
+same institution is the same settlement (a different bill under it is 40016).
 
 ================================================== ==== ======================================
 endpoint                                           verb request -> data
@@ -21,6 +27,15 @@ endpoint                                           verb request -> data
 /api/v1/mutual-aid/authorizations/{id}/confirmation POST {"certNo", "accept": bool}
                                                          -> authorization (the spouse answers)
 /api/v1/mutual-aid/authorizations/{id}/cancellation POST {"certNo"} -> authorization
+/api/v1/settlements?certNos=a,b                    GET  -> [settlement] (patient or payer,
+                                                         newest first)
+/api/v1/settlements                                POST {"institutionCode", "idempotencyKey",
+                                                         "certNo", "medicalType",
+                                                         "totalAmount", "fundPaid",
+                                                         "payerCertNo": str|null}
+                                                         -> settlement
+/api/v1/settlements/{settlementId}/reversal        POST {"institutionCode", "reason"}
+                                                         -> settlement (same day, once)
 ================================================== ==== ======================================
 
 person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
@@ -32,11 +47,22 @@ authorization: ``{"authId", "authorizer": {"certNo", "name"}, "beneficiary":
 {"certNo", "name"}, "relation", "state": "WAIT_CONFIRM"|"EFFECTIVE"|"REJECTED"|
 "CANCELLED", "createdAt": "2025-03-01T10:00:00+08:00"}``; ``relation`` is the
 beneficiary's relation to the authorizer, in the words of `RELATION`.
+
+settlement (modelled on the national platform's outputs): ``{"settlementId",
+"institutionCode", "patient": {"certNo", "name"}, "medicalType":
+"OUTPATIENT"|"INPATIENT"|"PHARMACY", "totalAmount", "fundPaid", "psnPartAmt"
+(self-pay part), "acctPay" (from the patient's own account), "acctMulaidPay"
+(from the payer's account), "psnCashPay" (cash due), "balc" (the patient's
+balance after, null without an account), "payer": {"certNo", "name", "balc"}|null
+(null when mutual aid paid nothing), "settledAt", "reversedAt"|null,
+"reversalReason"|null}``; amounts are two-decimal strings, times ISO 8601 with
++08:00.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +130,16 @@ ERRORS: dict[str, tuple[int, str]] = {
     "commitment": (40011, "请先阅读并签署共济承诺书"),
     "forbidden": (40012, "无权操作该授权记录"),
     "bad_state": (40013, "授权记录当前状态不允许此操作"),
+    "patient_not_insured": (40014, "患者参保状态非正常，不予结算"),
+    "bad_amount": (40015, "结算金额不合法"),
+    "idempotency_conflict": (40016, "结算流水号已使用且结算信息不一致"),
+    "payer_not_bound": (40017, "指定的共济支付人与患者无有效共济授权"),
+    "already_reversed": (40018, "该结算已冲正"),
+    "reversal_window": (40019, "仅可冲正当日结算"),
 }
+MEDICAL_TYPE = {"OUTPATIENT": "OUTPATIENT", "INPATIENT": "INPATIENT", "PHARMACY": "PHARMACY"}
+MEDICAL_TYPE_FROM = {v: k for k, v in MEDICAL_TYPE.items()}
+AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
 
 
 class _Malformed(Exception):
@@ -113,6 +148,7 @@ class _Malformed(Exception):
 
 def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
     auth = f"{BASE}/mutual-aid/authorizations"
+    settlements = f"{BASE}/settlements"
     app = sandbox_app(
         "jiangsu",
         RULES,
@@ -123,6 +159,11 @@ def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = 
             Route(auth, _endpoint(_authorize), methods=["POST"]),
             Route(f"{auth}/{{authId}}/confirmation", _endpoint(_confirm), methods=["POST"]),
             Route(f"{auth}/{{authId}}/cancellation", _endpoint(_cancel), methods=["POST"]),
+            Route(settlements, _endpoint(_settlements), methods=["GET"]),
+            Route(settlements, _endpoint(_settle), methods=["POST"]),
+            Route(
+                f"{settlements}/{{settlementId}}/reversal", _endpoint(_reverse), methods=["POST"]
+            ),
         ],
         data_dir=data_dir,
         roster=roster,
@@ -192,6 +233,26 @@ def _flag(body: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise _Malformed(f"{key} is not a boolean")
     return value
+
+
+def _amount(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str) or not AMOUNT.fullmatch(value):
+        raise _Malformed(f"{key} is not an amount of at most two decimals")
+    return value
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    """A field that must be present: a non-empty string, or null."""
+    if body[key] is None:
+        return None
+    return _text(body, key)
+
+
+def _time(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return dt.datetime.fromisoformat(value).astimezone(CST).isoformat()
 
 
 async def _persons(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
@@ -273,3 +334,70 @@ async def _cancel(system: ProvinceSystem, request: Request) -> dict[str, Any]:
     body = await _body(request)
     row = await system.unbind(request.path_params["authId"], actor=_text(body, "certNo"))
     return _record(row)
+
+
+def _settlement(row: dict[str, Any]) -> dict[str, Any]:
+    payer = None
+    if row["payer"] is not None:
+        payer = {
+            "certNo": row["payer"],
+            "name": row["payer_name"],
+            "balc": money_text(row["payer_balance"]),
+        }
+    return {
+        "settlementId": row["id"],
+        "institutionCode": row["institution"],
+        "patient": {"certNo": row["patient"], "name": row["patient_name"]},
+        "medicalType": MEDICAL_TYPE[row["medical_type"]],
+        "totalAmount": money_text(row["total"]),
+        "fundPaid": money_text(row["fund_paid"]),
+        "psnPartAmt": money_text(row["self_pay"]),
+        "acctPay": money_text(row["own_account_paid"]),
+        "acctMulaidPay": money_text(row["mutual_aid_paid"]),
+        "psnCashPay": money_text(row["cash_due"]),
+        "balc": money_text(row["patient_balance"]),
+        "payer": payer,
+        "settledAt": _time(row["settled_at"]),
+        "reversedAt": _time(row["reversed_at"]),
+        "reversalReason": row["reversal_reason"],
+    }
+
+
+async def _settlements(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    cert_nos = _cert_nos(request)
+    if not cert_nos:
+        return []
+    return [_settlement(r) for r in await system.settlements_of(cert_nos)]
+
+
+async def _settle(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    institution = _text(body, "institutionCode")
+    key = _text(body, "idempotencyKey")
+    patient = _text(body, "certNo")
+    medical_type = MEDICAL_TYPE_FROM.get(_text(body, "medicalType"))
+    if medical_type is None:
+        raise _Malformed("unknown medicalType")
+    total = _amount(body, "totalAmount")
+    fund_paid = _amount(body, "fundPaid")
+    payer = _optional_text(body, "payerCertNo")
+    row = await system.settle(
+        institution=institution,
+        idempotency_key=key,
+        patient=patient,
+        medical_type=medical_type,
+        total=total,
+        fund_paid=fund_paid,
+        payer=payer,
+    )
+    return _settlement(row)
+
+
+async def _reverse(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    institution = _text(body, "institutionCode")
+    reason = _text(body, "reason")
+    row = await system.reverse(
+        request.path_params["settlementId"], institution=institution, reason=reason
+    )
+    return _settlement(row)

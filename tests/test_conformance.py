@@ -238,6 +238,7 @@ async def test_find_persons_reads_name_area_insurance_and_a_two_place_balance(
 async def test_asking_about_nobody_answers_empty_without_a_request(province: Province) -> None:
     assert dict(await province.adapter.find_persons([])) == {}
     assert list(await province.adapter.bindings_of([])) == []
+    assert list(await province.adapter.settlements_of([])) == []
     assert province.requests == 0
 
 
@@ -749,6 +750,8 @@ async def test_a_real_answer_cut_short_is_a_contract_error(province: Province, p
         lambda: adapter.relatives(me),
         lambda: adapter.bindings_of([me]),
         lambda: adapter.bind(pair.request()),
+        lambda: adapter.settle(bill(pair.authorizer, "10.00", "0.00", key="cut")),
+        lambda: adapter.settlements_of([me]),
     ):
         with pytest.raises(UpstreamContractError) as caught:
             await call()
