@@ -26,6 +26,7 @@ from strawberry.types.unset import UNSET
 from gateway.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.config import Settings
 from gateway.context import Context, Services
+from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory
 from gateway.kinship import Kinship
 from gateway.limits import BodyLimit
@@ -34,6 +35,7 @@ from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
 from gateway.provinces import open_provinces
 from gateway.schema import build_schema
+from gateway.settlement import Settlements
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -104,13 +106,16 @@ def create_app(
             ) as provinces:
                 directory = Directory(provinces, store)
                 mutual_aid = MutualAid(provinces, directory)
+                kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
                 app.state.services = Services(
                     settings=settings,
                     store=store,
                     provinces=provinces,
                     directory=directory,
                     mutual_aid=mutual_aid,
-                    kinship=Kinship(store, directory, mutual_aid, settings.kinship, settings.auth),
+                    kinship=kinship,
+                    settlements=Settlements(provinces, directory),
+                    diagnostics=Diagnostics(mutual_aid, kinship, directory),
                 )
                 yield
         finally:

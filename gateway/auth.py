@@ -15,13 +15,33 @@ _ALGORITHM = "HS256"
 
 # Roles a token may carry besides being an insured person.
 REVIEWER = "REVIEWER"  # reviews kinship documents
-ROLES = frozenset({REVIEWER})
+INSTITUTION = "INSTITUTION"  # a designated hospital or pharmacy: settles bills
+ROLES = frozenset({REVIEWER, INSTITUTION})
+INSTITUTION_KINDS = ("HOSPITAL", "PHARMACY")
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    """A designated medical institution (定点医药机构), as its token names it."""
+
+    code: str
+    kind: str  # HOSPITAL or PHARMACY
+
+    def __post_init__(self) -> None:
+        if not (self.code and self.code.isascii() and self.code.isalnum() and len(self.code) <= 32):
+            raise ValueError("an institution code is 1 to 32 letters and digits")
+        if self.kind not in INSTITUTION_KINDS:
+            raise ValueError(f"an institution is one of {', '.join(INSTITUTION_KINDS)}")
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
+    """Who is asking: an ID number (the person, or the staff member acting), roles,
+    and for the INSTITUTION role the institution they act for."""
+
     cert_no: str
     roles: frozenset[str] = frozenset()
+    institution: Institution | None = None
 
 
 class InvalidToken(Exception):
@@ -34,12 +54,15 @@ def mint_token(
     *,
     now: float | None = None,
     roles: frozenset[str] = frozenset(),
+    institution: Institution | None = None,
 ) -> str:
     cert_no = normalize(cert_no)
     if not is_valid(cert_no):
         raise ValueError("not a valid ID number")
     if not roles <= ROLES:
         raise ValueError(f"unknown roles: {sorted(roles - ROLES)}")
+    if (INSTITUTION in roles) != (institution is not None):
+        raise ValueError("the INSTITUTION role and an institution go together")
     issued = int(now if now is not None else time.time())
     claims: dict[str, object] = {
         "sub": cert_no,
@@ -51,6 +74,8 @@ def mint_token(
     }
     if roles:
         claims["roles"] = sorted(roles)
+    if institution is not None:
+        claims["institution"] = {"code": institution.code, "kind": institution.kind}
     return jwt.encode(claims, settings.secret, algorithm=_ALGORITHM)
 
 
@@ -75,7 +100,15 @@ def verify_token(token: str, settings: AuthSettings) -> Caller:
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("roles is not a list of names")
-    return Caller(cert_no=subject, roles=frozenset(roles) & ROLES)
+    granted = frozenset(roles) & ROLES
+    institution = None
+    if INSTITUTION in granted:
+        named = claims.get("institution")
+        try:
+            institution = Institution(code=named["code"], kind=named["kind"])  # type: ignore[index]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise InvalidToken("the INSTITUTION role without a valid institution") from exc
+    return Caller(cert_no=subject, roles=granted, institution=institution)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from gateway import logs
-from gateway.auth import ROLES, mint_token
+from gateway.auth import INSTITUTION_KINDS, ROLES, Institution, mint_token
 from gateway.config import Settings
 from gateway.provinces import sandbox_factory, sandbox_names
 
@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("cert_no")
     token.add_argument(
         "--role", action="append", default=[], choices=sorted(ROLES), help="a role to carry"
+    )
+    token.add_argument("--institution", help="the institution code (with --role INSTITUTION)")
+    token.add_argument(
+        "--institution-kind", default="HOSPITAL", choices=INSTITUTION_KINDS, help="its kind"
     )
 
     sandbox = commands.add_parser("sandbox", help="run one sandbox province over HTTP")
@@ -53,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     elif args.command == "token":
         try:
-            print(mint_token(args.cert_no, settings.auth, roles=frozenset(args.role)))
+            institution = (
+                Institution(args.institution, args.institution_kind) if args.institution else None
+            )
+            roles = frozenset(args.role)
+            print(mint_token(args.cert_no, settings.auth, roles=roles, institution=institution))
         except ValueError as exc:
             print(f"gongji token: {exc}", file=sys.stderr)
             return 2

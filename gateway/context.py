@@ -8,12 +8,14 @@ from strawberry.dataloader import DataLoader
 
 from gateway.auth import Caller
 from gateway.config import Settings
+from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory, Located
 from gateway.errors import GatewayError
 from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.mutual_aid import MutualAid
 from gateway.provinces import Provinces
+from gateway.settlement import Settlements
 from gateway.store import Store
 
 
@@ -27,6 +29,8 @@ class Services:
     directory: Directory
     mutual_aid: MutualAid
     kinship: Kinship
+    settlements: Settlements
+    diagnostics: Diagnostics
 
 
 @dataclass(slots=True)

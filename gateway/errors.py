@@ -43,6 +43,19 @@ class ErrorBoundary(SchemaExtension):
         original = error.original_error
         if original is None or isinstance(original, GatewayError):
             return error  # syntax and validation errors, and our own
+        cause = original
+        while isinstance(cause, GraphQLError) and cause.original_error is not None:
+            cause = cause.original_error  # graphql-core wraps a scalar's error in another
+        if error.path is None and isinstance(cause, ValueError | ArithmeticError):
+            # a variable our scalars refused (e.g. Money "12.345"), before anything ran:
+            # the message is the scalar's own
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                extensions={"code": "BAD_USER_INPUT"},
+            )
         context = self.execution_context.context
         lang: Language = getattr(context, "lang", "zh")
         request_id: str = getattr(context, "request_id", "-")

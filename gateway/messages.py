@@ -126,6 +126,46 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "就医地区划代码应为6位数字",
         "The treatment area must be a 6-digit area code.",
     ),
+    RefusalCode.PATIENT_NOT_INSURED: (
+        "患者参保状态不正常(未生效、暂停或终止),不能结算",
+        "The patient's insurance is not in force: the bill cannot be settled.",
+    ),
+    RefusalCode.AMOUNT_NOT_POSITIVE: (
+        "医疗费用总额应大于零",
+        "The total must be greater than zero.",
+    ),
+    RefusalCode.AMOUNT_NEGATIVE: (
+        "基金支付金额不能为负数",
+        "The amount the fund paid cannot be negative.",
+    ),
+    RefusalCode.FUND_PAID_EXCEEDS_TOTAL: (
+        "基金支付金额不能大于医疗费用总额",
+        "The fund cannot pay more than the total.",
+    ),
+    RefusalCode.INVALID_IDEMPOTENCY_KEY: (
+        "请求唯一标识应为1至64位可见字符,不含空格",
+        "The idempotency key must be 1 to 64 visible characters without spaces.",
+    ),
+    RefusalCode.IDEMPOTENCY_KEY_REUSED: (
+        "该请求唯一标识已用于另一笔结算",
+        "This idempotency key was already used for a different bill.",
+    ),
+    RefusalCode.MEDICAL_TYPE_NOT_ALLOWED: (
+        "本机构不能办理该类型的结算",
+        "This institution may not settle this kind of bill.",
+    ),
+    RefusalCode.SETTLEMENT_ALREADY_REVERSED: (
+        "该笔结算已撤销",
+        "This settlement has already been reversed.",
+    ),
+    RefusalCode.REVERSAL_WINDOW_CLOSED: (
+        "只能撤销当日的结算",
+        "Only a settlement of the same day can be reversed.",
+    ),
+    RefusalCode.SETTLEMENT_NOT_SUPPORTED: (
+        "该省暂不支持通过本平台结算",
+        "This province does not settle through the platform yet.",
+    ),
 }
 
 # Explanations the graph gives of its own accord (not refusals).
@@ -176,6 +216,118 @@ _FAULTS: dict[str, tuple[str, str]] = {
 def refusal_message(code: RefusalCode, lang: Language) -> str:
     zh, en = _REFUSALS[code]
     return en if lang == "en" else zh
+
+
+# Diagnosis reasons: (message, what to do next), each in Chinese and English.
+_REASONS: dict[str, tuple[str, str, str, str]] = {
+    "INVALID_CERT_NO": (
+        "身份证号码不正确",
+        "请核对亲属的身份证号码",
+        "The ID number is not valid.",
+        "Check your relative's ID number.",
+    ),
+    "CALLER_NOT_INSURED": (
+        "未查询到您在已接入省份的参保信息",
+        "请确认您的参保地",
+        "You are not insured in any connected province.",
+        "Check where you are insured.",
+    ),
+    "RELATIVE_NOT_INSURED": (
+        "未查询到该亲属在已接入省份的参保信息",
+        "请亲属先参加基本医疗保险",
+        "Your relative is not insured in any connected province.",
+        "Your relative needs basic medical insurance first.",
+    ),
+    "RELATIVE_INSURANCE_NOT_IN_FORCE": (
+        "该亲属的医保未生效或已断缴",
+        "请亲属续缴或等待医保生效",
+        "Your relative's insurance is not in force (lapsed, paused or not started).",
+        "Your relative should pay the contributions or wait until it starts.",
+    ),
+    "NOT_EMPLOYEE_INSURED": (
+        "您参加的是居民医保,没有个人账户,不能为家人共济",
+        "可请家中参加职工医保的成员为其开通共济",
+        "You have resident insurance: there is no personal account to share.",
+        "Ask an employee-insured family member to bind them.",
+    ),
+    "ONLY_KINSHIP_LINK": (
+        "您只添加了亲情账户:它只能出示亲属的医保码、用亲属本人的医保结算,不能用您的个人账户支付",
+        "如需用您的个人账户为其支付,请另行办理家庭共济绑定",
+        "You only added a kinship account: it shows your relative's code and pays with"
+        " their own insurance, never from your personal account.",
+        "To pay from your personal account, also bind them for family mutual aid.",
+    ),
+    "NOT_BOUND": (
+        "您尚未为该亲属开通家庭共济",
+        "可在家庭共济中绑定该亲属",
+        "You have not bound this relative for family mutual aid.",
+        "Bind them for family mutual aid.",
+    ),
+    "SPOUSE_NOT_CONFIRMED": (
+        "配偶尚未在本人账户中确认共济绑定",
+        "请配偶登录本人账户确认",
+        "Your spouse has not confirmed the binding yet.",
+        "Ask your spouse to confirm it in their own app.",
+    ),
+    "CROSS_AREA_NOT_ALLOWED": (
+        "您与亲属不在同一统筹区,本省不支持跨统筹区共济",
+        "可由与亲属在同一统筹区参保的家庭成员为其开通",
+        "You and your relative are insured in different cities, which this province"
+        " does not allow.",
+        "A family member insured in the same city can bind them.",
+    ),
+    "CROSS_PROVINCE_NOT_ALLOWED": (
+        "您与亲属在不同省份参保,暂不支持跨省共济",
+        "可由与亲属在同一省份参保的家庭成员为其开通",
+        "You and your relative are insured in different provinces: mutual aid does"
+        " not cross provinces yet.",
+        "A family member insured in the same province can bind them.",
+    ),
+    "RELATION_NOT_ALLOWED": (
+        "该亲属关系不在家庭共济范围内(如配偶的父母)",
+        "家庭共济限于配偶、父母、子女等近亲属",
+        "This relation is not one mutual aid allows (a spouse's parent, for example).",
+        "Mutual aid covers a spouse, parents and children.",
+    ),
+    "RELATION_NOT_VERIFIED": (
+        "户籍记录中未查到您与该亲属的关系",
+        "请到户籍所在地更新户籍信息,或到服务大厅办理",
+        "The civil record does not show your relation to this person.",
+        "Update the civil record, or ask at a service hall.",
+    ),
+    "BINDING_LIMIT_REACHED": (
+        "您绑定的共济家庭成员已达本省上限",
+        "可先解除与其他成员的绑定",
+        "You have bound as many relatives as your province allows.",
+        "Unbind another relative first.",
+    ),
+    "ALREADY_BOUND": (
+        "本省每人只能绑定或被绑定一次,您或该亲属已在其他共济家庭中",
+        "请先解除原有绑定",
+        "In this province a person belongs to one mutual-aid family only, and one of"
+        " you already does.",
+        "End the existing binding first.",
+    ),
+    "BALANCE_ZERO": (
+        "您的个人账户余额为零,暂无可共济的资金",
+        "余额入账后即可为家人支付",
+        "Your personal account is empty: there is nothing to share.",
+        "It pays again once your account is credited.",
+    ),
+    "ANOTHER_AUTHORIZER_PAYS": (
+        "另一位余额更多的家庭成员也为该亲属开通了共济,结算时由其支付",
+        "无需操作:每次结算只从余额最多的一位共济人扣款",
+        "Another family member with a larger balance has also bound this relative:"
+        " settlements are paid from their account.",
+        "Nothing to do: each settlement draws on one authorizer, the largest balance.",
+    ),
+}
+
+
+def reason_message(code: str, lang: Language) -> tuple[str, str]:
+    """(what is wrong, what to do next) for a diagnosis reason."""
+    zh, zh_next, en, en_next = _REASONS[code]
+    return (en, en_next) if lang == "en" else (zh, zh_next)
 
 
 def note_message(code: str, lang: Language) -> str:

@@ -8,6 +8,7 @@ checks again and its answer wins.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,15 +54,27 @@ class BindInput:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A binding with the province that holds it, or the refusals."""
+    """A binding with the province that holds it, or the refusals; for a dry run,
+    the status the binding would have."""
 
     binding: Binding | None = None
     adapter: ProvinceAdapter | None = None
     errors: Sequence[Refusal] = ()
+    dry_run: bool = False
+    expected: BindingStatus | None = None
 
     @classmethod
     def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
         return cls(errors=(Refusal(code, field),))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A binding that passed the gateway's checks: what to ask the province for."""
+
+    adapter: ProvinceAdapter
+    request: BindRequest
+    expected: BindingStatus
 
 
 def _refused(code: RefusalCode) -> Outcome:
@@ -74,7 +87,21 @@ class MutualAid:
         self._provinces = provinces
         self._directory = directory
 
-    async def bind(self, authorizer: str, given: BindInput) -> Outcome:
+    async def bind(self, authorizer: str, given: BindInput, *, dry_run: bool = False) -> Outcome:
+        """Bind, after the gateway's early checks; ``dry_run`` stops after the checks and
+        says what would happen (the province's own checks are not run)."""
+        checked = await self.check(authorizer, given)
+        if isinstance(checked, Outcome):
+            return dataclasses.replace(checked, dry_run=dry_run)
+        if dry_run:
+            return Outcome(adapter=checked.adapter, dry_run=True, expected=checked.expected)
+        result = await checked.adapter.bind(checked.request)
+        if isinstance(result, Refusal):
+            return _refused(result.code)
+        return Outcome(binding=result, adapter=checked.adapter)
+
+    async def check(self, authorizer: str, given: BindInput) -> Outcome | Plan:
+        """The binding the province would be asked for, or the first reason it would fail."""
         beneficiary = normalize(given.beneficiary_cert_no)
         if not is_valid(beneficiary):
             return _refused(RefusalCode.INVALID_CERT_NO)
@@ -128,18 +155,16 @@ class MutualAid:
         if sum(b.authorizer.cert_no == authorizer for b in live) >= policy.max_relatives:
             return _refused(RefusalCode.BINDING_LIMIT_REACHED)
 
-        result = await adapter.bind(
-            BindRequest(
-                authorizer_cert_no=authorizer,
-                beneficiary_cert_no=beneficiary,
-                beneficiary_name=bene.person.name,
-                relation=given.relation,
-                commitment_signed=given.commitment_signed,
-            )
+        request = BindRequest(
+            authorizer_cert_no=authorizer,
+            beneficiary_cert_no=beneficiary,
+            beneficiary_name=bene.person.name,
+            relation=given.relation,
+            commitment_signed=given.commitment_signed,
         )
-        if isinstance(result, Refusal):
-            return _refused(result.code)
-        return Outcome(binding=result, adapter=adapter)
+        confirm = policy.spouse_confirmation and given.relation is Relation.SPOUSE
+        expected = BindingStatus.PENDING_CONFIRMATION if confirm else BindingStatus.ACTIVE
+        return Plan(adapter=adapter, request=request, expected=expected)
 
     async def respond(self, actor: str, binding_id: str, *, accept: bool) -> Outcome:
         found = await self._find(actor, binding_id)

@@ -12,11 +12,13 @@ from strawberry.types import ExecutionContext
 
 from adapters.base import Binding, ProvinceAdapter
 from gateway.certno import mask_phone
+from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
 from gateway.ids import encode_id
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.mutual_aid import BINDING_KIND, BindInput, Outcome
+from gateway.settlement_schema import SettlementMutations
 from gateway.types import (
     _MONEY,
     Account,
@@ -131,6 +133,13 @@ class Me:
 class MutualAidBindingPayload:
     binding: MutualAidBinding | None
     errors: list[UserError]
+    dry_run: bool = strawberry.field(
+        default=False, description="Nothing was done: the answer says what would happen."
+    )
+    expected_status: BindingStatus | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="A dry run without errors: the status the binding would start in.",
+    )
 
     @classmethod
     def of(cls, outcome: Outcome, info: Info_) -> MutualAidBindingPayload:
@@ -139,7 +148,12 @@ class MutualAidBindingPayload:
             binding = MutualAidBinding.of(
                 outcome.binding, outcome.adapter, info.context.caller_cert_no()
             )
-        return cls(binding=binding, errors=[UserError.of(e, info) for e in outcome.errors])
+        return cls(
+            binding=binding,
+            errors=[UserError.of(e, info) for e in outcome.errors],
+            dry_run=outcome.dry_run,
+            expected_status=outcome.expected,
+        )
 
 
 @strawberry.input
@@ -152,10 +166,15 @@ class BindMutualAidInput:
     commitment_signed: bool = strawberry.field(
         default=False, description="The caller has signed the commitment letter (承诺书)."
     )
+    dry_run: bool = strawberry.field(
+        default=False,
+        description="Only check: say what would happen (the gateway's checks; the province"
+        " checks again when it is done for real).",
+    )
 
 
 @strawberry.type
-class Query(KinshipQueries):
+class Query(KinshipQueries, DiagnosisQueries):
     @strawberry.field(description="The federated provinces and the rules each applies today.")
     def provinces(self, info: Info_) -> list[Province]:
         return [Province.of(adapter) for adapter in info.context.services.provinces.values()]
@@ -168,7 +187,7 @@ class Query(KinshipQueries):
 
 
 @strawberry.type
-class Mutation(KinshipMutations):
+class Mutation(KinshipMutations, SettlementMutations):
     @strawberry.mutation(description="The caller lets a relative spend their personal account.")
     async def bind_mutual_aid(
         self, info: Info_, input: BindMutualAidInput
@@ -182,6 +201,7 @@ class Mutation(KinshipMutations):
                 relation=input.relation,
                 commitment_signed=input.commitment_signed,
             ),
+            dry_run=input.dry_run,
         )
         return MutualAidBindingPayload.of(outcome, info)
 

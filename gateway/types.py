@@ -17,11 +17,26 @@ from gateway.messages import refusal_message
 
 Money = NewType("Money", Decimal)
 
+
+def parse_money(value: object) -> Decimal:
+    """A client's amount: a string (or integer) of at most two decimals; never a float."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError('Money is a string such as "12.50"')
+    try:
+        amount = Decimal(str(value).strip())
+    except ArithmeticError as exc:
+        raise ValueError('Money is a string such as "12.50"') from exc
+    if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("Money has at most two decimals")
+    return amount.quantize(Decimal("0.01"))
+
+
 _MONEY = strawberry.scalar(
     name="Money",
-    description='An amount in CNY, as a string with two decimals (e.g. "3200.00").',
+    description='An amount in CNY, as a string with at most two decimals (e.g. "3200.00").'
+    " Floats are refused: money is never binary floating point.",
     serialize=lambda value: str(Decimal(value).quantize(Decimal("0.01"))),
-    parse_value=lambda value: Decimal(str(value)).quantize(Decimal("0.01")),
+    parse_value=parse_money,
 )
 
 Relation = strawberry.enum(base.Relation, description="A relative's relation to a person.")

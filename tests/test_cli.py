@@ -32,6 +32,14 @@ def test_token_carries_roles(capsys: pytest.CaptureFixture[str]) -> None:
     assert caller.roles == frozenset({"REVIEWER"})
 
 
+def test_token_for_an_institution(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "130102197603150016", "--role", "INSTITUTION", "--institution", "P1"]
+    assert main([*args, "--institution-kind", "PHARMACY"]) == 0
+    caller = verify_token(capsys.readouterr().out.strip(), AuthSettings())
+    assert caller.institution is not None
+    assert (caller.institution.code, caller.institution.kind) == ("P1", "PHARMACY")
+
+
 def test_token_refuses_an_invalid_id_number(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["token", "130102197603150017"]) == 2
     assert "not a valid ID number" in capsys.readouterr().err

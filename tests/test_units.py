@@ -9,7 +9,7 @@ import pytest
 
 from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
 from gateway import documents, kinship
-from gateway.auth import InvalidToken, mint_token, verify_token
+from gateway.auth import INSTITUTION, Institution, InvalidToken, mint_token, verify_token
 from gateway.certno import (
     birth_date,
     check_character,
@@ -310,3 +310,39 @@ def test_review_days_count_from_the_beijing_date() -> None:
         created_at=created,
     )
     assert link.expected_decision(KinshipPolicy()) == (dt.date(2026, 11, 24), dt.date(2026, 11, 25))
+
+
+def test_institution_tokens_name_their_institution() -> None:
+    auth = AuthSettings()
+    hospital = Institution("H13010001", "HOSPITAL")
+    token = mint_token(
+        "130102197603150016", auth, roles=frozenset({INSTITUTION}), institution=hospital
+    )
+    caller = verify_token(token, auth)
+    assert caller.institution == hospital
+    assert caller.roles == {INSTITUTION}
+    with pytest.raises(ValueError, match="go together"):
+        mint_token("130102197603150016", auth, roles=frozenset({INSTITUTION}))
+    with pytest.raises(ValueError, match="go together"):
+        mint_token("130102197603150016", auth, institution=hospital)
+    with pytest.raises(ValueError, match="one of"):
+        Institution("H1", "CLINIC")
+    with pytest.raises(ValueError, match="letters and digits"):
+        Institution("H 1", "HOSPITAL")
+
+
+@pytest.mark.parametrize("named", [None, "H1", {"code": "H1"}, {"code": "H 1", "kind": "HOSPITAL"}])
+def test_an_institution_role_without_a_valid_institution_is_refused(named: object) -> None:
+    auth = AuthSettings()
+    claims: dict[str, object] = {
+        "sub": "130102197603150016",
+        "iss": auth.issuer,
+        "aud": auth.audience,
+        "iat": 1,
+        "exp": 2**40,
+        "roles": ["INSTITUTION"],
+    }
+    if named is not None:
+        claims["institution"] = named
+    with pytest.raises(InvalidToken, match="institution"):
+        verify_token(jwt.encode(claims, auth.secret, algorithm="HS256"), auth)

@@ -1,0 +1,136 @@
+"""Settlement in the graph: `settle` and `reverseSettlement`, for institutions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import strawberry
+
+from adapters import base
+from adapters.base import ProvinceAdapter
+from gateway.ids import encode_id
+from gateway.settlement import SETTLEMENT_KIND, Outcome, SettleInput
+from gateway.types import Info_, Money, PersonRef, Province, UserError
+
+MedicalType = strawberry.enum(base.MedicalType, description="门诊, 住院 or 药店.")
+
+
+class SettlementStatus(enum.Enum):
+    SETTLED = "SETTLED"
+    REVERSED = "REVERSED"
+
+
+SettlementStatusType = strawberry.enum(SettlementStatus, name="SettlementStatus")
+
+
+def _money(amount: object) -> Money:
+    return Money(amount)  # type: ignore[arg-type]
+
+
+@strawberry.type(description="A settled bill, in the province's own record of it.")
+class Settlement:
+    id: strawberry.ID
+    status: SettlementStatusType  # type: ignore[valid-type]
+    medical_type: MedicalType  # type: ignore[valid-type]
+    institution_code: str
+    patient: PersonRef
+    total_amount: Money
+    fund_paid: Money = strawberry.field(description="What the pooled fund (统筹基金) paid.")
+    self_pay: Money = strawberry.field(description="The patient's part (个人负担).")
+    own_account_paid: Money = strawberry.field(description="From the patient's own account.")
+    mutual_aid_paid: Money = strawberry.field(description="From one authorizer's account.")
+    mutual_aid_payer: PersonRef | None = strawberry.field(
+        description="The one authorizer who paid (the largest balance at that moment)."
+    )
+    cash_due: Money = strawberry.field(description="What is left to pay by other means.")
+    patient_balance_after: Money | None
+    mutual_aid_payer_balance_after: Money | None
+    province: Province
+    settled_at: dt.datetime
+    reversed_at: dt.datetime | None
+    reversal_reason: str | None
+
+    @classmethod
+    def of(cls, done: base.Settlement, adapter: ProvinceAdapter, caller: str) -> Settlement:
+        payer = done.mutual_aid_payer
+        return cls(
+            id=strawberry.ID(encode_id(SETTLEMENT_KIND, adapter.code, done.id)),
+            status=SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED,
+            medical_type=done.medical_type,
+            institution_code=done.institution_code,
+            patient=PersonRef.of(done.patient, caller),
+            total_amount=_money(done.total),
+            fund_paid=_money(done.fund_paid),
+            self_pay=_money(done.self_pay),
+            own_account_paid=_money(done.own_account_paid),
+            mutual_aid_paid=_money(done.mutual_aid_paid),
+            mutual_aid_payer=None if payer is None else PersonRef.of(payer, caller),
+            cash_due=_money(done.cash_due),
+            patient_balance_after=None
+            if done.patient_balance_after is None
+            else _money(done.patient_balance_after),
+            mutual_aid_payer_balance_after=None
+            if done.payer_balance_after is None
+            else _money(done.payer_balance_after),
+            province=Province.of(adapter),
+            settled_at=done.settled_at,
+            reversed_at=done.reversed_at,
+            reversal_reason=done.reversal_reason,
+        )
+
+
+@strawberry.type
+class SettlementPayload:
+    settlement: Settlement | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome, info: Info_) -> SettlementPayload:
+        settlement = None
+        if outcome.settlement is not None and outcome.adapter is not None:
+            caller = info.context.caller_cert_no()
+            settlement = Settlement.of(outcome.settlement, outcome.adapter, caller)
+        return cls(settlement=settlement, errors=[UserError.of(e, info) for e in outcome.errors])
+
+
+@strawberry.input(name="SettleInput")
+class SettleBillInput:
+    patient_cert_no: str
+    medical_type: MedicalType  # type: ignore[valid-type]
+    total_amount: Money
+    fund_paid: Money = strawberry.field(description="What the pooled fund paid of the total.")
+    idempotency_key: str = strawberry.field(
+        description="The institution's own key for this bill (1 to 64 characters): sending"
+        " the same bill again with it returns the same settlement and charges nothing more."
+    )
+
+
+@strawberry.type
+class SettlementMutations:
+    @strawberry.mutation(
+        description="A designated institution (INSTITUTION role) settles a patient's bill."
+    )
+    async def settle(self, info: Info_, input: SettleBillInput) -> SettlementPayload:
+        caller = info.context.signed_in()
+        outcome = await info.context.services.settlements.settle(
+            caller,
+            SettleInput(
+                patient_cert_no=input.patient_cert_no,
+                medical_type=input.medical_type,
+                total=input.total_amount,
+                fund_paid=input.fund_paid,
+                idempotency_key=input.idempotency_key,
+            ),
+        )
+        return SettlementPayload.of(outcome, info)
+
+    @strawberry.mutation(
+        description="The institution that settled undoes a settlement of the same day, once."
+    )
+    async def reverse_settlement(
+        self, info: Info_, settlement_id: strawberry.ID, reason: str
+    ) -> SettlementPayload:
+        caller = info.context.signed_in()
+        outcome = await info.context.services.settlements.reverse(caller, settlement_id, reason)
+        return SettlementPayload.of(outcome, info)
