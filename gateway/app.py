@@ -34,6 +34,7 @@ from gateway.messages import preferred_language
 from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
 from gateway.provinces import open_provinces
+from gateway.records import Journal
 from gateway.schema import build_schema
 from gateway.settlement import Settlements
 from gateway.store import Store
@@ -105,7 +106,8 @@ def create_app(
                 sandboxes=not settings.production,
             ) as provinces:
                 directory = Directory(provinces, store)
-                mutual_aid = MutualAid(provinces, directory)
+                journal = Journal(store)
+                mutual_aid = MutualAid(provinces, directory, journal)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
                 app.state.services = Services(
                     settings=settings,
@@ -116,6 +118,7 @@ def create_app(
                     kinship=kinship,
                     settlements=Settlements(provinces, directory),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
+                    journal=journal,
                 )
                 yield
         finally:

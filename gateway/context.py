@@ -15,6 +15,7 @@ from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.mutual_aid import MutualAid
 from gateway.provinces import Provinces
+from gateway.records import Journal
 from gateway.settlement import Settlements
 from gateway.store import Store
 
@@ -31,6 +32,7 @@ class Services:
     kinship: Kinship
     settlements: Settlements
     diagnostics: Diagnostics
+    journal: Journal
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ import segno
 from adapters.base import BindingStatus, Party, Refusal, RefusalCode, Relation
 from gateway.auth import REVIEWER, Caller
 from gateway.certno import birth_date, is_valid, normalize
+from gateway.channels import Channel
 from gateway.config import AuthSettings, KinshipPolicy
 from gateway.directory import Directory, Located
 from gateway.documents import Document, DocumentKind
@@ -60,14 +61,6 @@ class LinkStatus(enum.Enum):
 _LIVE = frozenset(
     {LinkStatus.PENDING_CONSENT, LinkStatus.PENDING_REVIEW, LinkStatus.APPROVED, LinkStatus.ACTIVE}
 )
-
-
-class Channel(enum.Enum):
-    APP = "APP"  # the national medical-insurance app
-    WECHAT = "WECHAT"
-    ALIPAY = "ALIPAY"
-    WEB = "WEB"
-    HALL = "HALL"  # a service hall (服务大厅)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from gateway.ids import decode_id, encode_id
 from gateway.kinship import (
     LINK_KIND,
     AddInput,
-    Channel,
     KinshipLink,
     LinkStatus,
     Outcome,
@@ -31,12 +30,11 @@ from gateway.kinship import (
     VoucherOutcome,
 )
 from gateway.messages import note_message
-from gateway.types import Area, Info_, Insurance, PersonRef, Relation, UserError
+from gateway.types import Area, ChannelType, Info_, Insurance, PersonRef, Relation, UserError
 
 log = logging.getLogger(__name__)
 
 KinshipStatus = strawberry.enum(LinkStatus, name="KinshipStatus")
-KinshipChannel = strawberry.enum(Channel, name="KinshipChannel")
 KinshipDocumentKind = strawberry.enum(DocumentKind, name="DocumentKind")
 
 _REGISTRY = "gateway"  # the "province" part of a link's global id: the gateway keeps them
@@ -116,7 +114,7 @@ class KinshipLinkType:
     relation: Relation = strawberry.field(  # type: ignore[valid-type]
         description="The member's relation to the adder."
     )
-    channel: KinshipChannel  # type: ignore[valid-type]
+    channel: ChannelType  # type: ignore[valid-type]
     adder: PersonRef
     member: PersonRef
     created_at: dt.datetime
@@ -290,7 +288,7 @@ class AddKinshipMemberInput:
     relation: Relation = strawberry.field(  # type: ignore[valid-type]
         description="The member's relation to the caller (the adder)."
     )
-    channel: KinshipChannel  # type: ignore[valid-type]
+    channel: ChannelType  # type: ignore[valid-type]
     documents: list[KinshipDocumentInput] = strawberry.field(
         default_factory=list,
         description="Required when the member is 16 or younger (a birth certificate or the"

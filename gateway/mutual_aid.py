@@ -22,9 +22,11 @@ from adapters.base import (
     Relation,
 )
 from gateway.certno import is_valid, normalize
+from gateway.channels import Channel
 from gateway.directory import Directory
 from gateway.ids import decode_id
 from gateway.provinces import Provinces
+from gateway.records import Event, Journal
 
 BINDING_KIND = "MutualAidBinding"
 
@@ -83,11 +85,26 @@ def _refused(code: RefusalCode) -> Outcome:
 
 
 class MutualAid:
-    def __init__(self, provinces: Provinces, directory: Directory) -> None:
+    def __init__(
+        self, provinces: Provinces, directory: Directory, journal: Journal | None = None
+    ) -> None:
         self._provinces = provinces
         self._directory = directory
+        self._journal = journal
 
-    async def bind(self, authorizer: str, given: BindInput, *, dry_run: bool = False) -> Outcome:
+    async def _journaled(self, outcome: Outcome, event: Event, channel: Channel | None) -> Outcome:
+        if self._journal is not None and outcome.binding and outcome.adapter:
+            await self._journal.record(outcome.binding, outcome.adapter, event, channel)
+        return outcome
+
+    async def bind(
+        self,
+        authorizer: str,
+        given: BindInput,
+        *,
+        dry_run: bool = False,
+        channel: Channel | None = None,
+    ) -> Outcome:
         """Bind, after the gateway's early checks; ``dry_run`` stops after the checks and
         says what would happen (the province's own checks are not run)."""
         checked = await self.check(authorizer, given)
@@ -98,7 +115,9 @@ class MutualAid:
         result = await checked.adapter.bind(checked.request)
         if isinstance(result, Refusal):
             return _refused(result.code)
-        return Outcome(binding=result, adapter=checked.adapter)
+        return await self._journaled(
+            Outcome(binding=result, adapter=checked.adapter), Event.CREATED, channel
+        )
 
     async def check(self, authorizer: str, given: BindInput) -> Outcome | Plan:
         """The binding the province would be asked for, or the first reason it would fail."""
@@ -166,23 +185,31 @@ class MutualAid:
         expected = BindingStatus.PENDING_CONFIRMATION if confirm else BindingStatus.ACTIVE
         return Plan(adapter=adapter, request=request, expected=expected)
 
-    async def respond(self, actor: str, binding_id: str, *, accept: bool) -> Outcome:
+    async def respond(
+        self, actor: str, binding_id: str, *, accept: bool, channel: Channel | None = None
+    ) -> Outcome:
         found = await self._find(actor, binding_id)
         if found is None or found[0].beneficiary.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
         binding, adapter = found
         if binding.status is not BindingStatus.PENDING_CONFIRMATION:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        return _acted(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
+        outcome = _acted(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
+        return await self._journaled(
+            outcome, Event.CONFIRMED if accept else Event.DECLINED, channel
+        )
 
-    async def unbind(self, actor: str, binding_id: str) -> Outcome:
+    async def unbind(
+        self, actor: str, binding_id: str, *, channel: Channel | None = None
+    ) -> Outcome:
         found = await self._find(actor, binding_id)
         if found is None or found[0].authorizer.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
         binding, adapter = found
         if not binding.status.is_live:
             return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        return _acted(await adapter.unbind(binding.id, actor=actor), adapter)
+        outcome = _acted(await adapter.unbind(binding.id, actor=actor), adapter)
+        return await self._journaled(outcome, Event.UNBOUND, channel)
 
     async def bindings_of(
         self, cert_no: str, home: ProvinceAdapter

@@ -18,6 +18,14 @@ from gateway.errors import ErrorBoundary
 from gateway.ids import encode_id
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.mutual_aid import BINDING_KIND, BindInput, Outcome
+from gateway.records_schema import (
+    AuthorizationRecordConnection,
+    RecordChannel,
+    RecordRole,
+    SpendingRecordConnection,
+    authorization_records,
+    spending_records,
+)
 from gateway.settlement_schema import SettlementMutations
 from gateway.types import (
     _MONEY,
@@ -118,6 +126,42 @@ class Me:
             if (link.adder.cert_no == me) is adder
         ]
 
+    @strawberry.field(
+        description="支出明细: payments mutual aid made, newest first. As AUTHORIZER, what my"
+        " account paid for relatives; as BENEFICIARY, what was paid for me and by whom."
+        " Dates are Beijing dates, both included; at most 100 a page."
+    )
+    async def spending_records(
+        self,
+        info: Info_,
+        role: RecordRole,  # type: ignore[valid-type]
+        first: int = 20,
+        after: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        relative_cert_no: str | None = None,
+    ) -> SpendingRecordConnection:
+        return await spending_records(
+            self.located, info, role, first, after, since, until, relative_cert_no
+        )
+
+    @strawberry.field(
+        description="授权记录: what happened to my mutual-aid bindings (created, confirmed,"
+        " declined, unbound), when and through which channel, newest first."
+    )
+    async def authorization_records(
+        self,
+        info: Info_,
+        first: int = 20,
+        after: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
+        relative_cert_no: str | None = None,
+    ) -> AuthorizationRecordConnection:
+        return await authorization_records(
+            self.located, info, first, after, since, until, relative_cert_no
+        )
+
     @strawberry.field
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:
         me = self.located.person.cert_no
@@ -171,6 +215,9 @@ class BindMutualAidInput:
         description="Only check: say what would happen (the gateway's checks; the province"
         " checks again when it is done for real).",
     )
+    channel: RecordChannel | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="The channel the request comes through (授权记录 show it)."
+    )
 
 
 @strawberry.type
@@ -202,23 +249,33 @@ class Mutation(KinshipMutations, SettlementMutations):
                 commitment_signed=input.commitment_signed,
             ),
             dry_run=input.dry_run,
+            channel=input.channel,
         )
         return MutualAidBindingPayload.of(outcome, info)
 
     @strawberry.mutation(description="The invited relative accepts or declines a binding.")
     async def respond_to_mutual_aid_binding(
-        self, info: Info_, binding_id: strawberry.ID, accept: bool
+        self,
+        info: Info_,
+        binding_id: strawberry.ID,
+        accept: bool,
+        channel: RecordChannel | None = None,  # type: ignore[valid-type]
     ) -> MutualAidBindingPayload:
         caller = info.context.caller_cert_no()
-        outcome = await info.context.services.mutual_aid.respond(caller, binding_id, accept=accept)
+        outcome = await info.context.services.mutual_aid.respond(
+            caller, binding_id, accept=accept, channel=channel
+        )
         return MutualAidBindingPayload.of(outcome, info)
 
     @strawberry.mutation(description="The authorizer ends a binding.")
     async def unbind_mutual_aid(
-        self, info: Info_, binding_id: strawberry.ID
+        self,
+        info: Info_,
+        binding_id: strawberry.ID,
+        channel: RecordChannel | None = None,  # type: ignore[valid-type]
     ) -> MutualAidBindingPayload:
         caller = info.context.caller_cert_no()
-        outcome = await info.context.services.mutual_aid.unbind(caller, binding_id)
+        outcome = await info.context.services.mutual_aid.unbind(caller, binding_id, channel=channel)
         return MutualAidBindingPayload.of(outcome, info)
 
 

@@ -58,6 +58,24 @@ CREATE TABLE IF NOT EXISTS kinship_use (
     treatment_area TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kinship_use_link ON kinship_use (link_id);
+
+-- Authorization records (授权记录): what happened to mutual-aid bindings through the
+-- gateway, with the channel it came through.
+CREATE TABLE IF NOT EXISTS binding_event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    province TEXT NOT NULL,
+    binding_id TEXT NOT NULL,
+    authorizer TEXT NOT NULL,
+    authorizer_name TEXT NOT NULL,
+    beneficiary TEXT NOT NULL,
+    beneficiary_name TEXT NOT NULL,
+    relation TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at TEXT NOT NULL,
+    channel TEXT
+);
+CREATE INDEX IF NOT EXISTS binding_event_authorizer ON binding_event (authorizer);
+CREATE INDEX IF NOT EXISTS binding_event_beneficiary ON binding_event (beneficiary);
 """
 
 

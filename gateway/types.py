@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from adapters import base
 from adapters.base import Policy, ProvinceAdapter, Refusal
+from gateway import channels
 from gateway.certno import mask_cert_no, mask_name
 from gateway.context import Context
 from gateway.messages import refusal_message
@@ -40,6 +41,7 @@ _MONEY = strawberry.scalar(
 )
 
 Relation = strawberry.enum(base.Relation, description="A relative's relation to a person.")
+ChannelType = strawberry.enum(channels.Channel, name="Channel")
 InsuranceType = strawberry.enum(base.InsuranceType)
 InsuranceStatus = strawberry.enum(base.InsuranceStatus)
 BindingStatus = strawberry.enum(base.BindingStatus)

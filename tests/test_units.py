@@ -19,6 +19,7 @@ from gateway.certno import (
     mask_phone,
     normalize,
 )
+from gateway.channels import Channel
 from gateway.config import AuthSettings, KinshipPolicy, Settings
 from gateway.ids import decode_id, encode_id
 from gateway.logs import MaskingFormatter, mask_cert_nos
@@ -305,7 +306,7 @@ def test_review_days_count_from_the_beijing_date() -> None:
         adder=Party("130102197603150016", "王建国"),
         member=Party("13010220121212002X", "王悦"),
         relation=Relation.CHILD,
-        channel=kinship.Channel.APP,
+        channel=Channel.APP,
         status=kinship.LinkStatus.PENDING_REVIEW,
         created_at=created,
     )
