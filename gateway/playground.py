@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
 from starlette.types import Scope
 
-from gateway.auth import ROLES, mint_token
+from gateway.auth import ROLES, Institution, mint_token
 from gateway.config import AuthSettings
 from gateway.headers import weighted
 from gateway.provinces import Provinces
@@ -75,6 +75,7 @@ class Persona:
     area_name: str | None = None
     insurance_type: str | None = None
     insurance_status: str | None = None
+    institution: Institution | None = None  # for the INSTITUTION role
 
     @classmethod
     def from_roster(cls, person: Mapping[str, Any]) -> Persona:
@@ -94,12 +95,17 @@ class Persona:
     def staff(cls, entry: Mapping[str, Any]) -> Persona:
         if entry["role"] not in ROLES:
             raise ValueError(f"persona {entry['key']}: unknown role {entry['role']!r}")
+        institution = None
+        if "institution" in entry:
+            named = entry["institution"]
+            institution = Institution(code=named["code"], kind=named["kind"])
         return cls(
             key=entry["key"],
             role=entry["role"],
             name=entry["name"],
             cert_no=entry["cert_no"],
             notes=entry.get("notes", ""),
+            institution=institution,
         )
 
     @property
@@ -262,7 +268,9 @@ class Playground:
         persona = self.personas.get(request.path_params["key"])
         if persona is None:
             return JSONResponse({"error": "no such persona"}, status_code=404)
-        token = mint_token(persona.cert_no, self.auth, roles=persona.roles)
+        token = mint_token(
+            persona.cert_no, self.auth, roles=persona.roles, institution=persona.institution
+        )
         return JSONResponse(
             {"token": token, "expiresIn": self.auth.token_ttl_seconds},
             headers={"Cache-Control": "no-store"},

@@ -125,7 +125,7 @@ async def test_assets_are_sent_compressed_and_revalidated(http: httpx.AsyncClien
 async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncClient) -> None:
     personas = {p["key"]: p for p in (await http.get("/playground/personas")).json()}
 
-    assert set(personas) == set(PEOPLE) | {"reviewer_zhou"}
+    assert set(personas) == set(PEOPLE) | {"reviewer_zhou", "hospital_cashier", "pharmacy_cashier"}
     reviewer = personas["reviewer_zhou"]
     assert reviewer["role"] == "REVIEWER"
     assert reviewer["insurance"] is None
@@ -189,7 +189,7 @@ def outcome(result: dict[str, Any]) -> list[str]:
         elif value["errors"]:
             summary.append(value["errors"][0]["code"])
         else:
-            made = value.get("binding") or value.get("link")
+            made = value.get("binding") or value.get("link") or value.get("settlement")
             summary.append(made["status"] if made else "ok")
     return summary
 
@@ -217,6 +217,11 @@ PROMISED = {
     "Kinship: a 13-year-old needs a document": ["DOCUMENT_REQUIRED"],
     "Kinship: across provinces (mutual aid cannot)": ["PENDING_CONSENT"],
     "Kinship: the review queue": ["ok"],
+    "Diagnosis: why can't my family use my account?": ["ok"],
+    "Dry run: what would binding do?": ["ok"],
+    "Settlement: a hospital bill for 王静 (her father pays)": ["SETTLED"],
+    "Settlement: reverse it the same day": ["REVERSED"],
+    "Records: what my account paid for my family": ["ok"],
 }
 
 
