@@ -289,6 +289,19 @@ class Settlement:
     reversed_at: dt.datetime | None = None
     reversal_reason: str | None = None
 
+    def __post_init__(self) -> None:
+        """What every province's answer must satisfy: parsed inside `_reading`, an answer
+        that breaks it is a contract error."""
+        parts = (self.total, self.fund_paid, self.self_pay, self.own_account_paid)
+        if min(*parts, self.mutual_aid_paid, self.cash_due) < 0:
+            raise ValueError("a negative amount")
+        if self.fund_paid + self.self_pay != self.total:
+            raise ValueError("fund paid and self-pay do not add up to the total")
+        if self.own_account_paid + self.mutual_aid_paid + self.cash_due != self.self_pay:
+            raise ValueError("the parts do not add up to the self-pay part")
+        if (self.mutual_aid_paid > 0) != (self.mutual_aid_payer is not None):
+            raise ValueError("mutual aid paid needs its payer, and a payer needs a payment")
+
 
 # -- policy ----------------------------------------------------------------------
 
