@@ -28,20 +28,23 @@ together. Only if the patient's own balance cannot cover the self-pay part
 largest balance above zero, the earliest authorization on a tie; with none
 funded, nobody (``null``). If Jiangsu answers that the named payer is no longer
 bound (40017: unbound in the meantime), `settle` chooses again once and
-retries; a second 40017 is an `UpstreamContractError`. If a bill is refused as
-a reused key (40016) after naming a payer, it is sent once more naming nobody:
-a retried bill whose first attempt named another authorizer (balances have
-moved since) is then answered with the original settlement, while a different
-bill under the key is refused again.
+retries; a second 40017 is an `UpstreamContractError`. Choosing and settling
+take turns within the adapter, so a concurrent settlement cannot empty the
+chosen account in between (across several gateway processes it could: Jiangsu
+would then pay what is left and report the rest as cash). A retried bill is
+answered with its original settlement whoever the retry names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 from adapters.base import (
     Area,
@@ -118,7 +121,6 @@ _SETTLEMENT_REFUSALS: dict[int, RefusalCode] = {
     40018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
     40019: RefusalCode.REVERSAL_WINDOW_CLOSED,
 }
-_KEY_REUSED = 40016
 _PAYER_NOT_BOUND = 40017
 _MEDICAL_TYPE_WORD = {
     MedicalType.OUTPATIENT: "OUTPATIENT",
@@ -140,6 +142,10 @@ class JiangsuAdapter(ProvinceAdapter):
             commitment_required=True,
         ),
     )
+
+    def __init__(self, client: httpx.AsyncClient, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._settling = asyncio.Lock()
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
         """Send one request; returns ``(code, data)`` from the wrapper."""
@@ -235,16 +241,20 @@ class JiangsuAdapter(ProvinceAdapter):
     # -- settlement ----------------------------------------------------------------
 
     async def settle(self, request: SettleRequest) -> Settlement | Refusal:
-        """Settle a bill, naming the paying authorizer (see the module's docstring)."""
-        payer = await self._payer(request)
-        code, data = await self._settle_naming(request, payer)
-        if code == _PAYER_NOT_BOUND and payer is not None:  # unbound since we looked
+        """Settle a bill, naming the paying authorizer (see the module's docstring).
+
+        Choosing and settling take turns (one settlement at a time through this
+        adapter), so the balances read are still the balances when the province
+        pays: another settlement cannot empty the chosen account in between.
+        """
+        async with self._settling:
             payer = await self._payer(request)
             code, data = await self._settle_naming(request, payer)
+            if code == _PAYER_NOT_BOUND and payer is not None:  # unbound since we looked
+                payer = await self._payer(request)
+                code, data = await self._settle_naming(request, payer)
         if code == _PAYER_NOT_BOUND:
             raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
-        if code == _KEY_REUSED and payer is not None:
-            code, data = await self._settle_naming(request, None)
         done = self._settled(f"POST {_SETTLEMENTS}", code, data)
         if isinstance(done, Settlement) and (
             done.patient.cert_no != request.patient_cert_no

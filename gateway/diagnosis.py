@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from adapters.base import BindingStatus, Party, RefusalCode
+from adapters.base import BindingStatus, Party, RefusalCode, Relation
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory, Located
 from gateway.kinship import Kinship
@@ -75,12 +75,18 @@ class Diagnostics:
         relative = normalize(relative_cert_no)
         if not is_valid(relative) or relative == caller:
             return Diagnosis(None, None, [Reason.INVALID_CERT_NO])
-        people = await self._directory.locate([caller, relative])
-        if caller not in people:
+        me = (await self._directory.locate([caller])).get(caller)
+        if me is None:
             return Diagnosis(None, None, [Reason.CALLER_NOT_INSURED])
-        if relative not in people:
+        # Relatives only: about anyone else the answer says nothing (not even whether
+        # they are insured, bound, or by whom).
+        civil = await me.adapter.relatives(caller)
+        relation = next((r.relation for r in civil if r.cert_no == relative), None)
+        if relation is None:
+            return Diagnosis(None, None, [Reason.RELATION_NOT_VERIFIED])
+        them = (await self._directory.locate([relative])).get(relative)
+        if them is None:
             return Diagnosis(None, None, [Reason.RELATIVE_NOT_INSURED])
-        me, them = people[caller], people[relative]
         who = Party(relative, them.person.name)
 
         reasons: list[Reason] = []
@@ -99,7 +105,7 @@ class Diagnostics:
         if BindingStatus.PENDING_CONFIRMATION in statuses:
             reasons.append(Reason.SPOUSE_NOT_CONFIRMED)
         elif BindingStatus.ACTIVE not in statuses and me.person.is_employee:
-            reasons += await self._unbound(caller, them, me)
+            reasons += await self._unbound(caller, them, relation)
 
         balance = me.person.balance or Decimal("0")
         if me.person.is_employee and balance <= 0:
@@ -110,7 +116,7 @@ class Diagnostics:
             reasons.append(Reason.ANOTHER_AUTHORIZER_PAYS)
         return Diagnosis(who, payer, _in_order(reasons))
 
-    async def _unbound(self, caller: str, them: Located, me: Located) -> list[Reason]:
+    async def _unbound(self, caller: str, them: Located, relation: Relation) -> list[Reason]:
         """Why no binding holds: a kinship link instead, and what binding would meet."""
         relative = them.person.cert_no
         reasons: list[Reason] = []
@@ -120,10 +126,6 @@ class Diagnostics:
             for link in links
         ):
             reasons.append(Reason.ONLY_KINSHIP_LINK)
-        civil = await me.adapter.relatives(caller)
-        relation = next((r.relation for r in civil if r.cert_no == relative), None)
-        if relation is None:
-            return [*reasons, Reason.RELATION_NOT_VERIFIED]
         checked = await self._mutual_aid.check(
             caller, BindInput(relative, them.person.name, relation, commitment_signed=True)
         )

@@ -69,6 +69,9 @@ class ProvinceRules:
     single_binding: bool = False
     commitment_required: bool = False
     allowed_relations: frozenset[str] = frozenset({"SPOUSE", "PARENT", "CHILD"})
+    # The province must be told which authorizer pays a settlement; a bill that
+    # names none gets nothing from mutual aid (else the system picks the largest).
+    payer_named: bool = False
 
 
 _SCHEMA = """
@@ -501,6 +504,8 @@ class ProvinceSystem:
             (patient,),
         ) as cur:
             bound = [dict(row) for row in await cur.fetchall()]
+        if named is None and self.rules.payer_named:
+            return None
         if named is not None:
             chosen = next((b for b in bound if b["cert_no"] == named), None)
             if chosen is None:

@@ -102,6 +102,7 @@ RULES = ProvinceRules(
     max_relatives=5,
     cross_city=False,
     single_binding=True,
+    payer_named=True,
 )
 
 PATH = "/hnyb/service"

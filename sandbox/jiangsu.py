@@ -83,6 +83,7 @@ RULES = ProvinceRules(
     cross_city=True,
     spouse_confirmation=True,
     commitment_required=True,
+    payer_named=True,
 )
 
 BASE = "/api/v1"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config import Settings
 from tests.conftest import GraphQL, person
 
 DIAGNOSE = """query Diagnose($c: String!) {
@@ -101,10 +102,29 @@ async def test_each_reason_in_plain_words(
     assert all(r["message"].isascii() and r["nextStep"].isascii() for r in english["reasons"])
 
 
-async def test_a_relative_insured_nowhere_we_know(gql: GraphQL) -> None:
-    found = await diagnose(gql, "hb_wang_jianguo", "gd_lin_hai")
-    assert codes(found) == ["RELATIVE_NOT_INSURED"]
-    assert found["relative"] is None
+async def test_about_a_stranger_it_says_nothing(gql: GraphQL) -> None:
+    assert (await bind(gql, "hn_zhao_lei", "hn_zhao_zihan", "CHILD"))["binding"]
+    for stranger in ("hn_zhao_zihan", "gd_lin_hai", "hb_zhou_laotai"):
+        found = await diagnose(gql, "hb_wang_lei", stranger)
+        assert found == {
+            "relative": None,
+            "works": False,
+            "payer": None,
+            "reasons": [found["reasons"][0]],
+        }
+        assert codes(found) == ["RELATION_NOT_VERIFIED"]
+
+
+class TestARelativeInsuredWhereNoProvinceIsConnected:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(data_dir=None, disabled=frozenset({"henan"}))
+
+    async def test_it_says_so(self, gql: GraphQL) -> None:
+        # 黄伟's father is insured in Zhengzhou; Henan is left out here
+        found = await diagnose(gql, "js_huang_wei", "hn_huang_jianhua")
+        assert codes(found) == ["RELATIVE_NOT_INSURED"]
+        assert found["relative"] is None
 
 
 async def test_only_a_kinship_link_is_not_mutual_aid(gql: GraphQL) -> None:

@@ -270,3 +270,20 @@ async def test_money_is_two_decimal_strings_never_floats(gql: GraphQL, amount: o
     assert "Money" in result["errors"][0]["message"]
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert await balance(gql, "hb_wang_jianguo") == Decimal("3200.00")
+
+
+async def test_a_told_province_names_the_largest_balance_even_under_concurrency(
+    gql: GraphQL,
+) -> None:
+    # 陈志强 (5000.00) pays for his mother and his son; 刘芳 (800.00) for the son too
+    await bind(gql, "js_chen_zhiqiang", "js_ma_xiulan", "PARENT")
+    await bind(gql, "js_chen_zhiqiang", "js_chen_chen")
+    await bind(gql, "js_liu_fang", "js_chen_chen")
+    mother, son = await asyncio.gather(
+        settle(gql, "js_ma_xiulan", "5000.00", "0.00", key="mother"),
+        settle(gql, "js_chen_chen", "500.00", "0.00", key="son"),
+    )
+    assert mother["settlement"]["mutualAidPaid"] == "5000.00"
+    # whichever ran first, the son's bill found a funded authorizer: never cash while 刘芳 has 800
+    assert son["settlement"]["mutualAidPaid"] == "500.00"
+    assert son["settlement"]["cashDue"] == "0.00"
