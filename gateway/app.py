@@ -116,7 +116,7 @@ def create_app(
                     directory=directory,
                     mutual_aid=mutual_aid,
                     kinship=kinship,
-                    settlements=Settlements(provinces, directory),
+                    settlements=Settlements(provinces, directory, store),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                 )

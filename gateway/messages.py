@@ -134,6 +134,10 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "医疗费用总额应大于零",
         "The total must be greater than zero.",
     ),
+    RefusalCode.AMOUNT_TOO_LARGE: (
+        "医疗费用总额超出可结算范围",
+        "The total is larger than any bill the platform settles.",
+    ),
     RefusalCode.AMOUNT_NEGATIVE: (
         "基金支付金额不能为负数",
         "The amount the fund paid cannot be negative.",
@@ -197,6 +201,7 @@ _NOTES: dict[str, tuple[str, str]] = {
 _FAULTS: dict[str, tuple[str, str]] = {
     "UNAUTHENTICATED": ("请先登录", "Please sign in."),
     "FORBIDDEN": ("无权访问", "You may not see this."),
+    "BAD_USER_INPUT": ("请求参数不正确", "The request's input is not valid."),
     "UPSTREAM_UNAVAILABLE": (
         "省级医保系统暂时无法访问,请稍后再试",
         "The provincial system is unavailable. Please try again later.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from gateway.directory import Directory
 from gateway.ids import decode_id
 from gateway.provinces import Provinces
 from gateway.records import Event, Journal
+
+log = logging.getLogger(__name__)
 
 BINDING_KIND = "MutualAidBinding"
 
@@ -93,8 +96,12 @@ class MutualAid:
         self._journal = journal
 
     async def _journaled(self, outcome: Outcome, event: Event, channel: Channel | None) -> Outcome:
+        """Journal what the province did; the province's answer stands even if that fails."""
         if self._journal is not None and outcome.binding and outcome.adapter:
-            await self._journal.record(outcome.binding, outcome.adapter, event, channel)
+            try:
+                await self._journal.record(outcome.binding, outcome.adapter, event, channel)
+            except Exception:
+                log.exception("binding %s: %s not journaled", outcome.binding.id, event.value)
         return outcome
 
     async def bind(

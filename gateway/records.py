@@ -102,7 +102,8 @@ def encode_cursor(key: str) -> str:
 
 def decode_cursor(cursor: str) -> str | None:
     try:
-        return base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        padded = (cursor + "=" * (-len(cursor) % 4)).encode()
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, binascii.Error, UnicodeError):
         return None
 

@@ -10,6 +10,7 @@ import strawberry
 from adapters.base import Settlement
 from gateway.certno import normalize
 from gateway.directory import Located
+from gateway.errors import GatewayError
 from gateway.ids import encode_id
 from gateway.mutual_aid import BINDING_KIND
 from gateway.records import (
@@ -20,6 +21,7 @@ from gateway.records import (
     Role,
     Spending,
     authorizations,
+    decode_cursor,
     paginate,
     spending,
 )
@@ -122,7 +124,15 @@ def _info(page: Page[object]) -> PageInfo:
     )
 
 
-def _filters(since: dt.date | None, until: dt.date | None, relative: str | None) -> Filters:
+def _filters(
+    info: Info_,
+    after: str | None,
+    since: dt.date | None,
+    until: dt.date | None,
+    relative: str | None,
+) -> Filters:
+    if after is not None and decode_cursor(after) is None:
+        raise GatewayError("BAD_USER_INPUT", info.context.lang, argument="after")
     return Filters(since, until, normalize(relative) if relative else None)
 
 
@@ -145,7 +155,7 @@ async def spending_records(
     ]
     answers = await asyncio.gather(*(a.settlements_of([me]) for a in asked))
     found = [(s, a) for a, settled in zip(asked, answers, strict=True) for s in settled]
-    kept = spending(me, role, found, _filters(since, until, relative))
+    kept = spending(me, role, found, _filters(info, after, since, until, relative))
     page = paginate(kept, lambda r: r.key, first, after)
     return SpendingRecordConnection(
         edges=[SpendingRecordEdge(cursor=c, node=SpendingRecord.of(r, me)) for c, r in page.items],
@@ -167,7 +177,7 @@ async def authorization_records(
     journal, bindings = await asyncio.gather(
         services.journal.of(me), services.mutual_aid.bindings_of(me, located.adapter)
     )
-    kept = authorizations(me, journal, bindings, _filters(since, until, relative))
+    kept = authorizations(me, journal, bindings, _filters(info, after, since, until, relative))
     page = paginate(kept, lambda r: r.key, first, after)
     return AuthorizationRecordConnection(
         edges=[

@@ -12,6 +12,7 @@ answer is safe too.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,8 +30,11 @@ from gateway.certno import is_valid, normalize
 from gateway.directory import Directory
 from gateway.ids import decode_id
 from gateway.provinces import Provinces
+from gateway.store import Store
 
 SETTLEMENT_KIND = "Settlement"
+# The largest bill the graph takes: every province's system holds it (12 digits).
+MAX_AMOUNT = Decimal("99999999.99")
 
 # What each kind of institution may settle.
 MEDICAL_TYPES = {
@@ -44,6 +48,7 @@ _SETTLE_FIELDS: dict[RefusalCode, str] = {
     RefusalCode.PERSON_NOT_FOUND: "patientCertNo",
     RefusalCode.PATIENT_NOT_INSURED: "patientCertNo",
     RefusalCode.AMOUNT_NOT_POSITIVE: "totalAmount",
+    RefusalCode.AMOUNT_TOO_LARGE: "totalAmount",
     RefusalCode.AMOUNT_NEGATIVE: "fundPaid",
     RefusalCode.FUND_PAID_EXCEEDS_TOTAL: "fundPaid",
     RefusalCode.INVALID_IDEMPOTENCY_KEY: "idempotencyKey",
@@ -82,9 +87,10 @@ def key_ok(key: str) -> bool:
 
 
 class Settlements:
-    def __init__(self, provinces: Provinces, directory: Directory) -> None:
+    def __init__(self, provinces: Provinces, directory: Directory, store: Store) -> None:
         self._provinces = provinces
         self._directory = directory
+        self._store = store
 
     async def settle(self, caller: Caller, given: SettleInput) -> Outcome:
         institution = caller.institution
@@ -94,6 +100,8 @@ class Settlements:
             return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY)
         if given.total <= 0:
             return _refused(RefusalCode.AMOUNT_NOT_POSITIVE)
+        if given.total > MAX_AMOUNT:
+            return _refused(RefusalCode.AMOUNT_TOO_LARGE)
         if given.fund_paid < 0:
             return _refused(RefusalCode.AMOUNT_NEGATIVE)
         if given.fund_paid > given.total:
@@ -103,10 +111,13 @@ class Settlements:
         patient = normalize(given.patient_cert_no)
         if not is_valid(patient):
             return _refused(RefusalCode.INVALID_CERT_NO)
+        seen = await self._claim(institution.code, given, patient)
+        if seen is None:
+            return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
         found = (await self._directory.locate([patient])).get(patient)
         if found is None:
             return _refused(RefusalCode.PERSON_NOT_FOUND)
-        if not found.person.is_in_force:
+        if not (seen or found.person.is_in_force):  # a retry goes to the province as it is
             return _refused(RefusalCode.PATIENT_NOT_INSURED)
         adapter = found.adapter
         result = await adapter.settle(
@@ -122,6 +133,30 @@ class Settlements:
         if isinstance(result, Refusal):
             return _refused(result.code)
         return Outcome(settlement=result, adapter=adapter)
+
+    async def _claim(self, institution: str, given: SettleInput, patient: str) -> bool | None:
+        """Hold the institution's key for this bill, whatever province it goes to.
+
+        False: the key is new (now held); True: the same bill again (a retry);
+        None: the key was used for another bill.
+        """
+        bill = "|".join(
+            (patient, given.medical_type.value, f"{given.total:.2f}", f"{given.fund_paid:.2f}")
+        )
+        async with self._store.transaction() as db:
+            async with db.execute(
+                "SELECT bill FROM settlement_key WHERE institution = ? AND idempotency_key = ?",
+                (institution, given.idempotency_key),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return True if row[0] == bill else None
+            await db.execute(
+                "INSERT INTO settlement_key (institution, idempotency_key, bill, at)"
+                " VALUES (?, ?, ?, ?)",
+                (institution, given.idempotency_key, bill, dt.datetime.now(dt.UTC).isoformat()),
+            )
+        return False
 
     async def reverse(self, caller: Caller, settlement_id: str, reason: str) -> Outcome:
         """The institution that settled undoes it, the same day, once."""

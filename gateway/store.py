@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS binding_event (
 );
 CREATE INDEX IF NOT EXISTS binding_event_authorizer ON binding_event (authorizer);
 CREATE INDEX IF NOT EXISTS binding_event_beneficiary ON binding_event (beneficiary);
+
+-- Each institution's idempotency keys, whatever province the bill went to.
+CREATE TABLE IF NOT EXISTS settlement_key (
+    institution TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    bill TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (institution, idempotency_key)
+);
 """
 
 

@@ -29,7 +29,10 @@ def parse_money(value: object) -> Decimal:
         raise ValueError('Money is a string such as "12.50"') from exc
     if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("Money has at most two decimals")
-    return amount.quantize(Decimal("0.01"))
+    try:
+        return amount.quantize(Decimal("0.01"))
+    except ArithmeticError as exc:  # more digits than the context holds
+        raise ValueError("Money is too large") from exc
 
 
 _MONEY = strawberry.scalar(

@@ -116,8 +116,11 @@ async def test_an_authorizer_sees_what_their_account_paid_newest_first(gql: Grap
         gql, "hb_wang_jianguo", "AUTHORIZER", since=today.isoformat(), until=today.isoformat()
     )
     assert len(span["edges"]) == 3
-    # a cursor that is not one finds nothing after it
-    assert amounts(await spending(gql, "hb_wang_jianguo", "AUTHORIZER", after="!!")) == []
+    # a cursor that is not one is the caller's mistake
+    bad = await gql(
+        SPENDING, {"role": "AUTHORIZER", "first": 5, "after": "!!"}, as_="hb_wang_jianguo"
+    )
+    assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
 
 
 async def test_a_beneficiary_sees_what_was_paid_for_them_and_by_whom(gql: GraphQL) -> None:

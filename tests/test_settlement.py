@@ -226,6 +226,7 @@ async def test_a_reversal_restores_balances_once(gql: GraphQL) -> None:
         ("-10.00", "0", "AMOUNT_NOT_POSITIVE", "totalAmount"),
         ("100.00", "-1.00", "AMOUNT_NEGATIVE", "fundPaid"),
         ("100.00", "100.01", "FUND_PAID_EXCEEDS_TOTAL", "fundPaid"),
+        ("100000000.00", "0", "AMOUNT_TOO_LARGE", "totalAmount"),
     ],
 )
 async def test_amounts_are_checked(
@@ -235,10 +236,16 @@ async def test_amounts_are_checked(
 
 
 async def test_the_institution_and_its_bill_are_checked(gql: GraphQL) -> None:
-    at_pharmacy = await settle(gql, "hb_wang_jianguo", "10.00", "0", institution=PHARMACY)
+    at_pharmacy = await settle(gql, "hb_wang_jianguo", "10.00", "0", key="p1", institution=PHARMACY)
     assert refusal(at_pharmacy) == ("MEDICAL_TYPE_NOT_ALLOWED", "medicalType")
     sold = await settle(
-        gql, "hb_wang_jianguo", "10.00", "0", institution=PHARMACY, medical_type="PHARMACY"
+        gql,
+        "hb_wang_jianguo",
+        "10.00",
+        "0",
+        key="p2",
+        institution=PHARMACY,
+        medical_type="PHARMACY",
     )
     assert sold["settlement"]["ownAccountPaid"] == "10.00"
     assert refusal(await settle(gql, "hb_wang_jianguo", "10.00", "0", key="has space")) == (
@@ -246,17 +253,19 @@ async def test_the_institution_and_its_bill_are_checked(gql: GraphQL) -> None:
         "idempotencyKey",
     )
     a_person = gql.token("hb_wang_jianguo")  # no INSTITUTION role
-    assert refusal(await settle(gql, "hb_wang_jing", "10.00", "0", as_token=a_person)) == (
+    assert refusal(
+        await settle(gql, "hb_wang_jing", "10.00", "0", key="x1", as_token=a_person)
+    ) == (
         "FORBIDDEN",
         None,
     )
-    lapsed = await settle(gql, "hb_zhou_laotai", "10.00", "0")
+    lapsed = await settle(gql, "hb_zhou_laotai", "10.00", "0", key="x2")
     assert refusal(lapsed) == ("PATIENT_NOT_INSURED", "patientCertNo")
-    nowhere = await settle(gql, "gd_lin_hai", "10.00", "0")
+    nowhere = await settle(gql, "gd_lin_hai", "10.00", "0", key="x3")
     assert refusal(nowhere) == ("PERSON_NOT_FOUND", "patientCertNo")
 
 
-@pytest.mark.parametrize("amount", ["12.345", 12.5, "abc", "NaN"])
+@pytest.mark.parametrize("amount", ["12.345", 12.5, "abc", "NaN", "1e40"])
 async def test_money_is_two_decimal_strings_never_floats(gql: GraphQL, amount: object) -> None:
     given = {
         "patientCertNo": person("hb_wang_jianguo")["certNo"],
@@ -287,3 +296,11 @@ async def test_a_told_province_names_the_largest_balance_even_under_concurrency(
     # whichever ran first, the son's bill found a funded authorizer: never cash while 刘芳 has 800
     assert son["settlement"]["mutualAidPaid"] == "500.00"
     assert son["settlement"]["cashDue"] == "0.00"
+
+
+async def test_a_key_holds_across_provinces(gql: GraphQL) -> None:
+    hebei = await settle(gql, "hb_wang_jianguo", "100.00", "0.00", key="one-key")
+    assert hebei["errors"] == []
+    jiangsu = await settle(gql, "js_chen_zhiqiang", "100.00", "0.00", key="one-key")
+    assert refusal(jiangsu) == ("IDEMPOTENCY_KEY_REUSED", "idempotencyKey")
+    assert await balance(gql, "js_chen_zhiqiang") == Decimal("5000.00")
