@@ -28,6 +28,7 @@ from gateway.config import Settings
 from gateway.context import Context, Services
 from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory
+from gateway.family import Family
 from gateway.kinship import Kinship
 from gateway.limits import BodyLimit
 from gateway.messages import preferred_language
@@ -119,6 +120,7 @@ def create_app(
                     settlements=Settlements(provinces, directory, store),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
+                    family=Family(mutual_aid, kinship, directory),
                 )
                 yield
         finally:

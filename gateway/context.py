@@ -11,6 +11,7 @@ from gateway.config import Settings
 from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory, Located
 from gateway.errors import GatewayError
+from gateway.family import Family
 from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.mutual_aid import MutualAid
@@ -33,6 +34,7 @@ class Services:
     settlements: Settlements
     diagnostics: Diagnostics
     journal: Journal
+    family: Family
 
 
 @dataclass(slots=True)

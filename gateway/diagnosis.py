@@ -53,6 +53,11 @@ _FROM_REFUSAL = {
 }
 
 
+def reason_for(code: RefusalCode) -> Reason:
+    """What a refusal of the binding rules means to someone asking why."""
+    return _FROM_REFUSAL.get(code, Reason.NOT_BOUND)
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
     relative: Party | None
@@ -131,7 +136,7 @@ class Diagnostics:
         )
         if isinstance(checked, Outcome):
             code = checked.errors[0].code
-            return [*reasons, _FROM_REFUSAL.get(code, Reason.NOT_BOUND)]
+            return [*reasons, reason_for(code)]
         return [*reasons, Reason.NOT_BOUND]
 
     async def _payer(self, them: Located) -> Party | None:

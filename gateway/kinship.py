@@ -572,6 +572,21 @@ class Kinship:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
+    async def live_adders(self, members: Sequence[str]) -> dict[str, int]:
+        """How many live links each of ``members`` has as a member, in one query."""
+        if not members:
+            return {}
+        marks = ",".join("?" * len(members))
+        async with (
+            self._store.transaction() as db,
+            db.execute(
+                f"SELECT member, count(*) FROM kinship_link WHERE status IN {_LIVE_SQL}"  # noqa: S608
+                f" AND member IN ({marks}) GROUP BY member",
+                tuple(members),
+            ) as cur,
+        ):
+            return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+
     async def review_queue(self) -> list[KinshipLink]:
         """Requests waiting for a reviewer, oldest first."""
         links = await self._links("l.status = 'PENDING_REVIEW'", ())

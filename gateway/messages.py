@@ -329,6 +329,26 @@ _REASONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# The family screen's verdicts, per feature and state.
+_STATES: dict[str, tuple[str, str]] = {
+    "MUTUAL_AID.BOUND": ("已开通家庭共济", "Bound for mutual aid"),
+    "MUTUAL_AID.PENDING_CONFIRMATION": ("等待配偶确认", "Waiting for the spouse to confirm"),
+    "MUTUAL_AID.CAN_BIND": ("可以绑定家庭共济", "Can be bound for mutual aid"),
+    "MUTUAL_AID.NOT_POSSIBLE": ("不能绑定家庭共济", "Cannot be bound for mutual aid"),
+    "KINSHIP.ADDED": ("已添加亲情账户,可出示其医保码", "Added: you can show their code"),
+    "KINSHIP.APPROVED": ("已通过,请激活其电子凭证", "Approved: activate their e-voucher"),
+    "KINSHIP.PENDING_CONSENT": ("等待亲属本人授权", "Waiting for their consent"),
+    "KINSHIP.PENDING_REVIEW": ("材料审核中(1至2个工作日)", "Under review (1 to 2 working days)"),
+    "KINSHIP.CAN_ADD": ("可以添加为亲情账户", "Can be added to your kinship account"),
+    "KINSHIP.NOT_POSSIBLE": ("不能添加为亲情账户", "Cannot be added to your kinship account"),
+}
+
+
+def state_message(feature: str, state: str, lang: Language) -> str:
+    zh, en = _STATES[f"{feature}.{state}"]
+    return en if lang == "en" else zh
+
+
 def reason_message(code: str, lang: Language) -> tuple[str, str]:
     """(what is wrong, what to do next) for a diagnosis reason."""
     zh, zh_next, en, en_next = _REASONS[code]

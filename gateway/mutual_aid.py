@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 
 from adapters.base import (
     Binding,
@@ -24,7 +25,7 @@ from adapters.base import (
 )
 from gateway.certno import is_valid, normalize
 from gateway.channels import Channel
-from gateway.directory import Directory
+from gateway.directory import Directory, Located
 from gateway.ids import decode_id
 from gateway.provinces import Provinces
 from gateway.records import Event, Journal
@@ -80,6 +81,55 @@ class Plan:
     adapter: ProvinceAdapter
     request: BindRequest
     expected: BindingStatus
+
+
+def judge(
+    auth: Located,
+    bene: Located,
+    relation: Relation,
+    *,
+    civil: Relation | EllipsisType | None = ...,
+    bindings: Sequence[Binding] | None = None,
+    commitment_signed: bool = True,
+) -> RefusalCode | None:
+    """The first of the gateway's binding rules that ``auth`` binding ``bene`` breaks.
+
+    Pure: it asks nothing. ``civil`` is the relation the civil record states (None:
+    none) and ``bindings`` the bindings of either of them; left out, the rules that
+    need them are not judged. The diagnosis and the family screen judge the same way.
+    """
+    policy = auth.adapter.policy()
+    if not auth.person.is_employee:
+        return RefusalCode.NOT_EMPLOYEE_INSURED
+    if not bene.person.is_in_force:
+        return RefusalCode.BENEFICIARY_NOT_INSURED
+    if bene.adapter.code != auth.adapter.code:
+        if not policy.cross_province:
+            return RefusalCode.CROSS_PROVINCE_NOT_ALLOWED
+    elif bene.person.area.code != auth.person.area.code and not policy.cross_city:
+        return RefusalCode.CROSS_AREA_NOT_ALLOWED
+    if relation not in policy.allowed_relations:
+        return RefusalCode.RELATION_NOT_ALLOWED
+    if not isinstance(civil, EllipsisType):
+        if civil is not relation:
+            if civil is not None and civil not in policy.allowed_relations:
+                return RefusalCode.RELATION_NOT_ALLOWED
+            return RefusalCode.RELATION_NOT_VERIFIED
+        if policy.commitment_required and not commitment_signed:
+            return RefusalCode.COMMITMENT_REQUIRED
+    if bindings is None:
+        return None
+    a, b = auth.person.cert_no, bene.person.cert_no
+    live = [x for x in bindings if x.status.is_live]
+    if any(x.authorizer.cert_no == a and x.beneficiary.cert_no == b for x in live):
+        return RefusalCode.DUPLICATE_BINDING
+    if policy.single_binding and any(
+        x.beneficiary.cert_no in (a, b) or x.authorizer.cert_no == b for x in live
+    ):
+        return RefusalCode.ALREADY_BOUND
+    if sum(x.authorizer.cert_no == a for x in live) >= policy.max_relatives:
+        return RefusalCode.BINDING_LIMIT_REACHED
+    return None
 
 
 def _refused(code: RefusalCode) -> Outcome:
@@ -143,43 +193,23 @@ class MutualAid:
         policy = adapter.policy()
         if bene.person.name != given.beneficiary_name.strip():
             return _refused(RefusalCode.PERSON_INFO_MISMATCH)
-        if not auth.person.is_employee:
-            return _refused(RefusalCode.NOT_EMPLOYEE_INSURED)
-        if not bene.person.is_in_force:
-            return _refused(RefusalCode.BENEFICIARY_NOT_INSURED)
-        if bene.adapter.code != adapter.code:
-            if not policy.cross_province:
-                return _refused(RefusalCode.CROSS_PROVINCE_NOT_ALLOWED)
-        elif bene.person.area.code != auth.person.area.code and not policy.cross_city:
-            return _refused(RefusalCode.CROSS_AREA_NOT_ALLOWED)
-        if given.relation not in policy.allowed_relations:
-            return _refused(RefusalCode.RELATION_NOT_ALLOWED)
-
+        early = judge(auth, bene, given.relation)  # what needs no further question
+        if early is not None:
+            return _refused(early)
         civil, existing = await asyncio.gather(
             adapter.relatives(authorizer), adapter.bindings_of([authorizer, beneficiary])
         )
         actual = next((r.relation for r in civil if r.cert_no == beneficiary), None)
-        if actual is not given.relation:
-            if actual is not None and actual not in policy.allowed_relations:
-                return _refused(RefusalCode.RELATION_NOT_ALLOWED)
-            return _refused(RefusalCode.RELATION_NOT_VERIFIED)
-        if policy.commitment_required and not given.commitment_signed:
-            return _refused(RefusalCode.COMMITMENT_REQUIRED)
-
-        live = [b for b in existing if b.status.is_live]
-        if any(
-            b.authorizer.cert_no == authorizer and b.beneficiary.cert_no == beneficiary
-            for b in live
-        ):
-            return _refused(RefusalCode.DUPLICATE_BINDING)
-        if policy.single_binding and any(
-            b.beneficiary.cert_no in (authorizer, beneficiary)
-            or b.authorizer.cert_no == beneficiary
-            for b in live
-        ):
-            return _refused(RefusalCode.ALREADY_BOUND)
-        if sum(b.authorizer.cert_no == authorizer for b in live) >= policy.max_relatives:
-            return _refused(RefusalCode.BINDING_LIMIT_REACHED)
+        refused = judge(
+            auth,
+            bene,
+            given.relation,
+            civil=actual,
+            bindings=existing,
+            commitment_signed=given.commitment_signed,
+        )
+        if refused is not None:
+            return _refused(refused)
 
         request = BindRequest(
             authorizer_cert_no=authorizer,

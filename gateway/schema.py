@@ -10,14 +10,13 @@ from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from adapters.base import Binding, ProvinceAdapter
 from gateway.certno import mask_phone
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
-from gateway.ids import encode_id
+from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
-from gateway.mutual_aid import BINDING_KIND, BindInput, Outcome
+from gateway.mutual_aid import BindInput, Outcome
 from gateway.records_schema import (
     AuthorizationRecordConnection,
     RecordChannel,
@@ -35,36 +34,11 @@ from gateway.types import (
     Info_,
     Insurance,
     Money,
-    PersonRef,
+    MutualAidBinding,
     Province,
     Relation,
     UserError,
 )
-
-
-@strawberry.type(description="An authorizer lets a relative spend their personal account.")
-class MutualAidBinding:
-    id: strawberry.ID
-    status: BindingStatus  # type: ignore[valid-type]
-    relation: Relation = strawberry.field(  # type: ignore[valid-type]
-        description="The beneficiary's relation to the authorizer."
-    )
-    authorizer: PersonRef
-    beneficiary: PersonRef
-    province: Province
-    created_at: dt.datetime
-
-    @classmethod
-    def of(cls, binding: Binding, adapter: ProvinceAdapter, caller: str) -> MutualAidBinding:
-        return cls(
-            id=strawberry.ID(encode_id(BINDING_KIND, adapter.code, binding.id)),
-            status=binding.status,
-            relation=binding.relation,
-            authorizer=PersonRef.of(binding.authorizer, caller),
-            beneficiary=PersonRef.of(binding.beneficiary, caller),
-            province=Province.of(adapter),
-            created_at=binding.created_at,
-        )
 
 
 @strawberry.type
@@ -161,6 +135,15 @@ class Me:
         return await authorization_records(
             self.located, info, first, after, since, until, relative_cert_no
         )
+
+    @strawberry.field(
+        description="The family screen: every relative once (the civil record's, and anyone"
+        " linked by either feature), with mutual aid and the kinship account side by side."
+    )
+    async def family(self, info: Info_) -> list[FamilyMember]:
+        me = self.located.person.cert_no
+        members = await info.context.services.family.of(self.located)
+        return [member_of(m, me, info) for m in members]
 
     @strawberry.field
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:

@@ -10,11 +10,13 @@ import strawberry
 from strawberry.types import Info
 
 from adapters import base
-from adapters.base import Policy, ProvinceAdapter, Refusal
+from adapters.base import Binding, Policy, ProvinceAdapter, Refusal
 from gateway import channels
 from gateway.certno import mask_cert_no, mask_name
 from gateway.context import Context
+from gateway.ids import encode_id
 from gateway.messages import refusal_message
+from gateway.mutual_aid import BINDING_KIND
 
 Money = NewType("Money", Decimal)
 
@@ -132,4 +134,29 @@ class UserError:
             code=refusal.code,
             message=refusal_message(refusal.code, info.context.lang),
             field=refusal.field,
+        )
+
+
+@strawberry.type(description="An authorizer lets a relative spend their personal account.")
+class MutualAidBinding:
+    id: strawberry.ID
+    status: BindingStatus  # type: ignore[valid-type]
+    relation: Relation = strawberry.field(  # type: ignore[valid-type]
+        description="The beneficiary's relation to the authorizer."
+    )
+    authorizer: PersonRef
+    beneficiary: PersonRef
+    province: Province
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, binding: Binding, adapter: ProvinceAdapter, caller: str) -> MutualAidBinding:
+        return cls(
+            id=strawberry.ID(encode_id(BINDING_KIND, adapter.code, binding.id)),
+            status=binding.status,
+            relation=binding.relation,
+            authorizer=PersonRef.of(binding.authorizer, caller),
+            beneficiary=PersonRef.of(binding.beneficiary, caller),
+            province=Province.of(adapter),
+            created_at=binding.created_at,
         )

@@ -1,0 +1,282 @@
+"""The family screen: every relative once, with both features side by side.
+
+Relatives are everyone the caller's civil record relates them to and anyone
+linked to them by mutual aid or a kinship account. For each: who they are,
+where they are insured, and for each feature both directions with a verdict
+judged by the same rules as binding and the diagnosis (`mutual_aid.judge`).
+
+One screen asks each province at most once per kind of fact, however large
+the family: the caller's civil record (one `relatives`), the bindings (one
+`bindings_of` per province that may hold them), the relatives' insurance (one
+`find_persons` per province, through the directory) and their own bindings
+(one `bindings_of` per province).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from adapters.base import Binding, BindingStatus, Party, ProvinceAdapter, RefusalCode, Relation
+from gateway.diagnosis import Reason, reason_for
+from gateway.directory import Directory, Located
+from gateway.kinship import Kinship, KinshipLink, LinkStatus, age_on, china_date
+from gateway.mutual_aid import MutualAid, judge
+
+
+class AgeBand(enum.Enum):
+    CHILD = "CHILD"  # 16 or younger: kinship needs a document and review
+    ADULT = "ADULT"  # 17 to 59
+    SENIOR = "SENIOR"  # 60 or older
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def of(cls, age: int | None) -> AgeBand:
+        if age is None:
+            return cls.UNKNOWN
+        return cls.CHILD if age <= 16 else cls.ADULT if age < 60 else cls.SENIOR
+
+
+class MutualAidState(enum.Enum):
+    BOUND = "BOUND"
+    PENDING_CONFIRMATION = "PENDING_CONFIRMATION"
+    CAN_BIND = "CAN_BIND"
+    NOT_POSSIBLE = "NOT_POSSIBLE"
+
+
+class KinshipState(enum.Enum):
+    ADDED = "ADDED"  # active: the code can be shown
+    APPROVED = "APPROVED"  # activate the e-voucher next
+    PENDING_CONSENT = "PENDING_CONSENT"
+    PENDING_REVIEW = "PENDING_REVIEW"
+    CAN_ADD = "CAN_ADD"
+    NOT_POSSIBLE = "NOT_POSSIBLE"
+
+
+_KINSHIP_STATES = {
+    LinkStatus.ACTIVE: KinshipState.ADDED,
+    LinkStatus.APPROVED: KinshipState.APPROVED,
+    LinkStatus.PENDING_CONSENT: KinshipState.PENDING_CONSENT,
+    LinkStatus.PENDING_REVIEW: KinshipState.PENDING_REVIEW,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MutualAidVerdict:
+    state: MutualAidState
+    reason: Reason | None = None  # why not, or what still stands in the way (an empty account)
+
+
+@dataclass(frozen=True, slots=True)
+class KinshipVerdict:
+    state: KinshipState
+    reason: RefusalCode | None = None
+    documents_needed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    party: Party
+    relation: Relation | None  # theirs to the caller, as the civil record (or a link) says
+    located: Located | None
+    age_band: AgeBand
+    i_authorize: tuple[Binding, ProvinceAdapter] | None
+    authorizes_me: tuple[Binding, ProvinceAdapter] | None
+    i_added: KinshipLink | None
+    added_me: KinshipLink | None
+    mutual_aid: MutualAidVerdict
+    kinship: KinshipVerdict
+
+
+def _latest(items: Iterable[tuple[dt.datetime, bool, object]]) -> object | None:
+    """The live one if any, else the newest."""
+    ranked = sorted(items, key=lambda i: (i[1], i[0]), reverse=True)
+    return ranked[0][2] if ranked else None
+
+
+class Family:
+    def __init__(self, mutual_aid: MutualAid, kinship: Kinship, directory: Directory) -> None:
+        self._mutual_aid = mutual_aid
+        self._kinship = kinship
+        self._directory = directory
+
+    async def of(self, me: Located) -> list[Member]:
+        caller = me.person.cert_no
+        civil, held, links = await asyncio.gather(
+            me.adapter.relatives(caller),
+            self._mutual_aid.bindings_of(caller, me.adapter),
+            self._kinship.links_of(caller),
+        )
+        names: dict[str, str] = {}
+        relation: dict[str, Relation | None] = {}
+        for entry in civil:
+            names[entry.cert_no] = entry.name
+            relation[entry.cert_no] = entry.relation
+        for binding, _ in held:
+            for party in (binding.authorizer, binding.beneficiary):
+                if party.cert_no != caller:
+                    names.setdefault(party.cert_no, party.name)
+                    relation.setdefault(party.cert_no, _binding_relation(binding, caller))
+        for link in links:
+            for party in (link.adder, link.member):
+                if party.cert_no != caller:
+                    names.setdefault(party.cert_no, party.name)
+                    relation.setdefault(party.cert_no, _link_relation(link, caller))
+
+        located = await self._directory.locate(names)
+        theirs = await self._bindings_of_relatives(located.values())
+        adders = await self._kinship.live_adders(list(names))
+        my_links = sum(link.status.is_live and link.adder.cert_no == caller for link in links)
+        on_record = {entry.cert_no for entry in civil}
+        today = china_date()
+
+        members = []
+        for cert_no in sorted(names, key=lambda c: (_order(relation[c]), c)):
+            where = located.get(cert_no)
+            mine = [(b, a) for b, a in held if _pair(b, caller, cert_no)]
+            i_authorize = _pick_binding(mine, authorizer=caller)
+            authorizes_me = _pick_binding(mine, authorizer=cert_no)
+            i_added = _pick_link(links, adder=caller, member=cert_no)
+            added_me = _pick_link(links, adder=cert_no, member=caller)
+            age = age_on(cert_no, today)
+            members.append(
+                Member(
+                    party=Party(cert_no, names[cert_no]),
+                    relation=relation[cert_no],
+                    located=where,
+                    age_band=AgeBand.of(age),
+                    i_authorize=i_authorize,
+                    authorizes_me=authorizes_me,
+                    i_added=i_added,
+                    added_me=added_me,
+                    mutual_aid=self._mutual_aid_verdict(
+                        me,
+                        where,
+                        relation[cert_no] if cert_no in on_record else None,
+                        i_authorize,
+                        [*[b for b, _ in held], *theirs.get(cert_no, [])],
+                    ),
+                    kinship=self._kinship_verdict(
+                        where,
+                        relation[cert_no] if cert_no in on_record else None,
+                        i_added,
+                        my_links,
+                        adders.get(cert_no, 0),
+                        age,
+                    ),
+                )
+            )
+        return members
+
+    async def _bindings_of_relatives(
+        self, relatives: Iterable[Located]
+    ) -> dict[str, list[Binding]]:
+        """Each relative's own bindings: one request per province that insures some."""
+        by_province: dict[str, tuple[ProvinceAdapter, list[str]]] = {}
+        for found in relatives:
+            entry = by_province.setdefault(found.adapter.code, (found.adapter, []))
+            entry[1].append(found.person.cert_no)
+        answers = await asyncio.gather(
+            *(adapter.bindings_of(certs) for adapter, certs in by_province.values())
+        )
+        theirs: dict[str, list[Binding]] = {}
+        for bindings in answers:
+            for binding in bindings:
+                for party in (binding.authorizer, binding.beneficiary):
+                    theirs.setdefault(party.cert_no, []).append(binding)
+        return theirs
+
+    def _mutual_aid_verdict(
+        self,
+        me: Located,
+        them: Located | None,
+        civil: Relation | None,
+        mine: tuple[Binding, ProvinceAdapter] | None,
+        bindings: Sequence[Binding],
+    ) -> MutualAidVerdict:
+        empty = me.person.is_employee and (me.person.balance or 0) <= 0
+        if mine is not None and mine[0].status is BindingStatus.ACTIVE:
+            return MutualAidVerdict(MutualAidState.BOUND, Reason.BALANCE_ZERO if empty else None)
+        if mine is not None and mine[0].status is BindingStatus.PENDING_CONFIRMATION:
+            return MutualAidVerdict(
+                MutualAidState.PENDING_CONFIRMATION, Reason.SPOUSE_NOT_CONFIRMED
+            )
+        if them is None:
+            return MutualAidVerdict(MutualAidState.NOT_POSSIBLE, Reason.RELATIVE_NOT_INSURED)
+        if civil is None:
+            return MutualAidVerdict(MutualAidState.NOT_POSSIBLE, Reason.RELATION_NOT_VERIFIED)
+        refused = judge(me, them, civil, civil=civil, bindings=bindings)
+        if refused is not None:
+            return MutualAidVerdict(MutualAidState.NOT_POSSIBLE, reason_for(refused))
+        return MutualAidVerdict(MutualAidState.CAN_BIND, Reason.BALANCE_ZERO if empty else None)
+
+    def _kinship_verdict(
+        self,
+        them: Located | None,
+        civil: Relation | None,
+        mine: KinshipLink | None,
+        my_links: int,
+        their_adders: int,
+        age: int | None,
+    ) -> KinshipVerdict:
+        policy = self._kinship.policy
+        if mine is not None and mine.status.is_live:
+            return KinshipVerdict(_KINSHIP_STATES[mine.status])
+        not_possible = KinshipState.NOT_POSSIBLE
+        if them is None:
+            return KinshipVerdict(not_possible, RefusalCode.PERSON_NOT_FOUND)
+        if civil is None:
+            return KinshipVerdict(not_possible, RefusalCode.RELATION_NOT_VERIFIED)
+        if civil not in policy.allowed_relations:
+            return KinshipVerdict(not_possible, RefusalCode.RELATION_NOT_ALLOWED)
+        if my_links >= policy.max_members:
+            return KinshipVerdict(not_possible, RefusalCode.KINSHIP_ADDER_LIMIT_REACHED)
+        if their_adders >= policy.max_adders:
+            return KinshipVerdict(not_possible, RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED)
+        needs = age is None or age <= policy.review_age
+        return KinshipVerdict(KinshipState.CAN_ADD, documents_needed=needs)
+
+
+def _pair(binding: Binding, a: str, b: str) -> bool:
+    return {binding.authorizer.cert_no, binding.beneficiary.cert_no} == {a, b}
+
+
+def _pick_binding(
+    found: Sequence[tuple[Binding, ProvinceAdapter]], *, authorizer: str
+) -> tuple[Binding, ProvinceAdapter] | None:
+    chosen = _latest(
+        (b.created_at, b.status.is_live, (b, a))
+        for b, a in found
+        if b.authorizer.cert_no == authorizer
+    )
+    return chosen  # type: ignore[return-value]
+
+
+def _pick_link(links: Sequence[KinshipLink], *, adder: str, member: str) -> KinshipLink | None:
+    chosen = _latest(
+        (link.created_at, link.status.is_live, link)
+        for link in links
+        if link.adder.cert_no == adder and link.member.cert_no == member
+    )
+    return chosen  # type: ignore[return-value]
+
+
+def _binding_relation(binding: Binding, caller: str) -> Relation:
+    """The other person's relation to the caller, from the binding's own."""
+    if binding.authorizer.cert_no == caller:
+        return binding.relation
+    return binding.relation.inverse
+
+
+def _link_relation(link: KinshipLink, caller: str) -> Relation:
+    return link.relation if link.adder.cert_no == caller else link.relation.inverse
+
+
+_RELATION_ORDER = list(Relation)
+
+
+def _order(relation: Relation | None) -> int:
+    return _RELATION_ORDER.index(relation) if relation is not None else len(_RELATION_ORDER)

@@ -1,0 +1,209 @@
+"""The family screen: every relative once, both features side by side, in one query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.certno import mask_cert_no, mask_name
+from gateway.config import Settings
+from tests.conftest import PEOPLE, GraphQL, Sandboxes, gateway, person
+
+FAMILY = """{ me { family {
+  relative { name certNo } relation insuredArea { code } province { code } insurance { type status }
+  ageBand
+  mutualAid { iAuthorize { status } authorizesMe { status } verdict { state reason message } }
+  kinship { iAdded { status } addedMe { status }
+            verdict { state reason documentsNeeded message } }
+} } }"""
+BIND = """mutation($i: BindMutualAidInput!) {
+  bindMutualAid(input: $i) { binding { id status } errors { code } }
+}"""
+ADD = """mutation($i: AddKinshipMemberInput!) {
+  addKinshipMember(input: $i) { link { id status } errors { code } }
+}"""
+
+
+async def family(gql: GraphQL, who: str, lang: str | None = None) -> dict[str, dict[str, Any]]:
+    """The caller's family screen, keyed by roster key (people appear masked)."""
+    result = await gql(FAMILY, as_=who, lang=lang)
+    assert "errors" not in result, result
+    members = result["data"]["me"]["family"]
+    masked = {(mask_name(p["name"]), mask_cert_no(p["certNo"])): k for k, p in PEOPLE.items()}
+    keyed = {masked[m["relative"]["name"], m["relative"]["certNo"]]: m for m in members}
+    assert len(keyed) == len(members), "each relative once"
+    return keyed
+
+
+async def bind(gql: GraphQL, who: str, relative: str, relation: str) -> str:
+    given = {
+        "beneficiaryCertNo": person(relative)["certNo"],
+        "beneficiaryName": person(relative)["name"],
+        "relation": relation,
+        "commitmentSigned": True,
+    }
+    result = await gql(BIND, {"i": given}, as_=who)
+    assert result["data"]["bindMutualAid"]["errors"] == [], result
+    binding_id: str = result["data"]["bindMutualAid"]["binding"]["id"]
+    return binding_id
+
+
+async def add(gql: GraphQL, who: str, relative: str, relation: str) -> str:
+    given = {
+        "memberCertNo": person(relative)["certNo"],
+        "memberName": person(relative)["name"],
+        "relation": relation,
+        "channel": "APP",
+    }
+    result = await gql(ADD, {"i": given}, as_=who)
+    assert result["data"]["addKinshipMember"]["errors"] == [], result
+    link_id: str = result["data"]["addKinshipMember"]["link"]["id"]
+    return link_id
+
+
+def aid(member: dict[str, Any]) -> tuple[str, str | None]:
+    verdict = member["mutualAid"]["verdict"]
+    return verdict["state"], verdict["reason"]
+
+
+def kin(member: dict[str, Any]) -> tuple[str, str | None]:
+    verdict = member["kinship"]["verdict"]
+    return verdict["state"], verdict["reason"]
+
+
+HEBEI_FAMILY = {
+    "hb_li_xiuying": "SPOUSE",
+    "hb_wang_deming": "PARENT",
+    "hb_zhao_guilan": "PARENT",
+    "hb_wang_lei": "CHILD",
+    "hb_wang_jing": "CHILD",
+    "hb_wang_peng": "CHILD",
+    "hb_wang_fang": "CHILD",
+    "hb_wang_hao": "CHILD",
+    "hb_wang_yue": "CHILD",
+    "hb_li_fu": "PARENT_IN_LAW",
+}
+
+
+async def test_the_hebei_authorizers_family_on_one_screen(gql: GraphQL) -> None:
+    screen = await family(gql, "hb_wang_jianguo")
+    assert {k: m["relation"] for k, m in screen.items()} == HEBEI_FAMILY
+    wife = screen["hb_li_xiuying"]
+    assert wife["relative"] == {"name": "李*英", "certNo": "130102********0029"}
+    assert (wife["insuredArea"], wife["province"]) == ({"code": "130100"}, {"code": "13"})
+    assert wife["insurance"] == {"type": "EMPLOYEE", "status": "ACTIVE"}
+    assert aid(wife) == ("CAN_BIND", None)
+    assert kin(wife) == ("CAN_ADD", None)
+    assert screen["hb_wang_deming"]["ageBand"] == "SENIOR"
+    assert screen["hb_wang_peng"]["province"] == {
+        "code": "13"
+    }  # Tangshan: Hebei binds across cities
+    assert aid(screen["hb_wang_peng"]) == ("CAN_BIND", None)
+    # a parent-in-law: neither feature
+    assert aid(screen["hb_li_fu"]) == ("NOT_POSSIBLE", "RELATION_NOT_ALLOWED")
+    assert kin(screen["hb_li_fu"]) == ("NOT_POSSIBLE", "RELATION_NOT_ALLOWED")
+    yue = screen["hb_wang_yue"]
+    assert yue["ageBand"] == "CHILD"
+    assert yue["kinship"]["verdict"]["documentsNeeded"] is True
+    assert screen["hb_wang_hao"]["kinship"]["verdict"]["documentsNeeded"] is False
+
+    # eight bindings, then the ninth is not possible; a kinship request on the side
+    for key in [k for k in HEBEI_FAMILY if k not in ("hb_wang_yue", "hb_li_fu")]:
+        await bind(gql, "hb_wang_jianguo", key, HEBEI_FAMILY[key])
+    await add(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
+    screen = await family(gql, "hb_wang_jianguo")
+    assert aid(screen["hb_wang_jing"]) == ("BOUND", None)
+    assert screen["hb_wang_jing"]["mutualAid"]["iAuthorize"] == {"status": "ACTIVE"}
+    assert aid(screen["hb_wang_yue"]) == ("NOT_POSSIBLE", "BINDING_LIMIT_REACHED")
+    hao = screen["hb_wang_hao"]
+    assert aid(hao) == ("BOUND", None)
+    assert kin(hao) == ("PENDING_CONSENT", None)
+    assert hao["kinship"]["iAdded"] == {"status": "PENDING_CONSENT"}
+
+    # the same two links from the son's side
+    son = await family(gql, "hb_wang_hao")
+    father = son["hb_wang_jianguo"]
+    assert father["relation"] == "PARENT"
+    assert father["mutualAid"]["authorizesMe"] == {"status": "ACTIVE"}
+    assert father["mutualAid"]["iAuthorize"] is None
+    assert aid(father) == ("NOT_POSSIBLE", "NOT_EMPLOYEE_INSURED")  # he has no account
+    assert father["kinship"]["addedMe"] == {"status": "PENDING_CONSENT"}
+    assert kin(father) == ("CAN_ADD", None)
+
+
+async def test_the_jiangsu_spouse_and_her_confirmation(gql: GraphQL) -> None:
+    binding = await bind(gql, "js_chen_zhiqiang", "js_liu_fang", "SPOUSE")
+    screen = await family(gql, "js_chen_zhiqiang")
+    assert aid(screen["js_liu_fang"]) == ("PENDING_CONFIRMATION", "SPOUSE_NOT_CONFIRMED")
+    assert aid(screen["js_ma_xiulan"]) == ("CAN_BIND", None)  # Suzhou: Jiangsu binds across cities
+    assert aid(screen["js_liu_dashan"]) == ("NOT_POSSIBLE", "RELATION_NOT_ALLOWED")
+    confirmed = await gql(
+        "mutation($id: ID!) { respondToMutualAidBinding(bindingId: $id, accept: true)"
+        " { binding { status } } }",
+        {"id": binding},
+        as_="js_liu_fang",
+    )
+    assert confirmed["data"]["respondToMutualAidBinding"]["binding"]["status"] == "ACTIVE"
+    assert aid((await family(gql, "js_chen_zhiqiang"))["js_liu_fang"]) == ("BOUND", None)
+    hers = await family(gql, "js_liu_fang")
+    assert hers["js_chen_zhiqiang"]["mutualAid"]["authorizesMe"] == {"status": "ACTIVE"}
+
+
+async def test_the_henan_family_single_binding_and_a_removed_link(gql: GraphQL) -> None:
+    screen = await family(gql, "hn_zhao_lei")
+    assert aid(screen["hn_zhao_fusheng"]) == ("NOT_POSSIBLE", "CROSS_AREA_NOT_ALLOWED")
+    await bind(gql, "hn_zhao_lei", "hn_zhao_zihan", "CHILD")
+    hers = await family(gql, "hn_sun_li")
+    assert aid(hers["hn_zhao_zihan"]) == ("NOT_POSSIBLE", "ALREADY_BOUND")
+    # the newborn is on the record too: insurance pending
+    assert hers["hn_zhao_xiaobao"]["insurance"]["status"] == "PENDING"
+    assert aid(hers["hn_zhao_xiaobao"]) == ("NOT_POSSIBLE", "RELATIVE_INSURANCE_NOT_IN_FORCE")
+
+    link = await add(gql, "hn_zhao_lei", "hn_sun_li", "SPOUSE")
+    assert kin((await family(gql, "hn_zhao_lei"))["hn_sun_li"]) == ("PENDING_CONSENT", None)
+    removed = await gql(
+        "mutation($id: ID!) { removeKinshipMember(memberId: $id) { link { status } } }",
+        {"id": link},
+        as_="hn_sun_li",
+    )
+    assert removed["data"]["removeKinshipMember"]["link"]["status"] == "REMOVED"
+    wife = (await family(gql, "hn_zhao_lei"))["hn_sun_li"]
+    assert wife["kinship"]["iAdded"] == {"status": "REMOVED"}
+    assert kin(wife) == ("CAN_ADD", None)
+
+
+async def test_across_provinces_and_in_english(gql: GraphQL) -> None:
+    screen = await family(gql, "hb_liu_yang", lang="en")
+    mother = screen["js_zhang_shuzhen"]
+    assert mother["province"] == {"code": "32"}
+    assert aid(mother) == ("NOT_POSSIBLE", "CROSS_PROVINCE_NOT_ALLOWED")
+    assert kin(mother) == ("CAN_ADD", None)  # kinship is nationwide
+    assert mother["mutualAid"]["verdict"]["message"].startswith("Cannot be bound")
+    daughter = screen["hb_liu_yinuo"]
+    assert aid(daughter) == ("CAN_BIND", "BALANCE_ZERO")  # allowed, but his account is empty
+    chinese = await family(gql, "hb_liu_yang")
+    assert chinese["js_zhang_shuzhen"]["mutualAid"]["verdict"]["message"].startswith("不能")
+
+
+@pytest.mark.parametrize(("who", "size"), [("hn_zhao_lei", 4), ("hb_wang_jianguo", 10)])
+async def test_one_family_query_asks_each_province_a_fixed_number_of_times(
+    who: str, size: int
+) -> None:
+    sandboxes = Sandboxes()
+    async with sandboxes._stack:
+        await sandboxes.start()
+        async with gateway(dict(sandboxes.transports), Settings(data_dir=None)) as gql:
+            await gql("{ me { name } }", as_=who)  # where the caller is insured: remembered
+            before = {n: t.calls for n, t in sandboxes.transports.items()}
+            result = await gql(FAMILY, as_=who)
+            asked = {n: t.calls - before[n] for n, t in sandboxes.transports.items()}
+            assert len(result["data"]["me"]["family"]) >= size
+            # again, once every relative's province is remembered
+            before = {n: t.calls for n, t in sandboxes.transports.items()}
+            await gql(FAMILY, as_=who)
+            again = {n: t.calls - before[n] for n, t in sandboxes.transports.items()}
+    # at most one request of each kind per province, whatever the family's size: the
+    # caller (me), their civil record and bindings, the relatives' insurance and bindings
+    assert max(asked.values()) <= 5, asked
+    assert max(again.values()) <= 5, again
