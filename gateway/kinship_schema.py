@@ -30,7 +30,17 @@ from gateway.kinship import (
     VoucherOutcome,
 )
 from gateway.messages import note_message
-from gateway.types import Area, ChannelType, Info_, Insurance, PersonRef, Relation, UserError
+from gateway.types import (
+    Area,
+    ChannelType,
+    FamilyLink,
+    FamilyLinkKind,
+    Info_,
+    Insurance,
+    PersonRef,
+    Relation,
+    UserError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +116,7 @@ class ExpectedDecision:
     name="KinshipLink",
     description="A relative (the member) added to someone's e-voucher (the adder).",
 )
-class KinshipLinkType:
+class KinshipLinkType(FamilyLink):
     id: strawberry.ID = strawberry.field(
         description="Also the request id while pending, and the member id once approved."
     )
@@ -145,13 +155,19 @@ class KinshipLinkType:
             expected = ExpectedDecision(
                 min_working_days=low, max_working_days=high, earliest=window[0], latest=window[1]
             )
+        adder, member = who(link.adder), who(link.member)
         return cls(
             id=link_id(link),
+            kind=FamilyLinkKind.KINSHIP_LINK,
+            who=adder,
+            whom=member,
+            link_status=link.status.value,
+            since=link.created_at,
             status=link.status,
             relation=link.relation,
             channel=link.channel,
-            adder=who(link.adder),
-            member=who(link.member),
+            adder=adder,
+            member=member,
             created_at=link.created_at,
             decided_at=link.decided_at,
             activated_at=link.activated_at,

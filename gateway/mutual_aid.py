@@ -225,7 +225,7 @@ class MutualAid:
     async def respond(
         self, actor: str, binding_id: str, *, accept: bool, channel: Channel | None = None
     ) -> Outcome:
-        found = await self._find(actor, binding_id)
+        found = await self.find(actor, binding_id)
         if found is None or found[0].beneficiary.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
         binding, adapter = found
@@ -239,7 +239,7 @@ class MutualAid:
     async def unbind(
         self, actor: str, binding_id: str, *, channel: Channel | None = None
     ) -> Outcome:
-        found = await self._find(actor, binding_id)
+        found = await self.find(actor, binding_id)
         if found is None or found[0].authorizer.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
         binding, adapter = found
@@ -264,7 +264,7 @@ class MutualAid:
         answers = await asyncio.gather(*(a.bindings_of([cert_no]) for a in asked))
         return [(b, a) for a, bindings in zip(asked, answers, strict=True) for b in bindings]
 
-    async def _find(self, actor: str, binding_id: str) -> tuple[Binding, ProvinceAdapter] | None:
+    async def find(self, actor: str, binding_id: str) -> tuple[Binding, ProvinceAdapter] | None:
         """The binding behind a global id, if the actor takes part in it; else None."""
         decoded = decode_id(binding_id, BINDING_KIND)
         if decoded is None:

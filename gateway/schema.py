@@ -17,6 +17,7 @@ from gateway.errors import ErrorBoundary
 from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.mutual_aid import BindInput, Outcome
+from gateway.node_schema import NodeQueries
 from gateway.records_schema import (
     AuthorizationRecordConnection,
     RecordChannel,
@@ -204,7 +205,7 @@ class BindMutualAidInput:
 
 
 @strawberry.type
-class Query(KinshipQueries, DiagnosisQueries):
+class Query(KinshipQueries, DiagnosisQueries, NodeQueries):
     @strawberry.field(description="The federated provinces and the rules each applies today.")
     def provinces(self, info: Info_) -> list[Province]:
         return [Province.of(adapter) for adapter in info.context.services.provinces.values()]

@@ -11,7 +11,15 @@ from adapters import base
 from adapters.base import ProvinceAdapter
 from gateway.ids import encode_id
 from gateway.settlement import SETTLEMENT_KIND, Outcome, SettleInput
-from gateway.types import Info_, Money, PersonRef, Province, UserError
+from gateway.types import (
+    FamilyLink,
+    FamilyLinkKind,
+    Info_,
+    Money,
+    PersonRef,
+    Province,
+    UserError,
+)
 
 MedicalType = strawberry.enum(base.MedicalType, description="门诊, 住院 or 药店.")
 
@@ -29,7 +37,7 @@ def _money(amount: object) -> Money:
 
 
 @strawberry.type(description="A settled bill, in the province's own record of it.")
-class Settlement:
+class Settlement(FamilyLink):
     id: strawberry.ID
     status: SettlementStatusType  # type: ignore[valid-type]
     medical_type: MedicalType  # type: ignore[valid-type]
@@ -54,12 +62,19 @@ class Settlement:
     @classmethod
     def of(cls, done: base.Settlement, adapter: ProvinceAdapter, caller: str) -> Settlement:
         payer = done.mutual_aid_payer
+        patient = PersonRef.of(done.patient, caller)
+        status = SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED
         return cls(
             id=strawberry.ID(encode_id(SETTLEMENT_KIND, adapter.code, done.id)),
-            status=SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED,
+            kind=FamilyLinkKind.SETTLEMENT,
+            who=patient if payer is None else PersonRef.of(payer, caller),
+            whom=patient,
+            link_status=status.value,
+            since=done.settled_at,
+            status=status,
             medical_type=done.medical_type,
             institution_code=done.institution_code,
-            patient=PersonRef.of(done.patient, caller),
+            patient=patient,
             total_amount=_money(done.total),
             fund_paid=_money(done.fund_paid),
             self_pay=_money(done.self_pay),

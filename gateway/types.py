@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from decimal import Decimal
 from typing import NewType
 
@@ -137,8 +138,33 @@ class UserError:
         )
 
 
+class FamilyLinkKind(enum.Enum):
+    MUTUAL_AID_BINDING = "MUTUAL_AID_BINDING"
+    KINSHIP_LINK = "KINSHIP_LINK"  # a kinship request while pending
+    SETTLEMENT = "SETTLEMENT"  # a settlement, when mutual aid paid part of it
+
+
+FamilyLinkKindType = strawberry.enum(FamilyLinkKind, name="FamilyLinkKind")
+
+
+@strawberry.interface(
+    description="Anything that links two people of a family, for clients that list them all:"
+    " who links whom, what kind of link, its status, since when. `node(id:)` finds any of"
+    " them again."
+)
+class FamilyLink:
+    id: strawberry.ID
+    kind: FamilyLinkKindType  # type: ignore[valid-type]
+    who: PersonRef = strawberry.field(
+        description="The authorizer, the adder, or the one whose account paid."
+    )
+    whom: PersonRef = strawberry.field(description="The beneficiary, the member, the patient.")
+    link_status: str = strawberry.field(description="The object's own status, as text.")
+    since: dt.datetime
+
+
 @strawberry.type(description="An authorizer lets a relative spend their personal account.")
-class MutualAidBinding:
+class MutualAidBinding(FamilyLink):
     id: strawberry.ID
     status: BindingStatus  # type: ignore[valid-type]
     relation: Relation = strawberry.field(  # type: ignore[valid-type]
@@ -151,12 +177,19 @@ class MutualAidBinding:
 
     @classmethod
     def of(cls, binding: Binding, adapter: ProvinceAdapter, caller: str) -> MutualAidBinding:
+        authorizer = PersonRef.of(binding.authorizer, caller)
+        beneficiary = PersonRef.of(binding.beneficiary, caller)
         return cls(
             id=strawberry.ID(encode_id(BINDING_KIND, adapter.code, binding.id)),
+            kind=FamilyLinkKind.MUTUAL_AID_BINDING,
+            who=authorizer,
+            whom=beneficiary,
+            link_status=binding.status.value,
+            since=binding.created_at,
             status=binding.status,
             relation=binding.relation,
-            authorizer=PersonRef.of(binding.authorizer, caller),
-            beneficiary=PersonRef.of(binding.beneficiary, caller),
+            authorizer=authorizer,
+            beneficiary=beneficiary,
             province=Province.of(adapter),
             created_at=binding.created_at,
         )

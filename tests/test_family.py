@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.certno import mask_cert_no, mask_name
+from gateway.auth import INSTITUTION, Institution, mint_token
+from gateway.certno import check_character, mask_cert_no, mask_name
 from gateway.config import Settings
 from tests.conftest import PEOPLE, GraphQL, Sandboxes, gateway, person
 
@@ -207,3 +208,79 @@ async def test_one_family_query_asks_each_province_a_fixed_number_of_times(
     # caller (me), their civil record and bindings, the relatives' insurance and bindings
     assert max(asked.values()) <= 5, asked
     assert max(again.values()) <= 5, again
+
+
+NODE = """query($id: ID!) { node(id: $id) {
+  __typename id kind who { name } whom { name } linkStatus since
+  ... on MutualAidBinding { relation }
+  ... on KinshipLink { channel }
+  ... on Settlement { mutualAidPaid }
+} }"""
+
+
+async def node(gql: GraphQL, node_id: str, **who: Any) -> dict[str, Any] | None:
+    result = await gql(NODE, {"id": node_id}, **who)
+    assert "errors" not in result, result
+    found: dict[str, Any] | None = result["data"]["node"]
+    return found
+
+
+async def test_every_link_is_a_family_link_found_again_by_node(gql: GraphQL) -> None:
+    binding = await bind(gql, "hb_wang_jianguo", "hb_wang_jing", "CHILD")
+    link = await add(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
+    staff = "11010119900101001" + check_character("11010119900101001")
+    cashier = mint_token(
+        staff,
+        gql.auth,
+        roles=frozenset({INSTITUTION}),
+        institution=Institution("H13010001", "HOSPITAL"),
+    )
+    settled = await gql(
+        "mutation($i: SettleInput!) { settle(input: $i) { settlement { id } } }",
+        {
+            "i": {
+                "patientCertNo": person("hb_wang_jing")["certNo"],
+                "medicalType": "OUTPATIENT",
+                "totalAmount": "100.00",
+                "fundPaid": "40.00",
+                "idempotencyKey": "node-1",
+            }
+        },
+        token=cashier,
+    )
+    settlement = settled["data"]["settle"]["settlement"]["id"]
+
+    found = await node(gql, binding, as_="hb_wang_jianguo")
+    assert found is not None
+    assert (found["__typename"], found["kind"], found["linkStatus"]) == (
+        "MutualAidBinding",
+        "MUTUAL_AID_BINDING",
+        "ACTIVE",
+    )
+    assert (found["who"], found["whom"], found["relation"]) == (
+        {"name": "王建国"},
+        {"name": "王*"},
+        "CHILD",
+    )
+    kinship = await node(gql, link, as_="hb_wang_hao")  # the member sees it too
+    assert kinship is not None
+    assert (kinship["__typename"], kinship["kind"], kinship["linkStatus"]) == (
+        "KinshipLink",
+        "KINSHIP_LINK",
+        "PENDING_CONSENT",
+    )
+    assert kinship["whom"] == {"name": "王浩"}
+    paid = await node(gql, settlement, as_="hb_wang_jing")  # the patient
+    assert paid is not None
+    assert (paid["__typename"], paid["kind"], paid["mutualAidPaid"]) == (
+        "Settlement",
+        "SETTLEMENT",
+        "60.00",
+    )
+    assert paid["who"] == {"name": "王*国"}  # her father's account paid
+    assert (await node(gql, settlement, as_="hb_wang_jianguo")) is not None  # the payer
+
+    # anyone else: as if the id named nothing
+    for other in (binding, link, settlement):
+        assert await node(gql, other, as_="hn_zhao_lei") is None
+    assert await node(gql, "not-an-id", as_="hb_wang_jianguo") is None

@@ -222,6 +222,7 @@ PROMISED = {
     "Settlement: a hospital bill for 王静 (her father pays)": ["SETTLED"],
     "Settlement: reverse it the same day": ["REVERSED"],
     "Records: what my account paid for my family": ["ok"],
+    "The family screen": ["ok"],
 }
 
 

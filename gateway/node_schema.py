@@ -1,0 +1,46 @@
+"""`node(id:)`: any family link again by its global id, for whoever takes part in it."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.auth import REVIEWER
+from gateway.ids import decode_id
+from gateway.kinship import LINK_KIND
+from gateway.kinship_schema import KinshipLinkType
+from gateway.mutual_aid import BINDING_KIND
+from gateway.settlement import SETTLEMENT_KIND
+from gateway.settlement_schema import Settlement
+from gateway.types import FamilyLink, Info_, MutualAidBinding
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(
+        description="A binding, kinship link or settlement by its id, if the caller takes part"
+        " in it (a reviewer sees kinship requests too); null otherwise, as for an id that"
+        " names nothing."
+    )
+    async def node(self, info: Info_, id: strawberry.ID) -> FamilyLink | None:
+        caller = info.context.signed_in()
+        services = info.context.services
+        me = caller.cert_no
+        if decode_id(id, BINDING_KIND) is not None:
+            found = await services.mutual_aid.find(me, id)
+            return None if found is None else MutualAidBinding.of(found[0], found[1], me)
+        if (decoded := decode_id(id, LINK_KIND)) is not None:
+            link = await services.kinship.link(decoded[1])
+            if link is None:
+                return None
+            reviewer = REVIEWER in caller.roles
+            if me not in (link.adder.cert_no, link.member.cert_no) and not reviewer:
+                return None
+            return KinshipLinkType.of(link, me, services.kinship.policy)
+        if (decoded := decode_id(id, SETTLEMENT_KIND)) is not None:
+            adapter = services.provinces.get(decoded[0])
+            if adapter is None:
+                return None
+            for done in await adapter.settlements_of([me]):  # the patient's or the payer's
+                if done.id == decoded[1]:
+                    return Settlement.of(done, adapter, me)
+        return None
