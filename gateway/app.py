@@ -120,7 +120,7 @@ def create_app(
                     settlements=Settlements(provinces, directory, store),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
-                    family=Family(mutual_aid, kinship, directory),
+                    family=Family(provinces, kinship, directory),
                 )
                 yield
         finally:

@@ -6,10 +6,9 @@ where they are insured, and for each feature both directions with a verdict
 judged by the same rules as binding and the diagnosis (`mutual_aid.judge`).
 
 One screen asks each province at most once per kind of fact, however large
-the family: the caller's civil record (one `relatives`), the bindings (one
-`bindings_of` per province that may hold them), the relatives' insurance (one
-`find_persons` per province, through the directory) and their own bindings
-(one `bindings_of` per province).
+the family: the caller's civil record (one `relatives`), the relatives' insurance (one
+`find_persons` per province, through the directory) and the bindings of the
+caller and the relatives together (one `bindings_of` per province).
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from adapters.base import Binding, BindingStatus, Party, ProvinceAdapter, Refusa
 from gateway.diagnosis import Reason, reason_for
 from gateway.directory import Directory, Located
 from gateway.kinship import Kinship, KinshipLink, LinkStatus, age_on, china_date
-from gateway.mutual_aid import MutualAid, judge
+from gateway.mutual_aid import judge
+from gateway.provinces import Provinces
 
 
 class AgeBand(enum.Enum):
@@ -98,36 +98,40 @@ def _latest(items: Iterable[tuple[dt.datetime, bool, object]]) -> object | None:
 
 
 class Family:
-    def __init__(self, mutual_aid: MutualAid, kinship: Kinship, directory: Directory) -> None:
-        self._mutual_aid = mutual_aid
+    def __init__(self, provinces: Provinces, kinship: Kinship, directory: Directory) -> None:
+        self._provinces = provinces
         self._kinship = kinship
         self._directory = directory
 
     async def of(self, me: Located) -> list[Member]:
         caller = me.person.cert_no
-        civil, held, links = await asyncio.gather(
-            me.adapter.relatives(caller),
-            self._mutual_aid.bindings_of(caller, me.adapter),
-            self._kinship.links_of(caller),
+        civil, links = await asyncio.gather(
+            me.adapter.relatives(caller), self._kinship.links_of(caller)
         )
         names: dict[str, str] = {}
         relation: dict[str, Relation | None] = {}
         for entry in civil:
             names[entry.cert_no] = entry.name
             relation[entry.cert_no] = entry.relation
-        for binding, _ in held:
-            for party in (binding.authorizer, binding.beneficiary):
-                if party.cert_no != caller:
-                    names.setdefault(party.cert_no, party.name)
-                    relation.setdefault(party.cert_no, _binding_relation(binding, caller))
         for link in links:
             for party in (link.adder, link.member):
                 if party.cert_no != caller:
                     names.setdefault(party.cert_no, party.name)
                     relation.setdefault(party.cert_no, _link_relation(link, caller))
-
         located = await self._directory.locate(names)
-        theirs = await self._bindings_of_relatives(located.values())
+        held, theirs = await self._bindings(me, located.values())
+        # someone bound to the caller but on no record of theirs (rare): add them too
+        extra = {
+            party.cert_no: (party.name, _binding_relation(binding, caller))
+            for binding, _ in held
+            for party in (binding.authorizer, binding.beneficiary)
+            if party.cert_no != caller and party.cert_no not in names
+        }
+        if extra:
+            for cert_no, (name, related) in extra.items():
+                names[cert_no], relation[cert_no] = name, related
+            located.update(await self._directory.locate(extra))
+
         adders = await self._kinship.live_adders(list(names))
         my_links = sum(link.status.is_live and link.adder.cert_no == caller for link in links)
         on_record = {entry.cert_no for entry in civil}
@@ -157,7 +161,7 @@ class Family:
                         where,
                         relation[cert_no] if cert_no in on_record else None,
                         i_authorize,
-                        [*[b for b, _ in held], *theirs.get(cert_no, [])],
+                        [*theirs.get(caller, []), *theirs.get(cert_no, [])],
                     ),
                     kinship=self._kinship_verdict(
                         where,
@@ -171,23 +175,34 @@ class Family:
             )
         return members
 
-    async def _bindings_of_relatives(
-        self, relatives: Iterable[Located]
-    ) -> dict[str, list[Binding]]:
-        """Each relative's own bindings: one request per province that insures some."""
-        by_province: dict[str, tuple[ProvinceAdapter, list[str]]] = {}
+    async def _bindings(
+        self, me: Located, relatives: Iterable[Located]
+    ) -> tuple[list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]]]:
+        """The caller's bindings and each relative's, in one request per province: the
+        caller is asked of their own province and of any that binds across provinces."""
+        caller = me.person.cert_no
+        asked: dict[str, tuple[ProvinceAdapter, set[str]]] = {}
+        for adapter in self._provinces.values():
+            if adapter is me.adapter or adapter.policy().cross_province:
+                asked[adapter.code] = (adapter, {caller})
         for found in relatives:
-            entry = by_province.setdefault(found.adapter.code, (found.adapter, []))
-            entry[1].append(found.person.cert_no)
-        answers = await asyncio.gather(
-            *(adapter.bindings_of(certs) for adapter, certs in by_province.values())
-        )
+            entry = asked.setdefault(found.adapter.code, (found.adapter, set()))
+            entry[1].add(found.person.cert_no)
+        order = list(asked.values())
+        answers = await asyncio.gather(*(a.bindings_of(sorted(certs)) for a, certs in order))
+        held: list[tuple[Binding, ProvinceAdapter]] = []
         theirs: dict[str, list[Binding]] = {}
-        for bindings in answers:
+        seen: set[tuple[str, str]] = set()
+        for (adapter, _), bindings in zip(order, answers, strict=True):
             for binding in bindings:
+                if (adapter.code, binding.id) in seen:
+                    continue
+                seen.add((adapter.code, binding.id))
+                if caller in (binding.authorizer.cert_no, binding.beneficiary.cert_no):
+                    held.append((binding, adapter))
                 for party in (binding.authorizer, binding.beneficiary):
                     theirs.setdefault(party.cert_no, []).append(binding)
-        return theirs
+        return held, theirs
 
     def _mutual_aid_verdict(
         self,
@@ -199,6 +214,13 @@ class Family:
     ) -> MutualAidVerdict:
         empty = me.person.is_employee and (me.person.balance or 0) <= 0
         if mine is not None and mine[0].status is BindingStatus.ACTIVE:
+            # bound, and what would still stop it paying today (as the diagnosis says)
+            if not me.person.is_employee:
+                return MutualAidVerdict(MutualAidState.BOUND, Reason.NOT_EMPLOYEE_INSURED)
+            if them is not None and not them.person.is_in_force:
+                return MutualAidVerdict(
+                    MutualAidState.BOUND, Reason.RELATIVE_INSURANCE_NOT_IN_FORCE
+                )
             return MutualAidVerdict(MutualAidState.BOUND, Reason.BALANCE_ZERO if empty else None)
         if mine is not None and mine[0].status is BindingStatus.PENDING_CONFIRMATION:
             return MutualAidVerdict(
@@ -228,15 +250,14 @@ class Family:
         not_possible = KinshipState.NOT_POSSIBLE
         if them is None:
             return KinshipVerdict(not_possible, RefusalCode.PERSON_NOT_FOUND)
-        if civil is None:
-            return KinshipVerdict(not_possible, RefusalCode.RELATION_NOT_VERIFIED)
-        if civil not in policy.allowed_relations:
+        if civil is not None and civil not in policy.allowed_relations:
             return KinshipVerdict(not_possible, RefusalCode.RELATION_NOT_ALLOWED)
         if my_links >= policy.max_members:
             return KinshipVerdict(not_possible, RefusalCode.KINSHIP_ADDER_LIMIT_REACHED)
         if their_adders >= policy.max_adders:
             return KinshipVerdict(not_possible, RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED)
-        needs = age is None or age <= policy.review_age
+        # off the civil record, only a document (and a reviewer) can show the relation
+        needs = civil is None or age is None or age <= policy.review_age
         return KinshipVerdict(KinshipState.CAN_ADD, documents_needed=needs)
 
 

@@ -63,7 +63,8 @@ class FamilyKinship:
 class FamilyMember:
     relative: PersonRef
     relation: Relation | None = strawberry.field(  # type: ignore[valid-type]
-        description="Their relation to me (null: linked, but not on my civil record)."
+        description="Their relation to me: the civil record's, or for someone linked but not"
+        " on it, what the link claims (null: neither says)."
     )
     insured_area: Area | None
     province: Province | None

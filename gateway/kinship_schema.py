@@ -64,7 +64,7 @@ def link_id(link: KinshipLink) -> strawberry.ID:
     return strawberry.ID(encode_id(LINK_KIND, _REGISTRY, link.id))
 
 
-def _registry_id(global_id: str) -> str:
+def registry_id(global_id: str) -> str:
     """The link behind a global id; an id of anything else finds nothing."""
     decoded = decode_id(global_id, LINK_KIND)
     return decoded[1] if decoded is not None and decoded[0] == _REGISTRY else ""
@@ -336,7 +336,7 @@ class KinshipQueries:
     )
     async def kinship_usage(self, info: Info_, member_id: strawberry.ID) -> KinshipUsagePayload:
         caller = info.context.caller_cert_no()
-        uses, refusals = await info.context.services.kinship.usage(caller, _registry_id(member_id))
+        uses, refusals = await info.context.services.kinship.usage(caller, registry_id(member_id))
         return KinshipUsagePayload(
             uses=[KinshipUse.of(u) for u in uses],
             errors=[UserError.of(r, info) for r in refusals],
@@ -387,7 +387,7 @@ class KinshipMutations:
     ) -> KinshipPayload:
         caller = info.context.caller_cert_no()
         outcome = await info.context.services.kinship.respond(
-            caller, _registry_id(request_id), accept=accept
+            caller, registry_id(request_id), accept=accept
         )
         return KinshipPayload.of(outcome, info)
 
@@ -400,7 +400,7 @@ class KinshipMutations:
         reason: str | None = None,
     ) -> KinshipPayload:
         outcome = await info.context.services.kinship.review(
-            info.context.signed_in(), _registry_id(request_id), approve=approve, reason=reason
+            info.context.signed_in(), registry_id(request_id), approve=approve, reason=reason
         )
         return KinshipPayload.of(outcome, info)
 
@@ -412,7 +412,7 @@ class KinshipMutations:
     ) -> KinshipPayload:
         caller = info.context.caller_cert_no()
         outcome = await info.context.services.kinship.activate(
-            caller, _registry_id(member_id), payment_password
+            caller, registry_id(member_id), payment_password
         )
         return KinshipPayload.of(outcome, info)
 
@@ -425,11 +425,11 @@ class KinshipMutations:
     ) -> KinshipVoucherPayload:
         caller = info.context.caller_cert_no()
         kinship = info.context.services.kinship
-        outcome = await kinship.voucher(caller, _registry_id(member_id), treatment_area)
+        outcome = await kinship.voucher(caller, registry_id(member_id), treatment_area)
         return KinshipVoucherPayload.of(outcome, info)
 
     @strawberry.mutation(description="Either side ends a kinship link.")
     async def remove_kinship_member(self, info: Info_, member_id: strawberry.ID) -> KinshipPayload:
         caller = info.context.caller_cert_no()
-        outcome = await info.context.services.kinship.remove(caller, _registry_id(member_id))
+        outcome = await info.context.services.kinship.remove(caller, registry_id(member_id))
         return KinshipPayload.of(outcome, info)

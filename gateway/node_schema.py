@@ -6,8 +6,8 @@ import strawberry
 
 from gateway.auth import REVIEWER
 from gateway.ids import decode_id
-from gateway.kinship import LINK_KIND
-from gateway.kinship_schema import KinshipLinkType
+from gateway.kinship import LINK_KIND, LinkStatus
+from gateway.kinship_schema import KinshipLinkType, registry_id
 from gateway.mutual_aid import BINDING_KIND
 from gateway.settlement import SETTLEMENT_KIND
 from gateway.settlement_schema import Settlement
@@ -28,12 +28,13 @@ class NodeQueries:
         if decode_id(id, BINDING_KIND) is not None:
             found = await services.mutual_aid.find(me, id)
             return None if found is None else MutualAidBinding.of(found[0], found[1], me)
-        if (decoded := decode_id(id, LINK_KIND)) is not None:
-            link = await services.kinship.link(decoded[1])
+        if decode_id(id, LINK_KIND) is not None:
+            link = await services.kinship.link(registry_id(id))
             if link is None:
                 return None
-            reviewer = REVIEWER in caller.roles
-            if me not in (link.adder.cert_no, link.member.cert_no) and not reviewer:
+            # a reviewer, only what waits for review (as the queue shows it)
+            reviewing = REVIEWER in caller.roles and link.status is LinkStatus.PENDING_REVIEW
+            if me not in (link.adder.cert_no, link.member.cert_no) and not reviewing:
                 return None
             return KinshipLinkType.of(link, me, services.kinship.policy)
         if (decoded := decode_id(id, SETTLEMENT_KIND)) is not None:
@@ -42,5 +43,5 @@ class NodeQueries:
                 return None
             for done in await adapter.settlements_of([me]):  # the patient's or the payer's
                 if done.id == decoded[1]:
-                    return Settlement.of(done, adapter, me)
+                    return Settlement.of(done, adapter, me, party=True)
         return None

@@ -52,16 +52,26 @@ class Settlement(FamilyLink):
         description="The one authorizer who paid (the largest balance at that moment)."
     )
     cash_due: Money = strawberry.field(description="What is left to pay by other means.")
-    patient_balance_after: Money | None
-    mutual_aid_payer_balance_after: Money | None
+    patient_balance_after: Money | None = strawberry.field(
+        description="For the institution, and for the patient themselves."
+    )
+    mutual_aid_payer_balance_after: Money | None = strawberry.field(
+        description="For the institution, and for the payer themselves."
+    )
     province: Province
     settled_at: dt.datetime
     reversed_at: dt.datetime | None
     reversal_reason: str | None
 
     @classmethod
-    def of(cls, done: base.Settlement, adapter: ProvinceAdapter, caller: str) -> Settlement:
+    def of(
+        cls, done: base.Settlement, adapter: ProvinceAdapter, caller: str, *, party: bool = False
+    ) -> Settlement:
+        """The settlement as ``caller`` sees it. The institution sees every balance after;
+        a ``party`` (the patient or the payer) sees only their own."""
         payer = done.mutual_aid_payer
+        own_balance = not party or done.patient.cert_no == caller
+        payer_balance = not party or (payer is not None and payer.cert_no == caller)
         patient = PersonRef.of(done.patient, caller)
         status = SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED
         return cls(
@@ -83,10 +93,10 @@ class Settlement(FamilyLink):
             mutual_aid_payer=None if payer is None else PersonRef.of(payer, caller),
             cash_due=_money(done.cash_due),
             patient_balance_after=None
-            if done.patient_balance_after is None
+            if done.patient_balance_after is None or not own_balance
             else _money(done.patient_balance_after),
             mutual_aid_payer_balance_after=None
-            if done.payer_balance_after is None
+            if done.payer_balance_after is None or not payer_balance
             else _money(done.payer_balance_after),
             province=Province.of(adapter),
             settled_at=done.settled_at,

@@ -141,7 +141,7 @@ class UserError:
 class FamilyLinkKind(enum.Enum):
     MUTUAL_AID_BINDING = "MUTUAL_AID_BINDING"
     KINSHIP_LINK = "KINSHIP_LINK"  # a kinship request while pending
-    SETTLEMENT = "SETTLEMENT"  # a settlement, when mutual aid paid part of it
+    SETTLEMENT = "SETTLEMENT"  # a settlement: who paid (the patient, or an authorizer), for whom
 
 
 FamilyLinkKindType = strawberry.enum(FamilyLinkKind, name="FamilyLinkKind")
