@@ -6,6 +6,7 @@ in production mode there is no page and no persona route.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -75,8 +76,12 @@ class _GraphQL(GraphQL[Context, None]):
         caller: Caller | None = None
         token = bearer(request.headers.get("authorization"))
         if token is not None:
+            auth = services.settings.auth
             try:
-                caller = verify_token(token, services.settings.auth)
+                if auth.jwks_url is not None:  # the key set may be fetched: not on the loop
+                    caller = await asyncio.to_thread(verify_token, token, auth)
+                else:
+                    caller = verify_token(token, auth)
             except InvalidToken as exc:
                 log.info("rejected token: %s", exc)
         return Context(

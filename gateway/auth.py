@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -79,12 +82,44 @@ def mint_token(
     return jwt.encode(claims, settings.secret, algorithm=_ALGORITHM)
 
 
+# With public keys: only these (never HS256, so a public key can never act as a secret).
+ASYMMETRIC = ("RS256", "ES256")
+
+
+@functools.lru_cache(maxsize=8)
+def _key_set(path: Path) -> jwt.PyJWKSet:
+    return jwt.PyJWKSet.from_json(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=8)
+def _key_client(url: str) -> jwt.PyJWKClient:
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+
+
+def _verification_key(token: str, settings: AuthSettings) -> tuple[Any, list[str]]:
+    """The key that must have signed ``token``, and the algorithms it may use."""
+    if settings.jwks_file is not None:
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("no kid in the header")
+        try:
+            return _key_set(settings.jwks_file)[kid].key, list(ASYMMETRIC)
+        except KeyError as exc:
+            raise InvalidToken("no key with that kid") from exc
+    if settings.jwks_url is not None:
+        return _key_client(settings.jwks_url).get_signing_key_from_jwt(token).key, list(ASYMMETRIC)
+    return settings.secret, [_ALGORITHM]
+
+
 def verify_token(token: str, settings: AuthSettings) -> Caller:
+    """The caller a token names, if it verifies. With `jwks_url` the key set may be
+    fetched (a blocking call): run it in a thread."""
     try:
+        key, algorithms = _verification_key(token, settings)
         claims = jwt.decode(
             token,
-            settings.secret,
-            algorithms=[_ALGORITHM],
+            key,
+            algorithms=algorithms,
             audience=settings.audience,
             issuer=settings.issuer,
             leeway=settings.leeway_seconds,

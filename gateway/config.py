@@ -32,10 +32,18 @@ class AuthSettings:
     audience: str = "gongji"
     token_ttl_seconds: int = 12 * 3600
     leeway_seconds: int = 30
+    # Production: the identity provider's public keys (RS256 or ES256), as a JWKS file
+    # or URL. With either, tokens are verified with those keys only, never the secret.
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
 
     @property
     def is_development(self) -> bool:
         return self.secret == DEV_JWT_SECRET
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.jwks_file is not None or self.jwks_url is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,13 +104,20 @@ class Settings:
     def __post_init__(self) -> None:
         _mode(self.mode)
         if self.production:
+            if not self.auth.asymmetric:
+                raise ValueError(
+                    "production mode verifies tokens with the identity provider's public keys:"
+                    " set [auth] jwks_file or jwks_url (RS256 or ES256)"
+                )
             if self.auth.is_development:
                 raise ValueError(
-                    "production mode needs its own signing secret"
-                    " ([auth] secret or GONGJI_JWT_SECRET), not the development one"
+                    "production mode needs a signing secret of its own (it signs kinship"
+                    " vouchers): [auth] secret or GONGJI_JWT_SECRET, not the development one"
                 )
             if len(self.auth.secret.encode()) < 32:
                 raise ValueError("the signing secret must be at least 32 bytes long")
+        elif self.auth.asymmetric:
+            raise ValueError("sandbox mode signs its own tokens: no jwks_file or jwks_url")
         elif not self.auth.is_development:
             # The playground mints tokens for anyone who asks: with a secret of
             # one's own, a forgotten `mode` would hand out real tokens.
@@ -136,6 +151,8 @@ class Settings:
         auth_raw = dict(raw.get("auth", {}))
         if "GONGJI_JWT_SECRET" in environ:
             auth_raw["secret"] = environ["GONGJI_JWT_SECRET"]
+        if "jwks_file" in auth_raw:
+            auth_raw["jwks_file"] = Path(auth_raw["jwks_file"])
         chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
         tables = {name: dict(table) for name, table in raw.get("provinces", {}).items()}
         disabled = frozenset(n for n, t in tables.items() if not t.pop("enabled", True))

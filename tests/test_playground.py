@@ -27,8 +27,8 @@ from gateway.playground import (
 from gateway.provinces import adapter_classes, open_provinces
 from gateway.schema import schema
 from tests.conftest import PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
+from tests.keys import AUTH, JWKS_FILE, SECRET
 
-SECRET = "a-production-secret-of-at-least-32-bytes"
 PLACEHOLDER = "paste the id here"
 INTROSPECTION = "{ __schema { queryType { name } } }"
 
@@ -273,7 +273,7 @@ def production(**changes: Any) -> Settings:
     return Settings(
         mode="production",
         data_dir=None,
-        auth=AuthSettings(secret=SECRET),
+        auth=AUTH,
         provinces={name: AdapterSettings(base_url=f"http://{name}") for name in adapter_classes()},
         **changes,
     )
@@ -300,7 +300,7 @@ async def test_production_serves_neither_the_playground_nor_personas() -> None:
             token = await client.post("/playground/personas/hb_wang_jianguo/token")
             assert token.status_code == 404
             # the graph still answers, but not introspection
-            gql = GraphQL(client, AuthSettings(secret=SECRET))
+            gql = GraphQL(client, AUTH)
             assert (await gql("{ provinces { code } }"))["data"]["provinces"]
             refused = await gql(INTROSPECTION)
             assert "introspection has been disabled" in refused["errors"][0]["message"]
@@ -328,13 +328,17 @@ async def test_introspection_follows_the_settings(settings: Settings, allowed: b
         assert "introspection has been disabled" in result["errors"][0]["message"]
 
 
-def test_production_needs_a_secret_of_its_own() -> None:
-    with pytest.raises(ValueError, match="signing secret"):
-        Settings(mode="production")
+def test_production_needs_public_keys_and_a_secret_of_its_own() -> None:
+    with pytest.raises(ValueError, match="jwks_file or jwks_url"):
+        Settings(mode="production", auth=AuthSettings(secret=SECRET))
+    with pytest.raises(ValueError, match="signing secret of its own"):
+        Settings(mode="production", auth=AuthSettings(jwks_file=JWKS_FILE))
     with pytest.raises(ValueError, match="32 bytes"):
-        Settings(mode="production", auth=AuthSettings(secret="short"))
+        Settings(mode="production", auth=AuthSettings(secret="short", jwks_file=JWKS_FILE))
     with pytest.raises(ValueError, match="mode must be one of"):
         Settings(mode="staging")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sandbox mode signs its own tokens"):
+        Settings(auth=AuthSettings(jwks_file=JWKS_FILE))
 
 
 def test_a_secret_of_its_own_is_refused_in_sandbox_mode() -> None:
@@ -354,7 +358,8 @@ async def test_production_refuses_a_province_without_its_address() -> None:
 def test_mode_and_playground_settings_load_from_toml_and_environment(tmp_path: Path) -> None:
     config = tmp_path / "gongji.toml"
     config.write_text(
-        f'mode = "production"\n[auth]\nsecret = "{SECRET}"\n[graphql]\nintrospection = true\n'
+        f'mode = "production"\n[auth]\nsecret = "{SECRET}"\njwks_file = "{JWKS_FILE}"\n'
+        "[graphql]\nintrospection = true\n"
         '[playground]\ndir = "pg"\nroster = "people.json"\n'
     )
 
@@ -365,8 +370,8 @@ def test_mode_and_playground_settings_load_from_toml_and_environment(tmp_path: P
     assert loaded.roster == Path("people.json")
     assert Settings.load(environ={}).mode == "sandbox"
     assert not Settings.load(environ={}).production
-    with pytest.raises(ValueError, match='set mode = "production"'):
-        Settings.load(config, environ={"GONGJI_MODE": "sandbox"})  # with its real secret
+    with pytest.raises(ValueError, match="sandbox mode signs its own tokens"):
+        Settings.load(config, environ={"GONGJI_MODE": "sandbox"})  # with production keys
     with pytest.raises(ValueError, match="mode must be one of"):
         Settings.load(environ={"GONGJI_MODE": "prod"})
     config.write_text('[graphql]\nintrospection = "false"\n')

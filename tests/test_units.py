@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
 from gateway import documents, kinship
@@ -25,7 +30,10 @@ from gateway.ids import decode_id, encode_id
 from gateway.logs import MaskingFormatter, mask_cert_nos
 from gateway.messages import preferred_language
 from gateway.provinces import Provinces
+from tests.browser import served
 from tests.conftest import ROSTER
+from tests.keys import AUTH as KEYS_AUTH
+from tests.keys import JWKS_FILE, provider_token
 
 
 def test_every_roster_id_number_is_valid() -> None:
@@ -109,8 +117,10 @@ def test_a_policy_change_is_a_configuration_change(tmp_path: Path) -> None:
     config.write_text(
         """
 data_dir = "state"
+mode = "production"
 [auth]
 issuer = "test"
+jwks_file = "JWKS"
 [provinces.henan]
 timeout = 1.5
 [provinces.henan.policy]
@@ -121,12 +131,10 @@ effective_from = 2027-01-01
 max_relatives = 8
 cross_city = true
 cross_province = true
-""",
+""".replace("JWKS", str(JWKS_FILE)),
         encoding="utf-8",
     )
-    settings = Settings.load(
-        config, environ={"GONGJI_JWT_SECRET": "s" * 40, "GONGJI_MODE": "production"}
-    )
+    settings = Settings.load(config, environ={"GONGJI_JWT_SECRET": "s" * 40})
     assert settings.data_dir == Path("state")
     assert settings.auth.secret == "s" * 40
     assert settings.auth.issuer == "test"
@@ -347,3 +355,33 @@ def test_an_institution_role_without_a_valid_institution_is_refused(named: objec
         claims["institution"] = named
     with pytest.raises(InvalidToken, match="institution"):
         verify_token(jwt.encode(claims, auth.secret, algorithm="HS256"), auth)
+
+
+def test_production_tokens_are_verified_with_the_providers_public_keys() -> None:
+    token = provider_token("130102197603150016", roles=["REVIEWER"])
+    assert verify_token(token, KEYS_AUTH).roles == {"REVIEWER"}
+    # the development secret's tokens are worthless there, and so is a public key used as
+    # an HS256 secret (no algorithm confusion)
+    with pytest.raises(InvalidToken):
+        verify_token(mint_token("130102197603150016", AuthSettings()), KEYS_AUTH)
+    unsigned = jwt.encode(
+        {"sub": "130102197603150016"}, "x" * 40, algorithm="HS256", headers={"kid": "test-2026"}
+    )
+    with pytest.raises(InvalidToken):
+        verify_token(unsigned, KEYS_AUTH)
+    no_kid = jwt.encode({"sub": "130102197603150016"}, "x" * 40, algorithm="HS256")
+    with pytest.raises(InvalidToken, match="kid"):
+        verify_token(no_kid, KEYS_AUTH)
+
+
+async def test_production_keys_may_come_from_a_jwks_url() -> None:
+    keys = JWKS_FILE.read_text()
+
+    async def jwks(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(keys, media_type="application/json")
+
+    async with served(Starlette(routes=[Route("/jwks.json", jwks)])) as origin:
+        auth = AuthSettings(secret=KEYS_AUTH.secret, jwks_url=f"{origin}/jwks.json")
+        token = provider_token("130102197603150016", auth)
+        caller = await asyncio.to_thread(verify_token, token, auth)
+    assert caller.cert_no == "130102197603150016"
