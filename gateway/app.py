@@ -36,6 +36,7 @@ from gateway.messages import preferred_language
 from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
 from gateway.provinces import open_provinces
+from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
 from gateway.schema import build_schema
 from gateway.settlement import Settlements
@@ -89,6 +90,7 @@ class _GraphQL(GraphQL[Context, None]):
             lang=lang,
             request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
             caller=caller,
+            client=request.client.host if request.client else None,
         )
 
 
@@ -126,6 +128,7 @@ def create_app(
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                     family=Family(provinces, kinship, directory),
+                    rate_limiter=RateLimiter(settings.limits),
                 )
                 yield
         finally:

@@ -46,6 +46,15 @@ class AuthSettings:
         return self.jwks_file is not None or self.jwks_url is not None
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """``[limits]``: operations per window, e.g. ``per_subject = "60/minute"``; counted for
+    every mutation and every diagnosis, per subject (token) and per client address."""
+
+    per_subject: str = "60/minute"
+    per_address: str = "300/minute"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KinshipPolicy:
     """The national rules of kinship accounts (亲情账户), as data: ``[kinship]``."""
@@ -100,6 +109,7 @@ class Settings:
     playground_dir: Path = PLAYGROUND_DIR
     roster: Path = ROSTER
     kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def __post_init__(self) -> None:
         _mode(self.mode)
@@ -175,6 +185,7 @@ class Settings:
             provinces={name: province_settings(name, table) for name, table in tables.items()},
             disabled=disabled,
             kinship=KinshipPolicy.from_table(raw.get("kinship", {})),
+            limits=RateLimits(**raw.get("limits", {})),
             **extra,
         )
 

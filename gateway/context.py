@@ -16,6 +16,7 @@ from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.mutual_aid import MutualAid
 from gateway.provinces import Provinces
+from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
 from gateway.settlement import Settlements
 from gateway.store import Store
@@ -35,6 +36,7 @@ class Services:
     diagnostics: Diagnostics
     journal: Journal
     family: Family
+    rate_limiter: RateLimiter
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class Context:
     lang: Language
     request_id: str
     caller: Caller | None
+    client: str | None = None  # the client's address, for rate limits
     _people: DataLoader[str, Located | None] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ request id; the operator finds the traceback in the log under that id.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,15 @@ class GatewayError(Exception):
         self.extensions: dict[str, Any] = {"code": code, **extensions}
 
 
+_REQUEST_ERRORS = (  # the first marker found in the message names the error
+    ("Document contains more than", "TOO_MANY_TOKENS"),
+    ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
+    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
+    ("aliases found", "TOO_MANY_ALIASES"),
+)
+_SUGGESTION = re.compile(r" ?Did you mean .*\?$")
+
+
 class ErrorBoundary(SchemaExtension):
     """Maps every error of an operation onto what a client may see."""
 
@@ -39,10 +49,34 @@ class ErrorBoundary(SchemaExtension):
         if result is not None and result.errors:
             result.errors = [self._public(error) for error in result.errors]
 
+    def _request_error(self, error: GraphQLError) -> GraphQLError:
+        """A request refused before it ran (syntax, validation, limits): coded; in
+        production without the "Did you mean ...?" hints that map the schema."""
+        if error.extensions and "code" in error.extensions:
+            return error
+        code = next(
+            (code for marker, code in _REQUEST_ERRORS if marker in error.message),
+            "GRAPHQL_VALIDATION_FAILED",
+        )
+        message = error.message
+        services = getattr(self.execution_context.context, "services", None)
+        if services is not None and services.settings.production:
+            message = _SUGGESTION.sub("", message)
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code},
+        )
+
     def _public(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if original is None or isinstance(original, GatewayError):
-            return error  # syntax and validation errors, and our own
+        if isinstance(original, GatewayError):
+            return error  # our own
+        if original is None or "Document contains more than" in error.message:
+            return self._request_error(error)
         cause = original
         while isinstance(cause, GraphQLError) and cause.original_error is not None:
             cause = cause.original_error  # graphql-core wraps a scalar's error in another

@@ -202,6 +202,7 @@ _FAULTS: dict[str, tuple[str, str]] = {
     "UNAUTHENTICATED": ("请先登录", "Please sign in."),
     "FORBIDDEN": ("无权访问", "You may not see this."),
     "BAD_USER_INPUT": ("请求参数不正确", "The request's input is not valid."),
+    "RATE_LIMITED": ("操作过于频繁,请稍后再试", "Too many requests: please wait and try again."),
     "UPSTREAM_UNAVAILABLE": (
         "省级医保系统暂时无法访问,请稍后再试",
         "The provincial system is unavailable. Please try again later.",

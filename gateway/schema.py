@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, SchemaExtension
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -18,6 +26,7 @@ from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
+from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
     AuthorizationRecordConnection,
     RecordChannel,
@@ -270,9 +279,25 @@ class _Schema(strawberry.Schema):
         """Logged by `ErrorBoundary`, with the request id and without personal data."""
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+# Limits on what one request may ask (each refused with its own extensions.code).
+MAX_DEPTH = 10  # no query of this schema needs more than 7; introspection does not count
+MAX_ALIASES = 20
+MAX_TOKENS = 3000
+
+
+def _introspection(ignored: IgnoreContext) -> bool:
+    return ignored.field_name.startswith("__")
+
+
+def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     """The graph; without ``introspection``, introspection queries fail validation."""
-    extensions: list[type[SchemaExtension]] = [ErrorBoundary]
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        ErrorBoundary,
+        RateLimit,
+        lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ]
     if not introspection:
         extensions.append(DisableIntrospection)
     return _Schema(

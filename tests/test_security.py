@@ -1,0 +1,92 @@
+"""Security: request limits, rate limits, and what production hides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapters.base import AdapterSettings
+from gateway.config import RateLimits, Settings
+from gateway.schema import build_schema
+from tests.conftest import GraphQL, Sandboxes, gateway, person
+from tests.keys import AUTH
+
+
+def code(result: dict[str, Any]) -> str:
+    extensions: dict[str, Any] = result["errors"][0]["extensions"]
+    return str(extensions["code"])
+
+
+async def test_a_query_too_deep_is_refused() -> None:
+    # no valid query of the graph reaches the limit of 10: shown with a limit of 4
+    shallow = build_schema(max_depth=4)
+    deep = "{ me { family { kinship { iAdded { adder { name } } } } } }"
+    result = await shallow.execute(deep, context_value=None)
+    assert result.errors is not None
+    assert result.errors[0].extensions == {"code": "QUERY_TOO_DEEP"}
+
+
+async def test_too_many_aliases_are_refused(gql: GraphQL) -> None:
+    many = "{ " + " ".join(f"p{i}: provinces {{ code }}" for i in range(21)) + " }"
+    assert code(await gql(many)) == "TOO_MANY_ALIASES"
+    twenty = "{ " + " ".join(f"p{i}: provinces {{ code }}" for i in range(20)) + " }"
+    assert "errors" not in await gql(twenty)
+
+
+async def test_too_many_tokens_are_refused(gql: GraphQL) -> None:
+    huge = "{ provinces { " + "code " * 3000 + "} }"
+    assert code(await gql(huge)) == "TOO_MANY_TOKENS"
+
+
+async def test_syntax_and_validation_errors_are_coded(gql: GraphQL) -> None:
+    assert code(await gql("{ provinces { code }")) == "GRAPHQL_PARSE_FAILED"
+    wrong = await gql("{ provinse { code } }")
+    assert code(wrong) == "GRAPHQL_VALIDATION_FAILED"
+    assert "Did you mean" in wrong["errors"][0]["message"]  # the sandbox helps
+
+
+async def test_production_does_not_map_the_schema_through_suggestions() -> None:
+    sandboxes = Sandboxes()
+    async with sandboxes._stack:
+        await sandboxes.start()
+        production = Settings(
+            mode="production",
+            data_dir=None,
+            auth=AUTH,
+            provinces={
+                name: AdapterSettings(base_url=f"http://{name}") for name in sandboxes.transports
+            },
+        )
+        async with gateway(dict(sandboxes.transports), production) as gql:
+            wrong = await gql("{ provinse { code } }")
+    assert code(wrong) == "GRAPHQL_VALIDATION_FAILED"
+    assert "Did you mean" not in wrong["errors"][0]["message"]
+
+
+class TestRateLimits:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(data_dir=None, limits=RateLimits(per_subject="3/minute"))
+
+    async def test_mutations_and_the_diagnosis_are_limited_per_subject(self, gql: GraphQL) -> None:
+        bind = "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code } } }"
+        given = {
+            "beneficiaryCertNo": person("hb_li_fu")["certNo"],
+            "beneficiaryName": person("hb_li_fu")["name"],
+            "relation": "PARENT",
+            "dryRun": True,
+        }
+        for _ in range(3):
+            assert "errors" not in await gql(bind, {"i": given}, as_="hb_wang_jianguo")
+        limited = await gql(bind, {"i": given}, as_="hb_wang_jianguo")
+        assert code(limited) == "RATE_LIMITED"
+        assert 0 < limited["errors"][0]["extensions"]["retryAfter"] <= 60
+        assert limited["data"] is None
+        # plain reads are not limited; the diagnosis is
+        assert "errors" not in await gql("{ me { name } }", as_="hb_wang_jianguo")
+        diagnose = "query($c: String!) { mutualAidDiagnosis(relativeCertNo: $c) { works } }"
+        again = await gql(diagnose, {"c": person("hb_wang_jing")["certNo"]}, as_="hb_wang_jianguo")
+        assert code(again) == "RATE_LIMITED"
+        # someone else is not held back by him
+        assert "errors" not in await gql(bind, {"i": given}, as_="hb_li_xiuying")
