@@ -24,6 +24,7 @@ from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
 from strawberry.types.unset import UNSET
 
+from gateway.audit import AuditLog
 from gateway.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.config import Settings
 from gateway.context import Context, Services
@@ -129,6 +130,7 @@ def create_app(
                     journal=journal,
                     family=Family(provinces, kinship, directory),
                     rate_limiter=RateLimiter(settings.limits),
+                    audit=AuditLog(store),
                 )
                 yield
         finally:

@@ -19,7 +19,8 @@ _ALGORITHM = "HS256"
 # Roles a token may carry besides being an insured person.
 REVIEWER = "REVIEWER"  # reviews kinship documents
 INSTITUTION = "INSTITUTION"  # a designated hospital or pharmacy: settles bills
-ROLES = frozenset({REVIEWER, INSTITUTION})
+ADMIN = "ADMIN"  # operations: reads the audit log
+ROLES = frozenset({REVIEWER, INSTITUTION, ADMIN})
 INSTITUTION_KINDS = ("HOSPITAL", "PHARMACY")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
 
+from gateway.audit import AuditLog
 from gateway.auth import Caller
 from gateway.config import Settings
 from gateway.diagnosis import Diagnostics
@@ -37,6 +38,7 @@ class Services:
     journal: Journal
     family: Family
     rate_limiter: RateLimiter
+    audit: AuditLog
 
 
 @dataclass(slots=True)

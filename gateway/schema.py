@@ -18,6 +18,8 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway.audit import Audited
+from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
@@ -214,7 +216,7 @@ class BindMutualAidInput:
 
 
 @strawberry.type
-class Query(KinshipQueries, DiagnosisQueries, NodeQueries):
+class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
     @strawberry.field(description="The federated provinces and the rules each applies today.")
     def provinces(self, info: Info_) -> list[Province]:
         return [Province.of(adapter) for adapter in info.context.services.provinces.values()]
@@ -293,6 +295,7 @@ def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> s
     """The graph; without ``introspection``, introspection queries fail validation."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorBoundary,
+        Audited,
         RateLimit,
         lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

@@ -77,6 +77,21 @@ CREATE TABLE IF NOT EXISTS binding_event (
 CREATE INDEX IF NOT EXISTS binding_event_authorizer ON binding_event (authorizer);
 CREATE INDEX IF NOT EXISTS binding_event_beneficiary ON binding_event (beneficiary);
 
+-- The audit log: append-only (nothing here updates or deletes a row).
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    actor TEXT,
+    roles TEXT NOT NULL,
+    client TEXT,
+    operation TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    channel TEXT,
+    outcome TEXT NOT NULL
+);
+
 -- Each institution's idempotency keys, whatever province the bill went to.
 CREATE TABLE IF NOT EXISTS settlement_key (
     institution TEXT NOT NULL,

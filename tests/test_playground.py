@@ -125,7 +125,8 @@ async def test_assets_are_sent_compressed_and_revalidated(http: httpx.AsyncClien
 async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncClient) -> None:
     personas = {p["key"]: p for p in (await http.get("/playground/personas")).json()}
 
-    assert set(personas) == set(PEOPLE) | {"reviewer_zhou", "hospital_cashier", "pharmacy_cashier"}
+    staff = {"reviewer_zhou", "hospital_cashier", "pharmacy_cashier", "admin_wu"}
+    assert set(personas) == set(PEOPLE) | staff
     reviewer = personas["reviewer_zhou"]
     assert reviewer["role"] == "REVIEWER"
     assert reviewer["insurance"] is None

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from adapters.base import AdapterSettings
+from gateway.auth import ADMIN, mint_token
+from gateway.certno import check_character
 from gateway.config import RateLimits, Settings
 from gateway.schema import build_schema
 from tests.conftest import GraphQL, Sandboxes, gateway, person
@@ -90,3 +92,60 @@ class TestRateLimits:
         assert code(again) == "RATE_LIMITED"
         # someone else is not held back by him
         assert "errors" not in await gql(bind, {"i": given}, as_="hb_li_xiuying")
+
+
+AUDIT = """{ auditLog(first: 20) { seq actor roles operation fields targets channel outcome
+                                requestId client } }"""
+
+
+async def test_the_audit_log_records_mutations_and_reads_of_others_for_admins(
+    gql: GraphQL, settings: Settings
+) -> None:
+    jing = person("hb_wang_jing")
+    bound = await gql(
+        "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code } } }",
+        {
+            "i": {
+                "beneficiaryCertNo": jing["certNo"],
+                "beneficiaryName": jing["name"],
+                "relation": "CHILD",
+                "channel": "WECHAT",
+            }
+        },
+        as_="hb_wang_jianguo",
+    )
+    assert bound["data"]["bindMutualAid"]["errors"] == []
+    refused = await gql(
+        'query { mutualAidDiagnosis(relativeCertNo: "130102194905050017") { works } }',
+        as_="hb_wang_jianguo",
+    )
+    assert "errors" not in refused
+    await gql("{ provinces { code } }")  # nobody's data: not audited
+    await gql("{ me { family { relation } } }", as_="hb_wang_lei")
+
+    admin = mint_token(
+        "11010119850101001" + check_character("11010119850101001"),
+        settings.auth,
+        roles=frozenset({ADMIN}),
+    )
+    entries = (await gql(AUDIT, token=admin))["data"]["auditLog"]
+    assert [(e["operation"], e["fields"]) for e in entries] == [
+        ("query", ["me"]),
+        ("query", ["mutualAidDiagnosis"]),
+        ("mutation", ["bindMutualAid"]),
+    ]
+    family, diagnosis, binding = entries
+    assert binding["actor"] == "130102********0016"  # masked, like every ID number
+    assert binding["targets"] == ["130102********0022"]
+    assert (binding["channel"], binding["outcome"], binding["roles"]) == ("WECHAT", "OK", [])
+    assert diagnosis["targets"] == ["130102********0017"]
+    assert family["actor"] == "130102********0017"
+    assert all(e["requestId"] for e in entries)
+    # the reading of the log is itself on it; nobody but an admin reads it
+    forbidden = await gql(AUDIT, as_="hb_wang_jianguo")
+    assert code(forbidden) == "FORBIDDEN"
+    latest = (await gql(AUDIT, token=admin))["data"]["auditLog"]
+    assert [(e["fields"], e["outcome"], e["actor"]) for e in latest[:2]] == [
+        (["auditLog"], "FORBIDDEN", "130102********0016"),
+        (["auditLog"], "OK", "110101********0017"),
+    ]

@@ -275,7 +275,7 @@ def test_kinship_policy_from_configuration(tmp_path: Path) -> None:
 def test_tokens_carry_only_known_roles() -> None:
     auth = AuthSettings()
     with pytest.raises(ValueError, match="unknown roles"):
-        mint_token("130102197603150016", auth, roles=frozenset({"ADMIN"}))
+        mint_token("130102197603150016", auth, roles=frozenset({"ROOT"}))
     forged = jwt.encode(
         {
             "sub": "130102197603150016",

@@ -1,0 +1,59 @@
+"""`auditLog` for the ADMIN role: the audit trail, masked."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from gateway.audit import Entry
+from gateway.auth import ADMIN
+from gateway.certno import mask_cert_no
+from gateway.errors import GatewayError
+from gateway.types import Info_
+
+
+@strawberry.type(description="Who did what to whom, when, how it ended; ID numbers masked.")
+class AuditEntry:
+    seq: int
+    at: dt.datetime
+    request_id: str
+    actor: str | None
+    roles: list[str]
+    client: str | None
+    operation: str
+    fields: list[str]
+    targets: list[str]
+    channel: str | None
+    outcome: str = strawberry.field(description="OK, or the codes of refusals or faults.")
+
+    @classmethod
+    def of(cls, entry: Entry) -> AuditEntry:
+        return cls(
+            seq=entry.seq,
+            at=entry.at,
+            request_id=entry.request_id,
+            actor=None if entry.actor is None else mask_cert_no(entry.actor),
+            roles=list(entry.roles),
+            client=entry.client,
+            operation=entry.operation,
+            fields=list(entry.fields),
+            targets=[mask_cert_no(t) for t in entry.targets],
+            channel=entry.channel,
+            outcome=entry.outcome,
+        )
+
+
+@strawberry.type
+class AuditQueries:
+    @strawberry.field(
+        description="The audit log, newest first (ADMIN role): `before` a seq to page back."
+    )
+    async def audit_log(
+        self, info: Info_, first: int = 50, before: int | None = None
+    ) -> list[AuditEntry]:
+        caller = info.context.signed_in()
+        if ADMIN not in caller.roles:
+            raise GatewayError("FORBIDDEN", info.context.lang)
+        entries = await info.context.services.audit.newest(max(0, min(first, 200)), before)
+        return [AuditEntry.of(e) for e in entries]
