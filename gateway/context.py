@@ -62,7 +62,16 @@ class Context:
         return self.caller
 
     def caller_cert_no(self) -> str:
+        """Whoever is signed in (staff too): for masking what they are shown."""
         return self.signed_in().cert_no
+
+    def insured(self) -> str:
+        """The caller acting as an insured person. A staff token (one with a role) is for
+        its duties only: personal operations answer it FORBIDDEN."""
+        caller = self.signed_in()
+        if caller.roles:
+            raise GatewayError("FORBIDDEN", self.lang)
+        return caller.cert_no
 
     async def person(self, cert_no: str) -> Located | None:
         """Where a person is insured, batched and remembered for this request."""

@@ -51,6 +51,6 @@ class DiagnosisQueries:
         " If not, why, and what to do."
     )
     async def mutual_aid_diagnosis(self, info: Info_, relative_cert_no: str) -> MutualAidDiagnosis:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         found = await info.context.services.diagnostics.diagnose(caller, relative_cert_no)
         return MutualAidDiagnosis.of(found, info)

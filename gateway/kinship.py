@@ -381,7 +381,7 @@ class Kinship:
         self, reviewer: Caller, link_id: str, *, approve: bool, reason: str | None
     ) -> Outcome:
         if REVIEWER not in reviewer.roles:
-            return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")
+            return Outcome.refused(RefusalCode.FORBIDDEN, None)  # the role, not the request
         link = await self.link(link_id)
         if link is None or reviewer.cert_no in (link.adder.cert_no, link.member.cert_no):
             return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")  # not one's own

@@ -335,7 +335,7 @@ class KinshipQueries:
         description="The codes issued of a member's e-voucher, newest first (adder or member)."
     )
     async def kinship_usage(self, info: Info_, member_id: strawberry.ID) -> KinshipUsagePayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         uses, refusals = await info.context.services.kinship.usage(caller, registry_id(member_id))
         return KinshipUsagePayload(
             uses=[KinshipUse.of(u) for u in uses],
@@ -359,7 +359,7 @@ class KinshipQueries:
 class KinshipMutations:
     @strawberry.mutation(description="The caller adds a relative to their e-voucher.")
     async def add_kinship_member(self, info: Info_, input: AddKinshipMemberInput) -> KinshipPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         kinship = info.context.services.kinship
         read = []
         for given in input.documents[: kinship.policy.max_documents + 1]:
@@ -385,7 +385,7 @@ class KinshipMutations:
     async def respond_to_kinship_request(
         self, info: Info_, request_id: strawberry.ID, accept: bool
     ) -> KinshipPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.kinship.respond(
             caller, registry_id(request_id), accept=accept
         )
@@ -410,7 +410,7 @@ class KinshipMutations:
     async def activate_kinship_member(
         self, info: Info_, member_id: strawberry.ID, payment_password: str
     ) -> KinshipPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.kinship.activate(
             caller, registry_id(member_id), payment_password
         )
@@ -423,13 +423,13 @@ class KinshipMutations:
     async def kinship_voucher(
         self, info: Info_, member_id: strawberry.ID, treatment_area: str | None = None
     ) -> KinshipVoucherPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         kinship = info.context.services.kinship
         outcome = await kinship.voucher(caller, registry_id(member_id), treatment_area)
         return KinshipVoucherPayload.of(outcome, info)
 
     @strawberry.mutation(description="Either side ends a kinship link.")
     async def remove_kinship_member(self, info: Info_, member_id: strawberry.ID) -> KinshipPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.kinship.remove(caller, registry_id(member_id))
         return KinshipPayload.of(outcome, info)

@@ -25,7 +25,10 @@ class NodeQueries:
         caller = info.context.signed_in()
         services = info.context.services
         me = caller.cert_no
+        personal = not caller.roles  # a staff token acts for its duties only
         if decode_id(id, BINDING_KIND) is not None:
+            if not personal:
+                return None
             found = await services.mutual_aid.find(me, id)
             return None if found is None else MutualAidBinding.of(found[0], found[1], me)
         if decode_id(id, LINK_KIND) is not None:
@@ -34,12 +37,13 @@ class NodeQueries:
                 return None
             # a reviewer, only what waits for review (as the queue shows it)
             reviewing = REVIEWER in caller.roles and link.status is LinkStatus.PENDING_REVIEW
-            if me not in (link.adder.cert_no, link.member.cert_no) and not reviewing:
+            party = personal and me in (link.adder.cert_no, link.member.cert_no)
+            if not (party or reviewing):
                 return None
             return KinshipLinkType.of(link, me, services.kinship.policy)
         if (decoded := decode_id(id, SETTLEMENT_KIND)) is not None:
             adapter = services.provinces.get(decoded[0])
-            if adapter is None:
+            if adapter is None or not personal:
                 return None
             for done in await adapter.settlements_of([me]):  # the patient's or the payer's
                 if done.id == decoded[1]:

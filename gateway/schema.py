@@ -223,7 +223,7 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
 
     @strawberry.field(description="The caller; null when no federated province insures them.")
     async def me(self, info: Info_) -> Me | None:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         located = await info.context.person(caller)
         return None if located is None else Me(located=located)
 
@@ -234,7 +234,7 @@ class Mutation(KinshipMutations, SettlementMutations):
     async def bind_mutual_aid(
         self, info: Info_, input: BindMutualAidInput
     ) -> MutualAidBindingPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.mutual_aid.bind(
             caller,
             BindInput(
@@ -256,7 +256,7 @@ class Mutation(KinshipMutations, SettlementMutations):
         accept: bool,
         channel: RecordChannel | None = None,  # type: ignore[valid-type]
     ) -> MutualAidBindingPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.mutual_aid.respond(
             caller, binding_id, accept=accept, channel=channel
         )
@@ -269,7 +269,7 @@ class Mutation(KinshipMutations, SettlementMutations):
         binding_id: strawberry.ID,
         channel: RecordChannel | None = None,  # type: ignore[valid-type]
     ) -> MutualAidBindingPayload:
-        caller = info.context.caller_cert_no()
+        caller = info.context.insured()
         outcome = await info.context.services.mutual_aid.unbind(caller, binding_id, channel=channel)
         return MutualAidBindingPayload.of(outcome, info)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from adapters.base import AdapterSettings
-from gateway.auth import ADMIN, mint_token
+from gateway.auth import ADMIN, Institution, mint_token
 from gateway.certno import check_character
 from gateway.config import RateLimits, Settings
 from gateway.schema import build_schema
@@ -72,7 +72,10 @@ class TestRateLimits:
         return Settings(data_dir=None, limits=RateLimits(per_subject="3/minute"))
 
     async def test_mutations_and_the_diagnosis_are_limited_per_subject(self, gql: GraphQL) -> None:
-        bind = "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code } } }"
+        bind = (
+            "mutation($i: BindMutualAidInput!)"
+            " { bindMutualAid(input: $i) { errors { code field } } }"
+        )
         given = {
             "beneficiaryCertNo": person("hb_li_fu")["certNo"],
             "beneficiaryName": person("hb_li_fu")["name"],
@@ -103,7 +106,7 @@ async def test_the_audit_log_records_mutations_and_reads_of_others_for_admins(
 ) -> None:
     jing = person("hb_wang_jing")
     bound = await gql(
-        "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code } } }",
+        "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code field } } }",
         {
             "i": {
                 "beneficiaryCertNo": jing["certNo"],
@@ -149,3 +152,115 @@ async def test_the_audit_log_records_mutations_and_reads_of_others_for_admins(
         (["auditLog"], "FORBIDDEN", "130102********0016"),
         (["auditLog"], "OK", "110101********0017"),
     ]
+
+
+# -- every role against every operation it must not perform ------------------------------
+
+ROLE_CERT = "11010119800505001X"  # staff: the same person's ID number under each role
+OPERATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
+    # name: (document, variables, who may: INSURED or a role)
+    "me": ("{ me { name } }", {}, "INSURED"),
+    "bindMutualAid": (
+        "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code field } } }",
+        {
+            "i": {
+                "beneficiaryCertNo": "130102200106300022",
+                "beneficiaryName": "王静",
+                "relation": "CHILD",
+            }
+        },
+        "INSURED",
+    ),
+    "unbindMutualAid": (
+        'mutation { unbindMutualAid(bindingId: "x") { errors { code field } } }',
+        {},
+        "INSURED",
+    ),
+    "addKinshipMember": (
+        "mutation($i: AddKinshipMemberInput!)"
+        " { addKinshipMember(input: $i) { errors { code field } } }",
+        {
+            "i": {
+                "memberCertNo": "130102200106300022",
+                "memberName": "王静",
+                "relation": "CHILD",
+                "channel": "APP",
+            }
+        },
+        "INSURED",
+    ),
+    "kinshipVoucher": (
+        'mutation { kinshipVoucher(memberId: "x") { errors { code field } } }',
+        {},
+        "INSURED",
+    ),
+    "mutualAidDiagnosis": (
+        'query { mutualAidDiagnosis(relativeCertNo: "130102200106300022") { works } }',
+        {},
+        "INSURED",
+    ),
+    "settle": (
+        "mutation($i: SettleInput!) { settle(input: $i) { errors { code field } } }",
+        {
+            "i": {
+                "patientCertNo": "130102200106300022",
+                "medicalType": "OUTPATIENT",
+                "totalAmount": "10.00",
+                "fundPaid": "0",
+                "idempotencyKey": "matrix",
+            }
+        },
+        "INSTITUTION",
+    ),
+    "reverseSettlement": (
+        'mutation { reverseSettlement(settlementId: "x", reason: "r") { errors { code field } } }',
+        {},
+        "INSTITUTION",
+    ),
+    "reviewKinshipRequest": (
+        'mutation { reviewKinshipRequest(requestId: "x", approve: true)'
+        " { errors { code field } } }",
+        {},
+        "REVIEWER",
+    ),
+    "kinshipReviewQueue": ("{ kinshipReviewQueue { id } }", {}, "REVIEWER"),
+    "auditLog": ("{ auditLog { seq } }", {}, "ADMIN"),
+}
+
+
+def denial(result: dict[str, Any]) -> str | None:
+    """A refusal of the caller as such (a fault, or a payload's FORBIDDEN that names no
+    input: a FORBIDDEN on an id is about the object, "no such one or not yours")."""
+    for error in result.get("errors") or []:
+        return str(error["extensions"]["code"])
+    for payload in (result.get("data") or {}).values():
+        if isinstance(payload, dict):
+            for error in payload.get("errors") or []:
+                if error["code"] == "FORBIDDEN" and error.get("field") is None:
+                    return "FORBIDDEN"
+    return None
+
+
+def token_for(role: str, auth: Any) -> str | None:
+    if role == "ANONYMOUS":
+        return None
+    if role == "INSURED":
+        return mint_token("130102197603150016", auth)
+    institution = Institution("H13010001", "HOSPITAL") if role == "INSTITUTION" else None
+    return mint_token(ROLE_CERT, auth, roles=frozenset({role}), institution=institution)
+
+
+@pytest.mark.parametrize("role", ["ANONYMOUS", "INSURED", "INSTITUTION", "REVIEWER", "ADMIN"])
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+async def test_every_role_is_refused_every_operation_not_its_own(
+    gql: GraphQL, settings: Settings, role: str, operation: str
+) -> None:
+    document, variables, allowed = OPERATIONS[operation]
+    token = token_for(role, settings.auth)
+    result = await gql(document, variables, token=token)
+    if role == "ANONYMOUS":
+        assert denial(result) == "UNAUTHENTICATED", result
+    elif role == allowed:
+        assert denial(result) is None, result
+    else:
+        assert denial(result) == "FORBIDDEN", result
