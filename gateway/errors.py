@@ -36,6 +36,7 @@ _REQUEST_ERRORS = (  # the first marker found in the message names the error
     ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
     ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
     ("aliases found", "TOO_MANY_ALIASES"),
+    ("The query's cost", "QUERY_TOO_COSTLY"),
 )
 _SUGGESTION = re.compile(r" ?Did you mean .*\?$")
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -21,6 +22,7 @@ from strawberry.types import ExecutionContext
 from gateway.audit import Audited
 from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
+from gateway.cost import CostLimit
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
@@ -300,6 +302,7 @@ def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> s
         lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules([CostLimit]),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

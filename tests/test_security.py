@@ -264,3 +264,15 @@ async def test_every_role_is_refused_every_operation_not_its_own(
         assert denial(result) is None, result
     else:
         assert denial(result) == "FORBIDDEN", result
+
+
+async def test_a_query_too_costly_is_refused_before_it_runs(gql: GraphQL) -> None:
+    page = "spendingRecords(role: AUTHORIZER, first: 100) { edges { node { amount settledAt"
+    page += " patient { name certNo } payer { name certNo } status } } }"
+    costly = "{ me { " + " ".join(f"r{i}: {page}" for i in range(8)) + " } }"
+    result = await gql(costly, as_="hb_wang_jianguo")
+    assert code(result) == "QUERY_TOO_COSTLY"
+    assert result["data"] is None
+    # the family screen and a page of records are well within
+    cheap = "{ me { family { relative { name } mutualAid { verdict { state } } } " + page + " } }"
+    assert "errors" not in await gql(cheap, as_="hb_wang_jianguo")
