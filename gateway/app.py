@@ -54,6 +54,8 @@ class _GraphQL(GraphQL[Context, None]):
             schema,
             graphql_ide="graphiql" if playground else None,
             multipart_uploads_enabled=True,
+            # POST only: a query in a URL ends up in access logs and proxies' caches
+            allow_queries_via_get=False,
         )
         self.playground = playground
 
@@ -160,5 +162,5 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimit, max_bytes=max_bytes)],
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, auth=settings.auth)],
     )

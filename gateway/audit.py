@@ -20,6 +20,7 @@ from graphql import OperationDefinitionNode, OperationType, StringValueNode, Vis
 from strawberry.extensions import SchemaExtension
 
 from gateway.certno import is_valid, normalize
+from gateway.operation import chosen, me_fields, top_fields
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -108,20 +109,6 @@ class AuditLog:
         ]
 
 
-def _top_fields(operation: OperationDefinitionNode) -> list[str]:
-    return [s.name.value for s in operation.selection_set.selections if hasattr(s, "name")]
-
-
-def _me_fields(operation: OperationDefinitionNode) -> set[str]:
-    found: set[str] = set()
-    for selection in operation.selection_set.selections:
-        if getattr(selection, "name", None) and selection.name.value == "me":  # type: ignore[attr-defined]
-            inner = selection.selection_set  # type: ignore[attr-defined]
-            if inner is not None:
-                found.update(s.name.value for s in inner.selections if hasattr(s, "name"))
-    return found
-
-
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -174,25 +161,24 @@ def outcome(result: Any) -> str:
 
 
 class Audited(SchemaExtension):
-    async def on_execute(self) -> AsyncIterator[None]:
+    """Around the whole operation: refusals before execution (validation, limits, rate
+    limits) are recorded too."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
         yield
         ctx = self.execution_context
         context = ctx.context
         services = getattr(context, "services", None)
         document = ctx.graphql_document
-        if services is None or document is None:
-            return
-        operation = next(
-            (d for d in document.definitions if isinstance(d, OperationDefinitionNode)), None
-        )
-        if operation is None:
-            return
-        fields = _top_fields(operation)
+        operation = chosen(document, ctx.operation_name)
+        if services is None or document is None or operation is None:
+            return  # nothing parsed, nothing done
+        used = top_fields(operation, document)
         mutation = operation.operation is OperationType.MUTATION
         if not (
             mutation
-            or AUDITED_QUERIES.intersection(fields)
-            or AUDITED_ME_FIELDS.intersection(_me_fields(operation))
+            or AUDITED_QUERIES.intersection(used)
+            or AUDITED_ME_FIELDS.intersection(me_fields(operation, document))
         ):
             return
         caller = context.caller
@@ -209,7 +195,7 @@ class Audited(SchemaExtension):
             roles=sorted(caller.roles) if caller else [],
             client=context.client,
             operation="mutation" if mutation else "query",
-            fields=fields,
+            fields=used,
             targets=targets(operation, variables),
             channel=channel,
             outcome=outcome(ctx.result),

@@ -131,8 +131,9 @@ def verify_token(token: str, settings: AuthSettings) -> Caller:
     if "typ" in claims:  # a voucher or any other signed thing is never a bearer token
         raise InvalidToken("not a bearer token")
     subject = claims["sub"]
-    if not isinstance(subject, str) or not is_valid(subject):
+    if not isinstance(subject, str) or not is_valid(normalize(subject)):
         raise InvalidToken("subject is not an ID number")
+    subject = normalize(subject)  # one person, one key: 002x and 002X alike
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("roles is not a list of names")

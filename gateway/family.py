@@ -114,6 +114,10 @@ class Family:
             names[entry.cert_no] = entry.name
             relation[entry.cert_no] = entry.relation
         for link in links:
+            # off the civil record, a link shows someone only once it is established: a
+            # request alone (anyone may file one with a document) shows no stranger
+            if link.status not in (LinkStatus.APPROVED, LinkStatus.ACTIVE):
+                continue
             for party in (link.adder, link.member):
                 if party.cert_no != caller:
                     names.setdefault(party.cert_no, party.name)
@@ -124,6 +128,7 @@ class Family:
         extra = {
             party.cert_no: (party.name, _binding_relation(binding, caller))
             for binding, _ in held
+            if binding.status.is_live
             for party in (binding.authorizer, binding.beneficiary)
             if party.cert_no != caller and party.cert_no not in names
         }

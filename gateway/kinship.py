@@ -241,7 +241,8 @@ class Kinship:
         if adder not in people:
             return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
         if member not in people:
-            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, "memberCertNo")
+            # the same answer as a wrong name: no one learns whether an ID number is insured
+            return Outcome.refused(RefusalCode.PERSON_INFO_MISMATCH, "memberName")
         found = people[member]
         if found.person.name != given.member_name.strip():
             return Outcome.refused(RefusalCode.PERSON_INFO_MISMATCH, "memberName")

@@ -13,7 +13,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth import bearer
+from gateway.auth import InvalidToken, bearer, verify_token
+from gateway.config import AuthSettings
 
 
 def _error(code: str, message: str, status: int) -> JSONResponse:
@@ -24,9 +25,10 @@ def _error(code: str, message: str, status: int) -> JSONResponse:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, auth: AuthSettings) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -43,6 +45,18 @@ class BodyLimit:
         if int(length) > self.max_bytes:
             return _error("REQUEST_TOO_LARGE", "the request body is too large", 413)
         multipart = headers.get("content-type", "").startswith("multipart/")
-        if multipart and bearer(headers.get("authorization")) is None:
+        if multipart and not self._signed_in(headers):
             return _error("UNAUTHENTICATED", "sign in to upload", 401)
         return None
+
+    def _signed_in(self, headers: Headers) -> bool:
+        token = bearer(headers.get("authorization"))
+        if token is None:
+            return False
+        if self.auth.jwks_url is not None:
+            return True  # verified (off the event loop) before anything is done with it
+        try:
+            verify_token(token, self.auth)
+        except InvalidToken:
+            return False
+        return True

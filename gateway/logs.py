@@ -25,3 +25,5 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiosqlite logs every statement's parameters at DEBUG: names, balances, hashes
+    logging.getLogger("aiosqlite").setLevel(max(level, logging.INFO))

@@ -17,8 +17,8 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "This person is not insured in any connected province.",
     ),
     RefusalCode.PERSON_INFO_MISMATCH: (
-        "姓名与身份证号码不符",
-        "The name does not match the ID number.",
+        "姓名与身份证号码不符,或未查询到该人员的参保信息",
+        "The name does not match the ID number, or no connected province insures them.",
     ),
     RefusalCode.NOT_EMPLOYEE_INSURED: (
         "只有职工医保参保人有个人账户,才能共济给家人",

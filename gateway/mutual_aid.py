@@ -171,7 +171,10 @@ class MutualAid:
             return Outcome(adapter=checked.adapter, dry_run=True, expected=checked.expected)
         result = await checked.adapter.bind(checked.request)
         if isinstance(result, Refusal):
-            return _refused(result.code)
+            code = result.code
+            if code is RefusalCode.PERSON_NOT_FOUND:  # as above: no existence oracle
+                code = RefusalCode.PERSON_INFO_MISMATCH
+            return _refused(code)
         return await self._journaled(
             Outcome(binding=result, adapter=checked.adapter), Event.CREATED, channel
         )
@@ -187,7 +190,8 @@ class MutualAid:
         if authorizer not in people:
             return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
         if beneficiary not in people:
-            return _refused(RefusalCode.PERSON_NOT_FOUND)
+            # the same answer as a wrong name: no one learns whether an ID number is insured
+            return _refused(RefusalCode.PERSON_INFO_MISMATCH)
         auth, bene = people[authorizer], people[beneficiary]
         adapter = auth.adapter
         policy = adapter.policy()

@@ -45,7 +45,8 @@ class NodeQueries:
             adapter = services.provinces.get(decoded[0])
             if adapter is None or not personal:
                 return None
-            for done in await adapter.settlements_of([me]):  # the patient's or the payer's
-                if done.id == decoded[1]:
+            for done in await adapter.settlements_of([me]):
+                # the patient's bill; a payer sees what their account paid in spendingRecords
+                if done.id == decoded[1] and done.patient.cert_no == me:
                     return Settlement.of(done, adapter, me, party=True)
         return None

@@ -296,8 +296,8 @@ def _introspection(ignored: IgnoreContext) -> bool:
 def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     """The graph; without ``introspection``, introspection queries fail validation."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        Audited,  # outermost: it records outcomes as the error boundary codes them
         ErrorBoundary,
-        Audited,
         RateLimit,
         lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

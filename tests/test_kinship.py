@@ -940,7 +940,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
         pytest.param(
             "hb_wang_jianguo",
             new("gd_lin_hai", "SIBLING"),
-            ("PERSON_NOT_FOUND", "memberCertNo"),
+            ("PERSON_INFO_MISMATCH", "memberName"),  # like a wrong name: no oracle
             id="insured-nowhere-served",
         ),
         pytest.param(

@@ -153,8 +153,8 @@ async def refused(
     [
         pytest.param(
             (), "hb_wang_jianguo", "gd_lin_hai", "CHILD", True,
-            "PERSON_NOT_FOUND", "beneficiaryCertNo",
-            id="a relative insured in Guangdong is found in no federated province",
+            "PERSON_INFO_MISMATCH", "beneficiaryName",
+            id="a relative insured in Guangdong: answered like a wrong name (no oracle)",
         ),
         pytest.param(
             (), "gd_lin_hai", "hb_wang_jianguo", "PARENT", True,

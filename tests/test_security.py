@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 
 from adapters.base import AdapterSettings
@@ -276,3 +277,79 @@ async def test_a_query_too_costly_is_refused_before_it_runs(gql: GraphQL) -> Non
     # the family screen and a page of records are well within
     cheap = "{ me { family { relative { name } mutualAid { verdict { state } } } " + page + " } }"
     assert "errors" not in await gql(cheap, as_="hb_wang_jianguo")
+
+
+class TestNoWayAround:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(data_dir=None, limits=RateLimits(per_subject="3/minute"))
+
+    async def test_fragments_and_aliases_count_every_use(self, gql: GraphQL) -> None:
+        diagnosis = 'mutualAidDiagnosis(relativeCertNo: "130102200106300022") { works }'
+        through_fragment = "query { ...F } fragment F on Query { " + diagnosis + " }"
+        for _ in range(3):
+            assert "errors" not in await gql(through_fragment, as_="hb_wang_jianguo")
+        assert code(await gql(through_fragment, as_="hb_wang_jianguo")) == "RATE_LIMITED"
+        # four aliased diagnoses at once are four uses, over a limit of three
+        aliased = "{ " + " ".join(f"d{i}: {diagnosis}" for i in range(4)) + " }"
+        assert code(await gql(aliased, as_="hb_li_xiuying")) == "RATE_LIMITED"
+
+
+async def test_the_operation_that_runs_is_the_one_audited(gql: GraphQL, settings: Settings) -> None:
+    jing = person("hb_wang_jing")
+    document = (
+        "query Cover { provinces { code } }"
+        " mutation Bind($i: BindMutualAidInput!) { bindMutualAid(input: $i) { errors { code } } }"
+    )
+    given = {
+        "beneficiaryCertNo": jing["certNo"],
+        "beneficiaryName": jing["name"],
+        "relation": "CHILD",
+    }
+    response = await gql.client.post(
+        "/graphql",
+        json={"query": document, "variables": {"i": given}, "operationName": "Bind"},
+        headers={"Authorization": f"Bearer {gql.token('hb_wang_jianguo')}"},
+    )
+    assert response.json()["data"]["bindMutualAid"]["errors"] == []
+    # a refused mutation is on the log too
+    refused = await gql("mutation { nosuchField }", as_="hb_wang_jianguo")
+    assert code(refused) == "GRAPHQL_VALIDATION_FAILED"
+    admin = mint_token(
+        "11010119850101001" + check_character("11010119850101001"),
+        settings.auth,
+        roles=frozenset({ADMIN}),
+    )
+    entries = (await gql(AUDIT, token=admin))["data"]["auditLog"]
+    assert [(e["fields"], e["outcome"]) for e in entries] == [
+        (["nosuchField"], "GRAPHQL_VALIDATION_FAILED"),
+        (["bindMutualAid"], "OK"),
+    ]
+
+
+async def test_queries_travel_by_post_only(gql: GraphQL) -> None:
+    response = await gql.client.get(
+        "/graphql", params={"query": "{ provinces { code } }"}, headers={"Accept": "*/*"}
+    )
+    assert response.status_code >= 400
+
+
+async def test_uploads_need_a_token_that_verifies(gql: GraphQL) -> None:
+    response = await gql.client.post(
+        "/graphql",
+        data={"operations": "{}", "map": "{}"},
+        files={"0": ("doc", b"%PDF-1.4", "application/pdf")},
+        headers={"Authorization": "Bearer garbage"},
+    )
+    assert response.status_code == 401
+
+
+async def test_one_person_whatever_the_case_of_the_check_character(
+    gql: GraphQL, settings: Settings
+) -> None:
+    minted = mint_token("13010220121212002X", settings.auth)
+    claims = jwt.decode(minted, options={"verify_signature": False})
+    claims["sub"] = "13010220121212002x"
+    token = jwt.encode(claims, settings.auth.secret, algorithm="HS256")
+    result = await gql("{ me { certNo } }", token=token)
+    assert result["data"]["me"]["certNo"] == "13010220121212002X"
