@@ -226,6 +226,31 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any], str]] = {
     ),
     "kinshipReviewQueue": ("{ kinshipReviewQueue { id } }", {}, "REVIEWER"),
     "auditLog": ("{ auditLog { seq } }", {}, "ADMIN"),
+    "respondToMutualAidBinding": (
+        'mutation { respondToMutualAidBinding(bindingId: "x", accept: true)'
+        " { errors { code field } } }",
+        {},
+        "INSURED",
+    ),
+    "respondToKinshipRequest": (
+        'mutation { respondToKinshipRequest(requestId: "x", accept: true)'
+        " { errors { code field } } }",
+        {},
+        "INSURED",
+    ),
+    "activateKinshipMember": (
+        'mutation { activateKinshipMember(memberId: "x", paymentPassword: "285714")'
+        " { errors { code field } } }",
+        {},
+        "INSURED",
+    ),
+    "removeKinshipMember": (
+        'mutation { removeKinshipMember(memberId: "x") { errors { code field } } }',
+        {},
+        "INSURED",
+    ),
+    "kinshipUsage": ('{ kinshipUsage(memberId: "x") { errors { code field } } }', {}, "INSURED"),
+    "family": ("{ me { family { relation } } }", {}, "INSURED"),
 }
 
 
