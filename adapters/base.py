@@ -384,16 +384,21 @@ class AdapterSettings:
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
 
+    def network(self) -> httpx.AsyncBaseTransport:
+        """The pooled connections to the province's base URL."""
+        return httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+            )
+        )
+
     def make_client(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
         """The province's one pooled client, with explicit timeouts."""
         return httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport,
+            transport=transport or self.network(),
             timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=self.max_connections,
-                max_keepalive_connections=self.max_connections,
-            ),
         )
 
 

@@ -34,6 +34,7 @@ from gateway.family import Family
 from gateway.kinship import Kinship
 from gateway.limits import BodyLimit
 from gateway.messages import preferred_language
+from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
 from gateway.playground import Playground
 from gateway.provinces import open_provinces
@@ -104,6 +105,8 @@ def create_app(
 ) -> Starlette:
     """The gateway. ``transports`` replaces the network for named provinces (tests)."""
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         data_dir = settings.data_dir
@@ -115,6 +118,7 @@ def create_app(
                 disabled=settings.disabled,
                 transports=transports,
                 sandboxes=not settings.production,
+                measure=metrics.measure,
             ) as provinces:
                 directory = Directory(provinces, store)
                 journal = Journal(store)
@@ -133,6 +137,7 @@ def create_app(
                     family=Family(provinces, kinship, directory),
                     rate_limiter=RateLimiter(settings.limits),
                     audit=AuditLog(store),
+                    metrics=metrics,
                 )
                 yield
         finally:
@@ -152,6 +157,7 @@ def create_app(
     graphql = _GraphQL(build_schema(introspection=settings.allows_introspection), playground)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics.endpoint),
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ]
     if playground is not None:

@@ -15,6 +15,7 @@ from gateway.errors import GatewayError
 from gateway.family import Family
 from gateway.kinship import Kinship
 from gateway.messages import Language
+from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
 from gateway.provinces import Provinces
 from gateway.ratelimit import RateLimiter
@@ -39,6 +40,7 @@ class Services:
     family: Family
     rate_limiter: RateLimiter
     audit: AuditLog
+    metrics: Metrics
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ async def open_provinces(
     disabled: Collection[str] = (),
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     sandboxes: bool = True,
+    measure: Callable[[str, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[Provinces]:
     """Build every adapter with its pooled client; close them all on exit.
 
@@ -101,6 +102,10 @@ async def open_provinces(
                 transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             if not conf.base_url:
                 conf = dataclasses.replace(conf, base_url=f"http://{name}.sandbox")
+            if transport is None:
+                transport = conf.network()
+            if measure is not None:
+                transport = measure(cls.code, transport)
             client = conf.make_client(transport)
             stack.push_async_callback(client.aclose)
             adapter = cls.configured(client, conf)

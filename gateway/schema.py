@@ -28,6 +28,7 @@ from gateway.directory import Located
 from gateway.errors import ErrorBoundary
 from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
+from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
 from gateway.ratelimit import RateLimit
@@ -296,7 +297,8 @@ def _introspection(ignored: IgnoreContext) -> bool:
 def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     """The graph; without ``introspection``, introspection queries fail validation."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        Audited,  # outermost: it records outcomes as the error boundary codes them
+        Measured,  # outermost, with the audit: they see outcomes as the boundary codes them
+        Audited,
         ErrorBoundary,
         RateLimit,
         lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),

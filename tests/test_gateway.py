@@ -314,3 +314,16 @@ async def test_a_store_that_is_not_a_database_fails_at_once(tmp_path: Path) -> N
     with pytest.raises(Exception, match="not a database"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_metrics_count_operations_and_each_provinces_requests(
+    gql: GraphQL,
+) -> None:
+    assert "errors" not in await gql(ME, as_="hb_wang_jianguo")
+    assert (await gql("{ me { name } }"))["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    text = (await gql.client.get("/metrics")).text
+    assert 'gongji_graphql_requests_total{operation="query",outcome="ok"} 1.0' in text
+    assert 'gongji_graphql_requests_total{operation="query",outcome="UNAUTHENTICATED"} 1.0' in text
+    assert 'gongji_upstream_requests_total{outcome="2xx",province="13"}' in text
+    assert "gongji_upstream_request_seconds_bucket" in text
+    assert "130102" not in text  # no personal data in any label

@@ -1,0 +1,113 @@
+"""Prometheus metrics at /metrics: requests by operation and outcome, latency histograms,
+and each province's requests, outcomes and latency. No label carries personal data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from graphql import OperationType
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.extensions import SchemaExtension
+
+from gateway.operation import chosen
+
+
+class Metrics:
+    """One registry per app (tests make many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gongji_graphql_requests",
+            "GraphQL operations, by kind and outcome (ok, or the first error code)",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "gongji_graphql_request_seconds",
+            "GraphQL operation latency",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.upstream = Counter(
+            "gongji_upstream_requests",
+            "Requests to provinces, by province and outcome (HTTP status class or fault)",
+            ["province", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_seconds = Histogram(
+            "gongji_upstream_request_seconds",
+            "Latency of requests to provinces",
+            ["province"],
+            registry=self.registry,
+        )
+
+    def measure(
+        self, province: str, transport: httpx.AsyncBaseTransport
+    ) -> httpx.AsyncBaseTransport:
+        return _Measured(transport, province, self)
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Measured(httpx.AsyncBaseTransport):
+    """A province's transport, timed and counted."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, province: str, metrics: Metrics) -> None:
+        self._inner = inner
+        self._province = province
+        self._metrics = metrics
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await self._inner.handle_async_request(request)
+            outcome = f"{response.status_code // 100}xx"
+            return response
+        except httpx.TimeoutException:
+            outcome = "timeout"
+            raise
+        except httpx.TransportError:
+            outcome = "unavailable"
+            raise
+        finally:
+            self._metrics.upstream.labels(self._province, outcome).inc()
+            self._metrics.upstream_seconds.labels(self._province).observe(
+                time.perf_counter() - started
+            )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Measured(SchemaExtension):
+    """Times each operation and counts it by outcome."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        yield
+        ctx = self.execution_context
+        services = getattr(ctx.context, "services", None)
+        if services is None:
+            return
+        operation = chosen(ctx.graphql_document, ctx.operation_name)
+        kind = (
+            "mutation" if operation and operation.operation is OperationType.MUTATION else "query"
+        )
+        outcome = "ok"
+        if ctx.result is not None and ctx.result.errors:
+            outcome = str((ctx.result.errors[0].extensions or {}).get("code", "error"))
+        services.metrics.requests.labels(kind, outcome).inc()
+        services.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
