@@ -509,6 +509,41 @@ class ProvinceAdapter(abc.ABC):
 
     # -- provided ------------------------------------------------------------------
 
+    async def funded_authorizer(
+        self, beneficiary: str, *, owed: Decimal | None = None
+    ) -> Party | None:
+        """Who pays for ``beneficiary`` by mutual aid under the national rule: of the
+        authorizers actively bound to them, the one with the largest balance above zero
+        (the earliest binding on a tie); None if nobody. With ``owed`` (a self-pay part),
+        also None when the beneficiary's own account covers it. Two reads at most.
+
+        For adapters whose province must be told who pays, and for the gateway's answers.
+        """
+        bound = sorted(
+            (
+                b
+                for b in await self.bindings_of([beneficiary])
+                if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == beneficiary
+            ),
+            key=lambda b: b.created_at,  # stable: listing order among equals
+        )
+        authorizers = {b.authorizer.cert_no: b.authorizer for b in bound}
+        if not authorizers:
+            return None
+        asked = [*([beneficiary] if owed is not None else []), *authorizers]
+        found = await self.find_persons(asked)
+        if owed is not None:
+            own = found.get(beneficiary)
+            if own is None or (own.balance or Decimal(0)) >= owed:
+                return None  # unknown (the province refuses the bill) or covered
+        best: tuple[Decimal, Party] | None = None
+        for cert_no, party in authorizers.items():
+            person = found.get(cert_no)
+            money = person.balance if person is not None else None
+            if money is not None and money > 0 and (best is None or money > best[0]):
+                best = (money, party)
+        return None if best is None else best[1]
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -157,7 +157,6 @@ _YLLB = {
 }
 _MEDICAL_TYPE = {v: k for k, v in _YLLB.items()}
 _CENT = Decimal("0.01")
-_ZERO = Decimal("0.00")
 
 
 def _parse(data: bytes) -> ET.Element:
@@ -302,32 +301,10 @@ class HenanAdapter(ProvinceAdapter):
         )
 
     async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer, or None: two reads, the second only if bound."""
-        patient = request.patient_cert_no
-        authorizers = [
-            b.authorizer.cert_no
-            for b in await self.bindings_of([patient])
-            if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == patient
-        ]
-        if not authorizers:
-            return None
-        persons = await self.find_persons([patient, *dict.fromkeys(authorizers)])
-        me = persons.get(patient)
-        if me is None:
-            return None  # Henan will refuse the bill (E101)
-        own = me.balance if me.balance is not None else _ZERO
-        if own >= request.total - request.fund_paid:
-            return None
-        funded = [
-            (balance, cert_no)
-            for cert_no in authorizers
-            if (person := persons.get(cert_no)) is not None
-            and (balance := person.balance) is not None
-            and balance > 0
-        ]
-        if not funded:
-            return None
-        return max(funded, key=lambda found: found[0])[1]  # the earliest on a tie
+        """The authorizer to name as payer (the base's national rule), or None."""
+        owed = request.total - request.fund_paid
+        payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        return None if payer is None else payer.cert_no
 
     async def reverse(
         self, settlement_id: str, *, institution_code: str, reason: str

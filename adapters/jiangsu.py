@@ -283,31 +283,10 @@ class JiangsuAdapter(ProvinceAdapter):
             return [_settlement(s) for s in data]
 
     async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer, or None (at most two requests)."""
-        patient = request.patient_cert_no
-        live = [
-            b
-            for b in await self.bindings_of([patient])
-            if b.beneficiary.cert_no == patient and b.status is BindingStatus.ACTIVE
-        ]
-        authorizers: list[str] = []
-        for b in sorted(live, key=lambda b: b.created_at):  # stable: listing order on a tie
-            if b.authorizer.cert_no not in authorizers:
-                authorizers.append(b.authorizer.cert_no)
-        if not authorizers:
-            return None
-        found = await self.find_persons([patient, *authorizers])
-        own = found[patient].balance if patient in found else None
-        if request.total - request.fund_paid - (own or 0) <= 0:
-            return None
-        funded = [
-            (cert_no, balance)
-            for cert_no in authorizers
-            if cert_no in found and (balance := found[cert_no].balance) is not None and balance > 0
-        ]
-        if not funded:
-            return None
-        return max(funded, key=lambda f: f[1])[0]  # max keeps the first of equals
+        """The authorizer to name as payer (the base's national rule), or None."""
+        owed = request.total - request.fund_paid
+        payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        return None if payer is None else payer.cert_no
 
     async def _settle_naming(self, request: SettleRequest, payer: str | None) -> tuple[int, Any]:
         return await self._request(

@@ -116,7 +116,8 @@ class Diagnostics:
         if me.person.is_employee and balance <= 0:
             reasons.append(Reason.BALANCE_ZERO)
 
-        payer = await self._payer(them) if them.person.is_in_force else None
+        # their province holds the bindings: mutual aid does not cross provinces
+        payer = await them.adapter.funded_authorizer(relative) if them.person.is_in_force else None
         if payer is not None and payer.cert_no != caller and not reasons:
             reasons.append(Reason.ANOTHER_AUTHORIZER_PAYS)
         return Diagnosis(who, payer, _in_order(reasons))
@@ -138,27 +139,6 @@ class Diagnostics:
             code = checked.errors[0].code
             return [*reasons, reason_for(code)]
         return [*reasons, Reason.NOT_BOUND]
-
-    async def _payer(self, them: Located) -> Party | None:
-        """The authorizer bound to the relative with the largest balance above zero (their
-        province holds the bindings: mutual aid does not cross provinces)."""
-        relative = them.person.cert_no
-        bindings = await them.adapter.bindings_of([relative])
-        authorizers = {
-            b.authorizer.cert_no: b.authorizer
-            for b in bindings
-            if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == relative
-        }
-        if not authorizers:
-            return None
-        found = await them.adapter.find_persons(sorted(authorizers))
-        best: tuple[Decimal, str] | None = None
-        for cert_no in authorizers:  # in binding order: the earliest wins a tie
-            person = found.get(cert_no)
-            money = person.balance if person is not None else None
-            if money is not None and money > 0 and (best is None or money > best[0]):
-                best = (money, cert_no)
-        return None if best is None else authorizers[best[1]]
 
 
 _ORDER = list(Reason)
