@@ -20,9 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from adapters.base import Binding, BindingStatus, Party, ProvinceAdapter, RefusalCode, Relation
+from gateway.beijing import china_date
 from gateway.diagnosis import Reason, reason_for
 from gateway.directory import Directory, Located
-from gateway.kinship import Kinship, KinshipLink, LinkStatus, age_on, china_date
+from gateway.kinship import Kinship, KinshipLink, LinkStatus, age_on
 from gateway.mutual_aid import judge
 from gateway.provinces import Provinces
 

@@ -31,6 +31,7 @@ import segno
 
 from adapters.base import BindingStatus, Party, Refusal, RefusalCode, Relation
 from gateway.auth import REVIEWER, Caller
+from gateway.beijing import china_date
 from gateway.certno import birth_date, is_valid, normalize
 from gateway.channels import Channel
 from gateway.config import AuthSettings, KinshipPolicy
@@ -142,14 +143,6 @@ class VoucherOutcome:
 class Use:
     at: dt.datetime
     treatment_area: str
-
-
-# China keeps one time zone and no daylight saving: dates are Beijing dates.
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
-
-def china_date(moment: dt.datetime | None = None) -> dt.date:
-    return (moment or dt.datetime.now(dt.UTC)).astimezone(CHINA).date()
 
 
 def add_working_days(day: dt.date, n: int) -> dt.date:

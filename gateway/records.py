@@ -23,10 +23,10 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from adapters.base import Binding, Party, ProvinceAdapter, Relation, Settlement
+from gateway.beijing import china_date
 from gateway.channels import Channel
 from gateway.store import Store
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 MAX_PAGE = 100
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class Filters:
     relative: str | None = None
 
     def keeps(self, at: dt.datetime, *people: str) -> bool:
-        day = at.astimezone(CHINA).date()
+        day = china_date(at)
         if self.since is not None and day < self.since:
             return False
         if self.until is not None and day > self.until:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
 from gateway import documents, kinship
 from gateway.auth import INSTITUTION, Institution, InvalidToken, mint_token, verify_token
+from gateway.beijing import china_date
 from gateway.certno import (
     birth_date,
     check_character,
@@ -308,7 +309,7 @@ def test_tokens_carry_only_known_roles() -> None:
 def test_review_days_count_from_the_beijing_date() -> None:
     # Monday 07:00 in Beijing is still Sunday in UTC: one working day is Tuesday, not Monday
     created = dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC)
-    assert kinship.china_date(created) == dt.date(2026, 11, 23)
+    assert china_date(created) == dt.date(2026, 11, 23)
     link = kinship.KinshipLink(
         id="x",
         adder=Party("130102197603150016", "王建国"),
