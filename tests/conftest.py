@@ -26,6 +26,13 @@ def person(key: str) -> dict[str, Any]:
     return PEOPLE[key]
 
 
+BIND_MUTUAL_AID = """mutation Bind($input: BindMutualAidInput!) {
+  bindMutualAid(input: $input) {
+    binding { id status } errors { code field } dryRun expectedStatus
+  }
+}"""
+
+
 class GraphQL:
     """Posts operations to the gateway as a roster person (by key) or anonymously."""
 
@@ -39,6 +46,24 @@ class GraphQL:
 
             return provider_token(PEOPLE[key]["certNo"], self.auth)
         return mint_token(PEOPLE[key]["certNo"], self.auth)
+
+    async def bind(
+        self, authorizer: str, relative: str, relation: str, **extra: Any
+    ) -> dict[str, Any]:
+        """``bindMutualAid`` as ``authorizer`` for a roster ``relative`` under their own
+        name, the commitment letter signed (``extra`` adds or replaces input fields):
+        the payload."""
+        given = {
+            "beneficiaryCertNo": PEOPLE[relative]["certNo"],
+            "beneficiaryName": PEOPLE[relative]["name"],
+            "relation": relation,
+            "commitmentSigned": True,
+            **extra,
+        }
+        result = await self(BIND_MUTUAL_AID, {"input": given}, as_=authorizer)
+        assert "errors" not in result, result
+        payload: dict[str, Any] = result["data"]["bindMutualAid"]
+        return payload
 
     async def __call__(
         self,

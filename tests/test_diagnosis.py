@@ -14,11 +14,6 @@ DIAGNOSE = """query Diagnose($c: String!) {
     relative { name } works payer { name certNo } reasons { code message nextStep }
   }
 }"""
-BIND = """mutation Bind($input: BindMutualAidInput!) {
-  bindMutualAid(input: $input) {
-    binding { id status } errors { code field } dryRun expectedStatus
-  }
-}"""
 ADD_KIN = """mutation Add($input: AddKinshipMemberInput!) {
   addKinshipMember(input: $input) { link { status } errors { code } }
 }"""
@@ -38,17 +33,7 @@ def codes(found: dict[str, Any]) -> list[str]:
 async def bind(
     gql: GraphQL, authorizer: str, relative: str, relation: str, *, dry_run: bool = False
 ) -> dict[str, Any]:
-    given = {
-        "beneficiaryCertNo": person(relative)["certNo"],
-        "beneficiaryName": person(relative)["name"],
-        "relation": relation,
-        "commitmentSigned": True,
-        "dryRun": dry_run,
-    }
-    result = await gql(BIND, {"input": given}, as_=authorizer)
-    assert "errors" not in result, result
-    payload: dict[str, Any] = result["data"]["bindMutualAid"]
-    return payload
+    return await gql.bind(authorizer, relative, relation, dryRun=dry_run)
 
 
 async def test_a_bound_relative_works_and_the_caller_pays(gql: GraphQL) -> None:

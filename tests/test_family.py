@@ -23,9 +23,6 @@ FAMILY = """{ me { family {
   kinship { iAdded { status } addedMe { status }
             verdict { state reason documentsNeeded message } }
 } } }"""
-BIND = """mutation($i: BindMutualAidInput!) {
-  bindMutualAid(input: $i) { binding { id status } errors { code } }
-}"""
 ADD = """mutation($i: AddKinshipMemberInput!) {
   addKinshipMember(input: $i) { link { id status } errors { code } }
 }"""
@@ -43,15 +40,9 @@ async def family(gql: GraphQL, who: str, lang: str | None = None) -> dict[str, d
 
 
 async def bind(gql: GraphQL, who: str, relative: str, relation: str) -> str:
-    given = {
-        "beneficiaryCertNo": person(relative)["certNo"],
-        "beneficiaryName": person(relative)["name"],
-        "relation": relation,
-        "commitmentSigned": True,
-    }
-    result = await gql(BIND, {"i": given}, as_=who)
-    assert result["data"]["bindMutualAid"]["errors"] == [], result
-    binding_id: str = result["data"]["bindMutualAid"]["binding"]["id"]
+    payload = await gql.bind(who, relative, relation)
+    assert payload["errors"] == [], payload
+    binding_id: str = payload["binding"]["id"]
     return binding_id
 
 

@@ -63,9 +63,6 @@ USAGE = """query Usage($id: ID!) {
 }"""
 QUEUE = f"{{ kinshipReviewQueue {{ {FIELDS} }} }}"
 ME = f"{{ me {{ certNo kinshipMembers {{ {FIELDS} }} addedMeAsMember {{ {FIELDS} }} }} }}"
-BIND = """mutation Bind($input: BindMutualAidInput!) {
-  bindMutualAid(input: $input) { binding { id status } errors { code field } }
-}"""
 
 PDF = b"%PDF-1.4\n% a synthetic document\n" + b"0" * 64
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -223,13 +220,7 @@ async def usage(gql: GraphQL, actor: str, link_id: str) -> Payload:
 
 async def bind_for_mutual_aid(gql: GraphQL, authorizer: str, child: str) -> Payload:
     """``bindMutualAid``: the authorizer lets their child spend their personal account."""
-    given = {
-        "beneficiaryCertNo": person(child)["certNo"],
-        "beneficiaryName": person(child)["name"],
-        "relation": "CHILD",
-        "commitmentSigned": True,
-    }
-    return await mutate(gql, BIND, "bindMutualAid", {"input": given}, as_=authorizer)
+    return await gql.bind(authorizer, child, "CHILD")
 
 
 async def me(gql: GraphQL, key: str) -> dict[str, Any]:
@@ -636,13 +627,7 @@ async def test_a_declined_request_frees_the_adders_place(gql: GraphQL) -> None:
 async def test_kinship_crosses_provinces_where_mutual_aid_does_not(gql: GraphQL) -> None:
     link = linked(await add(gql, "hb_liu_yang", "js_zhang_shuzhen", "PARENT"), "PENDING_CONSENT")
     assert link["member"] == masked("js_zhang_shuzhen")
-    given = {
-        "beneficiaryCertNo": person("js_zhang_shuzhen")["certNo"],
-        "beneficiaryName": person("js_zhang_shuzhen")["name"],
-        "relation": "PARENT",
-        "commitmentSigned": True,
-    }
-    bound = await mutate(gql, BIND, "bindMutualAid", {"input": given}, as_="hb_liu_yang")
+    bound = await gql.bind("hb_liu_yang", "js_zhang_shuzhen", "PARENT")
     assert bound["binding"] is None
     assert [e["code"] for e in bound["errors"]] == ["CROSS_PROVINCE_NOT_ALLOWED"]
     # the member, in Jiangsu, consents

@@ -13,9 +13,6 @@ from tests.conftest import GraphQL, person
 
 STAFF = "11010119900101001" + check_character("11010119900101001")
 HOSPITAL = Institution("H13010001", "HOSPITAL")
-BIND = """mutation($i: BindMutualAidInput!) {
-  bindMutualAid(input: $i) { binding { id status } errors { code } }
-}"""
 SETTLE = (
     """mutation($i: SettleInput!) { settle(input: $i) { settlement { id } errors { code } } }"""
 )
@@ -35,15 +32,7 @@ AUTHORIZATIONS = """query($first: Int!, $after: String, $relative: String) {
 
 
 async def bind(gql: GraphQL, who: str, relative: str, relation: str, channel: str | None) -> str:
-    given = {
-        "beneficiaryCertNo": person(relative)["certNo"],
-        "beneficiaryName": person(relative)["name"],
-        "relation": relation,
-        "commitmentSigned": True,
-        "channel": channel,
-    }
-    result = await gql(BIND, {"i": given}, as_=who)
-    binding_id: str = result["data"]["bindMutualAid"]["binding"]["id"]
+    binding_id: str = (await gql.bind(who, relative, relation, channel=channel))["binding"]["id"]
     return binding_id
 
 

@@ -26,9 +26,6 @@ SETTLE = f"""mutation Settle($input: SettleInput!) {{
 REVERSE = f"""mutation Reverse($id: ID!, $reason: String!) {{
   reverseSettlement(settlementId: $id, reason: $reason) {{ {SETTLEMENT} errors {{ code field }} }}
 }}"""
-BIND = """mutation Bind($input: BindMutualAidInput!) {
-  bindMutualAid(input: $input) { binding { status } errors { code } }
-}"""
 ME = "{ me { account { balance } } }"
 
 
@@ -61,14 +58,8 @@ async def settle(
 
 
 async def bind(gql: GraphQL, authorizer: str, relative: str, relation: str = "CHILD") -> None:
-    given = {
-        "beneficiaryCertNo": person(relative)["certNo"],
-        "beneficiaryName": person(relative)["name"],
-        "relation": relation,
-        "commitmentSigned": True,
-    }
-    result = await gql(BIND, {"input": given}, as_=authorizer)
-    assert result["data"]["bindMutualAid"]["binding"]["status"] == "ACTIVE", result
+    payload = await gql.bind(authorizer, relative, relation)
+    assert payload["binding"]["status"] == "ACTIVE", payload
 
 
 async def balance(gql: GraphQL, key: str) -> Decimal:
