@@ -12,10 +12,20 @@ Faults raised by adapters form one tree; the gateway maps it to GraphQL
     UpstreamError                 (abstract: something went wrong talking to a province)
     ├── UpstreamUnavailable       UPSTREAM_UNAVAILABLE  connection refused/reset, HTTP 5xx
     ├── UpstreamTimeout           UPSTREAM_TIMEOUT      connect, read, write or pool timeout
-    └── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
+    ├── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
+    └── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
+
+Each says whether the request may have reached the province (``reached``): a
+write that may have is of unknown outcome, and the gateway asks again later
+with the same request id.
 
 Expected refusals ("the cap is reached") are not exceptions: the write methods
 return a `Refusal` instead of a `Binding`.
+
+Every request goes through the province's circuit breaker; reads (``_call(...,
+read=True)``) are retried with exponential backoff and jitter, writes never are:
+a write carries a request id (``new_request_id``) that the province keeps, so
+the gateway's reconciler can send it again and get the first answer back.
 """
 
 from __future__ import annotations
@@ -25,12 +35,23 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
+import purgatory
+from purgatory.domain.model import OpenedState
+from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 __all__ = [
     "AdapterSettings",
@@ -38,7 +59,10 @@ __all__ = [
     "BindRequest",
     "Binding",
     "BindingStatus",
+    "BreakerState",
+    "CircuitOpen",
     "CivilRelative",
+    "Guard",
     "InsuranceStatus",
     "InsuranceType",
     "MedicalType",
@@ -55,6 +79,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "new_request_id",
     "parse_money",
     "text",
 ]
@@ -240,11 +265,21 @@ class Binding:
 
 @dataclass(frozen=True, slots=True)
 class BindRequest:
+    """``request_id``: the province's key for this request (`new_request_id`); sent again
+    with the same id, the province answers as it did the first time."""
+
     authorizer_cert_no: str
     beneficiary_cert_no: str
     beneficiary_name: str
     relation: Relation
     commitment_signed: bool
+    request_id: str | None = None  # None: the adapter makes one
+
+
+def new_request_id() -> str:
+    """A request id every dialect can carry: ``GJ``, the time to the second, 10 hex
+    digits (26 ASCII characters, as the national platform's ``msgid``)."""
+    return f"GJ{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:10]}"
 
 
 class MedicalType(enum.Enum):
@@ -267,6 +302,7 @@ class SettleRequest:
     medical_type: MedicalType
     total: Decimal
     fund_paid: Decimal
+    request_id: str | None = None  # as for `BindRequest`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,13 +385,18 @@ def policy_in_force(policies: Sequence[Policy], on: dt.date) -> Policy:
 
 
 class UpstreamError(Exception):
-    """A fault talking to a province. ``str()`` is for logs, never for clients."""
+    """A fault talking to a province. ``str()`` is for logs, never for clients.
+
+    ``reached``: the request may have reached the province (False only when it
+    certainly did not: no connection was made, or the breaker held it back).
+    """
 
     code: ClassVar[str] = "UPSTREAM_ERROR"
 
-    def __init__(self, message: str, *, province: str) -> None:
+    def __init__(self, message: str, *, province: str, reached: bool = True) -> None:
         super().__init__(message)
         self.province = province
+        self.reached = reached
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -370,6 +411,18 @@ class UpstreamContractError(UpstreamError):
     code = "UPSTREAM_CONTRACT_ERROR"
 
 
+class CircuitOpen(UpstreamError):
+    """Not sent: the province's breaker is open after repeated failures."""
+
+    code = "CIRCUIT_OPEN"
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"  # the next request probes the province
+
+
 # -- settings and the adapter ----------------------------------------------------
 
 
@@ -381,6 +434,14 @@ class AdapterSettings:
     connect_timeout: float = 2.0
     timeout: float = 5.0  # the whole request, and each read, write and pool wait within it
     max_connections: int = 50
+    # reads only: attempts after the first, the first wait (doubling, with as much
+    # jitter again) and the longest wait between attempts, in seconds
+    retries: int = 2
+    retry_wait: float = 0.05
+    retry_wait_max: float = 1.0
+    # the breaker: opens after this many failures in a row, probes after ``breaker_reset``
+    breaker_threshold: int = 5
+    breaker_reset: float = 30.0
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
 
@@ -430,9 +491,11 @@ class ProvinceAdapter(abc.ABC):
         *,
         policies: Sequence[Policy] | None = None,
         deadline: float = 10.0,
+        guard: Guard | None = None,
     ) -> None:
         self.client = client
         self._deadline = deadline  # seconds for a whole request, however it trickles in
+        self.guard = guard or Guard()
         self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
         if not self._policies:
             raise ValueError(f"{type(self).__name__} declares no policy")
@@ -446,7 +509,10 @@ class ProvinceAdapter(abc.ABC):
         """
         policies = [p.with_changes(**settings.policy_overrides) for p in cls.policies]
         return cls(
-            client, policies=[*policies, *settings.extra_policies], deadline=settings.timeout
+            client,
+            policies=[*policies, *settings.extra_policies],
+            deadline=settings.timeout,
+            guard=Guard.of(settings),
         )
 
     def policy(self, on: dt.date | None = None) -> Policy:
@@ -478,10 +544,14 @@ class ProvinceAdapter(abc.ABC):
         """Ask the province to create a binding. The province's rules are authoritative."""
 
     @abc.abstractmethod
-    async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> Binding | Refusal:
         """End a binding on behalf of ``actor`` (the authorizer's ID number)."""
 
-    async def respond(self, binding_id: str, *, actor: str, accept: bool) -> Binding | Refusal:
+    async def respond(
+        self, binding_id: str, *, actor: str, accept: bool, request_id: str | None = None
+    ) -> Binding | Refusal:
         """The invited relative (``actor``) accepts or declines a pending binding.
 
         Provinces without confirmation never hold a pending binding, so the
@@ -498,7 +568,12 @@ class ProvinceAdapter(abc.ABC):
         return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
 
     async def reverse(
-        self, settlement_id: str, *, institution_code: str, reason: str
+        self,
+        settlement_id: str,
+        *,
+        institution_code: str,
+        reason: str,
+        request_id: str | None = None,
     ) -> Settlement | Refusal:
         """Undo a settlement of the same day, once, for the institution that made it."""
         return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
@@ -547,26 +622,56 @@ class ProvinceAdapter(abc.ABC):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; transport faults and HTTP 5xx become `UpstreamError`s.
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self.guard.state
+
+    async def _call(
+        self, method: str, url: str, *, read: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request through the breaker; transport faults and HTTP 5xx become
+        `UpstreamError`s. A ``read`` (it changes nothing) is tried again after an
+        unavailable or timed-out attempt; a write is sent once.
 
         4xx answers are returned: dialects use them for refusals.
         """
+        if not read:
+            return await self._attempt(method, url, kwargs)
+        async for attempt in self.guard.retrying():
+            with attempt:
+                return await self._attempt(method, url, kwargs)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        what = f"{method} {url}"
+        breaker = await self.guard.breaker(self.code)
         try:
-            async with asyncio.timeout(self._deadline):
-                response = await self.client.request(method, url, **kwargs)
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{method} {url}: deadline passed", province=self.code) from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{method} {url}: {exc!r}", province=self.code) from exc
-        except httpx.DecodingError as exc:  # a body we cannot even decompress or decode
-            raise UpstreamContractError(f"{method} {url}: {exc!r}", province=self.code) from exc
-        except httpx.HTTPError as exc:  # connection faults, protocol errors, redirect loops
-            raise UpstreamUnavailable(f"{method} {url}: {exc!r}", province=self.code) from exc
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(
-                f"{method} {url}: HTTP {response.status_code}", province=self.code
-            )
+            async with breaker:
+                try:
+                    async with asyncio.timeout(self._deadline):
+                        response = await self.client.request(method, url, **kwargs)
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(f"{what}: deadline passed", province=self.code) from exc
+                except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
+                    raise UpstreamTimeout(
+                        f"{what}: {exc!r}", province=self.code, reached=False
+                    ) from exc
+                except httpx.TimeoutException as exc:
+                    raise UpstreamTimeout(f"{what}: {exc!r}", province=self.code) from exc
+                except httpx.DecodingError as exc:  # a body we cannot even decompress or decode
+                    raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
+                except httpx.ConnectError as exc:  # refused: nothing was sent
+                    raise UpstreamUnavailable(
+                        f"{what}: {exc!r}", province=self.code, reached=False
+                    ) from exc
+                except httpx.HTTPError as exc:  # dropped connections, protocol errors, loops
+                    raise UpstreamUnavailable(f"{what}: {exc!r}", province=self.code) from exc
+                if response.status_code >= 500:
+                    raise UpstreamUnavailable(
+                        f"{what}: HTTP {response.status_code}", province=self.code
+                    )
+        except OpenedState as exc:
+            raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
         return response
 
     @contextlib.contextmanager
@@ -588,6 +693,69 @@ class ProvinceAdapter(abc.ABC):
 
     def _contract_error(self, what: str) -> UpstreamContractError:
         return UpstreamContractError(what, province=self.code)
+
+
+class Guard:
+    """A province's breaker and its retry rule for reads (see `AdapterSettings`).
+
+    The breaker counts unavailable and timed-out requests; contract errors and
+    cancellations (a caller that stopped waiting) are not the province failing.
+    """
+
+    def __init__(
+        self,
+        *,
+        retries: int = 2,
+        retry_wait: float = 0.05,
+        retry_wait_max: float = 1.0,
+        breaker_threshold: int = 5,
+        breaker_reset: float = 30.0,
+    ) -> None:
+        self._retries = retries
+        self._wait = wait_exponential_jitter(
+            multiplier=retry_wait, max=retry_wait_max, jitter=retry_wait
+        )
+        self._breakers = purgatory.AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_reset,
+            exclude=[UpstreamContractError, CircuitOpen, asyncio.CancelledError],
+        )
+        self._breaker: AsyncCircuitBreaker | None = None
+
+    @classmethod
+    def of(cls, settings: AdapterSettings) -> Guard:
+        return cls(
+            retries=settings.retries,
+            retry_wait=settings.retry_wait,
+            retry_wait_max=settings.retry_wait_max,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_reset=settings.breaker_reset,
+        )
+
+    async def breaker(self, name: str) -> AsyncCircuitBreaker:
+        if self._breaker is None:
+            self._breaker = await self._breakers.get_breaker(name)
+        return self._breaker
+
+    def retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(1 + self._retries),
+            wait=self._wait,
+            retry=retry_if_exception_type((UpstreamUnavailable, UpstreamTimeout)),
+            reraise=True,
+        )
+
+    @property
+    def state(self) -> BreakerState:
+        context = self._breaker.context if self._breaker is not None else None
+        if context is None or context.state == "closed":
+            return BreakerState.CLOSED
+        opened = context.opened_at
+        if context.state == "half-opened" or (
+            opened is not None and time.time() > opened + context.ttl
+        ):
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
 
 
 def text(value: object) -> str:
