@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -14,8 +16,11 @@ from gateway.auth import INSTITUTION_KINDS, ROLES, Institution, mint_token
 from gateway.config import Settings
 from gateway.provinces import sandbox_factory, sandbox_names
 
+if TYPE_CHECKING:
+    from sandbox.faults import Faults
 
-def main(argv: Sequence[str] | None = None) -> int:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gongji", description=__doc__)
     parser.add_argument("--config", type=Path, help="a TOML file (see docs/configuration.md)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,11 +45,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=9000)
     sandbox.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+    sandbox.add_argument(
+        "--roster", type=Path, help="the people to seed a fresh state with (default: the fixtures)"
+    )
+    add_fault_arguments(sandbox)
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", type=Path)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
     logs.configure()
 
@@ -66,7 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"gongji token: {exc}", file=sys.stderr)
             return 2
     elif args.command == "sandbox":
-        app = sandbox_factory(args.province)(data_dir=settings.data_dir)
+        from sandbox.engine import load_roster
+        from sandbox.faults import set_faults
+
+        try:
+            faults = faults_from_args(args)
+            roster = load_roster(args.roster) if args.roster else None
+        except (OSError, ValueError) as exc:
+            print(f"gongji sandbox: {exc}", file=sys.stderr)
+            return 2
+        app = sandbox_factory(args.province)(data_dir=settings.data_dir, roster=roster)
+        set_faults(app, faults)
+        url = f"http://{args.host}:{args.port}"
+        note = f"fault mode {json.dumps(faults.to_json())}" if faults.active else "no faults"
+        print(f"Sandbox {args.province} on {url} ({note}; {url}/_faults changes them)")
         uvicorn.run(app, host=args.host, port=args.port, log_config=None)
     elif args.command == "export-schema":
         from gateway.schema import schema
@@ -77,6 +102,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(sdl)
     return 0
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fault-mode flags of ``gongji sandbox`` (see docs/configuration.md)."""
+    group = parser.add_argument_group("fault mode (all off by default)")
+    group.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="N", help="delay every request"
+    )
+    group.add_argument(
+        "--jitter-ms", type=float, default=0.0, metavar="N", help="plus a random 0..N ms"
+    )
+    group.add_argument(
+        "--error-rate", type=float, default=0.0, metavar="F", help="answer 503 (0..1)"
+    )
+    group.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="handle the request, then close the connection unanswered (0..1)",
+    )
+    group.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="handle the request, answer garbage with status 200 (0..1)",
+    )
+    group.add_argument(
+        "--hang", action="store_true", help="answer nothing until PUT /_faults says otherwise"
+    )
+    group.add_argument(
+        "--fault-path",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="apply faults only to paths starting so (repeatable; default: all)",
+    )
+    group.add_argument(
+        "--fault-seed", type=int, metavar="N", help="seed the rates' random generator"
+    )
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The `Faults` the fault-mode flags ask for; `ValueError` when they are invalid."""
+    from sandbox.faults import Faults
+
+    return Faults(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        malformed_rate=args.malformed_rate,
+        hang=args.hang,
+        paths=tuple(args.fault_path),
+        seed=args.fault_seed,
+    )
 
 
 if __name__ == "__main__":

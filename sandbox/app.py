@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from sandbox.engine import ProvinceRules, ProvinceSystem
+from sandbox.faults import FaultMiddleware, Faults, set_faults
 
 
 def sandbox_app(
@@ -21,12 +22,17 @@ def sandbox_app(
     *,
     data_dir: Path | None = None,
     roster: dict[str, Any] | None = None,
+    faults: Faults | None = None,
 ) -> Starlette:
     """A Starlette app for one province; its state lives in ``data_dir/NAME.sqlite3``.
 
     With no ``data_dir`` the state is in memory (tests). The database is opened in
     the app's lifespan: whoever mounts the app in-process enters
     ``app.router.lifespan_context(app)`` first.
+
+    Every sandbox app carries fault mode (`sandbox.faults`): ``faults`` are its
+    settings at start (default: off); ``set_faults(app, ...)`` or ``PUT /_faults``
+    change them later.
     """
 
     @contextlib.asynccontextmanager
@@ -39,7 +45,10 @@ def sandbox_app(
         finally:
             await system.close()
 
-    return Starlette(routes=list(routes), lifespan=lifespan)
+    app = Starlette(routes=list(routes), lifespan=lifespan)
+    app.add_middleware(FaultMiddleware, state=app.state)
+    set_faults(app, faults)
+    return app
 
 
 def system_of(request: Request) -> ProvinceSystem:

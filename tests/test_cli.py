@@ -1,20 +1,26 @@
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+import gateway.cli
 from gateway.auth import verify_token
-from gateway.cli import main
+from gateway.cli import build_parser, faults_from_args, main
 from gateway.config import AuthSettings
+from gateway.provinces import sandbox_factory
 from gateway.schema import schema
+from sandbox.faults import OFF, Faults, faults_of
+from tests.conftest import ROOT
 
 
 def test_token_prints_a_jwt_for_the_id_number(capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,3 +136,75 @@ def test_the_gateway_reaches_a_province_served_over_http(
     }
     assert (data_dir / "sandbox" / "hebei.sqlite3").exists()
     assert (data_dir / "gateway.sqlite3").exists()
+
+
+def test_sandbox_fault_flags_parse_into_the_settings() -> None:
+    args = build_parser().parse_args(["sandbox", "hebei"])
+    assert faults_from_args(args) == OFF
+    args = build_parser().parse_args(
+        [
+            "sandbox",
+            "jiangsu",
+            "--latency-ms",
+            "25",
+            "--jitter-ms",
+            "10",
+            "--error-rate",
+            "0.1",
+            "--drop-rate",
+            "0.05",
+            "--malformed-rate",
+            "0.02",
+            "--hang",
+            "--fault-path",
+            "/api",
+            "--fault-path",
+            "/x",
+            "--fault-seed",
+            "7",
+        ]
+    )
+    assert faults_from_args(args) == Faults(
+        latency_ms=25,
+        jitter_ms=10,
+        error_rate=0.1,
+        drop_rate=0.05,
+        malformed_rate=0.02,
+        hang=True,
+        paths=("/api", "/x"),
+        seed=7,
+    )
+
+
+def test_sandbox_refuses_invalid_faults_and_rosters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sandbox", "hebei", "--data-dir", str(tmp_path), "--error-rate", "1.5"]) == 2
+    assert "error_rate must be a number from 0 to 1" in capsys.readouterr().err
+    missing = tmp_path / "missing.json"
+    assert main(["sandbox", "hebei", "--data-dir", str(tmp_path), "--roster", str(missing)]) == 2
+    assert "missing.json" in capsys.readouterr().err
+
+
+def test_sandbox_serves_with_the_faults_and_roster_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roster = tmp_path / "families.json"
+    roster.write_text((ROOT / "fixtures" / "roster.json").read_text("utf-8"), encoding="utf-8")
+    made: dict[str, Any] = {}
+    served: list[Any] = []
+
+    def factory(name: str) -> Any:
+        def create(**kwargs: Any) -> Any:
+            made.update(kwargs)
+            return sandbox_factory(name)(**kwargs)
+
+        return create
+
+    monkeypatch.setattr(gateway.cli, "sandbox_factory", factory)
+    monkeypatch.setattr(gateway.cli.uvicorn, "run", lambda app, **_: served.append(app))
+    argv = ["sandbox", "henan", "--data-dir", str(tmp_path), "--roster", str(roster)]
+    assert main([*argv, "--drop-rate", "0.5", "--latency-ms", "5"]) == 0
+    assert faults_of(served[0]) == Faults(drop_rate=0.5, latency_ms=5)
+    assert made["roster"] == json.loads(roster.read_text("utf-8"))
+    assert "fault mode" in capsys.readouterr().out
