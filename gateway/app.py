@@ -1,4 +1,5 @@
-"""The ASGI app: lifespan-made services, GraphQL at /graphql, health at /healthz.
+"""The ASGI app: lifespan-made services, GraphQL at /graphql; /healthz (alive) and
+/readyz (the store writable, each province's breaker) for orchestrators.
 
 In sandbox mode a browser opening /graphql gets the playground (`gateway.playground`);
 in production mode there is no page and no persona route.
@@ -36,6 +37,7 @@ from gateway.limits import BodyLimit
 from gateway.messages import preferred_language
 from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
+from gateway.outbox import Outbox, Reconciler
 from gateway.playground import Playground
 from gateway.provinces import open_provinces
 from gateway.ratelimit import RateLimiter
@@ -122,7 +124,8 @@ def create_app(
             ) as provinces:
                 directory = Directory(provinces, store)
                 journal = Journal(store)
-                mutual_aid = MutualAid(provinces, directory, journal)
+                outbox = Outbox(store, provinces, journal)
+                mutual_aid = MutualAid(provinces, directory, outbox)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
                 app.state.services = Services(
                     settings=settings,
@@ -131,20 +134,57 @@ def create_app(
                     directory=directory,
                     mutual_aid=mutual_aid,
                     kinship=kinship,
-                    settlements=Settlements(provinces, directory, store),
+                    settlements=Settlements(provinces, directory, outbox),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                     family=Family(provinces, kinship, directory),
                     rate_limiter=RateLimiter(settings.limits),
                     audit=AuditLog(store),
                     metrics=metrics,
+                    outbox=outbox,
                 )
-                yield
+                metrics.watch(provinces, outbox)
+                resilience = settings.resilience
+                reconciler = Reconciler(
+                    outbox,
+                    interval=resilience.reconcile_interval,
+                    pending_after=resilience.pending_after,
+                )
+                # the server drains requests in flight before this lifespan ends
+                running = asyncio.create_task(reconciler.run(), name="reconciler")
+                try:
+                    yield
+                finally:
+                    running.cancel()  # a write it was resending stays for next time
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
         finally:
             await store.close()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        """Ready when the store takes writes; every province's breaker is reported (an
+        open one does not make the gateway unready: the others are still served)."""
+        services: Services | None = getattr(request.app.state, "services", None)
+        if services is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await asyncio.wait_for(services.store.check_writable(), timeout=2.0)
+            store = "ok"
+        except Exception:
+            log.exception("readiness: the store does not take writes")
+            store = "failing"
+        provinces = {
+            code: {"name": adapter.name, "breaker": adapter.breaker_state.value}
+            for code, adapter in services.provinces.items()
+        }
+        ready = store == "ok"
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "store": store, "provinces": provinces},
+            status_code=200 if ready else 503,
+        )
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/graphql")
@@ -157,6 +197,7 @@ def create_app(
     graphql = _GraphQL(build_schema(introspection=settings.allows_introspection), playground)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ]

@@ -110,6 +110,7 @@ class Settings:
     roster: Path = ROSTER
     kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
     limits: RateLimits = field(default_factory=RateLimits)
+    resilience: Resilience = field(default_factory=lambda: Resilience())
 
     def __post_init__(self) -> None:
         _mode(self.mode)
@@ -186,6 +187,7 @@ class Settings:
             disabled=disabled,
             kinship=KinshipPolicy.from_table(raw.get("kinship", {})),
             limits=RateLimits(**raw.get("limits", {})),
+            resilience=Resilience(**raw.get("resilience", {})),
             **extra,
         )
 
@@ -206,18 +208,47 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
     table = dict(table)
     overrides = dict(table.pop("policy", {}))
     extra = [_policy(p) for p in table.pop("policies", [])]
-    known = {"base_url", "connect_timeout", "timeout", "max_connections"}
-    unknown = set(table) - known
+    numbers: dict[str, type[int] | type[float]] = {
+        "connect_timeout": float,
+        "timeout": float,
+        "max_connections": int,
+        "retries": int,
+        "retry_wait": float,
+        "retry_wait_max": float,
+        "breaker_threshold": int,
+        "breaker_reset": float,
+    }
+    unknown = set(table) - {"base_url", *numbers}
     if unknown:
         raise ValueError(f"provinces.{name}: unknown settings {sorted(unknown)}")
+    values: dict[str, Any] = {k: kind(table[k]) for k, kind in numbers.items() if k in table}
+    if any(v < 0 for v in values.values()) or values.get("breaker_threshold") == 0:
+        raise ValueError(f"provinces.{name}: timeouts, retries and breaker settings are positive")
     return AdapterSettings(
         base_url=str(table.get("base_url", "")),
-        connect_timeout=float(table.get("connect_timeout", 2.0)),
-        timeout=float(table.get("timeout", 5.0)),
-        max_connections=int(table.get("max_connections", 50)),
         policy_overrides=overrides,
         extra_policies=tuple(extra),
+        **values,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """``[resilience]``: how the reconciler settles writes whose outcome is unknown.
+
+    Every ``reconcile_interval`` seconds it sends again the writes whose answer
+    was lost, and those still pending ``pending_after`` seconds after they were
+    recorded (a process that died with them in flight); ``shutdown_grace`` is how
+    long a stopping gateway waits for requests in flight.
+    """
+
+    reconcile_interval: float = 2.0
+    pending_after: float = 30.0
+    shutdown_grace: float = 20.0
+
+    def __post_init__(self) -> None:
+        if min(self.reconcile_interval, self.pending_after, self.shutdown_grace) <= 0:
+            raise ValueError("resilience: every setting is a positive number of seconds")
 
 
 def _policy(table: Mapping[str, Any]) -> Policy:

@@ -17,6 +17,7 @@ from gateway.kinship import Kinship
 from gateway.messages import Language
 from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
+from gateway.outbox import Outbox
 from gateway.provinces import Provinces
 from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
@@ -41,6 +42,7 @@ class Services:
     rate_limiter: RateLimiter
     audit: AuditLog
     metrics: Metrics
+    outbox: Outbox
 
 
 @dataclass(slots=True)

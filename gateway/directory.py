@@ -29,15 +29,29 @@ class Directory:
     async def locate(self, cert_nos: Iterable[str]) -> dict[str, Located]:
         """Each insured person among ``cert_nos`` with the adapter of their province.
 
-        One request per province at most per round: remembered people are asked of
-        their own province, unknown ones of every province concurrently. A
-        remembered person missing there (they moved) is looked for everywhere else.
         A person not found while a province that might insure them failed raises
         that province's `UpstreamError`: "not insured" would be a guess.
         """
+        found, unresolved = await self.locate_all(cert_nos)
+        for cert_no, error in unresolved.items():
+            log.warning("cannot locate %s: province %s failed", loggable(cert_no), error.province)
+            raise error
+        return found
+
+    async def locate_all(
+        self, cert_nos: Iterable[str]
+    ) -> tuple[dict[str, Located], dict[str, UpstreamError]]:
+        """Like `locate`, but whoever cannot be located because a province failed comes
+        back with that province's error instead: the caller answers the rest.
+
+        One request per province at most per round: remembered people are asked of
+        their own province, unknown ones of every province concurrently; once all are
+        found, provinces still answering are not waited for. A remembered person
+        missing there (they moved) is looked for everywhere else.
+        """
         wanted = sorted(set(cert_nos))
         if not wanted:
-            return {}
+            return {}, {}
         remembered = {
             cert_no: code
             for cert_no, code in (await self._store.locations(wanted)).items()
@@ -61,12 +75,13 @@ class Directory:
             failures.update(more_failures)
             await self._store.forget_locations(c for c in moved if c not in found)
 
+        unresolved: dict[str, UpstreamError] = {}
         if failures:
+            first = next(iter(failures.values()))
             for cert_no in wanted:
                 if cert_no not in found:
-                    code, error = next(iter(failures.items()))
-                    log.warning("cannot locate %s: province %s failed", loggable(cert_no), code)
-                    raise error
+                    mine = remembered.get(cert_no)  # the province that insured them
+                    unresolved[cert_no] = failures.get(mine, first) if mine else first
         await self._store.remember_locations(
             {
                 c: loc.adapter.code
@@ -74,27 +89,41 @@ class Directory:
                 if remembered.get(c) != loc.adapter.code
             }
         )
-        return found
+        return found, unresolved
 
     async def _ask(
         self, asks: Mapping[str, set[str]]
     ) -> tuple[dict[str, Located], dict[str, UpstreamError]]:
-        codes = [code for code, certs in asks.items() if certs]
-        answers = await asyncio.gather(
-            *(self._provinces[code].find_persons(sorted(asks[code])) for code in codes),
-            return_exceptions=True,
-        )
+        """Ask each province for its people, concurrently; stop waiting once everyone
+        asked for is found (the provinces still answering are then not needed)."""
+        everyone = set().union(*asks.values())
+        tasks = {
+            asyncio.ensure_future(self._provinces[code].find_persons(sorted(certs))): code
+            for code, certs in asks.items()
+            if certs
+        }
         found: dict[str, Located] = {}
         failures: dict[str, UpstreamError] = {}
-        for code, answer in zip(codes, answers, strict=True):
-            if isinstance(answer, UpstreamError):
-                failures[code] = answer
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                adapter = self._provinces[code]
-                for cert_no, person in _checked(answer, asks[code], adapter):
-                    found[cert_no] = Located(person, adapter)
+        waiting = set(tasks)
+        try:
+            while waiting and not everyone <= found.keys():
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    code = tasks[task]
+                    error = task.exception()
+                    if isinstance(error, UpstreamError):
+                        failures[code] = error
+                    elif error is not None:
+                        raise error
+                    else:
+                        adapter = self._provinces[code]
+                        for cert_no, person in _checked(task.result(), asks[code], adapter):
+                            found[cert_no] = Located(person, adapter)
+        finally:
+            for task in waiting:
+                task.cancel()
+            if waiting:
+                await asyncio.wait(waiting)
         return found, failures
 
 

@@ -19,7 +19,15 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from adapters.base import Binding, BindingStatus, Party, ProvinceAdapter, RefusalCode, Relation
+from adapters.base import (
+    Binding,
+    BindingStatus,
+    Party,
+    ProvinceAdapter,
+    RefusalCode,
+    Relation,
+    UpstreamError,
+)
 from gateway.beijing import china_date
 from gateway.diagnosis import Reason, reason_for
 from gateway.directory import Directory, Located
@@ -90,6 +98,10 @@ class Member:
     added_me: KinshipLink | None
     mutual_aid: MutualAidVerdict
     kinship: KinshipVerdict
+    # a province that failed: where they are insured is unknown (``located`` is None,
+    # and so every verdict), or only their bindings are
+    unlocated: UpstreamError | None = None
+    bindings_failed: UpstreamError | None = None
 
 
 def _latest(items: Iterable[tuple[dt.datetime, bool, object]]) -> object | None:
@@ -123,8 +135,8 @@ class Family:
                 if party.cert_no != caller:
                     names.setdefault(party.cert_no, party.name)
                     relation.setdefault(party.cert_no, _link_relation(link, caller))
-        located = await self._directory.locate(names)
-        held, theirs = await self._bindings(me, located.values())
+        located, unlocated = await self._directory.locate_all(names)
+        held, theirs, failed = await self._bindings(me, located.values())
         # someone bound to the caller but on no record of theirs (rare): add them too
         extra = {
             party.cert_no: (party.name, _binding_relation(binding, caller))
@@ -136,7 +148,9 @@ class Family:
         if extra:
             for cert_no, (name, related) in extra.items():
                 names[cert_no], relation[cert_no] = name, related
-            located.update(await self._directory.locate(extra))
+            more, more_unlocated = await self._directory.locate_all(extra)
+            located.update(more)
+            unlocated.update(more_unlocated)
 
         adders = await self._kinship.live_adders(list(names))
         my_links = sum(link.status.is_live and link.adder.cert_no == caller for link in links)
@@ -152,6 +166,10 @@ class Family:
             i_added = _pick_link(links, adder=caller, member=cert_no)
             added_me = _pick_link(links, adder=cert_no, member=caller)
             age = age_on(cert_no, today)
+            # the caller's own province holds their bindings: its failure hides them all
+            bindings_failed = failed.get(me.adapter.code) or (
+                failed.get(where.adapter.code) if where is not None else None
+            )
             members.append(
                 Member(
                     party=Party(cert_no, names[cert_no]),
@@ -177,15 +195,20 @@ class Family:
                         adders.get(cert_no, 0),
                         age,
                     ),
+                    unlocated=unlocated.get(cert_no),
+                    bindings_failed=bindings_failed,
                 )
             )
         return members
 
     async def _bindings(
         self, me: Located, relatives: Iterable[Located]
-    ) -> tuple[list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]]]:
+    ) -> tuple[
+        list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]], dict[str, UpstreamError]
+    ]:
         """The caller's bindings and each relative's, in one request per province: the
-        caller is asked of their own province and of any that binds across provinces."""
+        caller is asked of their own province and of any that binds across provinces.
+        A province that fails is left out and named in the third item."""
         caller = me.person.cert_no
         asked: dict[str, tuple[ProvinceAdapter, set[str]]] = {}
         for adapter in self._provinces.values():
@@ -195,11 +218,19 @@ class Family:
             entry = asked.setdefault(found.adapter.code, (found.adapter, set()))
             entry[1].add(found.person.cert_no)
         order = list(asked.values())
-        answers = await asyncio.gather(*(a.bindings_of(sorted(certs)) for a, certs in order))
+        answers = await asyncio.gather(
+            *(a.bindings_of(sorted(certs)) for a, certs in order), return_exceptions=True
+        )
         held: list[tuple[Binding, ProvinceAdapter]] = []
         theirs: dict[str, list[Binding]] = {}
+        failed: dict[str, UpstreamError] = {}
         seen: set[tuple[str, str]] = set()
         for (adapter, _), bindings in zip(order, answers, strict=True):
+            if isinstance(bindings, UpstreamError):
+                failed[adapter.code] = bindings
+                continue
+            if isinstance(bindings, BaseException):
+                raise bindings
             for binding in bindings:
                 if (adapter.code, binding.id) in seen:
                     continue
@@ -208,7 +239,7 @@ class Family:
                     held.append((binding, adapter))
                 for party in (binding.authorizer, binding.beneficiary):
                     theirs.setdefault(party.cert_no, []).append(binding)
-        return held, theirs
+        return held, theirs, failed
 
     def _mutual_aid_verdict(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from adapters.base import UpstreamError
 from gateway.diagnosis_schema import DiagnosisCode
 from gateway.family import AgeBand, KinshipState, Member, MutualAidState
 from gateway.kinship_schema import KinshipLinkType
@@ -59,19 +60,57 @@ class FamilyKinship:
     verdict: KinshipVerdict
 
 
-@strawberry.type(description="One relative on the family screen.")
+@strawberry.type(
+    description="One relative on the family screen. When a province fails, the fields that"
+    " needed it are errors (extensions.code UPSTREAM_* or CIRCUIT_OPEN, and the province):"
+    " insuredArea, province, insurance, mutualAid and kinship when it insures them;"
+    " mutualAid when it holds the bindings. The rest of the screen is answered."
+)
 class FamilyMember:
     relative: PersonRef
     relation: Relation | None = strawberry.field(  # type: ignore[valid-type]
         description="Their relation to me: the civil record's, or for someone linked but not"
         " on it, what the link claims (null: neither says)."
     )
-    insured_area: Area | None
-    province: Province | None
-    insurance: Insurance | None
     age_band: AgeBandType  # type: ignore[valid-type]
-    mutual_aid: FamilyMutualAid
-    kinship: FamilyKinship
+    found_area: strawberry.Private[Area | None]
+    found_province: strawberry.Private[Province | None]
+    found_insurance: strawberry.Private[Insurance | None]
+    aid: strawberry.Private[FamilyMutualAid]
+    kin: strawberry.Private[FamilyKinship]
+    unlocated: strawberry.Private[UpstreamError | None] = None
+    bindings_failed: strawberry.Private[UpstreamError | None] = None
+
+    def _located(self) -> None:
+        if self.unlocated is not None:
+            raise self.unlocated
+
+    @strawberry.field
+    def insured_area(self) -> Area | None:
+        self._located()
+        return self.found_area
+
+    @strawberry.field
+    def province(self) -> Province | None:
+        self._located()
+        return self.found_province
+
+    @strawberry.field
+    def insurance(self) -> Insurance | None:
+        self._located()
+        return self.found_insurance
+
+    @strawberry.field(description="Null (with an error) only when a province failed.")
+    def mutual_aid(self) -> FamilyMutualAid | None:
+        self._located()
+        if self.bindings_failed is not None:
+            raise self.bindings_failed
+        return self.aid
+
+    @strawberry.field(description="Null (with an error) only when a province failed.")
+    def kinship(self) -> FamilyKinship | None:
+        self._located()
+        return self.kin
 
 
 def member_of(member: Member, caller: str, info: Info_) -> FamilyMember:
@@ -98,18 +137,20 @@ def member_of(member: Member, caller: str, info: Info_) -> FamilyMember:
     return FamilyMember(
         relative=PersonRef.of(member.party, caller),
         relation=member.relation,
-        insured_area=None if person is None else Area(code=person.area.code, name=person.area.name),
-        province=None if where is None else Province.of(where.adapter),
-        insurance=None
+        found_area=None if person is None else Area(code=person.area.code, name=person.area.name),
+        found_province=None if where is None else Province.of(where.adapter),
+        found_insurance=None
         if person is None
         else Insurance(type=person.insurance_type, status=person.insurance_status),
         age_band=member.age_band,
-        mutual_aid=FamilyMutualAid(
+        unlocated=member.unlocated,
+        bindings_failed=member.bindings_failed,
+        aid=FamilyMutualAid(
             i_authorize=binding(member.i_authorize),
             authorizes_me=binding(member.authorizes_me),
             verdict=MutualAidVerdict(state=aid.state, reason=aid.reason, message=message),
         ),
-        kinship=FamilyKinship(
+        kin=FamilyKinship(
             i_added=None
             if member.i_added is None
             else KinshipLinkType.of(member.i_added, caller, policy),

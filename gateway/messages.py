@@ -211,6 +211,11 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "省级医保系统响应超时,请稍后再试",
         "The provincial system did not answer in time. Please try again later.",
     ),
+    "CIRCUIT_OPEN": (
+        "省级医保系统近期多次无法访问,已暂停请求,请稍后再试",
+        "The provincial system failed repeatedly; requests to it are paused. Please try"
+        " again later.",
+    ),
     "UPSTREAM_CONTRACT_ERROR": (
         "省级医保系统返回了无法识别的结果",
         "The provincial system gave an answer we could not read.",

@@ -3,8 +3,10 @@ and each province's requests, outcomes and latency. No label carries personal da
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 from graphql import OperationType
@@ -12,6 +14,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -19,7 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
+from adapters.base import BreakerState, ProvinceAdapter
 from gateway.operation import chosen
+
+if TYPE_CHECKING:
+    from gateway.outbox import Outbox
 
 
 class Metrics:
@@ -51,6 +58,23 @@ class Metrics:
             ["province"],
             registry=self.registry,
         )
+        self.breaker = Gauge(
+            "gongji_upstream_breaker_state",
+            "Each province's circuit breaker: 1 for the state it is in",
+            ["province", "state"],
+            registry=self.registry,
+        )
+        self.writes = Gauge(
+            "gongji_outbox_writes",
+            "Writes to provinces in the outbox, by state (PENDING and UNKNOWN: unresolved)",
+            ["state"],
+            registry=self.registry,
+        )
+        self._watched: tuple[Mapping[str, ProvinceAdapter], Outbox] | None = None
+
+    def watch(self, provinces: Mapping[str, ProvinceAdapter], outbox: Outbox) -> None:
+        """Report each province's breaker and the outbox's unresolved writes at scrape time."""
+        self._watched = (provinces, outbox)
 
     def measure(
         self, province: str, transport: httpx.AsyncBaseTransport
@@ -58,6 +82,13 @@ class Metrics:
         return _Measured(transport, province, self)
 
     async def endpoint(self, request: Request) -> Response:
+        if self._watched is not None:
+            provinces, outbox = self._watched
+            for code, adapter in provinces.items():
+                for state in BreakerState:
+                    self.breaker.labels(code, state.value).set(adapter.breaker_state is state)
+            for name, count in (await outbox.counts()).items():
+                self.writes.labels(name).set(count)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -76,6 +107,9 @@ class _Measured(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
             outcome = f"{response.status_code // 100}xx"
             return response
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # its answer was no longer needed
+            raise
         except httpx.TimeoutException:
             outcome = "timeout"
             raise

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 
@@ -27,10 +26,8 @@ from gateway.certno import is_valid, normalize
 from gateway.channels import Channel
 from gateway.directory import Directory, Located
 from gateway.ids import decode_id
+from gateway.outbox import KeyReused, Operation, Outbox, Sent, Write, key_ok, new_key
 from gateway.provinces import Provinces
-from gateway.records import Event, Journal
-
-log = logging.getLogger(__name__)
 
 BINDING_KIND = "MutualAidBinding"
 
@@ -61,17 +58,36 @@ class BindInput:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A binding with the province that holds it, or the refusals; for a dry run,
-    the status the binding would have."""
+    the status the binding would have. ``submitted``: sent, the province's answer
+    not known yet (the reconciler will learn it); ``key``: the idempotency key."""
 
     binding: Binding | None = None
     adapter: ProvinceAdapter | None = None
     errors: Sequence[Refusal] = ()
     dry_run: bool = False
     expected: BindingStatus | None = None
+    submitted: bool = False
+    key: str | None = None
 
     @classmethod
     def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
         return cls(errors=(Refusal(code, field),))
+
+    @classmethod
+    def of(cls, sent: Sent, field: str | None = "bindingId") -> Outcome:
+        """The outcome of a write sent through the outbox; refusals concern ``field``."""
+        answer = sent.answer
+        if answer is None:
+            return cls(adapter=sent.adapter, submitted=True, key=sent.key)
+        if isinstance(answer, Refusal):
+            return cls(errors=(Refusal(answer.code, field),), key=sent.key)
+        if not isinstance(answer, Binding):
+            raise TypeError(f"a binding write answered with {type(answer).__name__}")
+        return cls(binding=answer, adapter=sent.adapter, key=sent.key)
+
+
+_KEY_INVALID = Outcome.refused(RefusalCode.INVALID_IDEMPOTENCY_KEY, "idempotencyKey")
+_KEY_REUSED = Outcome.refused(RefusalCode.IDEMPOTENCY_KEY_REUSED, "idempotencyKey")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,21 +154,10 @@ def _refused(code: RefusalCode) -> Outcome:
 
 
 class MutualAid:
-    def __init__(
-        self, provinces: Provinces, directory: Directory, journal: Journal | None = None
-    ) -> None:
+    def __init__(self, provinces: Provinces, directory: Directory, outbox: Outbox) -> None:
         self._provinces = provinces
         self._directory = directory
-        self._journal = journal
-
-    async def _journaled(self, outcome: Outcome, event: Event, channel: Channel | None) -> Outcome:
-        """Journal what the province did; the province's answer stands even if that fails."""
-        if self._journal is not None and outcome.binding and outcome.adapter:
-            try:
-                await self._journal.record(outcome.binding, outcome.adapter, event, channel)
-            except Exception:
-                log.exception("binding %s: %s not journaled", outcome.binding.id, event.value)
-        return outcome
+        self._outbox = outbox
 
     async def bind(
         self,
@@ -161,23 +166,55 @@ class MutualAid:
         *,
         dry_run: bool = False,
         channel: Channel | None = None,
+        key: str | None = None,
     ) -> Outcome:
         """Bind, after the gateway's early checks; ``dry_run`` stops after the checks and
-        says what would happen (the province's own checks are not run)."""
-        checked = await self.check(authorizer, given)
-        if isinstance(checked, Outcome):
-            return dataclasses.replace(checked, dry_run=dry_run)
+        says what would happen (the province's own checks are not run).
+
+        ``key`` (the idempotency key; made when absent): a repeat returns the first
+        outcome without checking again.
+        """
         if dry_run:
+            checked = await self.check(authorizer, given)
+            if isinstance(checked, Outcome):
+                return dataclasses.replace(checked, dry_run=True)
             return Outcome(adapter=checked.adapter, dry_run=True, expected=checked.expected)
-        result = await checked.adapter.bind(checked.request)
-        if isinstance(result, Refusal):
-            code = result.code
+        key = new_key() if key is None else key
+        if not key_ok(key):
+            return _KEY_INVALID
+        asked = Write(
+            Operation.BIND,
+            "",
+            {
+                "authorizer": authorizer,
+                "beneficiary": normalize(given.beneficiary_cert_no),
+                "beneficiary_name": given.beneficiary_name.strip(),
+                "relation": given.relation.value,
+                "commitment_signed": given.commitment_signed,
+            },
+            channel,
+        )
+        write = await self._outbox.recorded(authorizer, key)
+        if write is None:
+            checked = await self.check(authorizer, given)
+            if isinstance(checked, Outcome):
+                return checked
+            write = dataclasses.replace(asked, province=checked.adapter.code)
+        elif write.fingerprint != asked.fingerprint:
+            return _KEY_REUSED
+        outcome = await self._send(authorizer, key, write, "beneficiaryCertNo")
+        if outcome.errors:
+            code = outcome.errors[0].code
             if code is RefusalCode.PERSON_NOT_FOUND:  # as above: no existence oracle
                 code = RefusalCode.PERSON_INFO_MISMATCH
-            return _refused(code)
-        return await self._journaled(
-            Outcome(binding=result, adapter=checked.adapter), Event.CREATED, channel
-        )
+            return dataclasses.replace(_refused(code), key=key)
+        return outcome
+
+    async def _send(self, scope: str, key: str, write: Write, field: str | None) -> Outcome:
+        try:
+            return Outcome.of(await self._outbox.send(scope, key, write), field)
+        except KeyReused:
+            return _KEY_REUSED
 
     async def check(self, authorizer: str, given: BindInput) -> Outcome | Plan:
         """The binding the province would be asked for, or the first reason it would fail."""
@@ -227,30 +264,75 @@ class MutualAid:
         return Plan(adapter=adapter, request=request, expected=expected)
 
     async def respond(
-        self, actor: str, binding_id: str, *, accept: bool, channel: Channel | None = None
+        self,
+        actor: str,
+        binding_id: str,
+        *,
+        accept: bool,
+        channel: Channel | None = None,
+        key: str | None = None,
     ) -> Outcome:
-        found = await self.find(actor, binding_id)
-        if found is None or found[0].beneficiary.cert_no != actor:
-            return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
-        binding, adapter = found
-        if binding.status is not BindingStatus.PENDING_CONFIRMATION:
-            return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        outcome = _acted(await adapter.respond(binding.id, actor=actor, accept=accept), adapter)
-        return await self._journaled(
-            outcome, Event.CONFIRMED if accept else Event.DECLINED, channel
+        async def allowed(binding: Binding) -> Outcome | None:
+            if binding.beneficiary.cert_no != actor:
+                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+            if binding.status is not BindingStatus.PENDING_CONFIRMATION:
+                return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+            return None
+
+        return await self._act(
+            Operation.RESPOND, actor, binding_id, {"accept": accept}, allowed, channel, key
         )
 
     async def unbind(
-        self, actor: str, binding_id: str, *, channel: Channel | None = None
+        self,
+        actor: str,
+        binding_id: str,
+        *,
+        channel: Channel | None = None,
+        key: str | None = None,
     ) -> Outcome:
-        found = await self.find(actor, binding_id)
-        if found is None or found[0].authorizer.cert_no != actor:
+        async def allowed(binding: Binding) -> Outcome | None:
+            if binding.authorizer.cert_no != actor:
+                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+            if not binding.status.is_live:
+                return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+            return None
+
+        return await self._act(Operation.UNBIND, actor, binding_id, {}, allowed, channel, key)
+
+    async def _act(
+        self,
+        operation: Operation,
+        actor: str,
+        binding_id: str,
+        extra: dict[str, bool],
+        allowed: Callable[[Binding], Awaitable[Outcome | None]],
+        channel: Channel | None,
+        key: str | None,
+    ) -> Outcome:
+        """Act on an existing binding through the outbox, once per idempotency key."""
+        key = new_key() if key is None else key
+        if not key_ok(key):
+            return _KEY_INVALID
+        decoded = decode_id(binding_id, BINDING_KIND)
+        if decoded is None or decoded[0] not in self._provinces:
             return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
-        binding, adapter = found
-        if not binding.status.is_live:
-            return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
-        outcome = _acted(await adapter.unbind(binding.id, actor=actor), adapter)
-        return await self._journaled(outcome, Event.UNBOUND, channel)
+        province, upstream_id = decoded
+        asked = Write(
+            operation, province, {"binding_id": upstream_id, "actor": actor, **extra}, channel
+        )
+        write = await self._outbox.recorded(actor, key)
+        if write is None:
+            found = await self.find(actor, binding_id)
+            if found is None:
+                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+            refused = await allowed(found[0])
+            if refused is not None:
+                return refused
+            write = asked
+        elif write.fingerprint != asked.fingerprint:
+            return _KEY_REUSED
+        return await self._send(actor, key, write, "bindingId")
 
     async def bindings_of(
         self, cert_no: str, home: ProvinceAdapter
@@ -281,10 +363,3 @@ class MutualAid:
             if binding.id == upstream_id:
                 return binding, adapter
         return None
-
-
-def _acted(result: Binding | Refusal, adapter: ProvinceAdapter) -> Outcome:
-    """The outcome of acting on an existing binding: refusals concern ``bindingId``."""
-    if isinstance(result, Refusal):
-        return Outcome.refused(result.code, "bindingId")
-    return Outcome(binding=result, adapter=adapter)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+import aiosqlite
+
 from adapters.base import Binding, Party, ProvinceAdapter, Relation, Settlement
 from gateway.beijing import china_date
 from gateway.channels import Channel
@@ -129,23 +131,34 @@ class Journal:
         self, binding: Binding, adapter: ProvinceAdapter, event: Event, channel: Channel | None
     ) -> None:
         async with self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO binding_event (province, binding_id, authorizer, authorizer_name,"
-                " beneficiary, beneficiary_name, relation, event, at, channel)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    adapter.code,
-                    binding.id,
-                    binding.authorizer.cert_no,
-                    binding.authorizer.name,
-                    binding.beneficiary.cert_no,
-                    binding.beneficiary.name,
-                    binding.relation.value,
-                    event.value,
-                    dt.datetime.now(dt.UTC).isoformat(),
-                    None if channel is None else channel.value,
-                ),
-            )
+            await self.insert(db, binding, adapter.code, event, channel)
+
+    @staticmethod
+    async def insert(
+        db: aiosqlite.Connection,
+        binding: Binding,
+        province: str,
+        event: Event,
+        channel: Channel | None,
+    ) -> None:
+        """Journal an event within the caller's transaction."""
+        await db.execute(
+            "INSERT INTO binding_event (province, binding_id, authorizer, authorizer_name,"
+            " beneficiary, beneficiary_name, relation, event, at, channel)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                province,
+                binding.id,
+                binding.authorizer.cert_no,
+                binding.authorizer.name,
+                binding.beneficiary.cert_no,
+                binding.beneficiary.name,
+                binding.relation.value,
+                event.value,
+                dt.datetime.now(dt.UTC).isoformat(),
+                None if channel is None else channel.value,
+            ),
+        )
 
     async def of(self, cert_no: str) -> list[AuthorizationRecord]:
         async with (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -31,6 +33,7 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
+from gateway.outbox import new_key
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
     AuthorizationRecordConnection,
@@ -43,6 +46,7 @@ from gateway.records_schema import (
 from gateway.settlement_schema import SettlementMutations
 from gateway.types import (
     _MONEY,
+    IDEMPOTENCY_KEY,
     Account,
     Area,
     BindingStatus,
@@ -53,6 +57,7 @@ from gateway.types import (
     Province,
     Relation,
     UserError,
+    WriteStatus,
 )
 
 
@@ -175,6 +180,13 @@ class Me:
 class MutualAidBindingPayload:
     binding: MutualAidBinding | None
     errors: list[UserError]
+    status: WriteStatus = strawberry.field(
+        default=WriteStatus.DONE,
+        description="SUBMITTED: the province's answer is not known yet (binding is null).",
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="The key this request went under (null for a dry run)."
+    )
     dry_run: bool = strawberry.field(
         default=False, description="Nothing was done: the answer says what would happen."
     )
@@ -195,6 +207,8 @@ class MutualAidBindingPayload:
             errors=[UserError.of(e, info) for e in outcome.errors],
             dry_run=outcome.dry_run,
             expected_status=outcome.expected,
+            status=WriteStatus.SUBMITTED if outcome.submitted else WriteStatus.DONE,
+            idempotency_key=None if outcome.dry_run else outcome.key,
         )
 
 
@@ -216,6 +230,7 @@ class BindMutualAidInput:
     channel: RecordChannel | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="The channel the request comes through (授权记录 show it)."
     )
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY)
 
 
 @strawberry.type
@@ -238,6 +253,7 @@ class Mutation(KinshipMutations, SettlementMutations):
         self, info: Info_, input: BindMutualAidInput
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
+        key = new_key() if input.idempotency_key is None else input.idempotency_key
         outcome = await info.context.services.mutual_aid.bind(
             caller,
             BindInput(
@@ -248,8 +264,9 @@ class Mutation(KinshipMutations, SettlementMutations):
             ),
             dry_run=input.dry_run,
             channel=input.channel,
+            key=key,
         )
-        return MutualAidBindingPayload.of(outcome, info)
+        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
 
     @strawberry.mutation(description="The invited relative accepts or declines a binding.")
     async def respond_to_mutual_aid_binding(
@@ -258,12 +275,16 @@ class Mutation(KinshipMutations, SettlementMutations):
         binding_id: strawberry.ID,
         accept: bool,
         channel: RecordChannel | None = None,  # type: ignore[valid-type]
+        idempotency_key: Annotated[
+            str | None, strawberry.argument(description=IDEMPOTENCY_KEY)
+        ] = None,
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
+        key = new_key() if idempotency_key is None else idempotency_key
         outcome = await info.context.services.mutual_aid.respond(
-            caller, binding_id, accept=accept, channel=channel
+            caller, binding_id, accept=accept, channel=channel, key=key
         )
-        return MutualAidBindingPayload.of(outcome, info)
+        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
 
     @strawberry.mutation(description="The authorizer ends a binding.")
     async def unbind_mutual_aid(
@@ -271,10 +292,16 @@ class Mutation(KinshipMutations, SettlementMutations):
         info: Info_,
         binding_id: strawberry.ID,
         channel: RecordChannel | None = None,  # type: ignore[valid-type]
+        idempotency_key: Annotated[
+            str | None, strawberry.argument(description=IDEMPOTENCY_KEY)
+        ] = None,
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
-        outcome = await info.context.services.mutual_aid.unbind(caller, binding_id, channel=channel)
-        return MutualAidBindingPayload.of(outcome, info)
+        key = new_key() if idempotency_key is None else idempotency_key
+        outcome = await info.context.services.mutual_aid.unbind(
+            caller, binding_id, channel=channel, key=key
+        )
+        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
 
 
 class _Schema(strawberry.Schema):

@@ -12,7 +12,7 @@ answer is safe too.
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,14 +23,13 @@ from adapters.base import (
     Refusal,
     RefusalCode,
     Settlement,
-    SettleRequest,
 )
 from gateway.auth import INSTITUTION, Caller
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory
 from gateway.ids import decode_id
+from gateway.outbox import KeyReused, Operation, Outbox, Write, key_ok, new_key
 from gateway.provinces import Provinces
-from gateway.store import Store
 
 SETTLEMENT_KIND = "Settlement"
 # The largest bill the graph takes: every province's system holds it (12 digits).
@@ -68,9 +67,14 @@ class SettleInput:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """``submitted``: sent, the province's answer not known yet; ``key``: the
+    idempotency key the write was sent under."""
+
     settlement: Settlement | None = None
     adapter: ProvinceAdapter | None = None
     errors: Sequence[Refusal] = ()
+    submitted: bool = False
+    key: str | None = None
 
     @classmethod
     def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
@@ -81,16 +85,30 @@ def _refused(code: RefusalCode) -> Outcome:
     return Outcome.refused(code, _SETTLE_FIELDS.get(code))
 
 
-def key_ok(key: str) -> bool:
-    """1 to 64 printable ASCII characters, no spaces."""
-    return 0 < len(key) <= 64 and key.isascii() and key.isprintable() and " " not in key
+def _scope(institution: str) -> str:
+    """Whose keys: an institution's are its own, whatever province a bill goes to."""
+    return f"institution:{institution}"
 
 
 class Settlements:
-    def __init__(self, provinces: Provinces, directory: Directory, store: Store) -> None:
+    def __init__(self, provinces: Provinces, directory: Directory, outbox: Outbox) -> None:
         self._provinces = provinces
         self._directory = directory
-        self._store = store
+        self._outbox = outbox
+
+    async def _send(self, scope: str, key: str, write: Write, field: str | None) -> Outcome:
+        try:
+            sent = await self._outbox.send(scope, key, write)
+        except KeyReused:
+            return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
+        answer = sent.answer
+        if answer is None:
+            return Outcome(adapter=sent.adapter, submitted=True, key=key)
+        if isinstance(answer, Refusal):
+            return dataclasses.replace(Outcome.refused(answer.code, field), key=key)
+        if not isinstance(answer, Settlement):
+            raise TypeError(f"a settlement write answered with {type(answer).__name__}")
+        return Outcome(settlement=answer, adapter=sent.adapter, key=key)
 
     async def settle(self, caller: Caller, given: SettleInput) -> Outcome:
         institution = caller.institution
@@ -111,66 +129,53 @@ class Settlements:
         patient = normalize(given.patient_cert_no)
         if not is_valid(patient):
             return _refused(RefusalCode.INVALID_CERT_NO)
-        seen = await self._claim(institution.code, given, patient)
-        if seen is None:
+        asked = Write(
+            Operation.SETTLE,
+            "",
+            {
+                "institution": institution.code,
+                "idempotency_key": given.idempotency_key,
+                "patient": patient,
+                "medical_type": given.medical_type.value,
+                "total": f"{given.total:.2f}",
+                "fund_paid": f"{given.fund_paid:.2f}",
+            },
+        )
+        scope = _scope(institution.code)
+        write = await self._outbox.recorded(scope, given.idempotency_key)
+        if write is None:  # a new bill: checked here first (a retry goes as it is)
+            found = (await self._directory.locate([patient])).get(patient)
+            if found is None:
+                return _refused(RefusalCode.PERSON_NOT_FOUND)
+            if not found.person.is_in_force:
+                return _refused(RefusalCode.PATIENT_NOT_INSURED)
+            write = dataclasses.replace(asked, province=found.adapter.code)
+        elif write.fingerprint != asked.fingerprint:
             return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-        found = (await self._directory.locate([patient])).get(patient)
-        if found is None:
-            return _refused(RefusalCode.PERSON_NOT_FOUND)
-        if not (seen or found.person.is_in_force):  # a retry goes to the province as it is
-            return _refused(RefusalCode.PATIENT_NOT_INSURED)
-        adapter = found.adapter
-        result = await adapter.settle(
-            SettleRequest(
-                institution_code=institution.code,
-                idempotency_key=given.idempotency_key,
-                patient_cert_no=patient,
-                medical_type=given.medical_type,
-                total=given.total,
-                fund_paid=given.fund_paid,
-            )
-        )
-        if isinstance(result, Refusal):
-            return _refused(result.code)
-        return Outcome(settlement=result, adapter=adapter)
+        outcome = await self._send(scope, given.idempotency_key, write, None)
+        if outcome.errors:  # the province's refusal, pointed at the input it concerns
+            return dataclasses.replace(_refused(outcome.errors[0].code), key=outcome.key)
+        return outcome
 
-    async def _claim(self, institution: str, given: SettleInput, patient: str) -> bool | None:
-        """Hold the institution's key for this bill, whatever province it goes to.
-
-        False: the key is new (now held); True: the same bill again (a retry);
-        None: the key was used for another bill.
-        """
-        bill = "|".join(
-            (patient, given.medical_type.value, f"{given.total:.2f}", f"{given.fund_paid:.2f}")
-        )
-        async with self._store.transaction() as db:
-            async with db.execute(
-                "SELECT bill FROM settlement_key WHERE institution = ? AND idempotency_key = ?",
-                (institution, given.idempotency_key),
-            ) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                return True if row[0] == bill else None
-            await db.execute(
-                "INSERT INTO settlement_key (institution, idempotency_key, bill, at)"
-                " VALUES (?, ?, ?, ?)",
-                (institution, given.idempotency_key, bill, dt.datetime.now(dt.UTC).isoformat()),
-            )
-        return False
-
-    async def reverse(self, caller: Caller, settlement_id: str, reason: str) -> Outcome:
+    async def reverse(
+        self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None
+    ) -> Outcome:
         """The institution that settled undoes it, the same day, once."""
         institution = caller.institution
         if INSTITUTION not in caller.roles or institution is None:
             return Outcome.refused(RefusalCode.FORBIDDEN, None)
+        key = new_key() if key is None else key
+        if not key_ok(key):
+            return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY)
         reason = reason.strip()
         if not reason:
             return Outcome.refused(RefusalCode.REASON_REQUIRED, "reason")
         decoded = decode_id(settlement_id, SETTLEMENT_KIND)
-        adapter = self._provinces.get(decoded[0]) if decoded else None
-        if decoded is None or adapter is None:
+        if decoded is None or decoded[0] not in self._provinces:
             return Outcome.refused(RefusalCode.FORBIDDEN, "settlementId")
-        result = await adapter.reverse(decoded[1], institution_code=institution.code, reason=reason)
-        if isinstance(result, Refusal):
-            return Outcome.refused(result.code, "settlementId")
-        return Outcome(settlement=result, adapter=adapter)
+        write = Write(
+            Operation.REVERSE,
+            decoded[0],
+            {"settlement_id": decoded[1], "institution": institution.code, "reason": reason},
+        )
+        return await self._send(_scope(institution.code), key, write, "settlementId")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Annotated
 
 import strawberry
 
 from adapters import base
 from adapters.base import ProvinceAdapter
 from gateway.ids import encode_id
+from gateway.outbox import new_key
 from gateway.settlement import SETTLEMENT_KIND, Outcome, SettleInput
 from gateway.types import (
+    IDEMPOTENCY_KEY,
     FamilyLink,
     FamilyLinkKind,
     Info_,
@@ -19,6 +22,7 @@ from gateway.types import (
     PersonRef,
     Province,
     UserError,
+    WriteStatus,
 )
 
 MedicalType = strawberry.enum(base.MedicalType, description="门诊, 住院 or 药店.")
@@ -109,14 +113,23 @@ class Settlement(FamilyLink):
 class SettlementPayload:
     settlement: Settlement | None
     errors: list[UserError]
+    status: WriteStatus = strawberry.field(
+        description="SUBMITTED: the province's answer is not known yet (settlement is null)."
+    )
+    idempotency_key: str = strawberry.field(description="The key this request went under.")
 
     @classmethod
-    def of(cls, outcome: Outcome, info: Info_) -> SettlementPayload:
+    def of(cls, outcome: Outcome, key: str, info: Info_) -> SettlementPayload:
         settlement = None
         if outcome.settlement is not None and outcome.adapter is not None:
             caller = info.context.caller_cert_no()
             settlement = Settlement.of(outcome.settlement, outcome.adapter, caller)
-        return cls(settlement=settlement, errors=[UserError.of(e, info) for e in outcome.errors])
+        return cls(
+            settlement=settlement,
+            errors=[UserError.of(e, info) for e in outcome.errors],
+            status=WriteStatus.SUBMITTED if outcome.submitted else WriteStatus.DONE,
+            idempotency_key=key,
+        )
 
 
 @strawberry.input(name="SettleInput")
@@ -148,14 +161,23 @@ class SettlementMutations:
                 idempotency_key=input.idempotency_key,
             ),
         )
-        return SettlementPayload.of(outcome, info)
+        return SettlementPayload.of(outcome, input.idempotency_key, info)
 
     @strawberry.mutation(
         description="The institution that settled undoes a settlement of the same day, once."
     )
     async def reverse_settlement(
-        self, info: Info_, settlement_id: strawberry.ID, reason: str
+        self,
+        info: Info_,
+        settlement_id: strawberry.ID,
+        reason: str,
+        idempotency_key: Annotated[
+            str | None, strawberry.argument(description=IDEMPOTENCY_KEY)
+        ] = None,
     ) -> SettlementPayload:
         caller = info.context.signed_in()
-        outcome = await info.context.services.settlements.reverse(caller, settlement_id, reason)
-        return SettlementPayload.of(outcome, info)
+        key = new_key() if idempotency_key is None else idempotency_key
+        outcome = await info.context.services.settlements.reverse(
+            caller, settlement_id, reason, key=key
+        )
+        return SettlementPayload.of(outcome, key, info)

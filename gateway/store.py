@@ -92,14 +92,29 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL
 );
 
--- Each institution's idempotency keys, whatever province the bill went to.
-CREATE TABLE IF NOT EXISTS settlement_key (
-    institution TEXT NOT NULL,
+-- The outbox: every write to a province, recorded before it is sent (gateway/outbox.py).
+-- ``id`` is the request id the province keeps; a key is unique per caller.
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
-    bill TEXT NOT NULL,
-    at TEXT NOT NULL,
-    PRIMARY KEY (institution, idempotency_key)
+    operation TEXT NOT NULL,
+    province TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    channel TEXT,
+    state TEXT NOT NULL,
+    answer TEXT,
+    attempts INTEGER NOT NULL,
+    next_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (scope, idempotency_key)
 );
+-- One row, rewritten by every readiness probe.
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)
+    WHERE state IN ('PENDING', 'UNKNOWN');
 """
 
 
@@ -137,6 +152,15 @@ class Store:
                 await self._db.rollback()
                 raise
             await self._db.commit()
+
+    async def check_writable(self) -> None:
+        """Write and commit one row: raises if the store cannot take writes."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO heartbeat (id, at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                (dt.datetime.now(dt.UTC).isoformat(),),
+            )
 
     async def locations(self, cert_nos: Iterable[str]) -> dict[str, str]:
         """The remembered province of each of ``cert_nos`` that has one."""

@@ -58,6 +58,24 @@ ErrorCode = strawberry.enum(
 Info_ = Info[Context, None]
 
 
+@strawberry.enum(
+    description="Where a write to a province stands. DONE: the province answered (the"
+    " result, or its refusal in errors). SUBMITTED: sent, but the answer was lost on the"
+    " way; the gateway asks the province again until it knows. Send the same mutation"
+    " with the same idempotencyKey later to get the outcome: it is never done twice."
+)
+class WriteStatus(enum.Enum):
+    DONE = "DONE"
+    SUBMITTED = "SUBMITTED"
+
+
+IDEMPOTENCY_KEY = (
+    "The caller's key for this request (1 to 64 printable ASCII characters, no spaces);"
+    " sent again with the same key, the request returns its first outcome and is never"
+    " done twice. One is made when none is given, and returned in the payload."
+)
+
+
 @strawberry.type(description="A pooling area (统筹区): a GB/T 2260 city code.")
 class Area:
     code: str

@@ -1,0 +1,492 @@
+"""Writes to provinces, recorded before they are sent, so that none is lost or doubled.
+
+Every write a province is asked for (bind, respond, unbind, settle, reverse)
+goes through the outbox:
+
+1. It is found by its idempotency key, scoped to whoever asked (a repeated key
+   returns the first outcome: the recorded answer, or for a write still
+   unresolved, the province's answer to the same request sent again).
+2. Otherwise it is recorded (``PENDING``) with a fresh request id, and only then
+   sent, carrying that id: the province keeps it and answers a repeat as it did
+   the first time.
+3. The answer is recorded (``DONE``), with the journal entry it makes, in one
+   transaction. A fault that may have reached the province (a timeout, a dropped
+   connection) leaves the write ``UNKNOWN`` and the caller hears ``SUBMITTED``;
+   one that certainly did not (connection refused, breaker open) leaves it
+   ``FAILED`` and the caller gets the fault (the same key may be tried again).
+4. The `Reconciler` sends every ``PENDING`` write no request of this process is
+   carrying and every ``UNKNOWN`` one again, with backoff, until the province
+   answers. After a crash, ``PENDING`` rows are the requests that were in flight;
+   the reconciler resumes them at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import json
+import logging
+import types
+import typing
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar, Union
+
+import aiosqlite
+
+from adapters.base import (
+    Binding,
+    BindRequest,
+    MedicalType,
+    ProvinceAdapter,
+    Refusal,
+    Relation,
+    Settlement,
+    SettleRequest,
+    UpstreamError,
+    new_request_id,
+)
+from gateway.channels import Channel
+from gateway.provinces import Provinces
+from gateway.records import Event, Journal
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Answer = Binding | Settlement | Refusal
+
+
+class State(enum.Enum):
+    PENDING = "PENDING"  # recorded; sent or about to be; no answer yet
+    UNKNOWN = "UNKNOWN"  # sent; the answer was lost
+    DONE = "DONE"  # the province answered (a refusal is an answer)
+    FAILED = "FAILED"  # certainly not received by the province
+
+
+class Operation(enum.Enum):
+    BIND = "BIND"
+    RESPOND = "RESPOND"
+    UNBIND = "UNBIND"
+    SETTLE = "SETTLE"
+    REVERSE = "REVERSE"
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """What to ask of which province; ``request`` is JSON-able (see `_SEND`)."""
+
+    operation: Operation
+    province: str
+    request: Mapping[str, Any]
+    channel: Channel | None = None  # for the journal
+
+    @property
+    def fingerprint(self) -> str:
+        # what the caller asked for: the province follows from it, and may be known
+        # only after the gateway's checks
+        body = json.dumps(
+            {"operation": self.operation.value, **self.request},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The outcome of a write: the province's answer, or None while it is unknown
+    (``SUBMITTED``: the reconciler will learn it)."""
+
+    answer: Answer | None
+    adapter: ProvinceAdapter
+    key: str
+
+    @property
+    def submitted(self) -> bool:
+        return self.answer is None
+
+
+class KeyReused(Exception):
+    """The idempotency key was used for another request by the same caller."""
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def key_ok(key: str) -> bool:
+    """An idempotency key: 1 to 64 printable ASCII characters, no spaces."""
+    return 0 < len(key) <= 64 and key.isascii() and key.isprintable() and " " not in key
+
+
+# -- how each operation is sent ----------------------------------------------------------
+
+
+async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+    return await adapter.bind(
+        BindRequest(
+            authorizer_cert_no=r["authorizer"],
+            beneficiary_cert_no=r["beneficiary"],
+            beneficiary_name=r["beneficiary_name"],
+            relation=Relation(r["relation"]),
+            commitment_signed=r["commitment_signed"],
+            request_id=rid,
+        )
+    )
+
+
+async def _respond(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+    return await adapter.respond(
+        r["binding_id"], actor=r["actor"], accept=r["accept"], request_id=rid
+    )
+
+
+async def _unbind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+    return await adapter.unbind(r["binding_id"], actor=r["actor"], request_id=rid)
+
+
+async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+    return await adapter.settle(
+        SettleRequest(
+            institution_code=r["institution"],
+            idempotency_key=r["idempotency_key"],
+            patient_cert_no=r["patient"],
+            medical_type=MedicalType(r["medical_type"]),
+            total=Decimal(r["total"]),
+            fund_paid=Decimal(r["fund_paid"]),
+            request_id=rid,
+        )
+    )
+
+
+async def _reverse(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+    return await adapter.reverse(
+        r["settlement_id"], institution_code=r["institution"], reason=r["reason"], request_id=rid
+    )
+
+
+_SEND: dict[Operation, Callable[[ProvinceAdapter, Mapping[str, Any], str], Awaitable[Answer]]] = {
+    Operation.BIND: _bind,
+    Operation.RESPOND: _respond,
+    Operation.UNBIND: _unbind,
+    Operation.SETTLE: _settle,
+    Operation.REVERSE: _reverse,
+}
+
+
+def _event(write: Write) -> Event | None:
+    """What the journal records when a binding write is answered with a binding."""
+    if write.operation is Operation.BIND:
+        return Event.CREATED
+    if write.operation is Operation.RESPOND:
+        return Event.CONFIRMED if write.request["accept"] else Event.DECLINED
+    if write.operation is Operation.UNBIND:
+        return Event.UNBOUND
+    return None
+
+
+# -- answers as JSON ----------------------------------------------------------------------
+
+
+def encode(value: Any) -> Any:
+    """A vocabulary value (frozen dataclasses of enums, money, times) as JSON data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def decode(cls: type[T], data: Any) -> T:
+    """The inverse of `encode` for the dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**fields)
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _decode(inner, value)
+    if dataclasses.is_dataclass(hint):
+        return decode(hint, value)  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if hint is Decimal:
+        return Decimal(value)
+    if hint is dt.datetime:
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
+_KINDS: dict[str, type[Answer]] = {"binding": Binding, "settlement": Settlement, "refusal": Refusal}
+
+
+def _encode_answer(answer: Answer) -> str:
+    kind = next(k for k, cls in _KINDS.items() if isinstance(answer, cls))
+    return json.dumps({"kind": kind, "value": encode(answer)}, ensure_ascii=False)
+
+
+def _decode_answer(text: str) -> Answer:
+    data = json.loads(text)
+    return decode(_KINDS[data["kind"]], data["value"])
+
+
+# -- the outbox ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: str
+    key: str
+    write: Write
+    fingerprint: str
+    state: State
+    answer: str | None
+    attempts: int
+
+
+_SELECT = (
+    "SELECT id, idempotency_key, operation, province, request, channel, fingerprint, state,"
+    " answer, attempts FROM outbox WHERE "
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Outbox:
+    def __init__(self, store: Store, provinces: Provinces, journal: Journal) -> None:
+        self._store = store
+        self._provinces = provinces
+        self._journal = journal
+        self._carrying: dict[str, asyncio.Lock] = {}  # request ids being sent by this process
+
+    async def send(self, scope: str, key: str, write: Write) -> Sent:
+        """Send ``write`` once for ``(scope, key)``; see the module's docstring.
+
+        Raises `KeyReused` for a key already used for another request, and the
+        province's `UpstreamError` when it certainly did not receive the write.
+        """
+        row = await self._claim(scope, key, write)
+        if row.fingerprint != write.fingerprint:
+            raise KeyReused(key)
+        adapter = self._provinces[row.write.province]
+        if row.state is State.DONE and row.answer is not None:
+            return Sent(_decode_answer(row.answer), adapter, key)
+        answer = await self._deliver(row, adapter)
+        return Sent(answer, adapter, key)
+
+    async def recorded(self, scope: str, key: str) -> Write | None:
+        """The write recorded for ``(scope, key)``, if any: a repeat needs no new checks."""
+        async with self._store.transaction() as db:
+            row = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
+        return None if row is None else row.write
+
+    async def _claim(self, scope: str, key: str, write: Write) -> _Row:
+        """The row for ``(scope, key)``: the one recorded before, or a new one."""
+        now = _now().isoformat()
+        async with self._store.transaction() as db:
+            found = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
+            if found is not None:
+                return found
+            rid = new_request_id()
+            await db.execute(
+                "INSERT INTO outbox (id, scope, idempotency_key, operation, province,"
+                " fingerprint, request, channel, state, attempts, next_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                (
+                    rid,
+                    scope,
+                    key,
+                    write.operation.value,
+                    write.province,
+                    write.fingerprint,
+                    json.dumps(dict(write.request), ensure_ascii=False),
+                    None if write.channel is None else write.channel.value,
+                    State.PENDING.value,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+        return _Row(rid, key, write, write.fingerprint, State.PENDING, None, 0)
+
+    async def _row(self, db: aiosqlite.Connection, where: str, *args: str) -> _Row | None:
+        """One row; ``where`` is one of this module's constant conditions."""
+        async with db.execute(_SELECT + where, args) as cur:
+            found = await cur.fetchone()
+        return None if found is None else _row_of(found)
+
+    async def _deliver(self, row: _Row, adapter: ProvinceAdapter) -> Answer | None:
+        """Send the row's write (again), record what came of it; None: still unknown."""
+        lock = self._carrying.setdefault(row.id, asyncio.Lock())
+        try:
+            async with lock:
+                async with self._store.transaction() as db:  # another sender may have finished
+                    current = await self._row(db, "id = ?", row.id)
+                if current is not None and current.state is State.DONE and current.answer:
+                    return _decode_answer(current.answer)
+                try:
+                    answer = await _SEND[row.write.operation](adapter, row.write.request, row.id)
+                except UpstreamError as exc:
+                    state = State.UNKNOWN if exc.reached else State.FAILED
+                    await self._failed(row, state, exc)
+                    if state is State.FAILED:
+                        raise
+                    return None
+                await self._done(row, adapter, answer)
+                return answer
+        finally:
+            if not lock.locked():
+                self._carrying.pop(row.id, None)
+
+    async def _done(self, row: _Row, adapter: ProvinceAdapter, answer: Answer) -> None:
+        event = _event(row.write)
+        async with self._store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE outbox SET state = ?, answer = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ? AND state != ?",
+                (State.DONE.value, _encode_answer(answer), _now().isoformat(), row.id, "DONE"),
+            )
+            first = cur.rowcount > 0  # else another sender recorded (and journaled) it
+            if first and event is not None and isinstance(answer, Binding):
+                await self._journal.insert(db, answer, adapter.code, event, row.write.channel)
+
+    async def _failed(self, row: _Row, state: State, error: UpstreamError) -> None:
+        attempts = row.attempts + 1
+        wait = min(2.0 ** min(attempts, 12), 300.0)  # seconds until the reconciler tries
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = ?, attempts = ?, next_at = ?, updated_at = ?"
+                " WHERE id = ? AND state != ?",
+                (
+                    state.value,
+                    attempts,
+                    (_now() + dt.timedelta(seconds=wait)).isoformat(),
+                    _now().isoformat(),
+                    row.id,
+                    "DONE",
+                ),
+            )
+        log.warning(
+            "write %s (%s, province %s): %s after %d attempt(s): %s",
+            row.id,
+            row.write.operation.value,
+            row.write.province,
+            state.value,
+            attempts,
+            error.code,
+        )
+
+    # -- for the reconciler -----------------------------------------------------------------
+
+    async def due(self, *, pending_after: dt.timedelta, now: bool = False) -> list[_Row]:
+        """Writes to send again: unknown ones whose wait is over (all of them ``now``),
+        and pending ones older than ``pending_after`` that no request of this process
+        is carrying."""
+        at = _now()
+        async with (
+            self._store.transaction() as db,
+            db.execute(
+                _SELECT + "(state = 'UNKNOWN' AND next_at <= ?)"
+                " OR (state = 'PENDING' AND created_at <= ?) ORDER BY created_at",
+                (
+                    (dt.datetime.max if now else at).isoformat(),
+                    (at - pending_after).isoformat(),
+                ),
+            ) as cur,
+        ):
+            rows = [_row_of(r) for r in await cur.fetchall()]
+        return [r for r in rows if r.id not in self._carrying]
+
+    async def resend(self, row: _Row) -> bool:
+        """Send a due write again; True if the province answered."""
+        adapter = self._provinces.get(row.write.province)
+        if adapter is None:
+            return False  # a province since left out: kept until it is back
+        try:
+            return await self._deliver(row, adapter) is not None
+        except UpstreamError:
+            return False
+
+    async def counts(self) -> dict[str, int]:
+        """Rows by state (for /readyz and metrics)."""
+        async with (
+            self._store.transaction() as db,
+            db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state") as cur,
+        ):
+            found = {str(state): int(n) for state, n in await cur.fetchall()}
+        return {s.value: found.get(s.value, 0) for s in State}
+
+
+def _row_of(found: Any) -> _Row:
+    rid, key, operation, province, request, channel, fingerprint, state, answer, attempts = found
+    return _Row(
+        id=rid,
+        key=key,
+        write=Write(
+            Operation(operation),
+            province,
+            json.loads(request),
+            None if channel is None else Channel(channel),
+        ),
+        fingerprint=fingerprint,
+        state=State(state),
+        answer=answer,
+        attempts=attempts,
+    )
+
+
+class Reconciler:
+    """Settles writes whose outcome is unknown, from start-up until shutdown."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        interval: float = 2.0,
+        pending_after: float = 30.0,
+    ) -> None:
+        self._outbox = outbox
+        self._interval = interval
+        self._pending_after = dt.timedelta(seconds=pending_after)
+
+    async def run_once(
+        self, *, pending_after: dt.timedelta | None = None, now: bool = False
+    ) -> int:
+        """One pass; the number of writes settled. ``now``: do not wait out backoffs."""
+        rows = await self._outbox.due(
+            pending_after=self._pending_after if pending_after is None else pending_after,
+            now=now,
+        )
+        settled = 0
+        for row in rows:
+            settled += await self._outbox.resend(row)
+        if rows:
+            log.info("reconciler: %d of %d unresolved write(s) settled", settled, len(rows))
+        return settled
+
+    async def run(self) -> None:
+        # at start, every pending write is one the previous process left in flight
+        first: dt.timedelta | None = dt.timedelta(0)
+        while True:
+            try:
+                await self.run_once(pending_after=first)
+            except Exception:
+                log.exception("reconciler pass failed")
+            first = None
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,581 @@
+"""Resilience through the ASGI app: partial answers, the breaker, and writes that are
+never lost or doubled (the outbox and its reconciler), with roster people.
+
+Each province's sandbox runs in memory behind a `Switch`, a transport the test
+turns to refuse connections, answer 503, hang, garble, or lose the answer of a
+request the province did carry out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from adapters.base import AdapterSettings
+from gateway.app import create_app
+from gateway.config import Resilience, Settings
+from gateway.context import Services
+from gateway.outbox import Reconciler
+from gateway.provinces import adapter_classes, sandbox_factory
+from sandbox.engine import ProvinceSystem
+from tests.conftest import GraphQL, person
+
+NAMES = {"13": "hebei", "32": "jiangsu", "41": "henan"}
+
+FAMILY = """{ me { family {
+  relative { name } relation insuredArea { code } province { code }
+  insurance { status } mutualAid { verdict { state } } kinship { verdict { state } }
+} } }"""
+
+BIND = """mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) {
+  binding { id status } errors { code field } status idempotencyKey } }"""
+
+
+# Hebei's writes, by their transaction number (the tests that lose answers use Hebei)
+HEBEI_WRITES = ("2703", "2704", "2207", "2208")
+
+
+def hebei_write(request: httpx.Request) -> bool:
+    return json.loads(request.content).get("infno") in HEBEI_WRITES
+
+
+class Switch(httpx.AsyncBaseTransport):
+    """A province's sandbox behind a switch: ``mode`` is how the next requests fare
+    (those ``only`` picks, when set: the others pass)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.mode = "ok"
+        self.only: Callable[[httpx.Request], bool] | None = None
+        self.calls = 0
+        self.reached = asyncio.Event()  # a request the mode applies to got this far
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        mode = self.mode if self.only is None or self.only(request) else "ok"
+        if mode != "ok":
+            self.reached.set()
+        if mode == "refuse":
+            raise httpx.ConnectError("connection refused")
+        if mode == "down":
+            return httpx.Response(503, text="Service Unavailable")
+        if mode == "garble":
+            return httpx.Response(200, content=b"\x00<<not an answer")
+        if mode == "hang":
+            await asyncio.Event().wait()
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        if mode == "lose":  # carried out; the answer is lost on the way back
+            raise httpx.ReadError("connection reset by peer")
+        if mode == "lose-and-hang":  # carried out; the answer never comes
+            await asyncio.Event().wait()
+        return response
+
+
+class Provinces:
+    """The three sandboxes in memory (kept across gateway restarts), each behind a switch."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, Starlette] = {}
+        self.switches: dict[str, Switch] = {}
+
+    def system(self, name: str) -> ProvinceSystem:
+        system: ProvinceSystem = self.apps[name].state.system
+        return system
+
+    async def bindings(self, name: str, key: str) -> list[dict[str, Any]]:
+        return await self.system(name).bindings_of([person(key)["certNo"]])
+
+
+@pytest.fixture
+async def provinces() -> AsyncIterator[Provinces]:
+    found = Provinces()
+    async with contextlib.AsyncExitStack() as stack:
+        for name in adapter_classes():
+            app = sandbox_factory(name)(data_dir=None)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            found.apps[name] = app
+            found.switches[name] = Switch(app)
+        yield found
+
+
+def fast(data_dir: Path | None = None, **province: Any) -> Settings:
+    """Settings with quick retries and a quick breaker, and no reconciler passes
+    unless a test asks for one."""
+    conf = {
+        "base_url": "",
+        "retries": 1,
+        "retry_wait": 0.01,
+        "retry_wait_max": 0.02,
+        "timeout": 2.0,
+        **province,
+    }
+    return Settings(
+        data_dir=data_dir,
+        provinces={name: AdapterSettings(**conf) for name in NAMES.values()},
+        resilience=Resilience(reconcile_interval=3600, pending_after=3600),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(
+    provinces: Provinces, settings: Settings
+) -> AsyncIterator[tuple[GraphQL, Starlette]]:
+    app = create_app(settings, transports=dict(provinces.switches))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
+        yield GraphQL(client, settings.auth), app
+
+
+def services(app: Starlette) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+def bind_input(relative: str, relation: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "beneficiaryCertNo": person(relative)["certNo"],
+        "beneficiaryName": person(relative)["name"],
+        "relation": relation,
+        "commitmentSigned": True,
+        **extra,
+    }
+
+
+def errors_by_path(result: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(e["path"]): e["extensions"] for e in result.get("errors", [])}
+
+
+# -- reads: partial answers ------------------------------------------------------------------
+
+
+async def test_a_down_province_takes_only_its_part_of_the_family_screen(
+    provinces: Provinces,
+) -> None:
+    """刘洋 (Hebei) has his daughter in Hebei and his mother insured in Nanjing: with
+    Jiangsu down, the daughter is answered whole; the mother keeps her name and relation,
+    and each field that needed Jiangsu is an error on exactly its path."""
+    provinces.switches["jiangsu"].mode = "refuse"
+    async with running(provinces, fast()) as (gql, _):
+        result = await gql(FAMILY, as_="hb_liu_yang")
+    members = result["data"]["me"]["family"]
+    by_name = {m["relative"]["name"][:1]: (i, m) for i, m in enumerate(members)}
+    i, mother = by_name["张"]
+    _, daughter = by_name["刘"]
+    assert daughter["insurance"] == {"status": "ACTIVE"}
+    assert daughter["province"] == {"code": "13"}
+    assert daughter["mutualAid"]["verdict"]["state"] is not None
+    assert mother["relation"] == "PARENT"
+    for name in ("insuredArea", "province", "insurance", "mutualAid", "kinship"):
+        assert mother[name] is None
+    failed = errors_by_path(result)
+    assert set(failed) == {
+        ("me", "family", i, name)
+        for name in ("insuredArea", "province", "insurance", "mutualAid", "kinship")
+    }
+    assert {(e["code"], e["province"]) for e in failed.values()} == {("UPSTREAM_UNAVAILABLE", "32")}
+    assert all("connection" not in e.get("message", "") for e in result["errors"])
+
+
+async def test_a_hanging_province_does_not_hold_up_answers_that_do_not_need_it(
+    provinces: Provinces,
+) -> None:
+    """Someone not yet remembered is looked for in every province at once; once their
+    own answers, a province that hangs is not waited for (its request is cancelled)."""
+    provinces.switches["jiangsu"].mode = "hang"
+    async with running(provinces, fast(timeout=30.0)) as (gql, _):
+        async with asyncio.timeout(10):  # far below the province's 30 s timeout
+            result = await gql("{ me { name insurance { status } } }", as_="hb_wang_jianguo")
+        assert result == {"data": {"me": {"name": "王建国", "insurance": {"status": "ACTIVE"}}}}
+        assert provinces.switches["jiangsu"].calls == 1
+        scraped = (await gql.client.get("/metrics")).text
+    assert 'gongji_upstream_requests_total{outcome="cancelled",province="32"} 1.0' in scraped
+
+
+async def test_a_garbled_answer_is_a_contract_error_for_that_province_only(
+    provinces: Provinces,
+) -> None:
+    provinces.switches["henan"].mode = "garble"
+    async with running(provinces, fast()) as (gql, _):
+        henan = await gql("{ me { name } }", as_="hn_zhao_lei")
+        hebei = await gql("{ me { name } }", as_="hb_wang_jianguo")
+    assert henan["data"] == {"me": None}
+    assert [
+        (e["path"], e["extensions"]["code"], e["extensions"]["province"]) for e in henan["errors"]
+    ] == [(["me"], "UPSTREAM_CONTRACT_ERROR", "41")]
+    assert hebei == {"data": {"me": {"name": "王建国"}}}
+
+
+async def test_reads_are_retried_and_the_breaker_opens_then_probes_and_closes(
+    provinces: Provinces,
+) -> None:
+    switch = provinces.switches["henan"]
+    settings = fast(breaker_threshold=2, breaker_reset=0.3)
+    async with running(provinces, settings) as (gql, app):
+        adapter = services(app).provinces["41"]
+        switch.mode = "down"
+        first = await gql("{ me { name } }", as_="hn_zhao_lei")
+        assert first["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert switch.calls == 2  # the read was tried again once, then the breaker opened
+        assert adapter.breaker_state.value == "OPEN"
+
+        held = await gql("{ me { name } }", as_="hn_zhao_lei")
+        assert held["errors"][0]["extensions"] == {
+            "code": "CIRCUIT_OPEN",
+            "province": "41",
+            "requestId": held["errors"][0]["extensions"]["requestId"],
+        }
+        assert switch.calls == 2  # nothing was sent
+        ready = (await gql.client.get("/readyz")).json()
+        assert ready["status"] == "ready"  # the other provinces are still served
+        assert ready["provinces"]["41"]["breaker"] == "OPEN"
+        assert ready["provinces"]["13"]["breaker"] == "CLOSED"
+        scraped = (await gql.client.get("/metrics")).text
+        assert 'gongji_upstream_breaker_state{province="41",state="OPEN"} 1.0' in scraped
+
+        await asyncio.sleep(0.35)
+        assert adapter.breaker_state.value == "HALF_OPEN"
+        switch.mode = "ok"
+        probe = await gql("{ me { name } }", as_="hn_zhao_lei")
+        assert probe == {"data": {"me": {"name": "赵磊"}}}
+        assert adapter.breaker_state.value == "CLOSED"
+
+
+async def test_readiness_reports_the_store_and_every_breaker(provinces: Provinces) -> None:
+    async with running(provinces, fast()) as (gql, _):
+        alive = await gql.client.get("/healthz")
+        ready = await gql.client.get("/readyz")
+    assert alive.json() == {"status": "ok"}
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "store": "ok",
+        "provinces": {
+            "13": {"name": "河北省", "breaker": "CLOSED"},
+            "32": {"name": "江苏省", "breaker": "CLOSED"},
+            "41": {"name": "河南省", "breaker": "CLOSED"},
+        },
+    }
+
+
+async def test_readiness_fails_when_the_store_takes_no_writes(provinces: Provinces) -> None:
+    async with running(provinces, fast()) as (gql, app):
+        store = services(app).store
+
+        async def broken() -> None:
+            raise OSError("disk full")
+
+        store.check_writable = broken  # type: ignore[method-assign]
+        ready = await gql.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["store"] == "failing"
+
+
+# -- writes: idempotency keys ----------------------------------------------------------------
+
+
+async def test_a_repeated_key_returns_the_first_outcome_and_binds_once(
+    provinces: Provinces,
+) -> None:
+    async with running(provinces, fast()) as (gql, _):
+        given = bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="bind-li-1")
+        first = (await gql(BIND, {"i": given}, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        again = (await gql(BIND, {"i": given}, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        other = (
+            await gql(
+                BIND,
+                {"i": bind_input("hb_wang_lei", "CHILD", idempotencyKey="bind-li-1")},
+                as_="hb_wang_jianguo",
+            )
+        )["data"]["bindMutualAid"]
+        fresh = (await gql(BIND, {"i": bind_input("hb_wang_lei", "CHILD")}, as_="hb_wang_jianguo"))[
+            "data"
+        ]["bindMutualAid"]
+    assert first["status"] == "DONE"
+    assert first["binding"]["status"] == "ACTIVE"
+    assert again == first  # not DUPLICATE_BINDING: the same request, answered the same
+    assert other["errors"] == [{"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}]
+    assert fresh["status"] == "DONE"
+    assert len(fresh["idempotencyKey"]) == 32  # made for it
+    bound = await provinces.bindings("hebei", "hb_li_xiuying")
+    assert len(bound) == 1
+
+
+async def test_keys_are_checked_and_scoped_to_the_caller(provinces: Provinces) -> None:
+    async with running(provinces, fast()) as (gql, _):
+        bad = await gql(
+            BIND,
+            {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="has space")},
+            as_="hb_wang_jianguo",
+        )
+        mine = await gql(
+            BIND,
+            {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="k1")},
+            as_="hb_wang_jianguo",
+        )
+        # another caller's same key is their own: here, 刘洋 binds his daughter
+        theirs = await gql(
+            BIND,
+            {"i": bind_input("hb_liu_yinuo", "CHILD", idempotencyKey="k1")},
+            as_="hb_liu_yang",
+        )
+    assert bad["data"]["bindMutualAid"]["errors"] == [
+        {"code": "INVALID_IDEMPOTENCY_KEY", "field": "idempotencyKey"}
+    ]
+    assert mine["data"]["bindMutualAid"]["binding"]["status"] == "ACTIVE"
+    assert theirs["data"]["bindMutualAid"]["binding"]["status"] == "ACTIVE"
+
+
+async def test_a_write_refused_by_the_network_fails_and_can_be_sent_again(
+    provinces: Provinces,
+) -> None:
+    """Connection refused: the province certainly did not get it. The caller gets the
+    fault, and the same key works once the province is back."""
+    switch = provinces.switches["hebei"]
+    async with running(provinces, fast()) as (gql, app):
+        given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="retry-me")}
+        await gql("{ me { name } }", as_="hb_wang_jianguo")  # located while it was up
+        switch.mode, switch.only = "refuse", hebei_write
+        failed = await gql(BIND, given, as_="hb_wang_jianguo")
+        assert failed["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert (await services(app).outbox.counts())["FAILED"] == 1
+        switch.mode = "ok"
+        done = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        assert done["status"] == "DONE"
+        assert done["binding"]["status"] == "ACTIVE"
+        assert (await services(app).outbox.counts())["DONE"] == 1
+    assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
+
+
+async def test_a_lost_answer_is_submitted_then_reconciled_to_the_truth(
+    provinces: Provinces,
+) -> None:
+    """The province bound them but the answer was lost: SUBMITTED. The reconciler asks
+    again with the same request id, the province answers as the first time, and the
+    repeated mutation gets the binding. One binding, one journal entry."""
+    switch = provinces.switches["hebei"]
+    async with running(provinces, fast()) as (gql, app):
+        given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="lost-1")}
+        await gql("{ me { name } }", as_="hb_wang_jianguo")
+        switch.mode, switch.only = "lose", hebei_write
+        sent = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        assert sent == {
+            "binding": None,
+            "errors": [],
+            "status": "SUBMITTED",
+            "idempotencyKey": "lost-1",
+        }
+        assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1  # it was done
+        outbox = services(app).outbox
+        assert (await outbox.counts())["UNKNOWN"] == 1
+
+        switch.mode = "ok"
+        settled = await Reconciler(outbox).run_once(now=True)
+        assert settled == 1
+        assert (await outbox.counts())["UNKNOWN"] == 0
+        later = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        records = await gql(
+            "{ me { authorizationRecords { edges { node { event } } } } }", as_="hb_wang_jianguo"
+        )
+    assert later["status"] == "DONE"
+    assert later["binding"]["status"] == "ACTIVE"
+    assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
+    events = [e["node"]["event"] for e in records["data"]["me"]["authorizationRecords"]["edges"]]
+    assert events == ["CREATED"]
+
+
+async def test_a_repeat_while_unknown_asks_the_province_itself(provinces: Provinces) -> None:
+    switch = provinces.switches["hebei"]
+    async with running(provinces, fast()) as (gql, _):
+        given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="lost-2")}
+        await gql("{ me { name } }", as_="hb_wang_jianguo")
+        switch.mode, switch.only = "lose", hebei_write
+        assert (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"][
+            "status"
+        ] == "SUBMITTED"
+        switch.mode = "ok"
+        again = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+    assert again["status"] == "DONE"
+    assert again["binding"]["status"] == "ACTIVE"
+    assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
+
+
+async def test_a_lost_settlement_is_charged_once(provinces: Provinces) -> None:
+    from gateway.auth import Institution, mint_token
+
+    switch = provinces.switches["hebei"]
+    settle = """mutation($i: SettleInput!) { settle(input: $i) {
+      settlement { id ownAccountPaid } errors { code } status idempotencyKey } }"""
+    bill = {
+        "patientCertNo": person("hb_wang_lei")["certNo"],
+        "medicalType": "OUTPATIENT",
+        "totalAmount": "300.00",
+        "fundPaid": "100.00",
+        "idempotencyKey": "HOSP-0001",
+    }
+    async with running(provinces, fast()) as (gql, app):
+        token = mint_token(
+            "130102196001010011",
+            gql.auth,
+            roles=frozenset({"INSTITUTION"}),
+            institution=Institution("H13010001", "HOSPITAL"),
+        )
+        before = await balance(gql, "hb_wang_lei")
+        switch.mode, switch.only = "lose", hebei_write
+        lost = (await gql(settle, {"i": bill}, token=token))["data"]["settle"]
+        assert lost["status"] == "SUBMITTED"
+        assert lost["settlement"] is None
+        switch.mode = "ok"
+        assert await Reconciler(services(app).outbox).run_once(now=True) == 1
+        again = (await gql(settle, {"i": bill}, token=token))["data"]["settle"]
+        assert again["status"] == "DONE"
+        assert again["settlement"]["ownAccountPaid"] == "200.00"
+        assert before - await balance(gql, "hb_wang_lei") == Decimal("200.00")
+
+
+async def balance(gql: GraphQL, key: str) -> Decimal:
+    result = await gql("{ me { account { balance } } }", as_=key)
+    return Decimal(result["data"]["me"]["account"]["balance"])
+
+
+async def test_a_write_in_flight_when_the_gateway_stops_is_resumed_at_start(
+    provinces: Provinces, tmp_path: Path
+) -> None:
+    """The province carried out the bind, the gateway stopped before it heard back:
+    the write is still PENDING in the store. The next gateway's reconciler resends
+    it at start and the province answers as the first time: one binding."""
+    switch = provinces.switches["hebei"]
+    settings = fast(tmp_path)
+    given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="in-flight")}
+    async with running(provinces, settings) as (gql, app):
+        await gql("{ me { name } }", as_="hb_wang_jianguo")
+        switch.mode, switch.only = "lose-and-hang", hebei_write
+        switch.reached.clear()
+        request = asyncio.create_task(gql(BIND, given, as_="hb_wang_jianguo"))
+        await switch.reached.wait()
+        await asyncio.sleep(0.05)  # the province has done it by now
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        assert (await services(app).outbox.counts())["PENDING"] == 1
+    assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
+
+    switch.mode = "ok"
+    restarted = dataclasses_replace(settings, reconcile_interval=0.05)
+    async with running(provinces, restarted) as (gql, app):
+        outbox = services(app).outbox
+        for _ in range(250):  # the reconciler's first pass, at start
+            if (await outbox.counts())["DONE"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the write left in flight was not resumed")
+        repeat = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+    assert repeat["status"] == "DONE"
+    assert repeat["binding"]["status"] == "ACTIVE"
+    assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
+
+
+def dataclasses_replace(settings: Settings, **resilience: float) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(
+        settings, resilience=dataclasses.replace(settings.resilience, **resilience)
+    )
+
+
+async def test_unbind_and_respond_take_keys_too(provinces: Provinces) -> None:
+    unbind = """mutation($id: ID!, $k: String) { unbindMutualAid(bindingId: $id,
+      idempotencyKey: $k) { binding { status } errors { code } status idempotencyKey } }"""
+    respond = """mutation($id: ID!, $k: String) { respondToMutualAidBinding(bindingId: $id,
+      accept: true, idempotencyKey: $k) { binding { status } errors { code } status } }"""
+    async with running(provinces, fast()) as (gql, _):
+        made = await gql.bind("hb_wang_jianguo", "hb_li_xiuying", "SPOUSE")
+        bid = made["binding"]["id"]
+        first = (await gql(unbind, {"id": bid, "k": "u1"}, as_="hb_wang_jianguo"))["data"]
+        again = (await gql(unbind, {"id": bid, "k": "u1"}, as_="hb_wang_jianguo"))["data"]
+        spouse = await gql.bind("js_chen_zhiqiang", "js_liu_fang", "SPOUSE")
+        yes = await gql(respond, {"id": spouse["binding"]["id"], "k": "r1"}, as_="js_liu_fang")
+        yes_again = await gql(
+            respond, {"id": spouse["binding"]["id"], "k": "r1"}, as_="js_liu_fang"
+        )
+    assert first["unbindMutualAid"]["binding"]["status"] == "UNBOUND"
+    assert again == first  # not INVALID_BINDING_STATE: the first outcome
+    assert yes["data"]["respondToMutualAidBinding"]["binding"]["status"] == "ACTIVE"
+    assert yes_again == yes
+
+
+def test_resilience_settings_are_read_and_checked(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    config.write_text(
+        "[resilience]\nreconcile_interval = 0.5\npending_after = 10\n"
+        "[provinces.hebei]\nretries = 0\nbreaker_threshold = 3\nbreaker_reset = 5\n",
+        encoding="utf-8",
+    )
+    settings = Settings.load(config, environ={})
+    assert settings.resilience.reconcile_interval == 0.5
+    hebei = settings.provinces["hebei"]
+    assert (hebei.retries, hebei.breaker_threshold, hebei.breaker_reset) == (0, 3, 5.0)
+    config.write_text("[provinces.hebei]\nbreaker_threshold = 0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="positive"):
+        Settings.load(config, environ={})
+    config.write_text("[resilience]\nreconcile_interval = 0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="positive"):
+        Settings.load(config, environ={})
+
+
+def test_answers_round_trip_through_the_store() -> None:
+    from adapters.base import (
+        Binding,
+        BindingStatus,
+        MedicalType,
+        Party,
+        Refusal,
+        RefusalCode,
+        Relation,
+        Settlement,
+    )
+    from gateway.outbox import _decode_answer, _encode_answer
+
+    binding = Binding(
+        id="B1",
+        authorizer=Party("130102197603150016", "王建国"),
+        beneficiary=Party("130102197807020029", "李秀英"),
+        relation=Relation.SPOUSE,
+        status=BindingStatus.ACTIVE,
+        created_at=dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC),
+    )
+    assert _decode_answer(_encode_answer(binding)) == binding
+    refusal = Refusal(RefusalCode.BINDING_LIMIT_REACHED)
+    assert _decode_answer(_encode_answer(refusal)) == refusal
+    settled = Settlement(
+        id="S1",
+        institution_code="H13010001",
+        patient=Party("130102197807020029", "李秀英"),
+        medical_type=MedicalType.OUTPATIENT,
+        total=Decimal("300.00"),
+        fund_paid=Decimal("100.00"),
+        self_pay=Decimal("200.00"),
+        own_account_paid=Decimal("50.00"),
+        mutual_aid_paid=Decimal("150.00"),
+        mutual_aid_payer=Party("130102197603150016", "王建国"),
+        cash_due=Decimal("0.00"),
+        patient_balance_after=Decimal("0.00"),
+        payer_balance_after=None,
+        settled_at=dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.UTC),
+    )
+    back = _decode_answer(_encode_answer(settled))
+    assert back == settled
+    assert isinstance(back.total, Decimal)
