@@ -66,7 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "GraphQL" if settings.production else "playground and GraphQL"
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
+            # stops the reconciler); a write cut off here is resumed at the next start
+            timeout_graceful_shutdown=settings.resilience.shutdown_grace,
+        )
     elif args.command == "token":
         try:
             institution = (

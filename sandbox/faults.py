@@ -218,6 +218,9 @@ class FaultMiddleware:
         rng = self._generator(faults)
         delay = faults.latency_ms + (rng.uniform(0, faults.jitter_ms) if faults.jitter_ms else 0)
         if delay:
+            # the province has the whole request before it takes its time: a client that
+            # goes away meanwhile does not undo it (as with a real system's slow write)
+            receive = await _buffered(receive)
             await anyio.sleep(delay / 1000)
         draw = rng.random()
         if draw < faults.error_rate:
@@ -329,3 +332,20 @@ def set_faults(app: Any, faults: Faults | None) -> None:
     if not any(m.cls is FaultMiddleware for m in getattr(app, "user_middleware", ())):
         raise ValueError("this app has no FaultMiddleware (build it with sandbox_app)")
     app.state.faults = faults or OFF
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the request's body now; the app then gets it from memory."""
+    kept: list[Message] = []
+    while True:
+        message = await receive()
+        kept.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if kept:
+            return kept.pop(0)
+        return await receive()
+
+    return replay

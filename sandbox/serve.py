@@ -123,10 +123,30 @@ def spawn_sandbox(
     return subprocess.Popen(args, **popen)  # noqa: S603 (our own interpreter and CLI)
 
 
+def spawn_gateway(
+    config: Path,
+    port: int,
+    data_dir: Path,
+    *,
+    host: str = LOOPBACK,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """Start ``gongji --config CONFIG serve`` in a new process; wait for it with
+    ``wait_ready(url, process=..., path="/readyz")``."""
+    args = [sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"]
+    args += ["--host", host, "--port", str(port), "--data-dir", str(data_dir)]
+    return subprocess.Popen(args, **popen)  # noqa: S603 (our own interpreter and CLI)
+
+
 def wait_ready(
-    url: str, timeout: float = 20.0, *, process: subprocess.Popen[bytes] | None = None
+    url: str,
+    timeout: float = 20.0,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    path: str = ADMIN_PATH,
 ) -> None:
-    """Block until the sandbox at ``url`` (its base URL) answers ``GET /_faults``.
+    """Block until the server at ``url`` (its base URL) answers ``GET path`` with 200
+    (a sandbox's ``/_faults`` by default; the gateway's is ``/readyz``).
 
     Raises `TimeoutError` after ``timeout`` seconds, or `RuntimeError` as soon as
     ``process`` has exited.
@@ -136,7 +156,7 @@ def wait_ready(
         while True:
             _check_alive(process)
             with contextlib.suppress(httpx.TransportError):
-                if client.get(url.rstrip("/") + ADMIN_PATH).status_code == 200:
+                if client.get(url.rstrip("/") + path).status_code == 200:
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout} s")
