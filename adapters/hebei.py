@@ -16,14 +16,18 @@ infno  what                                  adapter method
 ====== ===================================== ==========================================
 
 Hebei's system picks the paying authorizer itself, so `settle` names none. The
-institution's idempotency key travels as ``medins_setl_id`` (医药机构结算ID), not as
-``msgid``, which is new for every message. Settlement times are Beijing time.
+institution's idempotency key travels as ``medins_setl_id`` (医药机构结算ID).
+Settlement times are Beijing time.
+
+``msgid`` names the message. A write's is its request id (`BindRequest.request_id`,
+`SettleRequest.request_id`, the ``request_id`` keyword; a new one when None): Hebei
+keeps it with its answer and answers it again, unchanged, when the same write is
+sent again. Queries get a new ``msgid`` each and are retried (``read=True``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -46,6 +50,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    new_request_id,
     parse_money,
     text,
 )
@@ -120,16 +125,21 @@ class HebeiAdapter(ProvinceAdapter):
         ),
     )
 
-    async def _service(self, infno: str, data: Any) -> tuple[int, dict[str, Any]]:
-        """Send one transaction; returns ``(infcode, output)`` for business answers."""
+    async def _service(
+        self, infno: str, data: Any, *, read: bool = False, msgid: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one transaction; returns ``(infcode, output)`` for business answers.
+
+        ``msgid``: a write's request id (a new one for a query).
+        """
         body = {
             "infno": infno,
-            "msgid": f"GJ{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:10]}",
+            "msgid": msgid or new_request_id(),
             "inf_time": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",
             "infver": "V1.0",
             "input": {"data": data},
         }
-        response = await self._call("POST", _PATH, json=body)
+        response = await self._call("POST", _PATH, read=read, json=body)
         with self._reading(f"infno {infno}"):
             answer = response.json()
             infcode = int(answer["infcode"])
@@ -141,23 +151,29 @@ class HebeiAdapter(ProvinceAdapter):
         return infcode, output
 
     async def _ok(self, infno: str, data: Any) -> dict[str, Any]:
-        infcode, output = await self._service(infno, data)
+        """A query: it changes nothing, so it may be retried; any refusal is a surprise."""
+        infcode, output = await self._service(infno, data, read=True)
         if infcode != 0:
             raise self._contract_error(f"infno {infno}: unexpected infcode {infcode}")
         return output
 
     async def _write(
-        self, infno: str, data: Any, read: Callable[[dict[str, Any]], T]
+        self,
+        infno: str,
+        data: Any,
+        parse: Callable[[dict[str, Any]], T],
+        request_id: str | None,
     ) -> T | Refusal:
-        """A transaction that may be refused; ``read`` parses its output otherwise."""
-        infcode, output = await self._service(infno, data)
+        """A write, sent once under its request id (a new one when None), that may be
+        refused; ``parse`` reads its output otherwise."""
+        infcode, output = await self._service(infno, data, msgid=request_id or new_request_id())
         if infcode != 0:
             refused = _REFUSALS.get(infcode)
             if refused is None:
                 raise self._contract_error(f"infno {infno}: unknown infcode {infcode}")
             return Refusal(refused)
         with self._reading(f"infno {infno}"):
-            return read(output)
+            return parse(output)
 
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
@@ -205,10 +221,15 @@ class HebeiAdapter(ProvinceAdapter):
                 "cmtm_flag": "1" if request.commitment_signed else "0",
             },
             _mulaid,
+            request.request_id,
         )
 
-    async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
-        return await self._write("2704", {"mulaid_id": binding_id, "opter_certno": actor}, _mulaid)
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> Binding | Refusal:
+        return await self._write(
+            "2704", {"mulaid_id": binding_id, "opter_certno": actor}, _mulaid, request_id
+        )
 
     async def settle(self, request: SettleRequest) -> Settlement | Refusal:
         return await self._write(
@@ -223,15 +244,22 @@ class HebeiAdapter(ProvinceAdapter):
                 "medins_setl_id": request.idempotency_key,
             },
             _setlinfo,
+            request.request_id,
         )
 
     async def reverse(
-        self, settlement_id: str, *, institution_code: str, reason: str
+        self,
+        settlement_id: str,
+        *,
+        institution_code: str,
+        reason: str,
+        request_id: str | None = None,
     ) -> Settlement | Refusal:
         return await self._write(
             "2208",
             {"setl_id": settlement_id, "fixmedins_code": institution_code, "revs_rea": reason},
             _setlinfo,
+            request_id,
         )
 
     async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:

@@ -60,12 +60,20 @@ patient has at most one authorizer. `HenanAdapter.settle`:
 The same bill sent again (same institution and serial) is answered with the
 settlement already made, charged once. Amounts go out as two-decimal strings;
 one with more than two decimals is the caller's bug (`ValueError`, no request).
+
+``<seq>`` names the message. A write's is its request id (`BindRequest.request_id`,
+`SettleRequest.request_id`, the ``request_id`` keyword; a new one when None): Henan
+keeps it with its answer and answers it again, unchanged, when the same write is
+sent again. Settle sent again after E117 goes under an id derived from the first
+(`_second_try`), so that the whole of `settle`, sent again under the same id, is
+answered as it was the first time. Queries get a new ``<seq>`` each and are
+retried (``read=True``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import hashlib
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
@@ -92,6 +100,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    new_request_id,
     parse_money,
 )
 
@@ -177,19 +186,27 @@ class HenanAdapter(ProvinceAdapter):
     )
 
     async def _service(
-        self, service: str, fields: Sequence[tuple[str, str]], refusals: Collection[str] = ()
+        self,
+        service: str,
+        fields: Sequence[tuple[str, str]],
+        refusals: Collection[str] = (),
+        *,
+        read: bool = False,
+        seq: str | None = None,
     ) -> tuple[str, ET.Element]:
-        """Send one service call; returns ``(retcode, body)`` for success or one of ``refusals``."""
+        """Send one service call; returns ``(retcode, body)`` for success or one of ``refusals``.
+
+        ``seq``: a write's request id (a new one when None, as for every query).
+        """
         root = ET.Element("request")
         head = ET.SubElement(root, "head")
         ET.SubElement(head, "service").text = service
-        seq = f"GJ{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:10]}"
-        ET.SubElement(head, "seq").text = seq
+        ET.SubElement(head, "seq").text = seq or new_request_id()
         body = ET.SubElement(root, "body")
         for tag, value in fields:
             ET.SubElement(body, tag).text = value
         content = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-        response = await self._call("POST", _PATH, content=content, headers=_HEADERS)
+        response = await self._call("POST", _PATH, read=read, content=content, headers=_HEADERS)
         what = f"service {service}"
         with self._reading(what):
             if response.status_code != 200:
@@ -212,11 +229,14 @@ class HenanAdapter(ProvinceAdapter):
         return retcode, output if output is not None else ET.Element("body")
 
     async def _ok(self, service: str, fields: Sequence[tuple[str, str]]) -> ET.Element:
-        _, body = await self._service(service, fields)  # any refusal is a contract error
+        """A query: it changes nothing, so it may be retried; any refusal is a surprise."""
+        _, body = await self._service(service, fields, read=True)
         return body
 
-    async def _write(self, service: str, fields: Sequence[tuple[str, str]]) -> Binding | Refusal:
-        retcode, body = await self._service(service, fields, _REFUSALS)
+    async def _write(
+        self, service: str, fields: Sequence[tuple[str, str]], request_id: str | None
+    ) -> Binding | Refusal:
+        retcode, body = await self._service(service, fields, _REFUSALS, seq=request_id)
         if retcode != _OK:
             return Refusal(_REFUSALS[retcode])
         with self._reading(f"service {service}"):
@@ -267,10 +287,13 @@ class HenanAdapter(ProvinceAdapter):
                 ("gx", _GX[request.relation]),
                 ("cnsbz", "1" if request.commitment_signed else "0"),
             ],
+            request.request_id,
         )
 
-    async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
-        return await self._write("Unbind", [("bdid", binding_id), ("czrsfzh", actor)])
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> Binding | Refusal:
+        return await self._write("Unbind", [("bdid", binding_id), ("czrsfzh", actor)], request_id)
 
     # -- settlement ------------------------------------------------------------------
 
@@ -285,10 +308,11 @@ class HenanAdapter(ProvinceAdapter):
             ("jjzfze", _money_text(request.fund_paid)),
         ]
         allowed = {*_SETTLE_REFUSALS, _PAYER_NOT_BOUND}
-        for _ in range(2):
+        first = request.request_id or new_request_id()
+        for seq in (first, _second_try(first)):
             payer = await self._payer(request)
             retcode, body = await self._service(
-                "Settle", [*fields, ("sqrsfzh", payer or "")], allowed
+                "Settle", [*fields, ("sqrsfzh", payer or "")], allowed, seq=seq
             )
             if retcode == _PAYER_NOT_BOUND:
                 continue  # the binding ended since we looked: choose again, once
@@ -307,12 +331,18 @@ class HenanAdapter(ProvinceAdapter):
         return None if payer is None else payer.cert_no
 
     async def reverse(
-        self, settlement_id: str, *, institution_code: str, reason: str
+        self,
+        settlement_id: str,
+        *,
+        institution_code: str,
+        reason: str,
+        request_id: str | None = None,
     ) -> Settlement | Refusal:
         retcode, body = await self._service(
             "ReverseSettle",
             [("jsid", settlement_id), ("ddjgbm", institution_code), ("cxyy", reason)],
             _REVERSE_REFUSALS,
+            seq=request_id,
         )
         if retcode != _OK:
             return Refusal(_REVERSE_REFUSALS[retcode])
@@ -325,6 +355,14 @@ class HenanAdapter(ProvinceAdapter):
         body = await self._ok("QuerySettle", [("sfzh", c) for c in cert_nos])
         with self._reading("service QuerySettle"):
             return [_settlement(s) for s in _all(body, "settlement")]
+
+
+def _second_try(request_id: str) -> str:
+    """The request id of Settle sent again after E117: derived from the first (the same
+    length for a `new_request_id`: its time, then 10 hex digits of a hash), so that
+    `settle` sent again under the first id sends the same two requests."""
+    digest = hashlib.sha256(f"{request_id}/2".encode()).hexdigest()[:10]
+    return f"{request_id[:16]}{digest}"
 
 
 def _text(parent: ET.Element, path: str) -> str:

@@ -33,12 +33,21 @@ take turns within the adapter, so a concurrent settlement cannot empty the
 chosen account in between (across several gateway processes it could: Jiangsu
 would then pay what is left and report the rest as cash). A retried bill is
 answered with its original settlement whoever the retry names.
+
+Writes (every POST) carry their request id in an ``X-Request-Id`` header
+(`BindRequest.request_id`, `SettleRequest.request_id`, the ``request_id`` keyword;
+a new one when None): Jiangsu keeps it with its answer and answers it again,
+unchanged, when the same write is sent again. The settlement sent again after a
+40017 goes under an id derived from the first (`_second_try`), so that the whole
+of `settle`, sent again under the same id, is answered as it was the first time.
+GETs carry no id and are retried (``read=True``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -64,6 +73,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    new_request_id,
     parse_money,
     text,
 )
@@ -147,10 +157,18 @@ class JiangsuAdapter(ProvinceAdapter):
         super().__init__(client, **kwargs)
         self._settling = asyncio.Lock()
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
-        """Send one request; returns ``(code, data)`` from the wrapper."""
+    async def _request(
+        self, method: str, url: str, *, request_id: str | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """Send one request; returns ``(code, data)`` from the wrapper.
+
+        A GET is a read (retried); a POST is a write, sent once under ``request_id``.
+        """
         what = f"{method} {url}"
-        response = await self._call(method, url, **kwargs)
+        read = method == "GET"
+        if not read:
+            kwargs["headers"] = {"X-Request-Id": request_id or new_request_id()}
+        response = await self._call(method, url, read=read, **kwargs)
         with self._reading(what):
             answer = response.json()
             if not isinstance(answer, dict):
@@ -171,8 +189,10 @@ class JiangsuAdapter(ProvinceAdapter):
             raise self._contract_error(f"{method} {url}: data is not a list")
         return data
 
-    async def _write(self, url: str, body: dict[str, Any]) -> Binding | Refusal:
-        code, data = await self._request("POST", url, json=body)
+    async def _write(
+        self, url: str, body: dict[str, Any], request_id: str | None
+    ) -> Binding | Refusal:
+        code, data = await self._request("POST", url, request_id=request_id, json=body)
         if code != 0:
             refused = _REFUSALS.get(code)
             if refused is None:
@@ -228,15 +248,20 @@ class JiangsuAdapter(ProvinceAdapter):
                 "relation": _RELATION_WORD[request.relation],
                 "commitmentSigned": request.commitment_signed,
             },
+            request.request_id,
         )
 
-    async def unbind(self, binding_id: str, *, actor: str) -> Binding | Refusal:
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> Binding | Refusal:
         url = f"{_AUTHORIZATIONS}/{quote(binding_id, safe='')}/cancellation"
-        return await self._write(url, {"certNo": actor})
+        return await self._write(url, {"certNo": actor}, request_id)
 
-    async def respond(self, binding_id: str, *, actor: str, accept: bool) -> Binding | Refusal:
+    async def respond(
+        self, binding_id: str, *, actor: str, accept: bool, request_id: str | None = None
+    ) -> Binding | Refusal:
         url = f"{_AUTHORIZATIONS}/{quote(binding_id, safe='')}/confirmation"
-        return await self._write(url, {"certNo": actor, "accept": accept})
+        return await self._write(url, {"certNo": actor, "accept": accept}, request_id)
 
     # -- settlement ----------------------------------------------------------------
 
@@ -247,12 +272,13 @@ class JiangsuAdapter(ProvinceAdapter):
         adapter), so the balances read are still the balances when the province
         pays: another settlement cannot empty the chosen account in between.
         """
+        request_id = request.request_id or new_request_id()
         async with self._settling:
             payer = await self._payer(request)
-            code, data = await self._settle_naming(request, payer)
-            if code == _PAYER_NOT_BOUND and payer is not None:  # unbound since we looked
+            code, data = await self._settle_naming(request, payer, request_id)
+            if code == _PAYER_NOT_BOUND:  # unbound since we looked (or since a first send)
                 payer = await self._payer(request)
-                code, data = await self._settle_naming(request, payer)
+                code, data = await self._settle_naming(request, payer, _second_try(request_id))
         if code == _PAYER_NOT_BOUND:
             raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
         done = self._settled(f"POST {_SETTLEMENTS}", code, data)
@@ -264,11 +290,19 @@ class JiangsuAdapter(ProvinceAdapter):
         return done
 
     async def reverse(
-        self, settlement_id: str, *, institution_code: str, reason: str
+        self,
+        settlement_id: str,
+        *,
+        institution_code: str,
+        reason: str,
+        request_id: str | None = None,
     ) -> Settlement | Refusal:
         url = f"{_SETTLEMENTS}/{quote(settlement_id, safe='')}/reversal"
         code, data = await self._request(
-            "POST", url, json={"institutionCode": institution_code, "reason": reason}
+            "POST",
+            url,
+            request_id=request_id,
+            json={"institutionCode": institution_code, "reason": reason},
         )
         done = self._settled(f"POST {url}", code, data)
         if isinstance(done, Settlement) and done.id != settlement_id:
@@ -288,10 +322,13 @@ class JiangsuAdapter(ProvinceAdapter):
         payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
         return None if payer is None else payer.cert_no
 
-    async def _settle_naming(self, request: SettleRequest, payer: str | None) -> tuple[int, Any]:
+    async def _settle_naming(
+        self, request: SettleRequest, payer: str | None, request_id: str
+    ) -> tuple[int, Any]:
         return await self._request(
             "POST",
             _SETTLEMENTS,
+            request_id=request_id,
             json={
                 "institutionCode": request.institution_code,
                 "idempotencyKey": request.idempotency_key,
@@ -311,6 +348,14 @@ class JiangsuAdapter(ProvinceAdapter):
             return Refusal(refused)
         with self._reading(what):
             return _settlement(data)
+
+
+def _second_try(request_id: str) -> str:
+    """The request id of the settlement sent again after 40017: derived from the first
+    (the same length for a `new_request_id`: its time, then 10 hex digits of a hash), so
+    that `settle` sent again under the first id sends the same two requests."""
+    digest = hashlib.sha256(f"{request_id}/2".encode()).hexdigest()[:10]
+    return f"{request_id[:16]}{digest}"
 
 
 def _time(value: object) -> dt.datetime:

@@ -4,14 +4,38 @@ Each dialect module (`sandbox.hebei`, ...) wraps one `ProvinceSystem` in the
 HTTP dialect of that province and maps `SandboxRefusal.reason` onto its own
 error codes. The rules here are the province's, enforced authoritatively,
 independent of the gateway's early checks.
+
+Request ids. Every write (`ProvinceSystem.bind`, `respond`, `unbind`, `settle`,
+`reverse`) takes the caller's ``request_id`` (each dialect says where it travels).
+The province keeps the id with its answer, the refusal included, in the same
+transaction as the write itself (table ``answered``): either both are kept or
+neither. The same id again is answered with the kept answer, and nothing is done
+a second time, whatever has changed since (a binding answered ACTIVE is answered
+ACTIVE again after it ended; a settlement as it was, before its reversal). A
+write without an id behaves as it always did; reads ignore ids. Answers are kept
+for good (a real system would keep them for some days at least: longer than the
+gateway takes to ask again).
+
+An id reused for a different request (another operation, or other fields) is
+refused with `RequestIdReused`, as payment platforms refuse a reused key: each
+dialect answers it as a fault of the request, not a business refusal (Hebei
+``infcode`` -1, Jiangsu HTTP 409 with 40900, Henan ``9999``); nothing is done and
+nothing is kept, so the first request's answer stays to be asked for. Replaying
+the first answer instead would tell the caller that their second request was
+done when it was not. What counts as "the same request" is what the caller asked
+for: for a settlement, the bill (institution, its key, patient, medical type,
+amounts) but not the ``payer`` named, which is the caller's advice chosen from
+balances that move (a retry may name another one; the bill is still the same, as
+with the idempotency key).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +79,17 @@ class SandboxRefusal(Exception):
         super().__init__(reason)
         self.reason = reason
         self.field = field
+
+
+class RequestIdReused(Exception):
+    """The request id was kept with the answer to a different request: nothing was done.
+
+    Not a business refusal: each dialect answers it as a fault of the request.
+    """
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request id {request_id!r} was used for another request")
+        self.request_id = request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +139,11 @@ CREATE TABLE IF NOT EXISTS settlement (
 );
 CREATE INDEX IF NOT EXISTS settlement_patient ON settlement (patient);
 CREATE INDEX IF NOT EXISTS settlement_payer ON settlement (payer);
+CREATE TABLE IF NOT EXISTS answered (
+    request_id TEXT PRIMARY KEY, operation TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    answer TEXT, refusal TEXT, field TEXT, answered_at TEXT NOT NULL,
+    CHECK ((answer IS NULL) != (refusal IS NULL))
+);
 """
 
 # China keeps one time zone: "the same day" for a reversal is a Beijing day.
@@ -291,7 +331,95 @@ class ProvinceSystem:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def count_bindings(self, authorizer: str, beneficiary: str) -> int:
+        """How many bindings (any status) were ever made between the two (for tests)."""
+        async with self._turn:
+            return await self._count(
+                "SELECT count(*) FROM binding WHERE authorizer = ? AND beneficiary = ?",
+                authorizer,
+                beneficiary,
+            )
+
+    async def count_settlements(self, patient: str) -> int:
+        """How many settlements (reversed or not) were made for ``patient`` (for tests)."""
+        async with self._turn:
+            return await self._count("SELECT count(*) FROM settlement WHERE patient = ?", patient)
+
     # -- writes --------------------------------------------------------------------
+
+    async def _once(
+        self,
+        request_id: str | None,
+        operation: str,
+        given: dict[str, Any],
+        work: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """Do one write in its turn, in one transaction with its answer kept under
+        ``request_id``; a kept answer is given again without doing anything.
+
+        ``given`` is what identifies the request (see the module's docstring).
+        ``work`` reads and writes without committing, and returns the answer or
+        raises `SandboxRefusal` (a refusal is kept as well, and writes nothing).
+        """
+        fingerprint = hashlib.sha256(
+            json.dumps([operation, given], sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+        async with self._turn:
+            if request_id is not None:
+                async with self._db.execute(
+                    "SELECT operation, fingerprint, answer, refusal, field FROM answered"
+                    " WHERE request_id = ?",
+                    (request_id,),
+                ) as cur:
+                    kept = await cur.fetchone()
+                if kept is not None:
+                    if (kept["operation"], kept["fingerprint"]) != (operation, fingerprint):
+                        raise RequestIdReused(request_id)
+                    if kept["refusal"] is not None:
+                        raise SandboxRefusal(kept["refusal"], kept["field"])
+                    answer: dict[str, Any] = json.loads(kept["answer"])
+                    return answer
+            try:
+                try:
+                    answer = await work()
+                except SandboxRefusal as refusal:
+                    await self._db.rollback()  # a refusal writes nothing; be sure of it
+                    if request_id is not None:
+                        await self._keep(request_id, operation, fingerprint, refusal=refusal)
+                        await self._db.commit()
+                    raise
+                if request_id is not None:
+                    await self._keep(request_id, operation, fingerprint, answer=answer)
+                await self._db.commit()  # the write and its kept answer, together
+            except SandboxRefusal:
+                raise
+            except BaseException:
+                await self._db.rollback()  # neither the write nor its answer
+                raise
+            return answer
+
+    async def _keep(
+        self,
+        request_id: str,
+        operation: str,
+        fingerprint: str,
+        *,
+        answer: dict[str, Any] | None = None,
+        refusal: SandboxRefusal | None = None,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO answered (request_id, operation, fingerprint, answer, refusal, field,"
+            " answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                operation,
+                fingerprint,
+                None if answer is None else json.dumps(answer, ensure_ascii=False),
+                None if refusal is None else refusal.reason,
+                None if refusal is None else refusal.field,
+                _now(),
+            ),
+        )
 
     async def bind(
         self,
@@ -301,10 +429,12 @@ class ProvinceSystem:
         beneficiary_name: str,
         relation: str,
         commitment_signed: bool,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Create a binding, or raise `SandboxRefusal` with the province's reason."""
         rules = self.rules
-        async with self._turn:
+
+        async def work() -> dict[str, Any]:
             found = {p["cert_no"]: p for p in await self._persons([authorizer, beneficiary])}
             auth = found.get(authorizer)
             bene = found.get(beneficiary)
@@ -370,38 +500,56 @@ class ProvinceSystem:
             await self._db.execute(
                 "UPDATE binding SET id = ? WHERE seq = ?", (binding_id, cur.lastrowid)
             )
-            await self._db.commit()
-        return await self._reread(binding_id)
+            return await self._written(binding_id)
 
-    async def respond(self, binding_id: str, *, actor: str, accept: bool) -> dict[str, Any]:
-        async with self._turn:
+        given = {
+            "authorizer": authorizer,
+            "beneficiary": beneficiary,
+            "beneficiary_name": beneficiary_name,
+            "relation": relation,
+            "commitment_signed": commitment_signed,
+        }
+        return await self._once(request_id, "bind", given, work)
+
+    async def respond(
+        self, binding_id: str, *, actor: str, accept: bool, request_id: str | None = None
+    ) -> dict[str, Any]:
+        async def work() -> dict[str, Any]:
             found = await self._binding(binding_id)
             if found is None or found["beneficiary"] != actor:
                 raise SandboxRefusal("forbidden")
             if found["status"] != "PENDING_CONFIRMATION":
                 raise SandboxRefusal("bad_state")
             await self._set_status(binding_id, "ACTIVE" if accept else "DECLINED")
-        return await self._reread(binding_id)
+            return await self._written(binding_id)
 
-    async def unbind(self, binding_id: str, *, actor: str) -> dict[str, Any]:
-        async with self._turn:
+        given = {"binding_id": binding_id, "actor": actor, "accept": accept}
+        return await self._once(request_id, "respond", given, work)
+
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        async def work() -> dict[str, Any]:
             found = await self._binding(binding_id)
             if found is None or found["authorizer"] != actor:
                 raise SandboxRefusal("forbidden")
             if found["status"] not in LIVE:
                 raise SandboxRefusal("bad_state")
             await self._set_status(binding_id, "UNBOUND")
-        return await self._reread(binding_id)
+            return await self._written(binding_id)
+
+        given = {"binding_id": binding_id, "actor": actor}
+        return await self._once(request_id, "unbind", given, work)
 
     async def _set_status(self, binding_id: str, status: str) -> None:
         await self._db.execute(
             "UPDATE binding SET status = ?, updated_at = ? WHERE id = ?",
             (status, _now(), binding_id),
         )
-        await self._db.commit()
 
-    async def _reread(self, binding_id: str) -> dict[str, Any]:
-        result = await self.binding(binding_id)
+    async def _written(self, binding_id: str) -> dict[str, Any]:
+        """The binding as just written (in the write's own transaction, before commit)."""
+        result = await self._binding(binding_id)
         if result is None:
             raise LookupError(binding_id)
         return result
@@ -418,27 +566,30 @@ class ProvinceSystem:
         total: str,
         fund_paid: str,
         payer: str | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Settle a bill: the self-pay part from the patient's own account, then from
         one authorizer (``payer`` if named, else the bound one with the largest
         balance), then cash. The same key at the same institution is the same
         settlement; every balance moves in one turn, so none is overdrawn.
         """
-        try:
-            total_amount, fund = Decimal(total).quantize(CENT), Decimal(fund_paid).quantize(CENT)
-        except ArithmeticError as exc:
-            raise SandboxRefusal("bad_amount") from exc
-        if not (total_amount > 0 and 0 <= fund <= total_amount):
-            raise SandboxRefusal("bad_amount")
-        given = (patient, medical_type, str(total_amount), str(fund))
-        async with self._turn:
+
+        async def work() -> dict[str, Any]:
+            try:
+                total_amount = Decimal(total).quantize(CENT)
+                fund = Decimal(fund_paid).quantize(CENT)
+            except ArithmeticError as exc:
+                raise SandboxRefusal("bad_amount") from exc
+            if not (total_amount > 0 and 0 <= fund <= total_amount):
+                raise SandboxRefusal("bad_amount")
+            bill = (patient, medical_type, str(total_amount), str(fund))
             done = await self._settlement_where(
                 "s.institution = ? AND s.idempotency_key = ?", institution, idempotency_key
             )
             if done is not None:
                 # the same bill again: the same settlement, whoever a retry names as payer
                 same = (done["patient"], done["medical_type"], done["total"], done["fund_paid"])
-                if same != given:
+                if same != bill:
                     raise SandboxRefusal("idempotency_conflict")
                 return done
             found = await self._persons([patient])
@@ -471,7 +622,7 @@ class ProvinceSystem:
                 (
                     institution,
                     idempotency_key,
-                    *given,
+                    *bill,
                     str(self_pay),
                     str(own.quantize(CENT)),
                     str(mutual.quantize(CENT)),
@@ -488,11 +639,17 @@ class ProvinceSystem:
             await self._db.execute(
                 "UPDATE settlement SET id = ? WHERE seq = ?", (settlement_id, cur.lastrowid)
             )
-            await self._db.commit()
-            result = await self._settlement_where("s.id = ?", settlement_id)
-        if result is None:
-            raise LookupError(settlement_id)
-        return result
+            return await self._settled(settlement_id)
+
+        given = {
+            "institution": institution,
+            "idempotency_key": idempotency_key,
+            "patient": patient,
+            "medical_type": medical_type,
+            "total": total,
+            "fund_paid": fund_paid,
+        }  # not the payer: see the module's docstring
+        return await self._once(request_id, "settle", given, work)
 
     async def _payer(self, patient: str, named: str | None) -> dict[str, Any] | None:
         """The authorizer who pays: the one named (who must be bound), else the bound
@@ -514,9 +671,17 @@ class ProvinceSystem:
         funded = [b for b in bound if Decimal(b["balance"]) > 0]
         return max(funded, key=lambda b: Decimal(b["balance"])) if funded else None
 
-    async def reverse(self, settlement_id: str, *, institution: str, reason: str) -> dict[str, Any]:
+    async def reverse(
+        self,
+        settlement_id: str,
+        *,
+        institution: str,
+        reason: str,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
         """Undo a settlement of today (Beijing), once: every balance it moved goes back."""
-        async with self._turn:
+
+        async def work() -> dict[str, Any]:
             found = await self._settlement_where("s.id = ?", settlement_id)
             if found is None or found["institution"] != institution:
                 raise SandboxRefusal("forbidden")
@@ -532,8 +697,14 @@ class ProvinceSystem:
                 "UPDATE settlement SET reversed_at = ?, reversal_reason = ? WHERE id = ?",
                 (_now(), reason, settlement_id),
             )
-            await self._db.commit()
-            result = await self._settlement_where("s.id = ?", settlement_id)
+            return await self._settled(settlement_id)
+
+        given = {"settlement_id": settlement_id, "institution": institution, "reason": reason}
+        return await self._once(request_id, "reverse", given, work)
+
+    async def _settled(self, settlement_id: str) -> dict[str, Any]:
+        """The settlement as just written (in the write's own transaction, before commit)."""
+        result = await self._settlement_where("s.id = ?", settlement_id)
         if result is None:
             raise LookupError(settlement_id)
         return result

@@ -5,6 +5,13 @@ Every call is ``POST /fsi/api/rsfComIfsService/callService`` with a JSON body
 ``{"infcode", "inf_refmsgid", "err_msg", "output"}``. ``infcode`` 0 is success,
 -1 a system fault, positive numbers are business refusals (see `ERRORS`).
 
+``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208) Hebei
+keeps it with its answer: the same ``msgid`` again is answered with the same
+``infcode``, ``err_msg`` and ``output`` as the first time (a refusal too), and
+nothing is done twice. A ``msgid`` already answered for another request is refused
+with ``infcode`` -1 (报文ID重复) and nothing is done. Without a ``msgid`` a write is
+done as it comes; queries ignore it.
+
 Transactions:
 
 ====== ================================ =========================================
@@ -30,8 +37,7 @@ Settlement follows the national platform. ``med_type`` is 11 outpatient (普通�
 most two decimals (``"1200.50"``); anything else is a malformed request.
 ``medins_setl_id`` is the institution's own settlement number (医药机构结算ID) and the
 idempotency key: the same number from the same ``fixmedins_code`` is the same
-settlement, answered again however often it is sent. (``msgid`` is not: it names one
-message, and a retry is a new message with a new ``msgid``.) Nobody names the payer:
+settlement, answered again however often it is sent. Nobody names the payer:
 Hebei's system picks the bound authorizer with the largest balance itself. 5203 is
 the platform's settlement information query (结算信息查询), batched by ID number like
 2702.
@@ -62,7 +68,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
-from sandbox.engine import CHINA, ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+from sandbox.engine import (
+    CHINA,
+    ProvinceRules,
+    ProvinceSystem,
+    RequestIdReused,
+    SandboxRefusal,
+    money_text,
+)
 
 RULES = ProvinceRules(
     prefix="13",
@@ -92,6 +105,7 @@ MED_TYPE_FROM = {v: k for k, v in MED_TYPE.items()}
 # An amount as the platform sends it (decimal 16,2), sign allowed: the engine refuses negatives.
 AMOUNT = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,2})?")
 MAX_KEY = 64  # characters of an institution's own settlement number
+MAX_MSGID = 64  # characters of a msgid (the platform's own are 26)
 
 # infcode for each refusal reason, with the message Hebei's system sends.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -136,19 +150,23 @@ async def call_service(request: Request) -> JSONResponse:
         envelope = await request.json()
         infno = envelope["infno"]
         data = envelope["input"]["data"]
-        msgid = str(envelope.get("msgid", ""))
+        msgid = envelope.get("msgid") or ""
         if not isinstance(infno, str):
             raise TypeError(f"infno: {infno!r}")
+        if not isinstance(msgid, str) or len(msgid) > MAX_MSGID:
+            raise TypeError(f"msgid: {msgid!r}")
     except (ValueError, KeyError, TypeError, AttributeError):
         return _answer("", -1, "报文格式错误")
     handler = _HANDLERS.get(infno)
     if handler is None:
         return _answer(msgid, -1, f"交易编号{infno}不存在")
     try:
-        output = await handler(system_of(request), data)
+        output = await handler(system_of(request), data, msgid or None)
     except SandboxRefusal as refusal:
         code, message = ERRORS[refusal.reason]
         return _answer(msgid, code, MESSAGES.get((infno, refusal.reason), message))
+    except RequestIdReused:
+        return _answer(msgid, -1, "报文ID重复")
     except (KeyError, TypeError, ValueError):
         return _answer(msgid, -1, "入参校验失败")
     return _answer(msgid, 0, None, output)
@@ -167,7 +185,7 @@ def _answer(msgid: str, infcode: int, err_msg: str | None, output: Any = None) -
     )
 
 
-async def _person_info(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _person_info(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     cert_nos = [item["certno"] for item in data]
     persons = await system.persons(cert_nos)
     return {
@@ -197,7 +215,7 @@ async def _person_info(system: ProvinceSystem, data: Any) -> dict[str, Any]:
     }
 
 
-async def _relatives(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _relatives(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     rows = await system.relatives(data["certno"])
     return {
         "rltv_list": [
@@ -221,12 +239,12 @@ def _mulaid(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _bindings(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _bindings(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     rows = await system.bindings_of(list(data["certno_list"]))
     return {"mulaid_list": [_mulaid(r) for r in rows]}
 
 
-async def _bind(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _bind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     relation = RLTS_FROM_TYPE.get(data["rlts_type"])
     if relation is None:
         raise SandboxRefusal("relation_not_allowed", "relation")
@@ -236,12 +254,13 @@ async def _bind(system: ProvinceSystem, data: Any) -> dict[str, Any]:
         beneficiary_name=data["bene_psn_name"],
         relation=relation,
         commitment_signed=data.get("cmtm_flag") == "1",
+        request_id=msgid,
     )
     return {"mulaid": _mulaid(row)}
 
 
-async def _unbind(system: ProvinceSystem, data: Any) -> dict[str, Any]:
-    row = await system.unbind(data["mulaid_id"], actor=data["opter_certno"])
+async def _unbind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    row = await system.unbind(data["mulaid_id"], actor=data["opter_certno"], request_id=msgid)
     return {"mulaid": _mulaid(row)}
 
 
@@ -299,7 +318,7 @@ def _setlinfo(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _settle(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     row = await system.settle(
         institution=_text(data, "fixmedins_code"),
         idempotency_key=_text(data, "medins_setl_id", limit=MAX_KEY),
@@ -307,20 +326,22 @@ async def _settle(system: ProvinceSystem, data: Any) -> dict[str, Any]:
         medical_type=MED_TYPE_FROM[data["med_type"]],
         total=_amount(data, "medfee_sumamt"),
         fund_paid=_amount(data, "fund_pay_sumamt"),
+        request_id=msgid,
     )
     return {"setlinfo": _setlinfo(row)}
 
 
-async def _reverse(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _reverse(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     row = await system.reverse(
         _text(data, "setl_id"),
         institution=_text(data, "fixmedins_code"),
         reason=_text(data, "revs_rea"),
+        request_id=msgid,
     )
     return {"setlinfo": _setlinfo(row)}
 
 
-async def _settlements(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+async def _settlements(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     cert_nos = data["certno_list"]
     if not isinstance(cert_nos, list) or not all(isinstance(c, str) for c in cert_nos):
         raise TypeError(f"certno_list: {cert_nos!r}")

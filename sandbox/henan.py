@@ -16,6 +16,13 @@ service, invalid input), ``E1xx`` a business refusal (see `ERRORS`). Requests
 are parsed with defusedxml only: entity declarations, external references and
 the like are refused with ``9999``.
 
+``<seq>`` (流水号) names the request. For the writes (Bind, Unbind, Settle,
+ReverseSettle) Henan keeps it with its answer: the same ``<seq>`` again is answered
+with the same retcode, retmsg and body as the first time (a refusal too), and
+nothing is done twice. A ``<seq>`` already answered for another request is refused
+with ``9999`` (流水号重复) and nothing is done. Without a ``<seq>`` a write is done
+as it comes; queries ignore it.
+
 Services:
 
 ============== ================================ ============================================
@@ -94,7 +101,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
-from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+from sandbox.engine import (
+    ProvinceRules,
+    ProvinceSystem,
+    RequestIdReused,
+    SandboxRefusal,
+    money_text,
+)
 
 RULES = ProvinceRules(
     prefix="41",
@@ -110,6 +123,7 @@ MEDIA_TYPE = "text/xml; charset=utf-8"
 
 # At most this many ID numbers in one batched query (a legacy system's limit).
 MAX_BATCH = 200
+MAX_SEQ = 64  # characters of a <seq>
 
 XZLX = {"EMPLOYEE": "11", "RESIDENT": "12"}
 CBZT = {"ACTIVE": "1", "SUSPENDED": "2", "TERMINATED": "3", "PENDING": "9"}
@@ -199,11 +213,15 @@ async def service(request: Request) -> Response:
         return _answer(seq, FAULT, f"服务{name or '(空)'}不存在")
     if body is None:
         return _answer(seq, FAULT, "报文缺少body节点")
+    if len(seq) > MAX_SEQ:
+        return _answer("", FAULT, "流水号不合法")
     try:
-        children = await handler(system_of(request), body)
+        children = await handler(system_of(request), body, seq or None)
     except SandboxRefusal as refusal:
         code, message = ERRORS[refusal.reason]
         return _answer(seq, code, _MESSAGES.get((name, refusal.reason), message))
+    except RequestIdReused:
+        return _answer(seq, FAULT, "流水号重复")
     except (_BadInput, KeyError, TypeError, ValueError):
         return _answer(seq, FAULT, "入参校验失败")
     return _answer(seq, *OK, children)
@@ -274,7 +292,9 @@ def _amount(parent: ET.Element, tag: str) -> str:
 # -- services ------------------------------------------------------------------------
 
 
-async def _query_person(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _query_person(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
     persons = await system.persons(_cert_nos(body))
     return [
         _element(
@@ -297,7 +317,9 @@ async def _query_person(system: ProvinceSystem, body: ET.Element) -> list[ET.Ele
     ]
 
 
-async def _query_relatives(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _query_relatives(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
     rows = await system.relatives(_required(body, "sfzh"))
     return [
         _element("relative", {"sfzh": r["cert_no"], "xm": r["name"], "gx": GX[r["relation"]]})
@@ -322,12 +344,14 @@ def _binding(row: dict[str, Any]) -> ET.Element:
     )
 
 
-async def _query_bindings(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _query_bindings(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
     rows = await system.bindings_of(_cert_nos(body))
     return [_binding(r) for r in rows]
 
 
-async def _bind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _bind(system: ProvinceSystem, body: ET.Element, seq: str | None) -> list[ET.Element]:
     authorizer = _required(body, "sqrsfzh")
     beneficiary = _required(body, "bsqrsfzh")
     beneficiary_name = _required(body, "bsqrxm")
@@ -340,12 +364,15 @@ async def _bind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
         beneficiary_name=beneficiary_name,
         relation=relation,
         commitment_signed=_optional(body, "cnsbz") == "1",
+        request_id=seq,
     )
     return [_binding(row)]
 
 
-async def _unbind(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
-    row = await system.unbind(_required(body, "bdid"), actor=_required(body, "czrsfzh"))
+async def _unbind(system: ProvinceSystem, body: ET.Element, seq: str | None) -> list[ET.Element]:
+    row = await system.unbind(
+        _required(body, "bdid"), actor=_required(body, "czrsfzh"), request_id=seq
+    )
     return [_binding(row)]
 
 
@@ -375,7 +402,7 @@ def _settlement(row: dict[str, Any]) -> ET.Element:
     )
 
 
-async def _settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _settle(system: ProvinceSystem, body: ET.Element, seq: str | None) -> list[ET.Element]:
     medical_type = YLLB_TYPE.get(_required(body, "yllb"))
     if medical_type is None:
         raise _BadInput("yllb")
@@ -387,25 +414,31 @@ async def _settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
         total=_amount(body, "fyze"),
         fund_paid=_amount(body, "jjzfze"),
         payer=_optional(body, "sqrsfzh") or None,
+        request_id=seq,
     )
     return [_settlement(row)]
 
 
-async def _reverse_settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _reverse_settle(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
     row = await system.reverse(
         _required(body, "jsid"),
         institution=_required(body, "ddjgbm"),
         reason=_required(body, "cxyy"),
+        request_id=seq,
     )
     return [_settlement(row)]
 
 
-async def _query_settle(system: ProvinceSystem, body: ET.Element) -> list[ET.Element]:
+async def _query_settle(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
     rows = await system.settlements_of(_cert_nos(body))
     return [_settlement(r) for r in rows]
 
 
-_Handler = Callable[[ProvinceSystem, ET.Element], Awaitable[list[ET.Element]]]
+_Handler = Callable[[ProvinceSystem, ET.Element, str | None], Awaitable[list[ET.Element]]]
 
 _HANDLERS: dict[str, _Handler] = {
     "QueryPerson": _query_person,

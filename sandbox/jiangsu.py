@@ -9,6 +9,12 @@ code 40000; an unknown path is HTTP 404 with 40400 and a wrong method HTTP 405
 with 40500. Spouse bindings wait for the spouse's confirmation; every binding
 needs the commitment letter (承诺书) signed.
 
+Writes (every POST) may carry an ``X-Request-Id`` header (at most `MAX_REQUEST_ID`
+characters): Jiangsu keeps it with its answer, and the same id again is answered
+as the first time (the refusal too), with nothing done twice. An id already
+answered for another request is HTTP 409 with code 40900, and nothing is done.
+Without the header a write is done as it comes; GETs ignore it.
+
 Settlement must be told which authorizer pays (``payerCertNo``): the named one
 must hold an EFFECTIVE authorization for the patient (else 40017); ``null``
 means nobody but the patient and cash. The same ``idempotencyKey`` from the
@@ -74,7 +80,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
-from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, money_text
+from sandbox.engine import (
+    ProvinceRules,
+    ProvinceSystem,
+    RequestIdReused,
+    SandboxRefusal,
+    money_text,
+)
 
 RULES = ProvinceRules(
     prefix="32",
@@ -88,6 +100,7 @@ RULES = ProvinceRules(
 
 BASE = "/api/v1"
 MAX_CERT_NOS = 100
+MAX_REQUEST_ID = 64
 CST = dt.timezone(dt.timedelta(hours=8))
 
 GENDER = {"M": "MALE", "F": "FEMALE"}
@@ -116,6 +129,7 @@ STATE = {
 }
 
 MALFORMED = 40000
+REQUEST_ID_REUSED = 40900
 # code for each refusal reason, with the message Jiangsu's system sends (HTTP 200).
 ERRORS: dict[str, tuple[int, str]] = {
     "person_not_found": (40001, "未查询到参保人员信息"),
@@ -198,6 +212,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
         except SandboxRefusal as refusal:
             code, message = ERRORS[refusal.reason]
             return _answer(code, message)
+        except RequestIdReused:
+            return _answer(REQUEST_ID_REUSED, "请求ID已用于其他请求", status=409)
         except (_Malformed, KeyError, TypeError, ValueError):
             return _answer(MALFORMED, "请求参数错误", status=400)
         return _answer(0, "success", data)
@@ -213,6 +229,16 @@ def _cert_nos(request: Request) -> list[str]:
     if len(cert_nos) > MAX_CERT_NOS:
         raise _Malformed("too many certNos")
     return cert_nos
+
+
+def _request_id(request: Request) -> str | None:
+    """A write's ``X-Request-Id``, if it carries one."""
+    value = request.headers.get("x-request-id")
+    if value is None:
+        return None
+    if not value or len(value) > MAX_REQUEST_ID:
+        raise _Malformed("X-Request-Id")
+    return value
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -319,6 +345,7 @@ async def _authorize(system: ProvinceSystem, request: Request) -> dict[str, Any]
         beneficiary_name=name,
         relation=relation,
         commitment_signed=signed,
+        request_id=_request_id(request),
     )
     return _record(row)
 
@@ -327,13 +354,20 @@ async def _confirm(system: ProvinceSystem, request: Request) -> dict[str, Any]:
     body = await _body(request)
     actor = _text(body, "certNo")
     accept = _flag(body, "accept")
-    row = await system.respond(request.path_params["authId"], actor=actor, accept=accept)
+    row = await system.respond(
+        request.path_params["authId"],
+        actor=actor,
+        accept=accept,
+        request_id=_request_id(request),
+    )
     return _record(row)
 
 
 async def _cancel(system: ProvinceSystem, request: Request) -> dict[str, Any]:
     body = await _body(request)
-    row = await system.unbind(request.path_params["authId"], actor=_text(body, "certNo"))
+    row = await system.unbind(
+        request.path_params["authId"], actor=_text(body, "certNo"), request_id=_request_id(request)
+    )
     return _record(row)
 
 
@@ -390,6 +424,7 @@ async def _settle(system: ProvinceSystem, request: Request) -> dict[str, Any]:
         total=total,
         fund_paid=fund_paid,
         payer=payer,
+        request_id=_request_id(request),
     )
     return _settlement(row)
 
@@ -399,6 +434,9 @@ async def _reverse(system: ProvinceSystem, request: Request) -> dict[str, Any]:
     institution = _text(body, "institutionCode")
     reason = _text(body, "reason")
     row = await system.reverse(
-        request.path_params["settlementId"], institution=institution, reason=reason
+        request.path_params["settlementId"],
+        institution=institution,
+        reason=reason,
+        request_id=_request_id(request),
     )
     return _settlement(row)

@@ -8,13 +8,18 @@ generated for it. The civil record is the roster's relations as the sandbox deri
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib
+import json
+import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +31,10 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    BreakerState,
+    CircuitOpen,
     CivilRelative,
+    Guard,
     InsuranceStatus,
     InsuranceType,
     MedicalType,
@@ -42,9 +50,10 @@ from adapters.base import (
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    new_request_id,
     policy_in_force,
 )
-from sandbox.engine import ProvinceRules, derive_relations
+from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, derive_relations
 from tests.conftest import PEOPLE, ROSTER
 
 Row = dict[str, Any]
@@ -72,9 +81,13 @@ class Pair:
     beneficiary: Row
     relation: Relation
 
-    def request(self, *, name: str | None = None, signed: bool = True) -> BindRequest:
+    def request(
+        self, *, name: str | None = None, signed: bool = True, request_id: str | None = None
+    ) -> BindRequest:
         a, b = self.authorizer, self.beneficiary
-        return BindRequest(a["certNo"], b["certNo"], name or b["name"], self.relation, signed)
+        return BindRequest(
+            a["certNo"], b["certNo"], name or b["name"], self.relation, signed, request_id
+        )
 
 
 # -- roster data per province: what a scenario needs, found by area-code prefix and policy --
@@ -152,6 +165,7 @@ class Province:
     rules: ProvinceRules
     router: respx.MockRouter
     sandbox: respx.Route  # the catch-all route forwarding to the sandbox app
+    system: ProvinceSystem  # the modelled province itself, to count what it did
 
     @property
     def code(self) -> str:
@@ -173,7 +187,8 @@ async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
         respx.mock(base_url=BASE_URL, assert_all_called=False) as router,
     ):
         route = router.route(name="sandbox").mock(side_effect=respx.ASGIHandler(app))
-        yield Province(ADAPTERS[request.param](client), rules, router, route)
+        system: ProvinceSystem = app.state.system
+        yield Province(ADAPTERS[request.param](client), rules, router, route, system)
 
 
 @pytest.fixture
@@ -446,6 +461,7 @@ def bill(patient: Row, total: str, fund: str, key: str = "bill-1", **kw: Any) ->
         medical_type=kw.get("medical_type", MedicalType.OUTPATIENT),
         total=Decimal(total),
         fund_paid=Decimal(fund),
+        request_id=kw.get("request_id"),
     )
 
 
@@ -699,26 +715,27 @@ def endless_redirects(request: httpx.Request) -> httpx.Response:
     return httpx.Response(302, headers={"location": str(request.url)})
 
 
+# (what the province does, the error it becomes, whether the request may have reached it)
 FAULTS = [
-    pytest.param(answer(500, b""), UpstreamUnavailable, id="http-500"),
-    pytest.param(answer(503, b"busy"), UpstreamUnavailable, id="http-503"),
-    pytest.param(httpx.ReadTimeout, UpstreamTimeout, id="read-timeout"),
-    pytest.param(httpx.ConnectTimeout, UpstreamTimeout, id="connect-timeout"),
-    pytest.param(httpx.ConnectError, UpstreamUnavailable, id="connect-error"),
-    pytest.param(httpx.RemoteProtocolError, UpstreamUnavailable, id="connection-dropped"),
-    pytest.param(broken_gzip, UpstreamContractError, id="undecodable-body"),
-    pytest.param(endless_redirects, UpstreamUnavailable, id="redirect-loop"),
+    pytest.param(answer(500, b""), UpstreamUnavailable, True, id="http-500"),
+    pytest.param(answer(503, b"busy"), UpstreamUnavailable, True, id="http-503"),
+    pytest.param(httpx.ReadTimeout, UpstreamTimeout, True, id="read-timeout"),
+    pytest.param(httpx.ConnectTimeout, UpstreamTimeout, False, id="connect-timeout"),
+    pytest.param(httpx.ConnectError, UpstreamUnavailable, False, id="connect-error"),
+    pytest.param(httpx.RemoteProtocolError, UpstreamUnavailable, True, id="connection-dropped"),
+    pytest.param(broken_gzip, UpstreamContractError, True, id="undecodable-body"),
+    pytest.param(endless_redirects, UpstreamUnavailable, True, id="redirect-loop"),
     *(
-        pytest.param(answer(*reply), UpstreamContractError, id=label)
+        pytest.param(answer(*reply), UpstreamContractError, True, id=label)
         for label, reply in MALFORMED.items()
     ),
 ]
 
 
 @pytest.mark.parametrize(("name", "operation"), CALLS)
-@pytest.mark.parametrize(("side_effect", "expected"), FAULTS)
+@pytest.mark.parametrize(("side_effect", "expected", "reached"), FAULTS)
 async def test_a_fault_surfaces_only_as_the_matching_upstream_error_naming_the_province(
-    name: str, operation: str, side_effect: Any, expected: type[UpstreamError]
+    name: str, operation: str, side_effect: Any, expected: type[UpstreamError], reached: bool
 ) -> None:
     cls = ADAPTERS[name]
     async with (
@@ -729,8 +746,10 @@ async def test_a_fault_surfaces_only_as_the_matching_upstream_error_naming_the_p
     ):
         router.route().mock(side_effect=side_effect)
         with pytest.raises(expected) as caught:
-            await OPERATIONS[operation](cls(client))
+            # no retries here (they are tested below), and a breaker that stays closed
+            await OPERATIONS[operation](cls(client, guard=Guard(retries=0)))
     assert caught.value.province == cls.code
+    assert caught.value.reached is reached
 
 
 async def test_a_real_answer_cut_short_is_a_contract_error(province: Province, pair: Pair) -> None:
@@ -756,3 +775,457 @@ async def test_a_real_answer_cut_short_is_a_contract_error(province: Province, p
         with pytest.raises(UpstreamContractError) as caught:
             await call()
         assert caught.value.province == province.code
+
+
+# -- request ids: a write sent again is answered as the first time, and done once ------------
+
+
+def request_id_of(request: httpx.Request) -> str | None:
+    """The request id a request carries, in whichever dialect: Jiangsu's header, Henan's
+    ``<seq>``, Hebei's ``msgid``."""
+    if "x-request-id" in request.headers:
+        return request.headers["x-request-id"]
+    seq = re.search(rb"<seq>([^<]*)</seq>", request.content)
+    if seq is not None:
+        return seq.group(1).decode()
+    if request.content.startswith(b"{"):
+        msgid = json.loads(request.content).get("msgid")
+        return None if msgid is None else str(msgid)
+    return None
+
+
+WRITE_CALLS = {"2703", "2704", "2207", "2208", "Bind", "Unbind", "Settle", "ReverseSettle"}
+
+
+def is_write(request: httpx.Request) -> bool:
+    """Whether a request asks a province for a write, in whichever dialect."""
+    if request.method != "POST":
+        return False
+    service = re.search(rb"<service>(\w+)</service>", request.content)
+    if service is not None:  # Henan
+        return service.group(1).decode() in WRITE_CALLS
+    infno = json.loads(request.content).get("infno")  # Hebei; every POST of Jiangsu's writes
+    return infno is None or infno in WRITE_CALLS
+
+
+def interpose(
+    province: Province, fault: Callable[[httpx.Request], httpx.Response | None]
+) -> list[httpx.Request]:
+    """Put ``fault`` before the sandbox (its answer, or None to let the request through);
+    returns the list of requests seen, growing."""
+    forward = province.sandbox.side_effect
+    assert isinstance(forward, respx.ASGIHandler)
+    seen: list[httpx.Request] = []
+
+    async def side_effect(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = fault(request)
+        return answer if answer is not None else await forward(request)
+
+    province.sandbox.side_effect = side_effect
+    return seen
+
+
+def guarded(province: Province, guard: Guard) -> ProvinceAdapter:
+    """Another adapter for the same province and client, with its own breaker and retries."""
+    return type(province.adapter)(province.adapter.client, guard=guard)
+
+
+async def test_a_bind_sent_again_is_answered_as_the_first_time_and_binds_once(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me, them = province.adapter, pair.authorizer["certNo"], pair.beneficiary["certNo"]
+    rid = new_request_id()
+    first = await adapter.bind(pair.request(request_id=rid))
+    assert isinstance(first, Binding)
+    assert await adapter.bind(pair.request(request_id=rid)) == first
+    assert await province.system.count_bindings(me, them) == 1
+    # ended since: the same request is still answered as it was, and binds nothing
+    ended = await adapter.unbind(first.id, actor=me)
+    assert isinstance(ended, Binding)
+    assert await adapter.bind(pair.request(request_id=rid)) == first
+    assert await province.system.count_bindings(me, them) == 1
+    assert [b.status for b in await adapter.bindings_of([me])] == [BindingStatus.UNBOUND]
+
+
+async def test_a_refusal_sent_again_is_the_same_refusal_even_once_it_no_longer_holds(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me, them = province.adapter, pair.authorizer["certNo"], pair.beneficiary["certNo"]
+    made = await adapter.bind(pair.request())
+    assert isinstance(made, Binding)
+    rid = new_request_id()
+    refused = await adapter.bind(pair.request(request_id=rid))
+    assert refused == Refusal(RefusalCode.DUPLICATE_BINDING)
+    assert isinstance(await adapter.unbind(made.id, actor=me), Binding)
+    assert await adapter.bind(pair.request(request_id=rid)) == refused
+    assert await province.system.count_bindings(me, them) == 1
+    assert isinstance(await adapter.bind(pair.request()), Binding)  # a new request binds
+    assert await province.system.count_bindings(me, them) == 2
+
+
+async def test_an_unbind_sent_again_is_answered_as_the_first_time(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me = province.adapter, pair.authorizer["certNo"]
+    binding = await adapter.bind(pair.request())
+    assert isinstance(binding, Binding)
+    rid = new_request_id()
+    first = await adapter.unbind(binding.id, actor=me, request_id=rid)
+    assert isinstance(first, Binding)
+    assert first.status is BindingStatus.UNBOUND
+    assert await adapter.unbind(binding.id, actor=me, request_id=rid) == first
+    again = await adapter.unbind(binding.id, actor=me)  # a new request: nothing left to end
+    assert again == Refusal(RefusalCode.INVALID_BINDING_STATE)
+
+
+@pytest.mark.parametrize(
+    ("province", "case"),
+    cases(lambda c, p: c.relation is SPOUSE and p.spouse_confirmation),
+    indirect=["province"],
+)
+async def test_an_answer_to_a_pending_binding_sent_again_is_answered_as_the_first_time(
+    province: Province, case: Pair
+) -> None:
+    adapter, me, spouse = province.adapter, case.authorizer["certNo"], case.beneficiary["certNo"]
+    pending = await adapter.bind(case.request())
+    assert isinstance(pending, Binding)
+    rid = new_request_id()
+    first = await adapter.respond(pending.id, actor=spouse, accept=True, request_id=rid)
+    assert isinstance(first, Binding)
+    assert first.status is BindingStatus.ACTIVE
+    assert await adapter.respond(pending.id, actor=spouse, accept=True, request_id=rid) == first
+    assert isinstance(await adapter.unbind(pending.id, actor=me), Binding)
+    assert await adapter.respond(pending.id, actor=spouse, accept=True, request_id=rid) == first
+    fresh = await adapter.respond(pending.id, actor=spouse, accept=True)
+    assert fresh == Refusal(RefusalCode.INVALID_BINDING_STATE)
+    assert await province.system.count_bindings(me, spouse) == 1
+
+
+async def test_a_settlement_sent_again_is_answered_as_the_first_time_and_charged_once(
+    province: Province, funded: Pair
+) -> None:
+    adapter, payer = province.adapter, funded.authorizer
+    await bound(province, funded)
+    asked = bill(funded.beneficiary, "300.00", "100.00", request_id=new_request_id())
+    first = await adapter.settle(asked)
+    assert isinstance(first, Settlement)
+    assert first.mutual_aid_paid > 0
+    assert await adapter.settle(asked) == first
+    assert await balance_now(province, payer) == balance(payer) - first.mutual_aid_paid
+    # reversed since: the same request is still answered as it was, and charges nothing
+    undone = await adapter.reverse(first.id, institution_code=HOSPITAL, reason="wrong")
+    assert isinstance(undone, Settlement)
+    assert await adapter.settle(asked) == first
+    assert await balance_now(province, payer) == balance(payer)
+    assert await province.system.count_settlements(funded.beneficiary["certNo"]) == 1
+
+
+async def test_a_reversal_sent_again_is_answered_as_the_first_time_and_credited_once(
+    province: Province, funded: Pair
+) -> None:
+    adapter, payer = province.adapter, funded.authorizer
+    await bound(province, funded)
+    done = await adapter.settle(bill(funded.beneficiary, "300.00", "100.00"))
+    assert isinstance(done, Settlement)
+    rid = new_request_id()
+    first = await adapter.reverse(
+        done.id, institution_code=HOSPITAL, reason="wrong", request_id=rid
+    )
+    assert isinstance(first, Settlement)
+    assert first.reversed_at is not None
+    again = await adapter.reverse(
+        done.id, institution_code=HOSPITAL, reason="wrong", request_id=rid
+    )
+    assert again == first
+    assert await balance_now(province, payer) == balance(payer)  # credited back once
+    fresh = await adapter.reverse(done.id, institution_code=HOSPITAL, reason="wrong")
+    assert fresh == Refusal(RefusalCode.SETTLEMENT_ALREADY_REVERSED)
+
+
+async def test_a_request_id_reused_for_another_request_is_refused_and_does_nothing(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me = province.adapter, pair.authorizer["certNo"]
+    rid = new_request_id()
+    first = await adapter.bind(pair.request(request_id=rid))
+    assert isinstance(first, Binding)
+    with pytest.raises(UpstreamContractError):  # other fields
+        await adapter.bind(pair.request(name="冒名者", request_id=rid))
+    with pytest.raises(UpstreamContractError):  # another operation
+        await adapter.unbind(first.id, actor=me, request_id=rid)
+    assert [b.status for b in await adapter.bindings_of([me])] == [BindingStatus.ACTIVE]
+    assert await adapter.bind(pair.request(request_id=rid)) == first  # still kept
+
+
+PAYER_NAMED = [n for n in NAMES if importlib.import_module(SANDBOXES[n].module).RULES.payer_named]
+
+
+@pytest.mark.parametrize("province", PAYER_NAMED, indirect=True)
+async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_send_again(
+    province: Province, funded: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the adapter names the payer and one that is no longer bound is refused, the
+    choice made again goes under an id derived from the first: the whole settlement, sent
+    again under the first id, gets the same two answers (the payer is not part of the bill)."""
+    adapter, payer, patient = province.adapter, funded.authorizer, funded.beneficiary["certNo"]
+    await bound(province, funded)
+    choose = adapter.funded_authorizer
+
+    def stale_first(who: str) -> None:
+        stale = iter([Party(who, "旧授权人")])
+
+        async def chooser(beneficiary: str, *, owed: Decimal | None = None) -> Party | None:
+            return next(stale, None) or await choose(beneficiary, owed=owed)
+
+        monkeypatch.setattr(adapter, "funded_authorizer", chooser)
+
+    seen = interpose(province, lambda request: None)
+    rid = new_request_id()
+    asked = bill(funded.beneficiary, "300.00", "100.00", request_id=rid)
+    stale_first("110101190001010011")
+    first = await adapter.settle(asked)
+    assert isinstance(first, Settlement)
+    assert first.mutual_aid_payer == Party(payer["certNo"], payer["name"])
+    sent = [request_id_of(r) for r in seen if is_write(r)]
+    assert len(sent) == 2
+    assert sent[0] == rid
+    assert sent[1] != rid
+
+    stale_first("110101190001010022")  # another stale choice this time
+    assert await adapter.settle(asked) == first
+    assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent]
+
+    async def nobody(beneficiary: str, *, owed: Decimal | None = None) -> Party | None:
+        return None
+
+    monkeypatch.setattr(adapter, "funded_authorizer", nobody)  # nobody would be named now
+    assert await adapter.settle(asked) == first
+    assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent, *sent]
+    assert await province.system.count_settlements(patient) == 1
+    assert await balance_now(province, payer) == balance(payer) - first.mutual_aid_paid
+
+
+async def test_the_province_keeps_the_answer_in_the_same_transaction_as_the_write(
+    province: Province, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system, me, them = province.system, pair.authorizer["certNo"], pair.beneficiary["certNo"]
+    patient = funded_employee(province.code)
+
+    async def bind() -> dict[str, Any]:
+        return await system.bind(
+            authorizer=me,
+            beneficiary=them,
+            beneficiary_name=pair.beneficiary["name"],
+            relation=pair.relation.value,
+            commitment_signed=True,
+            request_id="R-bind",
+        )
+
+    async def settle() -> dict[str, Any]:
+        return await system.settle(
+            institution=HOSPITAL,
+            idempotency_key="kept",
+            patient=patient["certNo"],
+            medical_type="OUTPATIENT",
+            total="50.00",
+            fund_paid="10.00",
+            request_id="R-settle",
+        )
+
+    async def cannot_keep(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(system, "_keep", cannot_keep)
+    for write in (bind, settle):
+        with pytest.raises(RuntimeError):
+            await write()
+    assert await system.count_bindings(me, them) == 0  # neither the write nor its answer
+    assert await system.count_settlements(patient["certNo"]) == 0
+    assert await balance_now(province, patient) == balance(patient)
+    monkeypatch.undo()
+    for write in (bind, settle):
+        assert await write() == await write()
+    assert await system.count_bindings(me, them) == 1
+    assert await balance_now(province, patient) == balance(patient) - Decimal("40.00")
+
+
+async def test_a_write_without_a_request_id_is_done_as_it_comes(
+    province: Province, pair: Pair
+) -> None:
+    system = province.system
+    given = {
+        "authorizer": pair.authorizer["certNo"],
+        "beneficiary": pair.beneficiary["certNo"],
+        "beneficiary_name": pair.beneficiary["name"],
+        "relation": pair.relation.value,
+        "commitment_signed": True,
+    }
+    await system.bind(**given)
+    with pytest.raises(SandboxRefusal) as refused:
+        await system.bind(**given)
+    assert refused.value.reason == "duplicate"
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_kept_answers_outlive_a_restart_of_the_province(name: str, tmp_path: Path) -> None:
+    code = ADAPTERS[name].code
+    pair = next(c for c in family(code, policy_of(name)) if c.relation is not SPOUSE)
+    answers: list[dict[str, Any]] = []
+    counts: list[int] = []
+    for _ in range(2):
+        app = SANDBOXES[name].load()(data_dir=tmp_path)
+        async with app.router.lifespan_context(app):
+            system: ProvinceSystem = app.state.system
+            answers.append(
+                await system.bind(
+                    authorizer=pair.authorizer["certNo"],
+                    beneficiary=pair.beneficiary["certNo"],
+                    beneficiary_name=pair.beneficiary["name"],
+                    relation=pair.relation.value,
+                    commitment_signed=True,
+                    request_id="R-restart",
+                )
+            )
+            counts.append(
+                await system.count_bindings(pair.authorizer["certNo"], pair.beneficiary["certNo"])
+            )
+    assert answers[0] == answers[1]
+    assert counts == [1, 1]
+
+
+# -- retries and the breaker -----------------------------------------------------------------
+
+READS: dict[str, Callable[[ProvinceAdapter, Pair], Awaitable[object]]] = {
+    "find_persons": lambda a, c: a.find_persons([c.authorizer["certNo"], c.beneficiary["certNo"]]),
+    "relatives": lambda a, c: a.relatives(c.authorizer["certNo"]),
+    "bindings_of": lambda a, c: a.bindings_of([c.authorizer["certNo"]]),
+    "settlements_of": lambda a, c: a.settlements_of([c.authorizer["certNo"]]),
+}
+QUICK = {"retry_wait": 0.001, "retry_wait_max": 0.01}
+
+
+@pytest.mark.parametrize("read", READS)
+async def test_a_read_answered_503_is_tried_again_and_succeeds(
+    province: Province, pair: Pair, read: str
+) -> None:
+    assert isinstance(await province.adapter.bind(pair.request()), Binding)  # something to read
+    expected = await READS[read](province.adapter, pair)
+    adapter = guarded(province, Guard(**QUICK))
+    busy = iter([httpx.Response(503, content=b"busy")])
+    seen = interpose(province, lambda request: next(busy, None))
+    assert await READS[read](adapter, pair) == expected
+    assert len(seen) == 2
+    assert adapter.breaker_state is BreakerState.CLOSED
+
+
+async def test_a_read_that_keeps_failing_is_sent_once_and_retried_as_configured(
+    province: Province, pair: Pair
+) -> None:
+    adapter = guarded(province, Guard(retries=2, **QUICK))
+    seen = interpose(province, lambda request: httpx.Response(503))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await adapter.relatives(pair.authorizer["certNo"])
+    assert len(seen) == 3
+    assert caught.value.reached is True
+
+
+WRITES: dict[str, Callable[[ProvinceAdapter, str | None], Awaitable[object]]] = {
+    "bind": lambda a, rid: a.bind(
+        BindRequest(SOMEONE, OTHER, "王德明", Relation.PARENT, True, request_id=rid)
+    ),
+    "unbind": lambda a, rid: a.unbind("B00000001", actor=SOMEONE, request_id=rid),
+    "respond": lambda a, rid: a.respond("B00000001", actor=OTHER, accept=True, request_id=rid),
+    "settle": lambda a, rid: a.settle(
+        SettleRequest(
+            "H001", "k1", OTHER, MedicalType.OUTPATIENT, Decimal(100), Decimal(40), request_id=rid
+        )
+    ),
+    "reverse": lambda a, rid: a.reverse(
+        "S00000001", institution_code="H001", reason="x", request_id=rid
+    ),
+}
+WRITE_CASES = [
+    pytest.param(name, op, id=f"{name}-{op}")
+    for name in NAMES
+    for op in WRITES
+    if op != "respond" or ADAPTERS[name].respond is not ProvinceAdapter.respond
+]
+NEW_REQUEST_ID = re.compile(r"GJ[0-9]{14}[0-9a-f]{10}")
+
+
+@pytest.mark.parametrize(("province", "write"), WRITE_CASES, indirect=["province"])
+async def test_a_write_answered_503_is_sent_once_carrying_its_request_id(
+    province: Province, write: str
+) -> None:
+    adapter = guarded(province, Guard(**QUICK))
+    seen = interpose(province, lambda r: httpx.Response(503) if is_write(r) else None)
+    rid = new_request_id()
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await WRITES[write](adapter, rid)
+    assert caught.value.reached is True  # its outcome is unknown: the gateway asks again
+    assert [request_id_of(r) for r in seen if is_write(r)] == [rid]
+
+    with pytest.raises(UpstreamUnavailable):  # without one, the adapter makes one
+        await WRITES[write](adapter, None)
+    made = [request_id_of(r) for r in seen if is_write(r)][1:]
+    assert len(made) == 1
+    assert made[0] is not None
+    assert NEW_REQUEST_ID.fullmatch(made[0])
+    assert made[0] != rid
+
+
+async def until_half_open(adapter: ProvinceAdapter, within: float = 1.0) -> None:
+    deadline = time.monotonic() + within
+    while adapter.breaker_state is BreakerState.OPEN:
+        assert time.monotonic() < deadline, "the breaker stayed open"
+        await asyncio.sleep(0.02)
+    assert adapter.breaker_state is BreakerState.HALF_OPEN
+
+
+async def test_the_breaker_opens_after_repeated_failures_and_a_probe_closes_it(
+    province: Province, pair: Pair
+) -> None:
+    adapter = guarded(province, Guard(breaker_threshold=2, breaker_reset=0.2, retries=0))
+    me = [pair.authorizer["certNo"]]
+    failing = True
+    seen = interpose(province, lambda request: httpx.Response(503) if failing else None)
+    assert adapter.breaker_state is BreakerState.CLOSED
+    for _ in range(2):
+        with pytest.raises(UpstreamUnavailable):
+            await adapter.find_persons(me)
+    assert adapter.breaker_state is BreakerState.OPEN
+
+    sent = len(seen)
+    for held in (lambda: adapter.find_persons(me), lambda: adapter.bind(pair.request())):
+        with pytest.raises(CircuitOpen) as caught:
+            await held()
+        assert caught.value.reached is False
+        assert caught.value.province == province.code
+    assert len(seen) == sent  # held back: not a single request
+    assert province.adapter.breaker_state is BreakerState.CLOSED  # each adapter its own
+
+    await until_half_open(adapter)
+    with pytest.raises(UpstreamUnavailable):  # a failed probe opens it again at once
+        await adapter.find_persons(me)
+    assert adapter.breaker_state is BreakerState.OPEN
+    await until_half_open(adapter)
+    failing = False
+    assert me[0] in await adapter.find_persons(me)
+    assert adapter.breaker_state is BreakerState.CLOSED
+    assert len(seen) == sent + 2
+
+
+async def test_contract_errors_neither_open_the_breaker_nor_are_retried(
+    province: Province, pair: Pair
+) -> None:
+    adapter, me = guarded(province, Guard(breaker_threshold=2, **QUICK)), pair.authorizer["certNo"]
+    # an undecodable body fails inside the breaker, an unreadable one after it
+    faults = [broken_gzip, answer(200, b"<html>oops")] * 2
+    seen = interpose(province, lambda request: faults.pop(0)(request) if faults else None)
+    for _ in range(4):
+        with pytest.raises(UpstreamContractError):
+            await adapter.relatives(me)
+    assert len(seen) == 4
+    assert adapter.breaker_state is BreakerState.CLOSED
+    assert await adapter.relatives(me) == await province.adapter.relatives(me)
