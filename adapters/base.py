@@ -646,32 +646,43 @@ class ProvinceAdapter(abc.ABC):
         what = f"{method} {url}"
         breaker = await self.guard.breaker(self.code)
         try:
-            async with breaker:
-                try:
-                    async with asyncio.timeout(self._deadline):
-                        response = await self.client.request(method, url, **kwargs)
-                except TimeoutError as exc:
-                    raise UpstreamTimeout(f"{what}: deadline passed", province=self.code) from exc
-                except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
-                    raise UpstreamTimeout(
-                        f"{what}: {exc!r}", province=self.code, reached=False
-                    ) from exc
-                except httpx.TimeoutException as exc:
-                    raise UpstreamTimeout(f"{what}: {exc!r}", province=self.code) from exc
-                except httpx.DecodingError as exc:  # a body we cannot even decompress or decode
-                    raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
-                except httpx.ConnectError as exc:  # refused: nothing was sent
-                    raise UpstreamUnavailable(
-                        f"{what}: {exc!r}", province=self.code, reached=False
-                    ) from exc
-                except httpx.HTTPError as exc:  # dropped connections, protocol errors, loops
-                    raise UpstreamUnavailable(f"{what}: {exc!r}", province=self.code) from exc
-                if response.status_code >= 500:
-                    raise UpstreamUnavailable(
-                        f"{what}: HTTP {response.status_code}", province=self.code
-                    )
+            await breaker.__aenter__()  # raises while open; half-opens once the time is up
         except OpenedState as exc:
             raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
+        # Anything else raised here (a cancelled request: the caller stopped waiting;
+        # an unreadable body: the province answered, wrongly) is neither a success nor
+        # a failure: the breaker does not hear of it, so it neither counts towards
+        # opening nor closes a probing breaker.
+        try:
+            response = await self._send(what, method, url, kwargs)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            await breaker.__aexit__(type(exc), exc, exc.__traceback__)  # a failure
+            raise
+        await breaker.__aexit__(None, None, None)  # a success
+        return response
+
+    async def _send(
+        self, what: str, method: str, url: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._deadline):
+                response = await self.client.request(method, url, **kwargs)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{what}: deadline passed", province=self.code) from exc
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
+            raise UpstreamTimeout(f"{what}: {exc!r}", province=self.code, reached=False) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{what}: {exc!r}", province=self.code) from exc
+        except httpx.DecodingError as exc:  # a body we cannot even decompress or decode
+            raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
+        except httpx.ConnectError as exc:  # refused: nothing was sent
+            raise UpstreamUnavailable(
+                f"{what}: {exc!r}", province=self.code, reached=False
+            ) from exc
+        except httpx.HTTPError as exc:  # dropped connections, protocol errors, loops
+            raise UpstreamUnavailable(f"{what}: {exc!r}", province=self.code) from exc
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"{what}: HTTP {response.status_code}", province=self.code)
         return response
 
     @contextlib.contextmanager
@@ -698,8 +709,9 @@ class ProvinceAdapter(abc.ABC):
 class Guard:
     """A province's breaker and its retry rule for reads (see `AdapterSettings`).
 
-    The breaker counts unavailable and timed-out requests; contract errors and
-    cancellations (a caller that stopped waiting) are not the province failing.
+    The breaker counts unavailable and timed-out requests as failures and answers
+    as successes; an unreadable answer and a cancelled request (a caller that
+    stopped waiting) are neither (`ProvinceAdapter._attempt`).
     """
 
     def __init__(
@@ -718,7 +730,6 @@ class Guard:
         self._breakers = purgatory.AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold,
             default_ttl=breaker_reset,
-            exclude=[UpstreamContractError, CircuitOpen, asyncio.CancelledError],
         )
         self._breaker: AsyncCircuitBreaker | None = None
 

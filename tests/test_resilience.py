@@ -579,3 +579,50 @@ def test_answers_round_trip_through_the_store() -> None:
     back = _decode_answer(_encode_answer(settled))
     assert back == settled
     assert isinstance(back.total, Decimal)
+
+
+async def test_a_cancelled_request_does_not_move_the_breaker() -> None:
+    """Only answers (successes) and unavailability or timeouts (failures) count: a
+    caller that stops waiting neither opens it nor closes it while it probes."""
+    from adapters.base import BreakerState, Guard, UpstreamUnavailable
+    from adapters.henan import HenanAdapter
+
+    mode = {"now": "down"}
+    started = asyncio.Event()
+
+    async def province(request: httpx.Request) -> httpx.Response:
+        if mode["now"] == "down":
+            return httpx.Response(503)
+        started.set()
+        await asyncio.Event().wait()  # hangs: the caller gives up
+        raise AssertionError("unreachable")
+
+    guard = Guard(retries=0, breaker_threshold=2, breaker_reset=0.1)
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(province), base_url="http://henan"
+    ) as client:
+        adapter = HenanAdapter(client, guard=guard)
+        wanted = [person("hn_zhao_lei")["certNo"]]
+        with pytest.raises(UpstreamUnavailable):
+            await adapter.find_persons(wanted)
+        mode["now"] = "hang"
+        started.clear()
+        waiting = asyncio.create_task(adapter.find_persons(wanted))
+        await started.wait()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        mode["now"] = "down"
+        with pytest.raises(UpstreamUnavailable):  # still the second failure in a row
+            await adapter.find_persons(wanted)
+        assert adapter.breaker_state is BreakerState.OPEN
+
+        await asyncio.sleep(0.15)
+        mode["now"] = "hang"
+        started.clear()
+        probe = asyncio.create_task(adapter.find_persons(wanted))
+        await started.wait()
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
+        assert adapter.breaker_state is BreakerState.HALF_OPEN  # still waiting for a probe
