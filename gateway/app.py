@@ -42,6 +42,7 @@ from gateway.playground import Playground
 from gateway.provinces import open_provinces
 from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
+from gateway.replays import Replays
 from gateway.schema import build_schema
 from gateway.settlement import Settlements
 from gateway.store import Store
@@ -142,6 +143,7 @@ def create_app(
                     audit=AuditLog(store),
                     metrics=metrics,
                     outbox=outbox,
+                    replays=Replays(store, provinces),
                 )
                 metrics.watch(provinces, outbox)
                 resilience = settings.resilience

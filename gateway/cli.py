@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_config=None,
             # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
             # stops the reconciler); a write cut off here is resumed at the next start
-            timeout_graceful_shutdown=settings.resilience.shutdown_grace,
+            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
         )
     elif args.command == "token":
         try:

@@ -21,6 +21,7 @@ from gateway.outbox import Outbox
 from gateway.provinces import Provinces
 from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
+from gateway.replays import Replays
 from gateway.settlement import Settlements
 from gateway.store import Store
 
@@ -43,6 +44,7 @@ class Services:
     audit: AuditLog
     metrics: Metrics
     outbox: Outbox
+    replays: Replays
 
 
 @dataclass(slots=True)

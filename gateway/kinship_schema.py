@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
+import hashlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from adapters.base import Party, RefusalCode
+from adapters.base import Party, Refusal, RefusalCode
 from gateway import documents
 from gateway.auth import REVIEWER
 from gateway.certno import loggable, normalize
@@ -30,7 +32,9 @@ from gateway.kinship import (
     VoucherOutcome,
 )
 from gateway.messages import note_message
+from gateway.outbox import KeyReused, key_ok, new_key
 from gateway.types import (
+    IDEMPOTENCY_KEY,
     Area,
     ChannelType,
     FamilyLink,
@@ -41,6 +45,8 @@ from gateway.types import (
     Relation,
     UserError,
 )
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +199,19 @@ class KinshipLinkType(FamilyLink):
 class KinshipPayload:
     link: KinshipLinkType | None
     errors: list[UserError]
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="The key this request went under."
+    )
 
     @classmethod
-    def of(cls, outcome: Outcome, info: Info_) -> KinshipPayload:
+    def of(cls, outcome: Outcome, info: Info_, key: str | None = None) -> KinshipPayload:
         link = None
         if outcome.link is not None:
             caller = info.context.caller_cert_no()
             link = KinshipLinkType.of(outcome.link, caller, info.context.services.kinship.policy)
-        return cls(link=link, errors=[UserError.of(e, info) for e in outcome.errors])
+        return cls(
+            link=link, errors=[UserError.of(e, info) for e in outcome.errors], idempotency_key=key
+        )
 
 
 @strawberry.type(description="The member's e-voucher code, shown by the adder; short-lived.")
@@ -231,13 +242,20 @@ class KinshipVoucher:
 class KinshipVoucherPayload:
     voucher: KinshipVoucher | None
     errors: list[UserError]
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="The key this request went under: sent again with it, the same code"
+        " comes back (a new code needs a new key).",
+    )
 
     @classmethod
-    def of(cls, outcome: VoucherOutcome, info: Info_) -> KinshipVoucherPayload:
+    def of(
+        cls, outcome: VoucherOutcome, info: Info_, key: str | None = None
+    ) -> KinshipVoucherPayload:
         errors = [UserError.of(e, info) for e in outcome.errors]
         voucher = outcome.voucher
         if voucher is None:
-            return cls(voucher=None, errors=errors)
+            return cls(voucher=None, errors=errors, idempotency_key=key)
         caller = info.context.caller_cert_no()
         person = voucher.member.person
         member = PersonRef.of(voucher.link.member, caller)
@@ -263,6 +281,7 @@ class KinshipVoucherPayload:
                 ],
             ),
             errors=errors,
+            idempotency_key=key,
         )
 
 
@@ -310,6 +329,7 @@ class AddKinshipMemberInput:
         description="Required when the member is 16 or younger (a birth certificate or the"
         " household register); without any, an older member consents themselves.",
     )
+    idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY)
 
 
 async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | RefusalCode:
@@ -355,6 +375,36 @@ class KinshipQueries:
         ]
 
 
+Key = Annotated[str | None, strawberry.argument(description=IDEMPOTENCY_KEY)]
+
+
+async def _once(
+    info: Info_,
+    key: str | None,
+    operation: str,
+    request: dict[str, Any],
+    run: Callable[[], Awaitable[T]],
+    kind: type[T],
+    refused: Callable[[RefusalCode], T],
+) -> tuple[T, str]:
+    """Run a registry write once per idempotency key (`gateway.replays`)."""
+    key = new_key() if key is None else key
+    if not key_ok(key):
+        return refused(RefusalCode.INVALID_IDEMPOTENCY_KEY), key
+    scope = info.context.caller_cert_no()
+    try:
+        outcome = await info.context.services.replays.once(
+            scope, key, operation, request, run, kind
+        )
+    except KeyReused:
+        return refused(RefusalCode.IDEMPOTENCY_KEY_REUSED), key
+    return outcome, key
+
+
+def _refused(code: RefusalCode) -> Outcome:
+    return Outcome.refused(code, "idempotencyKey")
+
+
 @strawberry.type
 class KinshipMutations:
     @strawberry.mutation(description="The caller adds a relative to their e-voucher.")
@@ -367,29 +417,50 @@ class KinshipMutations:
             if isinstance(document, RefusalCode):
                 return KinshipPayload.of(Outcome.refused(document, "documents"), info)
             read.append(document)
-        outcome = await kinship.add(
-            caller,
-            AddInput(
-                member_cert_no=input.member_cert_no,
-                member_name=input.member_name,
-                relation=input.relation,
-                channel=input.channel,
-                documents=read,
-            ),
+        added = AddInput(
+            member_cert_no=input.member_cert_no,
+            member_name=input.member_name,
+            relation=input.relation,
+            channel=input.channel,
+            documents=read,
         )
-        return KinshipPayload.of(outcome, info)
+        request = {
+            "member": normalize(input.member_cert_no),
+            "name": input.member_name.strip(),
+            "relation": str(input.relation.value),  # type: ignore[attr-defined]
+            "channel": str(input.channel.value),  # type: ignore[attr-defined]
+            "documents": [hashlib.sha256(d.content).hexdigest() for d in read],
+        }
+        outcome, key = await _once(
+            info,
+            input.idempotency_key,
+            "ADD_KINSHIP_MEMBER",
+            request,
+            lambda: kinship.add(caller, added),
+            Outcome,
+            _refused,
+        )
+        return KinshipPayload.of(outcome, info, key)
 
     @strawberry.mutation(
         description="The member accepts (face authorization) or declines being added."
     )
     async def respond_to_kinship_request(
-        self, info: Info_, request_id: strawberry.ID, accept: bool
+        self, info: Info_, request_id: strawberry.ID, accept: bool, idempotency_key: Key = None
     ) -> KinshipPayload:
         caller = info.context.insured()
-        outcome = await info.context.services.kinship.respond(
-            caller, registry_id(request_id), accept=accept
+        kinship = info.context.services.kinship
+        link_id = registry_id(request_id)
+        outcome, key = await _once(
+            info,
+            idempotency_key,
+            "RESPOND_TO_KINSHIP_REQUEST",
+            {"link": link_id, "accept": accept},
+            lambda: kinship.respond(caller, link_id, accept=accept),
+            Outcome,
+            _refused,
         )
-        return KinshipPayload.of(outcome, info)
+        return KinshipPayload.of(outcome, info, key)
 
     @strawberry.mutation(description="A reviewer approves, or rejects with a reason.")
     async def review_kinship_request(
@@ -398,38 +469,86 @@ class KinshipMutations:
         request_id: strawberry.ID,
         approve: bool,
         reason: str | None = None,
+        idempotency_key: Key = None,
     ) -> KinshipPayload:
-        outcome = await info.context.services.kinship.review(
-            info.context.signed_in(), registry_id(request_id), approve=approve, reason=reason
+        caller = info.context.signed_in()
+        kinship = info.context.services.kinship
+        link_id = registry_id(request_id)
+        outcome, key = await _once(
+            info,
+            idempotency_key,
+            "REVIEW_KINSHIP_REQUEST",
+            {"link": link_id, "approve": approve, "reason": reason},
+            lambda: kinship.review(caller, link_id, approve=approve, reason=reason),
+            Outcome,
+            _refused,
         )
-        return KinshipPayload.of(outcome, info)
+        return KinshipPayload.of(outcome, info, key)
 
     @strawberry.mutation(
         description="The adder activates an approved member's e-voucher with a payment password."
     )
     async def activate_kinship_member(
-        self, info: Info_, member_id: strawberry.ID, payment_password: str
+        self,
+        info: Info_,
+        member_id: strawberry.ID,
+        payment_password: str,
+        idempotency_key: Key = None,
     ) -> KinshipPayload:
         caller = info.context.insured()
-        outcome = await info.context.services.kinship.activate(
-            caller, registry_id(member_id), payment_password
+        kinship = info.context.services.kinship
+        link_id = registry_id(member_id)
+        outcome, key = await _once(
+            info,
+            idempotency_key,
+            "ACTIVATE_KINSHIP_MEMBER",
+            {"link": link_id},  # never the password, not even hashed
+            lambda: kinship.activate(caller, link_id, payment_password),
+            Outcome,
+            _refused,
         )
-        return KinshipPayload.of(outcome, info)
+        return KinshipPayload.of(outcome, info, key)
 
     @strawberry.mutation(
         description="Issues a short-lived code of a member's e-voucher, for an adder whose"
-        " link is active. A mutation: each call issues a new code and is recorded."
+        " link is active. A mutation: each call (each new idempotency key) issues a new code"
+        " and is recorded."
     )
     async def kinship_voucher(
-        self, info: Info_, member_id: strawberry.ID, treatment_area: str | None = None
+        self,
+        info: Info_,
+        member_id: strawberry.ID,
+        treatment_area: str | None = None,
+        idempotency_key: Key = None,
     ) -> KinshipVoucherPayload:
         caller = info.context.insured()
         kinship = info.context.services.kinship
-        outcome = await kinship.voucher(caller, registry_id(member_id), treatment_area)
-        return KinshipVoucherPayload.of(outcome, info)
+        link_id = registry_id(member_id)
+        outcome, key = await _once(
+            info,
+            idempotency_key,
+            "KINSHIP_VOUCHER",
+            {"link": link_id, "treatment_area": treatment_area},
+            lambda: kinship.voucher(caller, link_id, treatment_area),
+            VoucherOutcome,
+            lambda code: VoucherOutcome(errors=(Refusal(code, "idempotencyKey"),)),
+        )
+        return KinshipVoucherPayload.of(outcome, info, key)
 
     @strawberry.mutation(description="Either side ends a kinship link.")
-    async def remove_kinship_member(self, info: Info_, member_id: strawberry.ID) -> KinshipPayload:
+    async def remove_kinship_member(
+        self, info: Info_, member_id: strawberry.ID, idempotency_key: Key = None
+    ) -> KinshipPayload:
         caller = info.context.insured()
-        outcome = await info.context.services.kinship.remove(caller, registry_id(member_id))
-        return KinshipPayload.of(outcome, info)
+        kinship = info.context.services.kinship
+        link_id = registry_id(member_id)
+        outcome, key = await _once(
+            info,
+            idempotency_key,
+            "REMOVE_KINSHIP_MEMBER",
+            {"link": link_id},
+            lambda: kinship.remove(caller, link_id),
+            Outcome,
+            _refused,
+        )
+        return KinshipPayload.of(outcome, info, key)

@@ -23,19 +23,16 @@ goes through the outbox:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import enum
 import hashlib
 import json
 import logging
-import types
-import typing
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar, Union
+from typing import Any
 
 import aiosqlite
 
@@ -52,13 +49,13 @@ from adapters.base import (
     new_request_id,
 )
 from gateway.channels import Channel
+from gateway.codec import decode, encode
 from gateway.provinces import Provinces
 from gateway.records import Event, Journal
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Answer = Binding | Settlement | Refusal
 
 
@@ -192,43 +189,6 @@ def _event(write: Write) -> Event | None:
 
 
 # -- answers as JSON ----------------------------------------------------------------------
-
-
-def encode(value: Any) -> Any:
-    """A vocabulary value (frozen dataclasses of enums, money, times) as JSON data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def decode(cls: type[T], data: Any) -> T:
-    """The inverse of `encode` for the dataclass ``cls``."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**fields)
-
-
-def _decode(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _decode(inner, value)
-    if dataclasses.is_dataclass(hint):
-        return decode(hint, value)  # type: ignore[arg-type]
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
-    if hint is Decimal:
-        return Decimal(value)
-    if hint is dt.datetime:
-        return dt.datetime.fromisoformat(value)
-    return value
 
 
 _KINDS: dict[str, type[Answer]] = {"binding": Binding, "settlement": Settlement, "refusal": Refusal}

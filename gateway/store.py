@@ -111,6 +111,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at TEXT NOT NULL,
     UNIQUE (scope, idempotency_key)
 );
+-- The outcomes of the gateway's own writes, by the caller's idempotency key
+-- (gateway/replays.py).
+CREATE TABLE IF NOT EXISTS replay (
+    scope TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (scope, idempotency_key)
+);
+
 -- One row, rewritten by every readiness probe.
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)

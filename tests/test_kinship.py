@@ -1061,3 +1061,51 @@ async def test_reviewers_see_the_people_the_claims_and_the_file(gql: GraphQL) ->
     seen = (await gql(mine, as_="hb_wang_jianguo"))["data"]["me"]["kinshipMembers"][0]
     assert seen["member"]["certNo"] == "130102********002X"
     assert seen["documents"] == [{"recordedCertNo": "130102********002X", "dataUrl": None}]
+
+
+# -- idempotency keys: the registry's writes, once per key -----------------------------------
+
+KEYED_VOUCHER = """mutation($id: ID!, $k: String) {
+  kinshipVoucher(memberId: $id, idempotencyKey: $k) { voucher { code } errors { code field }
+  idempotencyKey } }"""
+KEYED_REMOVE = """mutation($id: ID!, $k: String) {
+  removeKinshipMember(memberId: $id, idempotencyKey: $k) { link { status } errors { code }
+  idempotencyKey } }"""
+
+
+async def test_a_repeated_key_returns_the_registrys_first_outcome(gql: GraphQL) -> None:
+    first = await add(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD", idempotencyKey="add-hao")
+    again = await add(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD", idempotencyKey="add-hao")
+    assert linked(first, "PENDING_CONSENT")["id"] == linked(again, "PENDING_CONSENT")["id"]
+    other = await add(gql, "hb_wang_jianguo", "hb_wang_lei", "CHILD", idempotencyKey="add-hao")
+    assert [(e["code"], e["field"]) for e in other["errors"]] == [
+        ("IDEMPOTENCY_KEY_REUSED", "idempotencyKey")
+    ]
+    fresh = await add(gql, "hb_wang_jianguo", "hb_wang_lei", "CHILD")
+    assert linked(fresh, "PENDING_CONSENT")["id"] != first["link"]["id"]
+    listed = await gql(ME, as_="hb_wang_jianguo")
+    assert len(listed["data"]["me"]["kinshipMembers"]) == 2  # 王浩 once, 王磊 once
+
+    link = linked(await respond(gql, "hb_wang_hao", first["link"]["id"]), "APPROVED")
+    linked(await activate(gql, "hb_wang_jianguo", link["id"]), "ACTIVE")
+    shown = [
+        (await gql(KEYED_VOUCHER, {"id": link["id"], "k": k}, as_="hb_wang_jianguo"))["data"][
+            "kinshipVoucher"
+        ]
+        for k in ("v1", "v1", "v2")
+    ]
+    assert shown[0] == shown[1]  # the same code again, not a second one
+    assert shown[2]["voucher"]["code"] != shown[0]["voucher"]["code"]
+    assert len((await usage(gql, "hb_wang_jianguo", link["id"]))["uses"]) == 2
+
+    removed = [
+        (await gql(KEYED_REMOVE, {"id": link["id"], "k": "rm"}, as_="hb_wang_hao"))["data"][
+            "removeKinshipMember"
+        ]
+        for _ in range(2)
+    ]
+    assert removed[0] == removed[1] == {
+        "link": {"status": "REMOVED"},
+        "errors": [],
+        "idempotencyKey": "rm",
+    }

@@ -1,0 +1,89 @@
+"""Idempotency keys for the gateway's own writes (the kinship registry).
+
+A province's writes go through the outbox (`gateway.outbox`); writes the gateway
+makes in its own store cannot end with an unknown outcome, but a client whose
+answer was lost sends them again. With the same key, the caller gets the first
+outcome back instead of doing it twice (or hearing "already done"); with a key
+used for another request, `KeyReused`.
+
+The outcome is kept after the write's own transaction, so a process that dies in
+between leaves the write done and the key free: sent again, the request is judged
+anew (and refused as a duplicate where that applies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from gateway.codec import decode, encode
+from gateway.outbox import KeyReused
+from gateway.provinces import Provinces
+from gateway.store import Store
+
+T = TypeVar("T")
+
+
+def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
+    body = json.dumps({"operation": operation, **request}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Replays:
+    def __init__(self, store: Store, provinces: Provinces) -> None:
+        self._store = store
+        self._provinces = provinces
+        self._busy: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def once(
+        self,
+        scope: str,
+        key: str,
+        operation: str,
+        request: Mapping[str, Any],
+        run: Callable[[], Awaitable[T]],
+        kind: type[T],
+    ) -> T:
+        """``run()`` once per ``(scope, key)``; a repeat gets its outcome (a ``kind``)."""
+        wanted = fingerprint(operation, request)
+        lock = self._busy.setdefault((scope, key), asyncio.Lock())
+        try:
+            async with lock:  # the same key twice at once: the second waits for the first
+                kept = await self._kept(scope, key)
+                if kept is not None:
+                    if kept[0] != wanted:
+                        raise KeyReused(key)
+                    return decode(kind, json.loads(kept[1]), self._provinces)
+                outcome = await run()
+                async with self._store.transaction() as db:
+                    await db.execute(
+                        "INSERT INTO replay (scope, idempotency_key, operation, fingerprint,"
+                        " outcome, at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            scope,
+                            key,
+                            operation,
+                            wanted,
+                            json.dumps(encode(outcome), ensure_ascii=False),
+                            dt.datetime.now(dt.UTC).isoformat(),
+                        ),
+                    )
+                return outcome
+        finally:
+            if not lock.locked():
+                self._busy.pop((scope, key), None)
+
+    async def _kept(self, scope: str, key: str) -> tuple[str, str] | None:
+        async with (
+            self._store.transaction() as db,
+            db.execute(
+                "SELECT fingerprint, outcome FROM replay WHERE scope = ? AND idempotency_key = ?",
+                (scope, key),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
