@@ -1104,8 +1104,12 @@ async def test_a_repeated_key_returns_the_registrys_first_outcome(gql: GraphQL) 
         ]
         for _ in range(2)
     ]
-    assert removed[0] == removed[1] == {
-        "link": {"status": "REMOVED"},
-        "errors": [],
-        "idempotencyKey": "rm",
-    }
+    assert (
+        removed[0]
+        == removed[1]
+        == {
+            "link": {"status": "REMOVED"},
+            "errors": [],
+            "idempotencyKey": "rm",
+        }
+    )
