@@ -192,3 +192,30 @@ async def test_a_gateway_killed_with_writes_in_flight_loses_nothing_and_doubles_
     # and the gateway journaled each creation once
     edges = records["data"]["me"]["authorizationRecords"]["edges"]
     assert sorted(e["node"]["event"] for e in edges) == ["CREATED"] * len(RELATIVES)
+
+
+async def test_a_stopping_gateway_answers_the_requests_in_flight(
+    tmp_path: Path, provinces: dict[str, str]
+) -> None:
+    """SIGTERM: the gateway stops taking requests, answers those it has (Hebei takes
+    400 ms a request here), then stops its reconciler and exits."""
+    config = gateway_config(tmp_path, provinces)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    token = mint_token(person(AUTHORIZER)["certNo"], AuthSettings())
+    process = spawn_gateway(config, port, tmp_path / "gateway", stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(url, process=process, path="/readyz")
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as client:
+            asked = asyncio.create_task(client.post("/graphql", json={"query": "{ me { name } }"}))
+            await asyncio.sleep(0.2)  # in flight: the province has not answered yet
+            process.send_signal(signal.SIGTERM)
+            answer = await asked
+        assert answer.status_code == 200
+        assert answer.json() == {"data": {"me": {"name": person(AUTHORIZER)["name"]}}}
+        # a clean stop: uvicorn re-raises the signal once it has shut down
+        assert await asyncio.to_thread(process.wait, 10) == -signal.SIGTERM
+    finally:
+        stop(process, kill=True)
