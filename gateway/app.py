@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
@@ -34,6 +36,7 @@ from gateway.directory import Directory
 from gateway.family import Family
 from gateway.kinship import Kinship
 from gateway.limits import BodyLimit
+from gateway.logs import REQUEST_ID
 from gateway.messages import preferred_language
 from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
@@ -48,6 +51,39 @@ from gateway.settlement import Settlements
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestIds:
+    """Every request gets an id: the edge proxy's ``X-Request-Id`` when it is a plain
+    token (anything else could forge log lines), else a new one. It is on every log
+    line logged while the request is served, in its errors, and in the answer's
+    ``X-Request-Id`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class _GraphQL(GraphQL[Context, None]):
@@ -92,10 +128,13 @@ class _GraphQL(GraphQL[Context, None]):
                     caller = verify_token(token, auth)
             except InvalidToken as exc:
                 log.info("rejected token: %s", exc)
+        request_id = REQUEST_ID.get()
+        if request_id == "-":  # not through the app's middleware (never in practice)
+            request_id = uuid.uuid4().hex
         return Context(
             services=services,
             lang=lang,
-            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            request_id=request_id,
             caller=caller,
             client=request.client.host if request.client else None,
         )
@@ -211,5 +250,8 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, auth=settings.auth)],
+        middleware=[
+            Middleware(RequestIds),
+            Middleware(BodyLimit, max_bytes=max_bytes, auth=settings.auth),
+        ],
     )

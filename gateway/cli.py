@@ -59,23 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
-    logs.configure()
+    logs.configure(fmt=settings.logs_as)
 
     if args.command == "serve":
+        from gateway import tracing
         from gateway.app import create_app
+
+        provider = tracing.configure(settings.tracing)
 
         what = "GraphQL" if settings.production else "playground and GraphQL"
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
-            # stops the reconciler); a write cut off here is resumed at the next start
-            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
-        )
+        try:
+            uvicorn.run(
+                create_app(settings),
+                host=args.host,
+                port=args.port,
+                log_config=None,
+                # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
+                # stops the reconciler); a write cut off here is resumed at the next start
+                timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
+            )
+        finally:
+            if provider is not None:
+                provider.shutdown()  # the last spans go out
     elif args.command == "token":
         try:
             institution = (

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adapters.base import AdapterSettings, Policy, Relation
+from gateway.logs import LOG_FORMATS, LogFormat
 
 Mode = Literal["sandbox", "production"]
 MODES: tuple[Mode, ...] = ("sandbox", "production")
@@ -111,6 +112,9 @@ class Settings:
     kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
     limits: RateLimits = field(default_factory=RateLimits)
     resilience: Resilience = field(default_factory=lambda: Resilience())
+    # None: text in sandbox mode, JSON lines in production
+    log_format: LogFormat | None = None
+    tracing: Tracing = field(default_factory=lambda: Tracing())
 
     def __post_init__(self) -> None:
         _mode(self.mode)
@@ -140,6 +144,12 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.mode == "production"
+
+    @property
+    def logs_as(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.production else "text"
 
     @property
     def allows_introspection(self) -> bool:
@@ -188,8 +198,21 @@ class Settings:
             kinship=KinshipPolicy.from_table(raw.get("kinship", {})),
             limits=RateLimits(**raw.get("limits", {})),
             resilience=Resilience(**raw.get("resilience", {})),
+            log_format=_log_format(
+                environ.get("GONGJI_LOG_FORMAT") or raw.get("logging", {}).get("format")
+            ),
+            tracing=Tracing(**raw.get("tracing", {})),
             **extra,
         )
+
+
+def _log_format(value: object) -> LogFormat | None:
+    if value is None:
+        return None
+    for fmt in LOG_FORMATS:
+        if value == fmt:
+            return fmt
+    raise ValueError(f"logging.format must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
 
 
 def _mode(value: object) -> Mode:
@@ -230,6 +253,24 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
         extra_policies=tuple(extra),
         **values,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """``[tracing]``: OpenTelemetry traces of each operation and each upstream call.
+
+    ``exporter``: ``"none"`` (the default: no spans are recorded, and the hooks
+    cost next to nothing), ``"console"`` (spans printed, for a developer) or
+    ``"otlp"`` (sent to ``endpoint`` over OTLP/HTTP; needs the ``otlp`` extra).
+    """
+
+    exporter: Literal["none", "console", "otlp"] = "none"
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "gongji"
+
+    def __post_init__(self) -> None:
+        if self.exporter not in ("none", "console", "otlp"):
+            raise ValueError(f"tracing.exporter: none, console or otlp, not {self.exporter!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from graphql import OperationType
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +25,7 @@ from strawberry.extensions import SchemaExtension
 
 from adapters.base import BreakerState, ProvinceAdapter
 from gateway.operation import chosen
+from gateway.tracing import tracer
 
 if TYPE_CHECKING:
     from gateway.outbox import Outbox
@@ -93,7 +95,7 @@ class Metrics:
 
 
 class _Measured(httpx.AsyncBaseTransport):
-    """A province's transport, timed and counted."""
+    """A province's transport: timed, counted, and traced when tracing is on."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, province: str, metrics: Metrics) -> None:
         self._inner = inner
@@ -103,45 +105,69 @@ class _Measured(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
         outcome = "error"
-        try:
-            response = await self._inner.handle_async_request(request)
-            outcome = f"{response.status_code // 100}xx"
-            return response
-        except asyncio.CancelledError:
-            outcome = "cancelled"  # its answer was no longer needed
-            raise
-        except httpx.TimeoutException:
-            outcome = "timeout"
-            raise
-        except httpx.TransportError:
-            outcome = "unavailable"
-            raise
-        finally:
-            self._metrics.upstream.labels(self._province, outcome).inc()
-            self._metrics.upstream_seconds.labels(self._province).observe(
-                time.perf_counter() - started
-            )
+        with tracer().start_as_current_span(
+            f"upstream {request.method}", kind=SpanKind.CLIENT, record_exception=False
+        ) as span:
+            if span.is_recording():  # the path only: a query string may hold ID numbers
+                span.set_attribute("gongji.province", self._province)
+                span.set_attribute("http.request.method", request.method)
+                span.set_attribute("url.path", request.url.path)
+            try:
+                response = await self._inner.handle_async_request(request)
+                outcome = f"{response.status_code // 100}xx"
+                span.set_attribute("http.response.status_code", response.status_code)
+                return response
+            except asyncio.CancelledError:
+                outcome = "cancelled"  # its answer was no longer needed
+                raise
+            except httpx.TimeoutException:
+                outcome = "timeout"
+                raise
+            except httpx.TransportError:
+                outcome = "unavailable"
+                raise
+            finally:
+                if outcome not in ("2xx", "4xx", "cancelled"):
+                    span.set_status(StatusCode.ERROR, outcome)
+                self._metrics.upstream.labels(self._province, outcome).inc()
+                self._metrics.upstream_seconds.labels(self._province).observe(
+                    time.perf_counter() - started
+                )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
 class Measured(SchemaExtension):
-    """Times each operation and counts it by outcome."""
+    """Times each operation and counts it by outcome; its span (when tracing is on) is
+    the parent of the upstream requests' spans."""
 
     async def on_operation(self) -> AsyncIterator[None]:
         started = time.perf_counter()
-        yield
-        ctx = self.execution_context
-        services = getattr(ctx.context, "services", None)
-        if services is None:
-            return
-        operation = chosen(ctx.graphql_document, ctx.operation_name)
-        kind = (
-            "mutation" if operation and operation.operation is OperationType.MUTATION else "query"
-        )
-        outcome = "ok"
-        if ctx.result is not None and ctx.result.errors:
-            outcome = str((ctx.result.errors[0].extensions or {}).get("code", "error"))
-        services.metrics.requests.labels(kind, outcome).inc()
-        services.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
+        with tracer().start_as_current_span("graphql", record_exception=False) as span:
+            yield
+            ctx = self.execution_context
+            services = getattr(ctx.context, "services", None)
+            if services is None:
+                return
+            operation = chosen(ctx.graphql_document, ctx.operation_name)
+            kind = (
+                "mutation"
+                if operation and operation.operation is OperationType.MUTATION
+                else "query"
+            )
+            outcome = "ok"
+            if ctx.result is not None and ctx.result.errors:
+                outcome = str((ctx.result.errors[0].extensions or {}).get("code", "error"))
+            services.metrics.requests.labels(kind, outcome).inc()
+            services.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
+            if span.is_recording():
+                name = operation.name.value if operation and operation.name else None
+                span.update_name(f"graphql {kind}" + (f" {name}" if name else ""))
+                span.set_attribute("graphql.operation.type", kind)
+                if name:
+                    span.set_attribute("graphql.operation.name", name)
+                span.set_attribute("gongji.request_id", getattr(ctx.context, "request_id", "-"))
+                span.set_attribute("gongji.outcome", outcome)
+                if outcome != "ok":
+                    span.set_status(StatusCode.ERROR, outcome)

@@ -1,0 +1,59 @@
+"""OpenTelemetry traces: a span for each GraphQL operation and one for each request to
+a province, off unless ``[tracing] exporter`` says where to send them.
+
+Off, the API's no-op tracer hands out non-recording spans: no attributes are
+built and nothing is kept. Spans carry no personal data: the province, the
+method and the path of upstream requests (never their query strings, which can
+hold ID numbers), the operation's kind and name, and the request id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from gateway.config import Tracing
+
+log = logging.getLogger(__name__)
+
+_provider: trace.TracerProvider | None = None  # None: OpenTelemetry's global one
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("gongji", tracer_provider=_provider)
+
+
+def use(provider: trace.TracerProvider | None) -> None:
+    """Send our spans to ``provider`` (tests; None: back to the global provider)."""
+    global _provider  # one provider per process, as OpenTelemetry has
+    _provider = provider
+
+
+def configure(settings: Tracing) -> TracerProvider | None:
+    """Install the exporter the settings name; None when tracing is off."""
+    if settings.exporter == "none":
+        return None
+    exporter: SpanExporter
+    if settings.exporter == "console":
+        exporter = ConsoleSpanExporter()
+    else:
+        try:
+            otlp: Any = importlib.import_module(
+                "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+            )
+        except ImportError as exc:
+            raise ValueError(
+                "tracing.exporter = otlp needs the OTLP exporter: pip install '.[otlp]'"
+            ) from exc
+        exporter = otlp.OTLPSpanExporter(endpoint=settings.endpoint)
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    use(provider)
+    log.info("tracing: spans go to %s", settings.exporter)
+    return provider
