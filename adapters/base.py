@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import enum
 import time
@@ -79,6 +80,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "deadline_passed",
     "new_request_id",
     "parse_money",
     "text",
@@ -647,8 +649,20 @@ class ProvinceAdapter(abc.ABC):
         breaker = await self.guard.breaker(self.code)
         try:
             await breaker.__aenter__()  # raises while open; half-opens once the time is up
+            probing = breaker.context.state == "half-opened"
+            if probing and not self.guard.start_probe():
+                raise OpenedState(self.code)  # one probe at a time; the rest wait for it
         except OpenedState as exc:
             raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
+        try:
+            return await self._judged(breaker, what, method, url, kwargs)
+        finally:
+            if probing:
+                self.guard.end_probe()
+
+    async def _judged(
+        self, breaker: AsyncCircuitBreaker, what: str, method: str, url: str, kwargs: Any
+    ) -> httpx.Response:
         # Anything else raised here (a cancelled request: the caller stopped waiting;
         # an unreadable body: the province answered, wrongly) is neither a success nor
         # a failure: the breaker does not hear of it, so it neither counts towards
@@ -665,8 +679,12 @@ class ProvinceAdapter(abc.ABC):
         self, what: str, method: str, url: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
         try:
-            async with asyncio.timeout(self._deadline):
-                response = await self.client.request(method, url, **kwargs)
+            async with asyncio.timeout(self._deadline) as deadline:
+                token = _DEADLINE.set(deadline)
+                try:
+                    response = await self.client.request(method, url, **kwargs)
+                finally:
+                    _DEADLINE.reset(token)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{what}: deadline passed", province=self.code) from exc
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing was sent
@@ -732,6 +750,17 @@ class Guard:
             default_ttl=breaker_reset,
         )
         self._breaker: AsyncCircuitBreaker | None = None
+        self._probe = False  # a request is probing a half-open breaker
+
+    def start_probe(self) -> bool:
+        """Take the one probe of a half-open breaker; False if it is taken."""
+        if self._probe:
+            return False
+        self._probe = True
+        return True
+
+    def end_probe(self) -> None:
+        self._probe = False
 
     @classmethod
     def of(cls, settings: AdapterSettings) -> Guard:
@@ -767,6 +796,19 @@ class Guard:
         ):
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
+
+
+# The deadline of the request being sent (for transports that count outcomes).
+_DEADLINE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "deadline", default=None
+)
+
+
+def deadline_passed() -> bool:
+    """Whether the request being sent was cut off by its adapter's deadline (a transport
+    sees that as a cancellation; it is a timeout)."""
+    deadline = _DEADLINE.get()
+    return deadline is not None and deadline.expired()
 
 
 def text(value: object) -> str:

@@ -23,6 +23,14 @@ from adapters.base import ProvinceAdapter
 T = TypeVar("T")
 
 
+class NotFederated(LookupError):
+    """A stored value names a province that is no longer configured."""
+
+    def __init__(self, province: str) -> None:
+        super().__init__(f"province {province!r} is not federated")
+        self.province = province
+
+
 def encode(value: Any) -> Any:
     if isinstance(value, ProvinceAdapter):
         return value.code
@@ -62,7 +70,7 @@ def _decode(hint: Any, value: Any, provinces: Mapping[str, ProvinceAdapter] | No
         return tuple(_decode(inner, v, provinces) for v in value)
     if hint is ProvinceAdapter:
         if provinces is None or value not in provinces:
-            raise LookupError(f"province {value!r} is not federated")
+            raise NotFederated(str(value))
         return provinces[value]
     if dataclasses.is_dataclass(hint):
         return decode(hint, value, provinces)  # type: ignore[arg-type]

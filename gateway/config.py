@@ -244,9 +244,19 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
     unknown = set(table) - {"base_url", *numbers}
     if unknown:
         raise ValueError(f"provinces.{name}: unknown settings {sorted(unknown)}")
-    values: dict[str, Any] = {k: kind(table[k]) for k, kind in numbers.items() if k in table}
-    if any(v < 0 for v in values.values()) or values.get("breaker_threshold") == 0:
-        raise ValueError(f"provinces.{name}: timeouts, retries and breaker settings are positive")
+    values: dict[str, Any] = {}
+    for setting, kind in numbers.items():
+        if setting not in table:
+            continue
+        value = table[setting]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"provinces.{name}.{setting}: a number, not {value!r}")
+        if kind is int and value != int(value):
+            raise ValueError(f"provinces.{name}.{setting}: a whole number, not {value!r}")
+        # retries may be 0 (reads tried once); everything else must be above 0
+        if value < 0 or (value == 0 and setting != "retries"):
+            raise ValueError(f"provinces.{name}.{setting} must be positive, not {value!r}")
+        values[setting] = kind(value)
     return AdapterSettings(
         base_url=str(table.get("base_url", "")),
         policy_overrides=overrides,

@@ -104,17 +104,18 @@ class Directory:
         }
         found: dict[str, Located] = {}
         failures: dict[str, UpstreamError] = {}
+        crashed: BaseException | None = None  # not a province's fault: a bug, raised
         waiting = set(tasks)
         try:
-            while waiting and not everyone <= found.keys():
+            while waiting and crashed is None and not everyone <= found.keys():
                 done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in done:  # every finished task's outcome is taken
                     code = tasks[task]
                     error = task.exception()
                     if isinstance(error, UpstreamError):
                         failures[code] = error
                     elif error is not None:
-                        raise error
+                        crashed = crashed or error
                     else:
                         adapter = self._provinces[code]
                         for cert_no, person in _checked(task.result(), asks[code], adapter):
@@ -123,7 +124,11 @@ class Directory:
             for task in waiting:
                 task.cancel()
             if waiting:
-                await asyncio.wait(waiting)
+                for task in (await asyncio.wait(waiting))[0]:
+                    if not task.cancelled():
+                        task.exception()  # taken: it is not needed any more
+        if crashed is not None:
+            raise crashed
         return found, failures
 
 

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import enum
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -405,6 +406,13 @@ def _refused(code: RefusalCode) -> Outcome:
     return Outcome.refused(code, "idempotencyKey")
 
 
+def _keyed(info: Info_, secret: str) -> str:
+    """An HMAC of a secret input under the gateway's key: comparable, not guessable
+    (a 6-digit password's plain hash would be)."""
+    key = info.context.services.settings.auth.secret.encode()
+    return hmac.new(key, b"idempotency|" + secret.encode(), "sha256").hexdigest()
+
+
 @strawberry.type
 class KinshipMutations:
     @strawberry.mutation(description="The caller adds a relative to their e-voucher.")
@@ -502,7 +510,8 @@ class KinshipMutations:
             info,
             idempotency_key,
             "ACTIVATE_KINSHIP_MEMBER",
-            {"link": link_id},  # never the password, not even hashed
+            # the password only as a keyed hash: a corrected one is another request
+            {"link": link_id, "password": _keyed(info, payment_password)},
             lambda: kinship.activate(caller, link_id, payment_password),
             Outcome,
             _refused,

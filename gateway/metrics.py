@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
-from adapters.base import BreakerState, ProvinceAdapter
+from adapters.base import BreakerState, ProvinceAdapter, deadline_passed
 from gateway.operation import chosen
 from gateway.tracing import tracer
 
@@ -118,7 +118,8 @@ class _Measured(httpx.AsyncBaseTransport):
                 span.set_attribute("http.response.status_code", response.status_code)
                 return response
             except asyncio.CancelledError:
-                outcome = "cancelled"  # its answer was no longer needed
+                # cut off by the adapter's deadline, or its answer was no longer needed
+                outcome = "timeout" if deadline_passed() else "cancelled"
                 raise
             except httpx.TimeoutException:
                 outcome = "timeout"

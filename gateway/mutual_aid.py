@@ -197,8 +197,8 @@ class MutualAid:
         write = await self._outbox.recorded(authorizer, key)
         if write is None:
             checked = await self.check(authorizer, given)
-            if isinstance(checked, Outcome):
-                return checked
+            if isinstance(checked, Outcome):  # refused here: kept as the key's outcome
+                return await self._refuse(authorizer, key, asked, checked)
             write = dataclasses.replace(asked, province=checked.adapter.code)
         elif write.fingerprint != asked.fingerprint:
             return _KEY_REUSED
@@ -215,6 +215,17 @@ class MutualAid:
             return Outcome.of(await self._outbox.send(scope, key, write), field)
         except KeyReused:
             return _KEY_REUSED
+
+    async def _refuse(self, scope: str, key: str, write: Write, refused: Outcome) -> Outcome:
+        """The gateway's refusal, recorded under the key (a repeat gets it again); if
+        the key got another outcome meanwhile, that one."""
+        try:
+            sent = await self._outbox.refused(scope, key, write, refused.errors[0])
+        except KeyReused:
+            return _KEY_REUSED
+        if isinstance(sent.answer, Refusal):
+            return dataclasses.replace(Outcome(errors=(sent.answer,)), key=key)
+        return Outcome.of(sent)
 
     async def check(self, authorizer: str, given: BindInput) -> Outcome | Plan:
         """The binding the province would be asked for, or the first reason it would fail."""
@@ -324,11 +335,13 @@ class MutualAid:
         write = await self._outbox.recorded(actor, key)
         if write is None:
             found = await self.find(actor, binding_id)
-            if found is None:
-                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
-            refused = await allowed(found[0])
+            refused = (
+                Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+                if found is None
+                else await allowed(found[0])
+            )
             if refused is not None:
-                return refused
+                return await self._refuse(actor, key, asked, refused)
             write = asked
         elif write.fingerprint != asked.fingerprint:
             return _KEY_REUSED

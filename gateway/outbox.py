@@ -23,13 +23,14 @@ goes through the outbox:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,7 @@ from adapters.base import (
     Settlement,
     SettleRequest,
     UpstreamError,
+    UpstreamUnavailable,
     new_request_id,
 )
 from gateway.channels import Channel
@@ -98,10 +100,11 @@ class Write:
 @dataclass(frozen=True, slots=True)
 class Sent:
     """The outcome of a write: the province's answer, or None while it is unknown
-    (``SUBMITTED``: the reconciler will learn it)."""
+    (``SUBMITTED``: the reconciler will learn it). ``adapter`` is None only for a
+    refusal recorded by the gateway's own checks."""
 
     answer: Answer | None
-    adapter: ProvinceAdapter
+    adapter: ProvinceAdapter | None
     key: str
 
     @property
@@ -111,6 +114,30 @@ class Sent:
 
 class KeyReused(Exception):
     """The idempotency key was used for another request by the same caller."""
+
+
+class Locks:
+    """One lock per key while anyone holds or waits for it (then forgotten)."""
+
+    def __init__(self) -> None:
+        self._held: dict[Any, tuple[asyncio.Lock, int]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._held
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Any) -> AsyncIterator[None]:
+        lock, users = self._held.get(key, (asyncio.Lock(), 0))
+        self._held[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[key]
+            if users == 1:
+                del self._held[key]
+            else:
+                self._held[key] = (lock, users - 1)
 
 
 def new_key() -> str:
@@ -233,7 +260,7 @@ class Outbox:
         self._store = store
         self._provinces = provinces
         self._journal = journal
-        self._carrying: dict[str, asyncio.Lock] = {}  # request ids being sent by this process
+        self._carrying = Locks()  # request ids being sent by this process
 
     async def send(self, scope: str, key: str, write: Write) -> Sent:
         """Send ``write`` once for ``(scope, key)``; see the module's docstring.
@@ -241,14 +268,31 @@ class Outbox:
         Raises `KeyReused` for a key already used for another request, and the
         province's `UpstreamError` when it certainly did not receive the write.
         """
-        row = await self._claim(scope, key, write)
+        row, new = await self._claim(scope, key, write)
         if row.fingerprint != write.fingerprint:
             raise KeyReused(key)
-        adapter = self._provinces[row.write.province]
+        adapter = self._provinces.get(row.write.province)
         if row.state is State.DONE and row.answer is not None:
-            return Sent(_decode_answer(row.answer), adapter, key)
-        answer = await self._deliver(row, adapter)
-        return Sent(answer, adapter, key)
+            answer = _decode_answer(row.answer)
+            if adapter is not None or isinstance(answer, Refusal):
+                return Sent(answer, adapter, key)
+        if adapter is None:  # a province since left out of the configuration
+            raise UpstreamUnavailable(
+                f"write {row.id}: province {row.write.province} is not federated",
+                province=row.write.province,
+                reached=False,
+            )
+        return Sent(await self._deliver(row, adapter, fresh=new), adapter, key)
+
+    async def refused(self, scope: str, key: str, write: Write, refusal: Refusal) -> Sent:
+        """Record the gateway's own refusal of ``write`` under the key (a repeat gets it
+        again, whatever has changed since); the first outcome if the key has one."""
+        row, _ = await self._claim(scope, key, write, refusal)
+        if row.fingerprint != write.fingerprint:
+            raise KeyReused(key)
+        if row.state is State.DONE and row.answer is not None:
+            return Sent(_decode_answer(row.answer), self._provinces.get(row.write.province), key)
+        return await self.send(scope, key, row.write)  # another request sent it meanwhile
 
     async def recorded(self, scope: str, key: str) -> Write | None:
         """The write recorded for ``(scope, key)``, if any: a repeat needs no new checks."""
@@ -256,18 +300,24 @@ class Outbox:
             row = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
         return None if row is None else row.write
 
-    async def _claim(self, scope: str, key: str, write: Write) -> _Row:
-        """The row for ``(scope, key)``: the one recorded before, or a new one."""
+    async def _claim(
+        self, scope: str, key: str, write: Write, refusal: Refusal | None = None
+    ) -> tuple[_Row, bool]:
+        """The row for ``(scope, key)``: the one recorded before, or a new one (True);
+        with ``refusal``, a new one is recorded as answered by it."""
         now = _now().isoformat()
+        state, answer = State.PENDING, None
+        if refusal is not None:
+            state, answer = State.DONE, _encode_answer(refusal)
         async with self._store.transaction() as db:
             found = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
             if found is not None:
-                return found
+                return found, False
             rid = new_request_id()
             await db.execute(
                 "INSERT INTO outbox (id, scope, idempotency_key, operation, province,"
-                " fingerprint, request, channel, state, attempts, next_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                " fingerprint, request, channel, state, answer, attempts, next_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     rid,
                     scope,
@@ -277,13 +327,14 @@ class Outbox:
                     write.fingerprint,
                     json.dumps(dict(write.request), ensure_ascii=False),
                     None if write.channel is None else write.channel.value,
-                    State.PENDING.value,
+                    state.value,
+                    answer,
                     now,
                     now,
                     now,
                 ),
             )
-        return _Row(rid, key, write, write.fingerprint, State.PENDING, None, 0)
+        return _Row(rid, key, write, write.fingerprint, state, answer, 0), True
 
     async def _row(self, db: aiosqlite.Connection, where: str, *args: str) -> _Row | None:
         """One row; ``where`` is one of this module's constant conditions."""
@@ -291,28 +342,31 @@ class Outbox:
             found = await cur.fetchone()
         return None if found is None else _row_of(found)
 
-    async def _deliver(self, row: _Row, adapter: ProvinceAdapter) -> Answer | None:
-        """Send the row's write (again), record what came of it; None: still unknown."""
-        lock = self._carrying.setdefault(row.id, asyncio.Lock())
-        try:
-            async with lock:
-                async with self._store.transaction() as db:  # another sender may have finished
-                    current = await self._row(db, "id = ?", row.id)
-                if current is not None and current.state is State.DONE and current.answer:
-                    return _decode_answer(current.answer)
-                try:
-                    answer = await _SEND[row.write.operation](adapter, row.write.request, row.id)
-                except UpstreamError as exc:
-                    state = State.UNKNOWN if exc.reached else State.FAILED
-                    await self._failed(row, state, exc)
-                    if state is State.FAILED:
-                        raise
-                    return None
-                await self._done(row, adapter, answer)
-                return answer
-        finally:
-            if not lock.locked():
-                self._carrying.pop(row.id, None)
+    async def _deliver(
+        self, row: _Row, adapter: ProvinceAdapter, *, fresh: bool = False
+    ) -> Answer | None:
+        """Send the row's write (again), record what came of it; None: still unknown.
+
+        ``fresh``: this process just recorded it. Only a write never sent before can
+        fail for good (FAILED: the caller gets the fault): one that may have been sent
+        already stays UNKNOWN, whatever stops it reaching the province now.
+        """
+        async with self._carrying.hold(row.id):
+            async with self._store.transaction() as db:  # another sender may have finished
+                current = await self._row(db, "id = ?", row.id)
+            if current is not None and current.state is State.DONE and current.answer:
+                return _decode_answer(current.answer)
+            never_sent = fresh or (current is not None and current.state is State.FAILED)
+            try:
+                answer = await _SEND[row.write.operation](adapter, row.write.request, row.id)
+            except UpstreamError as exc:
+                failed = never_sent and not exc.reached
+                await self._failed(row, State.FAILED if failed else State.UNKNOWN, exc)
+                if failed:
+                    raise
+                return None
+            await self._done(row, adapter, answer)
+            return answer
 
     async def _done(self, row: _Row, adapter: ProvinceAdapter, answer: Answer) -> None:
         event = _event(row.write)
@@ -376,8 +430,10 @@ class Outbox:
     async def resend(self, row: _Row) -> bool:
         """Send a due write again; True if the province answered."""
         adapter = self._provinces.get(row.write.province)
-        if adapter is None:
-            return False  # a province since left out: kept until it is back
+        if adapter is None:  # a province since left out: kept until it is back
+            gone = UpstreamUnavailable("not federated", province=row.write.province)
+            await self._failed(row, State.UNKNOWN, gone)
+            return False
         try:
             return await self._deliver(row, adapter) is not None
         except UpstreamError:

@@ -13,15 +13,15 @@ anew (and refused as a duplicate where that applies).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from gateway.codec import decode, encode
-from gateway.outbox import KeyReused
+from adapters.base import UpstreamUnavailable
+from gateway.codec import NotFederated, decode, encode
+from gateway.outbox import KeyReused, Locks
 from gateway.provinces import Provinces
 from gateway.store import Store
 
@@ -37,7 +37,7 @@ class Replays:
     def __init__(self, store: Store, provinces: Provinces) -> None:
         self._store = store
         self._provinces = provinces
-        self._busy: dict[tuple[str, str], asyncio.Lock] = {}
+        self._busy = Locks()
 
     async def once(
         self,
@@ -50,32 +50,32 @@ class Replays:
     ) -> T:
         """``run()`` once per ``(scope, key)``; a repeat gets its outcome (a ``kind``)."""
         wanted = fingerprint(operation, request)
-        lock = self._busy.setdefault((scope, key), asyncio.Lock())
-        try:
-            async with lock:  # the same key twice at once: the second waits for the first
-                kept = await self._kept(scope, key)
-                if kept is not None:
-                    if kept[0] != wanted:
-                        raise KeyReused(key)
+        async with self._busy.hold((scope, key)):  # the same key at once: one at a time
+            kept = await self._kept(scope, key)
+            if kept is not None:
+                if kept[0] != wanted:
+                    raise KeyReused(key)
+                try:
                     return decode(kind, json.loads(kept[1]), self._provinces)
-                outcome = await run()
-                async with self._store.transaction() as db:
-                    await db.execute(
-                        "INSERT INTO replay (scope, idempotency_key, operation, fingerprint,"
-                        " outcome, at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            scope,
-                            key,
-                            operation,
-                            wanted,
-                            json.dumps(encode(outcome), ensure_ascii=False),
-                            dt.datetime.now(dt.UTC).isoformat(),
-                        ),
-                    )
-                return outcome
-        finally:
-            if not lock.locked():
-                self._busy.pop((scope, key), None)
+                except NotFederated as exc:  # its province was since left out
+                    raise UpstreamUnavailable(
+                        f"replay of {operation}: {exc}", province=exc.province, reached=False
+                    ) from exc
+            outcome = await run()
+            async with self._store.transaction() as db:
+                await db.execute(
+                    "INSERT INTO replay (scope, idempotency_key, operation, fingerprint,"
+                    " outcome, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        scope,
+                        key,
+                        operation,
+                        wanted,
+                        json.dumps(encode(outcome), ensure_ascii=False),
+                        dt.datetime.now(dt.UTC).isoformat(),
+                    ),
+                )
+            return outcome
 
     async def _kept(self, scope: str, key: str) -> tuple[str, str] | None:
         async with (

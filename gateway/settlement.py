@@ -28,7 +28,7 @@ from gateway.auth import INSTITUTION, Caller
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory
 from gateway.ids import decode_id
-from gateway.outbox import KeyReused, Operation, Outbox, Write, key_ok, new_key
+from gateway.outbox import KeyReused, Operation, Outbox, Sent, Write, key_ok, new_key
 from gateway.provinces import Provinces
 
 SETTLEMENT_KIND = "Settlement"
@@ -85,6 +85,20 @@ def _refused(code: RefusalCode) -> Outcome:
     return Outcome.refused(code, _SETTLE_FIELDS.get(code))
 
 
+def _outcome(sent: Sent, field: str | None) -> Outcome:
+    """A settlement write's outcome; a refusal concerns ``field`` (None: its own)."""
+    answer, key = sent.answer, sent.key
+    if answer is None:
+        return Outcome(adapter=sent.adapter, submitted=True, key=key)
+    if isinstance(answer, Refusal):
+        code = answer.code
+        refused = Outcome.refused(code, field) if field else _refused(code)
+        return dataclasses.replace(refused, key=key)
+    if not isinstance(answer, Settlement):
+        raise TypeError(f"a settlement write answered with {type(answer).__name__}")
+    return Outcome(settlement=answer, adapter=sent.adapter, key=key)
+
+
 def _scope(institution: str) -> str:
     """Whose keys: an institution's are its own, whatever province a bill goes to."""
     return f"institution:{institution}"
@@ -98,17 +112,9 @@ class Settlements:
 
     async def _send(self, scope: str, key: str, write: Write, field: str | None) -> Outcome:
         try:
-            sent = await self._outbox.send(scope, key, write)
+            return _outcome(await self._outbox.send(scope, key, write), field)
         except KeyReused:
             return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-        answer = sent.answer
-        if answer is None:
-            return Outcome(adapter=sent.adapter, submitted=True, key=key)
-        if isinstance(answer, Refusal):
-            return dataclasses.replace(Outcome.refused(answer.code, field), key=key)
-        if not isinstance(answer, Settlement):
-            raise TypeError(f"a settlement write answered with {type(answer).__name__}")
-        return Outcome(settlement=answer, adapter=sent.adapter, key=key)
 
     async def settle(self, caller: Caller, given: SettleInput) -> Outcome:
         institution = caller.institution
@@ -145,17 +151,20 @@ class Settlements:
         write = await self._outbox.recorded(scope, given.idempotency_key)
         if write is None:  # a new bill: checked here first (a retry goes as it is)
             found = (await self._directory.locate([patient])).get(patient)
-            if found is None:
-                return _refused(RefusalCode.PERSON_NOT_FOUND)
-            if not found.person.is_in_force:
-                return _refused(RefusalCode.PATIENT_NOT_INSURED)
+            if found is None or not found.person.is_in_force:
+                code = RefusalCode.PATIENT_NOT_INSURED if found else RefusalCode.PERSON_NOT_FOUND
+                try:  # kept as the key's outcome: a repeat gets it again
+                    sent = await self._outbox.refused(
+                        scope, given.idempotency_key, asked, Refusal(code)
+                    )
+                except KeyReused:
+                    return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
+                return _outcome(sent, None)
             write = dataclasses.replace(asked, province=found.adapter.code)
         elif write.fingerprint != asked.fingerprint:
             return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-        outcome = await self._send(scope, given.idempotency_key, write, None)
-        if outcome.errors:  # the province's refusal, pointed at the input it concerns
-            return dataclasses.replace(_refused(outcome.errors[0].code), key=outcome.key)
-        return outcome
+        # a refusal is pointed at the input it concerns
+        return await self._send(scope, given.idempotency_key, write, None)
 
     async def reverse(
         self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None

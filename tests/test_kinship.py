@@ -1113,3 +1113,26 @@ async def test_a_repeated_key_returns_the_registrys_first_outcome(gql: GraphQL) 
             "idempotencyKey": "rm",
         }
     )
+
+
+async def test_a_corrected_payment_password_under_the_same_key_is_another_request(
+    gql: GraphQL,
+) -> None:
+    activate_keyed = """mutation($id: ID!, $p: String!, $k: String) {
+      activateKinshipMember(memberId: $id, paymentPassword: $p, idempotencyKey: $k) {
+        link { status } errors { code field } } }"""
+    link = await consented(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
+    weak = await gql(
+        activate_keyed, {"id": link["id"], "p": "111111", "k": "act"}, as_="hb_wang_jianguo"
+    )
+    assert weak["data"]["activateKinshipMember"]["errors"][0]["code"] == "INVALID_PAYMENT_PASSWORD"
+    fixed = await gql(
+        activate_keyed, {"id": link["id"], "p": "428613", "k": "act"}, as_="hb_wang_jianguo"
+    )
+    assert fixed["data"]["activateKinshipMember"]["errors"] == [
+        {"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}
+    ]
+    fresh = await gql(
+        activate_keyed, {"id": link["id"], "p": "428613", "k": "act-2"}, as_="hb_wang_jianguo"
+    )
+    assert fresh["data"]["activateKinshipMember"]["link"]["status"] == "ACTIVE"

@@ -626,3 +626,142 @@ async def test_a_cancelled_request_does_not_move_the_breaker() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await probe
         assert adapter.breaker_state is BreakerState.HALF_OPEN  # still waiting for a probe
+
+
+# -- what the review of the outbox found ------------------------------------------------------
+
+
+async def test_a_write_that_may_have_reached_the_province_is_never_given_up(
+    provinces: Provinces,
+) -> None:
+    """Lost answer, then the province unreachable for a while: the write stays UNKNOWN
+    (never FAILED: it may be done), a repeat hears SUBMITTED, and once the province is
+    back the reconciler settles it and journals it."""
+    switch = provinces.switches["hebei"]
+    async with running(provinces, fast(breaker_threshold=100)) as (gql, app):
+        outbox = services(app).outbox
+        given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="stay-unknown")}
+        await gql("{ me { name } }", as_="hb_wang_jianguo")
+        switch.mode, switch.only = "lose", hebei_write
+        await gql(BIND, given, as_="hb_wang_jianguo")
+        switch.mode = "refuse"
+        assert await Reconciler(outbox).run_once(now=True) == 0
+        repeat = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        assert repeat["status"] == "SUBMITTED"
+        assert (await outbox.counts())["UNKNOWN"] == 1
+        assert (await outbox.counts())["FAILED"] == 0
+        switch.mode = "ok"
+        assert await Reconciler(outbox).run_once(now=True) == 1
+        done = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        records = await gql(
+            "{ me { authorizationRecords { edges { node { event } } } } }", as_="hb_wang_jianguo"
+        )
+    assert done["binding"]["status"] == "ACTIVE"
+    edges = records["data"]["me"]["authorizationRecords"]["edges"]
+    assert [e["node"]["event"] for e in edges] == ["CREATED"]
+
+
+async def test_the_gateways_own_refusal_is_the_keys_first_outcome(provinces: Provinces) -> None:
+    unbind = """mutation($id: ID!) { unbindMutualAid(bindingId: $id) { errors { code } } }"""
+    async with running(provinces, fast()) as (gql, _):
+        made = await gql.bind("hb_wang_jianguo", "hb_li_xiuying", "SPOUSE")
+        given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="dup-1")}
+        first = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+        await gql(unbind, {"id": made["binding"]["id"]}, as_="hb_wang_jianguo")
+        again = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+    assert first["errors"] == [{"code": "DUPLICATE_BINDING", "field": "beneficiaryCertNo"}]
+    assert again == first  # not a new binding: the key's outcome was the refusal
+
+
+async def test_a_repeat_for_a_province_since_left_out_is_a_coded_fault(
+    provinces: Provinces, tmp_path: Path
+) -> None:
+    given = {"i": bind_input("hb_li_xiuying", "SPOUSE", idempotencyKey="gone-1")}
+    async with running(provinces, fast(tmp_path)) as (gql, _):
+        first = (await gql(BIND, given, as_="hb_wang_jianguo"))["data"]["bindMutualAid"]
+    assert first["binding"]["status"] == "ACTIVE"
+    import dataclasses
+
+    without = dataclasses.replace(fast(tmp_path), disabled=frozenset({"hebei"}))
+    async with running(provinces, without) as (gql, _):
+        repeat = await gql(BIND, given, as_="hb_wang_jianguo")
+    assert repeat["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert repeat["errors"][0]["extensions"]["province"] == "13"
+
+
+async def test_a_half_open_breaker_lets_one_probe_through() -> None:
+    from adapters.base import BreakerState, CircuitOpen, Guard, UpstreamUnavailable
+    from adapters.henan import HenanAdapter
+
+    sent = 0
+    release = asyncio.Event()
+
+    async def province(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        if sent == 1:
+            return httpx.Response(503)
+        await release.wait()
+        return httpx.Response(503)
+
+    guard = Guard(retries=0, breaker_threshold=1, breaker_reset=0.05)
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(province), base_url="http://henan"
+    ) as client:
+        adapter = HenanAdapter(client, guard=guard)
+        wanted = [person("hn_zhao_lei")["certNo"]]
+        with pytest.raises(UpstreamUnavailable):
+            await adapter.find_persons(wanted)
+        await asyncio.sleep(0.08)
+        assert adapter.breaker_state is BreakerState.HALF_OPEN
+        asked = [asyncio.create_task(adapter.find_persons(wanted)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        release.set()
+        outcomes = await asyncio.gather(*asked, return_exceptions=True)
+    assert sent == 2  # the first failure, then one probe
+    assert sum(isinstance(o, CircuitOpen) for o in outcomes) == 4
+    assert adapter.breaker_state is BreakerState.OPEN  # the probe failed
+
+
+async def test_a_request_cut_off_by_the_deadline_counts_as_a_timeout(
+    provinces: Provinces,
+) -> None:
+    provinces.switches["henan"].mode = "hang"
+    async with running(provinces, fast(timeout=0.2, retries=0)) as (gql, _):
+        result = await gql("{ me { name } }", as_="hn_zhao_lei")
+        scraped = (await gql.client.get("/metrics")).text
+    assert result["errors"][0]["extensions"]["code"] == "UPSTREAM_TIMEOUT"
+    assert 'gongji_upstream_requests_total{outcome="timeout",province="41"}' in scraped
+
+
+async def test_the_same_key_at_once_runs_a_registry_write_once() -> None:
+    from gateway.outbox import Locks
+
+    locks = Locks()
+    order: list[str] = []
+
+    async def user(name: str) -> None:
+        async with locks.hold("k"):
+            order.append(f"{name}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-")
+
+    await asyncio.gather(user("a"), user("b"), user("c"))
+    assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]  # never two inside at once
+    assert "k" not in locks  # forgotten once nobody holds or waits
+
+
+def test_province_settings_must_be_sensible(tmp_path: Path) -> None:
+    config = tmp_path / "gongji.toml"
+    for bad in (
+        "timeout = 0",
+        "max_connections = 0",
+        "retries = 1.5",
+        "retries = -1",
+        'timeout = "5"',
+    ):
+        config.write_text(f"[provinces.hebei]\n{bad}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"provinces\.hebei"):
+            Settings.load(config, environ={})
+    config.write_text("[provinces.hebei]\nretries = 0\n", encoding="utf-8")
+    assert Settings.load(config, environ={}).provinces["hebei"].retries == 0
