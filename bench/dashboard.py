@@ -1,0 +1,788 @@
+"""The family dashboard benchmark: overhead, fan-out, calls, throughput and memory.
+
+    .venv/bin/python -m bench.dashboard            # the full run, about 4 minutes
+    .venv/bin/python -m bench.dashboard --quick    # about 75 s, fewer samples
+    .venv/bin/python -m bench.dashboard --out bench/results
+
+Starts, on 127.0.0.1, the three sandbox provinces (``gongji sandbox NAME``, seeded
+with `bench.families`) and the gateway (``gongji --config CFG serve``) as separate
+uvicorn processes, sets up the families through the gateway's own mutations, then
+drives load from separate processes (`bench.load`) and writes a Markdown and a JSON
+report into ``--out`` (see bench/README.md for what each figure means and how).
+
+Upstream latency is added by the sandboxes' fault mode (``PUT /_faults``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import families, profiling, report
+from bench import load as bench_load
+from gateway.auth import mint_token
+from gateway.config import Settings
+from gateway.provinces import adapter_classes
+from sandbox.serve import free_port, spawn_sandbox, stop, wait_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+PROVINCES = ("hebei", "jiangsu", "henan")
+
+# The family dashboard: the caller, their insurance and balance, their bindings and
+# kinship links, and every relative across the provinces with both features' verdicts.
+QUERY = """query Dashboard {
+  me {
+    certNo name
+    insuredArea { code name }
+    province { code name }
+    insurance { type status }
+    account { balance }
+    mutualAidBindings {
+      asAuthorizer { id status relation createdAt beneficiary { name certNo } province { code } }
+      asBeneficiary { id status relation createdAt authorizer { name certNo } province { code } }
+    }
+    kinshipMembers { id status relation channel createdAt member { name certNo } }
+    addedMeAsMember { id status relation adder { name certNo } }
+    family {
+      relative { name certNo }
+      relation ageBand
+      insuredArea { code name }
+      province { code name }
+      insurance { type status }
+      mutualAid {
+        iAuthorize { id status }
+        authorizesMe { id status }
+        verdict { state reason message }
+      }
+      kinship {
+        iAdded { id status }
+        addedMe { id status }
+        verdict { state reason documentsNeeded message }
+      }
+    }
+  }
+}"""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long and how much of each measurement."""
+
+    overhead_pairs: int
+    overhead_pairs_slow: int
+    fanout_requests: int
+    calls_requests: int
+    concurrency: int
+    warmup_s: float
+    throughput_s: float
+    throughput_rounds: int
+    repeats: int
+    repeat_s: float
+    profile_requests: int
+    latency_ms: float
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Plan:
+        if args.quick:
+            plan = cls(40, 6, 6, 5, args.concurrency, 0.5, 4, 2, 3, 3, 20, args.latency_ms)
+        else:
+            plan = cls(300, 30, 30, 20, args.concurrency, 2, 8, 3, 5, 8, 50, args.latency_ms)
+        if args.repeats is not None:
+            plan = dataclasses.replace(plan, repeats=args.repeats)
+        if args.repeat_seconds is not None:
+            plan = dataclasses.replace(plan, repeat_s=args.repeat_seconds)
+        return plan
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Servers:
+    work: Path
+    config: Path
+    sandboxes: dict[str, str] = field(default_factory=dict)  # name -> base URL
+    gateway: str = ""
+    baseline: str = ""
+    gateway_process: subprocess.Popen[bytes] | None = None
+    baseline_process: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Any] = field(default_factory=list)
+
+    def log(self, name: str) -> Any:
+        handle = (self.work / f"{name}.log").open("wb")
+        self.logs.append(handle)
+        return handle
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            stop(process)
+        for handle in self.logs:
+            handle.close()
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                client.get(url)
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout} s")
+            time.sleep(0.05)
+
+
+def start_sandboxes(servers: Servers, roster: Path) -> None:
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for name in PROVINCES:
+        port = free_port()
+        process = spawn_sandbox(
+            name,
+            port,
+            servers.work / "sandboxes",
+            ["--roster", str(roster)],
+            stdout=servers.log(f"sandbox-{name}"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        servers.processes.append(process)
+        servers.sandboxes[name] = f"http://{LOOPBACK}:{port}"
+        started[name] = process
+    for name, url in servers.sandboxes.items():
+        wait_ready(url, process=started[name])
+
+
+def write_config(servers: Servers) -> None:
+    lines = [
+        'mode = "sandbox"',
+        "",
+        "[limits]  # the set-up makes many mutations per person: no rate limit in the way",
+        'per_subject = "100000/minute"',
+        'per_address = "100000/minute"',
+    ]
+    for name, url in servers.sandboxes.items():
+        lines += ["", f"[provinces.{name}]", f'base_url = "{url}"']
+    servers.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def start_gateway(servers: Servers) -> None:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and CLI)
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(servers.config),
+            "serve",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(servers.work / "gateway"),
+        ],
+        stdout=servers.log("gateway"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    servers.processes.append(process)
+    servers.gateway_process = process
+    servers.gateway = f"http://{LOOPBACK}:{port}"
+    _wait_http(servers.gateway + "/healthz", process)
+
+
+def start_baseline(servers: Servers, db: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [
+            sys.executable,
+            "-m",
+            "bench.baseline",
+            "--config",
+            str(servers.config),
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
+        stdout=servers.log("baseline"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    servers.processes.append(process)
+    servers.baseline_process = process
+    servers.baseline = f"http://{LOOPBACK}:{port}"
+    _wait_http(servers.baseline + "/dashboard", process)
+
+
+def set_latency(servers: Servers, latency_ms: float) -> None:
+    for url in servers.sandboxes.values():
+        answer = httpx.put(url + "/_faults", json={"latency_ms": latency_ms, "jitter_ms": 0})
+        answer.raise_for_status()
+
+
+def copy_store(servers: Servers, to: Path) -> Path:
+    """A consistent copy of the running gateway's store (SQLite's backup API)."""
+    to.mkdir(parents=True, exist_ok=True)
+    target = to / "gateway.sqlite3"
+    source = sqlite3.connect(servers.work / "gateway" / "gateway.sqlite3")
+    copy = sqlite3.connect(target)
+    with contextlib.closing(source), contextlib.closing(copy):
+        source.backup(copy)
+    return target
+
+
+# -- the gateway as a client sees it -------------------------------------------------------
+
+
+class GraphQL:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30.0)
+        self.settings = settings
+        self._tokens: dict[str, str] = {}
+
+    def token(self, cert_no: str) -> str:
+        if cert_no not in self._tokens:
+            self._tokens[cert_no] = mint_token(cert_no, self.settings.auth)
+        return self._tokens[cert_no]
+
+    def __call__(
+        self, cert_no: str, query: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        response = self.client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"authorization": f"Bearer {self.token(cert_no)}"},
+        )
+        answer: dict[str, Any] = response.json()
+        if response.status_code != 200 or answer.get("errors"):
+            raise RuntimeError(f"GraphQL failed: {response.status_code} {response.text[:800]}")
+        return answer["data"]  # type: ignore[no-any-return]
+
+    def payload(self, cert_no: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The one mutation's payload, which must carry no refusal."""
+        data = self(cert_no, query, variables)
+        (payload,) = data.values()
+        if payload.get("errors"):
+            raise RuntimeError(f"refused: {payload['errors']} for {variables}")
+        return payload  # type: ignore[no-any-return]
+
+
+BIND = """mutation($input: BindMutualAidInput!) {
+  bindMutualAid(input: $input) { binding { id status } errors { code field } } }"""
+ADD = """mutation($input: AddKinshipMemberInput!) {
+  addKinshipMember(input: $input) { link { id status } errors { code field } } }"""
+RESPOND = """mutation($id: ID!) {
+  respondToKinshipRequest(requestId: $id, accept: true) { link { id status } errors { code } } }"""
+ACTIVATE = """mutation($id: ID!, $password: String!) {
+  activateKinshipMember(memberId: $id, paymentPassword: $password) {
+    link { id status } errors { code } } }"""
+
+
+def set_up(gql: GraphQL, world: families.World) -> dict[str, int]:
+    """Every family's bindings and kinship links, through the gateway's mutations."""
+    made = {"bindings": 0, "kinship_links": 0}
+    for family in world.families:
+        cert = {p["key"]: p["certNo"] for p in family.people}
+        name = {p["key"]: p["name"] for p in family.people}
+        for bind in family.bindings:
+            payload = gql.payload(
+                cert[bind.authorizer],
+                BIND,
+                {
+                    "input": {
+                        "beneficiaryCertNo": cert[bind.beneficiary],
+                        "beneficiaryName": name[bind.beneficiary],
+                        "relation": bind.relation,
+                        "commitmentSigned": bind.commitment,
+                    }
+                },
+            )
+            if payload["binding"]["status"] != "ACTIVE":
+                raise RuntimeError(f"binding not active: {payload}")
+            made["bindings"] += 1
+        for add in family.kinship:
+            link = gql.payload(
+                cert[add.adder],
+                ADD,
+                {
+                    "input": {
+                        "memberCertNo": cert[add.member],
+                        "memberName": name[add.member],
+                        "relation": add.relation,
+                        "channel": "APP",
+                    }
+                },
+            )["link"]
+            gql.payload(cert[add.member], RESPOND, {"id": link["id"]})
+            active = gql.payload(
+                cert[add.adder],
+                ACTIVATE,
+                {"id": link["id"], "password": families.PAYMENT_PASSWORD},
+            )
+            if active["link"]["status"] != "ACTIVE":
+                raise RuntimeError(f"kinship link not active: {active}")
+            made["kinship_links"] += 1
+    return made
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def load(job: dict[str, Any]) -> dict[str, Any]:
+    """One job of the load driver, in its own process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load"],
+        input=json.dumps(job).encode(),
+        capture_output=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.load failed: {done.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def gateway_target(servers: Servers, tokens: list[str]) -> dict[str, Any]:
+    return {"url": servers.gateway + "/graphql", "tokens": tokens, "body": {"query": QUERY}}
+
+
+def baseline_target(servers: Servers, tokens: list[str]) -> dict[str, Any]:
+    return {"url": servers.baseline + "/dashboard", "tokens": tokens, "body": None}
+
+
+def upstream_counts(servers: Servers) -> dict[tuple[str, str], float]:
+    text = httpx.get(servers.gateway + "/metrics").text
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "gongji_upstream_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = (sample.labels["province"], sample.labels["outcome"])
+                counts[key] = sample.value
+    return counts
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM (peak) and RSS by kind (RssAnon, RssFile, RssShmem), in KiB,
+    from /proc/PID/status."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+@contextlib.contextmanager
+def sampling(pid: int, every: float = 0.25) -> Iterator[list[int]]:
+    """VmRSS samples (KiB) of a process, taken in a thread while the block runs."""
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            with contextlib.suppress(OSError):
+                samples.append(proc_status(pid)["VmRSS"])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        thread.join()
+
+
+def compare(gateway: Any, baseline: Any, path: str = "") -> list[str]:
+    """Where two JSON documents differ (empty: equal)."""
+    if isinstance(gateway, dict) and isinstance(baseline, dict):
+        out = []
+        for key in sorted(set(gateway) | set(baseline)):
+            if key not in gateway or key not in baseline:
+                out.append(f"{path}.{key}: only in {'gateway' if key in gateway else 'baseline'}")
+            else:
+                out += compare(gateway[key], baseline[key], f"{path}.{key}")
+        return out
+    if isinstance(gateway, list) and isinstance(baseline, list):
+        if len(gateway) != len(baseline):
+            return [f"{path}: {len(gateway)} items vs {len(baseline)}"]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(gateway, baseline, strict=True))
+            for d in compare(a, b, f"{path}[{i}]")
+        ]
+    return [] if gateway == baseline else [f"{path}: {gateway!r} vs {baseline!r}"]
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) // 1024} MiB"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def source(commit: str | None) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        done = subprocess.run(  # noqa: S603
+            ["git", *args],  # noqa: S607 (git from PATH)
+            capture_output=True,
+            cwd=ROOT,
+            check=False,
+        )
+        return done.stdout.decode().strip()
+
+    changed = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if line[3:] and not line[3:].startswith("bench/")
+    ]
+    head = git("rev-parse", "--short", "HEAD")
+    return {
+        "commit": commit or head or "unknown",
+        "tree": "git working tree" if head else "exported tree (not a git checkout)",
+        "uncommitted": changed,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = Plan.of(args)
+    began = time.perf_counter()
+    started = dt.datetime.now().astimezone()
+    work = Path(tempfile.mkdtemp(prefix="gongji-bench-"))
+    servers = Servers(work=work, config=work / "gateway.toml")
+    result: dict[str, Any] = {
+        "bench": "dashboard",
+        "date": started.date().isoformat(),
+        "started": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": dataclasses.asdict(plan),
+        "machine": machine(),
+        "source": source(args.commit),
+        "query": QUERY,
+    }
+    world = families.world(load_families=4)
+    roster = work / "roster.json"
+    roster.write_text(json.dumps(world.roster(), ensure_ascii=False), encoding="utf-8")
+    codes = {cls.code: name for name, cls in adapter_classes().items()}
+    try:
+        say("starting the sandboxes and the gateway")
+        start_sandboxes(servers, roster)
+        write_config(servers)
+        start_gateway(servers)
+        assert servers.gateway_process is not None
+        pid = servers.gateway_process.pid
+        settings = Settings.load(servers.config)
+        gql = GraphQL(servers.gateway, settings)
+
+        say("setting up the families through the gateway's mutations")
+        result["setup"] = set_up(gql, world)
+        result["setup"]["people"] = len(world.roster()["people"])
+        callers = [f.caller["certNo"] for f in world.load]
+        tokens = [gql.token(c) for c in callers]
+        for family in world.families:  # warm: every caller once (locations remembered)
+            gql(family.caller["certNo"], QUERY)
+        sample = gql(callers[0], QUERY)
+        result["dashboard_sample"] = {
+            "family_members": len(sample["me"]["family"]),
+            "provinces": sorted({m["province"]["code"] for m in sample["me"]["family"]}),
+            "bindings_as_authorizer": len(sample["me"]["mutualAidBindings"]["asAuthorizer"]),
+            "kinship_members": len(sample["me"]["kinshipMembers"]),
+            "bytes": len(json.dumps(sample, ensure_ascii=False).encode()),
+        }
+
+        say("starting the baseline; checking it answers the same document")
+        start_baseline(servers, copy_store(servers, work / "baseline"))
+        differences: dict[str, list[str]] = {}
+        for caller in callers:
+            answer = httpx.post(
+                servers.baseline + "/dashboard",
+                headers={"authorization": f"Bearer {gql.token(caller)}"},
+            ).json()
+            diff = compare({"data": gql(caller, QUERY)}, answer)
+            if diff:
+                differences[caller[:6] + "…" + caller[-4:]] = diff[:10]
+        result["equivalence"] = {"callers": len(callers), "differences": differences}
+
+        say("recording one dashboard's upstream requests (in-process gateway)")
+        set_latency(servers, plan.latency_ms)
+        copy_store(servers, work / "inprocess-record")
+        recorded_waves, took = asyncio.run(
+            profiling.record(settings, work / "inprocess-record", tokens[0], QUERY)
+        )
+        set_latency(servers, 0)
+        origin = recorded_waves[0][0].start if recorded_waves else 0.0
+        result["upstream_timeline"] = {
+            "latency_ms": plan.latency_ms,
+            "dashboard_ms": took * 1000,
+            "waves": [[c.to_json(origin) for c in wave] for wave in recorded_waves],
+        }
+        replay = [[c.request for c in wave] for wave in recorded_waves]
+
+        say("overhead: gateway vs the same upstream requests made directly, 0 ms added")
+        result["overhead"] = load(
+            {
+                "kind": "paired",
+                "target": gateway_target(servers, tokens[:1]),
+                "waves": replay,
+                "requests": plan.overhead_pairs,
+                "warmup": 20,
+            }
+        )
+        say(f"fan-out: {plan.latency_ms:g} ms added upstream")
+        set_latency(servers, plan.latency_ms)
+        fanout: dict[str, Any] = {"latency_ms": plan.latency_ms}
+        fanout["overhead_at_latency"] = load(
+            {
+                "kind": "paired",
+                "target": gateway_target(servers, tokens[:1]),
+                "waves": replay,
+                "requests": plan.overhead_pairs_slow,
+                "warmup": 2,
+            }
+        )
+        for name, target in (
+            ("gateway", gateway_target(servers, tokens)),
+            ("baseline", baseline_target(servers, tokens)),
+        ):
+            fanout[name] = load(
+                {
+                    "kind": "count",
+                    "target": target,
+                    "concurrency": 1,
+                    "requests": plan.fanout_requests,
+                    "warmup": 2,
+                }
+            )
+        set_latency(servers, 0)
+        result["fanout"] = fanout
+
+        say("calls per dashboard as the family grows from 1 to 8 relatives")
+        calls = []
+        for size, family in sorted(world.by_size.items()):
+            before = upstream_counts(servers)
+            outcome = load(
+                {
+                    "kind": "count",
+                    "target": gateway_target(servers, [gql.token(family.caller["certNo"])]),
+                    "concurrency": 1,
+                    "requests": plan.calls_requests,
+                    "warmup": 0,
+                }
+            )
+            after = upstream_counts(servers)
+            per: dict[str, float] = {}
+            outcomes: dict[str, float] = {}
+            for (code, kind), value in after.items():
+                delta = (value - before.get((code, kind), 0.0)) / plan.calls_requests
+                if delta:
+                    province = codes.get(code, code)
+                    per[province] = per.get(province, 0.0) + delta
+                    outcomes[kind] = outcomes.get(kind, 0.0) + delta
+            calls.append(
+                {
+                    "relatives": size,
+                    "provinces_of_family": family.provinces(),
+                    "per_province": per,
+                    "total": sum(per.values()),
+                    "outcomes": outcomes,
+                    "errors": outcome["errors"],
+                }
+            )
+        result["calls"] = calls
+
+        say(
+            f"throughput: {plan.concurrency} concurrent clients, {plan.throughput_rounds} rounds"
+            " of the gateway then the baseline"
+        )
+        throughput: dict[str, Any] = {}
+        rounds: dict[str, list[dict[str, Any]]] = {"gateway": [], "baseline": []}
+        rss: list[int] = []
+        for _ in range(plan.throughput_rounds):
+            with sampling(pid) as samples:
+                rounds["gateway"].append(
+                    closed(gateway_target(servers, tokens), plan, plan.throughput_s)
+                )
+            rss += samples
+            rounds["baseline"].append(
+                closed(baseline_target(servers, tokens), plan, plan.throughput_s)
+            )
+        for name, runs in rounds.items():
+            throughput[name] = merged(runs)
+        status = proc_status(pid)
+        throughput["gateway_memory"] = {
+            "peak_rss_kib": status["VmHWM"],
+            "max_sampled_rss_kib": max(rss, default=0),
+            "rss_after_kib": status["VmRSS"],
+        }
+        assert servers.baseline_process is not None
+        status = proc_status(servers.baseline_process.pid)
+        throughput["baseline_memory"] = {
+            "peak_rss_kib": status["VmHWM"],
+            "rss_after_kib": status["VmRSS"],
+        }
+        result["throughput"] = throughput
+
+        say(
+            f"memory: {plan.repeats} more runs of {plan.repeat_s:g} s through the gateway,"
+            " each followed by one through the baseline (a control)"
+        )
+        repeats: list[dict[str, Any]] = []
+        control: list[dict[str, Any]] = []
+        assert servers.baseline_process is not None
+        for i in range(plan.repeats):
+            for process, target, into in (
+                (servers.gateway_process, gateway_target(servers, tokens), repeats),
+                (servers.baseline_process, baseline_target(servers, tokens), control),
+            ):
+                outcome = closed(target, plan, plan.repeat_s)
+                time.sleep(1.0)
+                status = proc_status(process.pid)
+                into.append(
+                    {
+                        "run": i + 1,
+                        "requests": outcome["requests"],
+                        "rss_kib": status["VmRSS"],
+                        "peak_rss_kib": status["VmHWM"],
+                        "anon_kib": status.get("RssAnon", 0),
+                        "file_kib": status.get("RssFile", 0),
+                        "shmem_kib": status.get("RssShmem", 0),
+                    }
+                )
+            say(
+                f"  run {i + 1}: RSS gateway {repeats[-1]['rss_kib'] / 1024:.2f} MiB,"
+                f" baseline {control[-1]['rss_kib'] / 1024:.2f} MiB"
+            )
+        result["memory"] = {
+            "rss_before_kib": throughput["gateway_memory"],
+            "runs": repeats,
+            "baseline_runs": control,
+        }
+
+        say("profiling dashboards in-process (cProfile)")
+        copy_store(servers, work / "inprocess-profile")
+        result["profile"] = asyncio.run(
+            profiling.profile(
+                settings,
+                work / "inprocess-profile",
+                tokens[0],
+                QUERY,
+                plan.profile_requests,
+                dump=work / "dashboard.prof" if args.keep else None,
+            )
+        )
+    finally:
+        with contextlib.suppress(NameError):
+            gql.client.close()
+        servers.stop_all()
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    result["duration_s"] = time.perf_counter() - began
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    result["verdicts"] = report.verdicts(result)
+    return result
+
+
+def closed(target: dict[str, Any], plan: Plan, seconds: float) -> dict[str, Any]:
+    return load(
+        {
+            "kind": "closed",
+            "target": target,
+            "concurrency": plan.concurrency,
+            "warmup_s": plan.warmup_s,
+            "duration_s": seconds,
+            "keep_latencies": True,
+        }
+    )
+
+
+def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one side: the median round's rate, every latency together."""
+    latencies = [v for run in runs for v in run.pop("latencies")]
+    return {
+        "rps": statistics.median(run["rps"] for run in runs),
+        "rounds_rps": [run["rps"] for run in runs],
+        "requests": sum(run["requests"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+        "error_samples": [e for run in runs for e in run["error_samples"]][:5],
+        "latency": bench_load.summary(latencies),
+    }
+
+
+_T0 = time.perf_counter()
+
+
+def say(what: str) -> None:
+    print(f"[bench {time.perf_counter() - _T0:5.0f} s] {what}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about a minute, fewer samples")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients in the throughput run")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="added for the fan-out")
+    parser.add_argument("--repeats", type=int, help="runs for the memory check (3 quick, 5 full)")
+    parser.add_argument("--repeat-seconds", type=float, help="seconds each (4 quick, 10 full)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory: logs, stores, cProfile data"
+    )
+    parser.add_argument(
+        "--commit", help="the commit under test, when run from an exported tree (default: HEAD)"
+    )
+    args = parser.parse_args()
+    result = run(args)
+    paths = report.write(result, args.out)
+    print(report.summary(result))
+    for path in paths:
+        print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The dashboard benchmark's report: pass/fail per target, Markdown and JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# The targets of issue 7.
+OVERHEAD_P50_MS = 2.0
+FANOUT_RATIO = 1.2
+THROUGHPUT_SHARE = 0.5
+# "No growth": RSS after the last repeated run at most this much above the first.
+GROWTH_KIB = 2048
+GROWTH_SHARE = 0.02
+
+
+def _calls_constant(calls: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Per province: the same number of requests for every family it insures someone of."""
+    seen: dict[str, set[float]] = {}
+    for row in calls:
+        for province in row["provinces_of_family"]:
+            seen.setdefault(province, set()).add(round(row["per_province"].get(province, 0.0), 2))
+    varying = {p: sorted(v) for p, v in seen.items() if len(v) > 1}
+    if varying:
+        return False, "varies: " + ", ".join(f"{p} {v}" for p, v in sorted(varying.items()))
+    return True, ", ".join(f"{p} {next(iter(v)):g}" for p, v in sorted(seen.items()))
+
+
+def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, measured: str, ok: bool | None) -> None:
+        out.append({"target": name, "goal": target, "measured": measured, "pass": ok})
+
+    overhead = result["overhead"]["overhead"]
+    add(
+        "overhead p50",
+        f"≤ {OVERHEAD_P50_MS:g} ms",
+        f"p50 {overhead['p50_ms']:.2f} ms, p99 {overhead['p99_ms']:.2f} ms",
+        overhead["p50_ms"] <= OVERHEAD_P50_MS,
+    )
+    fanout = result["fanout"]
+    ratio = fanout["gateway"]["latency"]["p50_ms"] / fanout["latency_ms"]
+    base_ratio = fanout["baseline"]["latency"]["p50_ms"] / fanout["latency_ms"]
+    add(
+        f"fan-out ratio at {fanout['latency_ms']:g} ms",
+        f"≤ {FANOUT_RATIO:g}",
+        f"{ratio:.2f} (baseline {base_ratio:.2f})",
+        ratio <= FANOUT_RATIO,
+    )
+    constant, detail = _calls_constant(result["calls"])
+    add("upstream calls per query, 1 to 8 relatives", "constant per province", detail, constant)
+    eq = result["equivalence"]
+    add(
+        "baseline answers the same JSON (the comparison holds)",
+        "equal, field by field",
+        f"equal for {eq['callers']} callers"
+        if not eq["differences"]
+        else f"differs for {len(eq['differences'])} of {eq['callers']} callers",
+        not eq["differences"],
+    )
+    gw = result["throughput"]["gateway"]["rps"]
+    base = result["throughput"]["baseline"]["rps"]
+    share = gw / base if base else math.nan
+    add(
+        "throughput",
+        f"≥ {THROUGHPUT_SHARE:g} × baseline",
+        f"{gw:.0f} vs {base:.0f} req/s ({share:.2f} ×)",
+        share >= THROUGHPUT_SHARE,
+    )
+    runs = result["memory"]["runs"]
+    rss = [r["rss_kib"] for r in runs]
+    first, last = rss[0], rss[-1]
+    allowed = max(GROWTH_KIB, first * GROWTH_SHARE)
+    rising = len(rss) > 2 and all(b > a for a, b in itertools.pairwise(rss))
+    measured = f"{first / 1024:.1f} → {last / 1024:.1f} MiB over {len(runs)} runs" + (
+        f", rising every run ({(last - first) / 1024 / (len(rss) - 1):+.2f} MiB/run)"
+        if rising
+        else f" ({(last - first) / 1024:+.2f} MiB)"
+    )
+    control = [r["rss_kib"] for r in result["memory"].get("baseline_runs") or []]
+    if len(control) > 1:
+        per_run = (control[-1] - control[0]) / 1024 / (len(control) - 1)
+        measured += f"; the baseline (control) {per_run:+.2f} MiB/run"
+    # within the tolerance but rising every run: not a pass, not proven a leak
+    add(
+        "memory across repeated runs",
+        f"no growth (at most {allowed / 1024:.1f} MiB, and not rising run after run)",
+        measured,
+        None if rising and last - first <= allowed else last - first <= allowed,
+    )
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "WARN" if ok is None else "PASS" if ok else "FAIL"
+
+
+def _load(values: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _latency_row(name: str, s: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {s['n']} | {_ms(s['p50_ms'])} | {_ms(s['p90_ms'])} | {_ms(s['p99_ms'])}"
+        f" | {_ms(s['mean_ms'])} | {_ms(s['max_ms'])} |"
+    )
+
+
+LATENCY_HEAD = (
+    "| | n | p50 ms | p90 ms | p99 ms | mean ms | max ms |\n|---|---|---|---|---|---|---|"
+)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, src, plan = result["machine"], result["source"], result["plan"]
+    lines = [
+        f"# Family dashboard benchmark, {result['date']}{' (quick)' if result['quick'] else ''}",
+        "",
+        f"- commit `{src['commit']}`"
+        + (
+            f", with uncommitted changes to {len(src['uncommitted'])} files outside bench/"
+            if src["uncommitted"]
+            else f" ({src.get('tree', 'git working tree')}, no uncommitted changes)"
+        ),
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['implementation']}"
+        f" {m['python']} on {m['platform']}; load average (1, 5, 15 min) at start"
+        f" {_load(m['load_average_at_start'])}, at end {_load(m['load_average_at_end'])}",
+        f"- everything on 127.0.0.1: three sandbox provinces, the gateway, the baseline, and"
+        f" the load driver, each its own process; {result['duration_s']:.0f} s in all",
+        f"- families: {result['setup']['people']} synthetic people,"
+        f" {result['setup']['bindings']} bindings and {result['setup']['kinship_links']}"
+        " kinship links made through the gateway's mutations; the dashboard of a family of 8"
+        f" shows {result['dashboard_sample']['family_members']} relatives in province codes"
+        f" {', '.join(result['dashboard_sample']['provinces'])}"
+        f" ({result['dashboard_sample']['bytes']} bytes of JSON)",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | |",
+        "|---|---|---|---|",
+    ]
+    for v in result["verdicts"]:
+        lines.append(f"| {v['target']} | {v['goal']} | {v['measured']} | {_verdict(v['pass'])} |")
+
+    over = result["overhead"]
+    lines += [
+        "",
+        "## 1. Overhead (0 ms added upstream)",
+        "",
+        f"One request at a time, {over['requests']} pairs: a dashboard through the gateway,"
+        f" then the same {over['upstream_requests']} upstream requests sent directly to the"
+        f" sandboxes by the load driver, in the same {over['waves']} waves the gateway sends"
+        " them in (recorded from an in-process gateway; each wave concurrently, the waves one"
+        " after another), alternating which goes first. The overhead is the difference within"
+        " each pair: what the gateway adds to the upstream work it must wait for.",
+        "",
+        LATENCY_HEAD,
+        _latency_row("through the gateway", over["through"]),
+        _latency_row("the same upstream requests, direct", over["direct"]),
+        _latency_row("**overhead** (pairwise difference)", over["overhead"]),
+    ]
+    slow = result["fanout"]["overhead_at_latency"]
+    lines += [
+        "",
+        f"The same at {result['fanout']['latency_ms']:g} ms added upstream"
+        f" ({slow['requests']} pairs):",
+        "",
+        LATENCY_HEAD,
+        _latency_row("through the gateway", slow["through"]),
+        _latency_row("the same upstream requests, direct", slow["direct"]),
+        _latency_row("**overhead** (pairwise difference)", slow["overhead"]),
+    ]
+
+    fan = result["fanout"]
+    latency = fan["latency_ms"]
+    lines += [
+        "",
+        f"## 2. Fan-out ({latency:g} ms added to every upstream request)",
+        "",
+        "One request at a time; the ratio is the median dashboard time over the added latency"
+        " (1.0: every upstream request at once, in one round trip).",
+        "",
+        "| | n | p50 ms | p99 ms | ratio (p50 / latency) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("gateway", "baseline"):
+        s = fan[name]["latency"]
+        lines.append(
+            f"| {name} | {s['n']} | {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])}"
+            f" | {s['p50_ms'] / latency:.2f} |"
+        )
+    direct = fan["overhead_at_latency"]["direct"]
+    lines.append(
+        f"| the gateway's upstream requests, direct in its waves | {direct['n']}"
+        f" | {_ms(direct['p50_ms'])} | {_ms(direct['p99_ms'])}"
+        f" | {direct['p50_ms'] / latency:.2f} |"
+    )
+    timeline = result["upstream_timeline"]
+    lines += [
+        "",
+        f"The upstream requests of one dashboard (family of 8) at {timeline['latency_ms']:g} ms,"
+        f" in-process gateway, {timeline['dashboard_ms']:.0f} ms in all:",
+        "",
+        "| wave | province | request | start ms | end ms |",
+        "|---|---|---|---|---|",
+    ]
+    for i, wave in enumerate(timeline["waves"], 1):
+        for call in wave:
+            lines.append(
+                f"| {i} | {call['province']} | {call['kind']} | {call['start_ms']:.1f}"
+                f" | {call['end_ms']:.1f} |"
+            )
+
+    lines += [
+        "",
+        "## 3. Upstream requests per dashboard, by family size",
+        "",
+        "Counted by the gateway's `gongji_upstream_requests_total{province,outcome}` at"
+        " `/metrics`, before and after"
+        f" {plan['calls_requests']} dashboards of each family, divided by"
+        f" {plan['calls_requests']}. Relatives 1 to 8 are added in the order of"
+        " `bench/families.py` (spouse Hebei, father Jiangsu, mother Henan, ...).",
+        "",
+        "| relatives | provinces of the family | hebei | jiangsu | henan | total | outcomes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["calls"]:
+        per = row["per_province"]
+        outcomes = ", ".join(f"{k} {v:g}" for k, v in sorted(row["outcomes"].items()))
+        lines.append(
+            f"| {row['relatives']} | {', '.join(row['provinces_of_family'])}"
+            f" | {per.get('hebei', 0):g} | {per.get('jiangsu', 0):g} | {per.get('henan', 0):g}"
+            f" | {row['total']:g} | {outcomes} |"
+        )
+
+    tp = result["throughput"]
+    lines += [
+        "",
+        f"## 4. Throughput ({plan['concurrency']} concurrent clients, 0 ms added)",
+        "",
+        f"A closed loop: {plan['concurrency']} clients in one load-driver process, each sending"
+        f" the next dashboard when the last is answered, {plan['warmup_s']:g} s of warm-up then"
+        f" {plan['throughput_s']:g} s measured; {plan['throughput_rounds']} rounds, the gateway"
+        " then the baseline in each (req/s: the median round; latencies: all rounds together),"
+        " rotating over"
+        f" {result['equivalence']['callers']} callers (families of 8). The baseline is"
+        " `bench/baseline.py`: Starlette + httpx, the same adapters, the same upstream"
+        " requests in two waves, the same JSON.",
+        "",
+        "| | requests | req/s | req/s by round | p50 ms | p90 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("gateway", "baseline"):
+        run = tp[name]
+        s = run["latency"]
+        by_round = ", ".join(f"{r:.1f}" for r in run.get("rounds_rps", []))
+        lines.append(
+            f"| {name} | {run['requests']} | {run['rps']:.1f} | {by_round} | {_ms(s['p50_ms'])}"
+            f" | {_ms(s['p90_ms'])} | {_ms(s['p99_ms'])} | {run['errors']} |"
+        )
+    eq = result["equivalence"]
+    lines += [
+        "",
+        f"Same document: the baseline's answer equals the gateway's for {eq['callers']} callers"
+        if not eq["differences"]
+        else f"Same document: **differences** for {len(eq['differences'])} of {eq['callers']}"
+        f" callers: {json.dumps(eq['differences'], ensure_ascii=False)[:1500]}",
+    ]
+
+    mem = result["memory"]
+    before = mem["rss_before_kib"]
+    lines += [
+        "",
+        "## 5. Memory of the gateway process",
+        "",
+        f"During the throughput run: peak RSS (VmHWM) {before['peak_rss_kib'] / 1024:.1f} MiB,"
+        f" largest sampled RSS {before['max_sampled_rss_kib'] / 1024:.1f} MiB, RSS after"
+        f" {before['rss_after_kib'] / 1024:.1f} MiB (the baseline's process, for comparison:"
+        f" peak {result['throughput']['baseline_memory']['peak_rss_kib'] / 1024:.1f} MiB)."
+        f" Then {len(mem['runs'])} more runs of"
+        f" {plan['repeat_s']:g} s, RSS read from /proc one second after each:",
+        "",
+        "| run | requests | RSS MiB | of which anonymous / file / shared MiB | peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for run in mem["runs"]:
+        lines.append(
+            f"| {run['run']} | {run['requests']} | {run['rss_kib'] / 1024:.2f}"
+            f" | {run['anon_kib'] / 1024:.2f} / {run['file_kib'] / 1024:.2f}"
+            f" / {run['shmem_kib'] / 1024:.2f} | {run['peak_rss_kib'] / 1024:.2f} |"
+        )
+    control = mem.get("baseline_runs") or []
+    if control:
+        lines += [
+            "",
+            "The baseline's process, run after each of those as a control (the same uvicorn,"
+            " logging, httpx clients and SQLite audit row per request, without GraphQL and"
+            " the gateway's services):",
+            "",
+            "| run | requests | RSS MiB | of which anonymous / file / shared MiB |",
+            "|---|---|---|---|",
+        ]
+        for run in control:
+            lines.append(
+                f"| {run['run']} | {run['requests']} | {run['rss_kib'] / 1024:.2f}"
+                f" | {run['anon_kib'] / 1024:.2f} / {run['file_kib'] / 1024:.2f}"
+                f" / {run['shmem_kib'] / 1024:.2f} |"
+            )
+
+    prof = result["profile"]
+    lines += [
+        "",
+        "## Where the gateway's time goes (cProfile, in-process)",
+        "",
+        f"{prof['requests']} dashboards one at a time through `httpx.ASGITransport` (no"
+        " uvicorn), provinces over real HTTP with 0 ms added:"
+        f" {prof['wall_ms_per_request_median_unprofiled']:.1f} ms per dashboard (median)"
+        f" without the profiler, {prof['wall_ms_per_request_profiled']:.1f} ms under it"
+        " (it slows Python code, not the waits: read shares, not milliseconds). Self time"
+        " per dashboard by component (a built-in such as `getattr` counts for its callers):",
+        "",
+        "| component | self ms per dashboard | share |",
+        "|---|---|---|",
+    ]
+    for row in prof["components"]:
+        if row["share"] >= 0.005:
+            lines.append(f"| {row['component']} | {row['self_ms']:.2f} | {row['share']:.0%} |")
+    lines += [
+        "",
+        "Top functions by self time (per dashboard; for a coroutine, cProfile counts every"
+        " resumption as a call):",
+        "",
+        "| function | calls | self ms | cumulative ms |",
+        "|---|---|---|---|",
+    ]
+    for row in prof["top_self"][:20]:
+        lines.append(
+            f"| `{row['function']}` | {row['calls_per_request']:g} | {row['self_ms']:.3f}"
+            f" | {row['cumulative_ms']:.3f} |"
+        )
+    lines += [
+        "",
+        "Top functions by cumulative time (per dashboard):",
+        "",
+        "| function | calls | self ms | cumulative ms |",
+        "|---|---|---|---|",
+    ]
+    for row in prof["top_cumulative"][:30]:
+        lines.append(
+            f"| `{row['function']}` | {row['calls_per_request']:g} | {row['self_ms']:.3f}"
+            f" | {row['cumulative_ms']:.3f} |"
+        )
+    lines += ["", "## The query", "", "```graphql", result["query"], "```", ""]
+    return "\n".join(lines)
+
+
+def summary(result: dict[str, Any]) -> str:
+    rows = [
+        f"{_verdict(v['pass'])}  {v['target']}: {v['measured']} (goal {v['goal']})"
+        for v in result["verdicts"]
+    ]
+    return "\n".join(rows)
+
+
+def write(result: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.fromisoformat(result["started"]).strftime("%Y%m%d-%H%M%S")
+    name = f"dashboard-{stamp}{'-quick' if result['quick'] else ''}"
+    as_json = out / f"{name}.json"
+    as_md = out / f"{name}.md"
+    as_json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    as_md.write_text(markdown(result), encoding="utf-8")
+    return [as_md, as_json]
