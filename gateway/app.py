@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -98,6 +99,10 @@ class _GraphQL(GraphQL[Context, None]):
             allow_queries_via_get=False,
         )
         self.playground = playground
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson: several times faster than the standard library on large answers."""
+        return orjson.dumps(data)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Strawberry reads a multipart form (uploads) but leaves its files open: close them."""

@@ -65,3 +65,5 @@ def configure(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
     root.setLevel(level)
     # aiosqlite logs every statement's parameters at DEBUG: names, balances, hashes
     logging.getLogger("aiosqlite").setLevel(max(level, logging.INFO))
+    # httpx logs every request to a province at INFO: /metrics and traces count them
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import strawberry
@@ -14,11 +16,13 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from gateway.audit import Audited
@@ -315,6 +319,53 @@ class _Schema(strawberry.Schema):
 MAX_DEPTH = 10  # no query of this schema needs more than 7; introspection does not count
 MAX_ALIASES = 20
 MAX_TOKENS = 3000
+QUERY_CACHE_SIZE = 512  # distinct documents parsed and validated once
+
+
+class _ParserCache(ParserCache):
+    """Strawberry's parse cache, except that a document that does not parse is left to
+    Strawberry's own parsing, which reports it as a request error (coded by
+    `ErrorBoundary`) instead of letting the exception escape the operation."""
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        with contextlib.suppress(GraphQLError):  # not cached: parsed again, refused as usual
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        yield
+
+
+class _ValidationCache(SchemaExtension):
+    """Each document is validated once per schema.
+
+    Strawberry's ``ValidationCache`` keys on the rule classes too, and the limiters
+    make new ones for every request, so it never hits. Here the key is the query
+    text: the rules are the same for every request to one schema (depth, aliases,
+    cost, introspection), so a document valid once is valid always.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        document = ctx.graphql_document
+        if document is None:  # nothing to validate
+            yield
+            return
+        cache: OrderedDict[str, list[GraphQLError]] | None = getattr(
+            ctx.schema, "_gongji_validated", None
+        )
+        if cache is None:
+            cache = OrderedDict()
+            ctx.schema._gongji_validated = cache  # type: ignore[attr-defined]
+        query = ctx.query or ""
+        errors = cache.get(query)
+        if errors is None:
+            errors = validate_document(ctx.schema._schema, document, ctx.validation_rules)
+            cache[query] = errors
+            if len(cache) > QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(query)
+        ctx.pre_execution_errors = errors
+        yield
 
 
 def _introspection(ignored: IgnoreContext) -> bool:
@@ -332,6 +383,11 @@ def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> s
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules([CostLimit]),
+        # a front end sends the same few documents over and over: parse and validate
+        # each once (a document's validity against the schema and the limits does not
+        # change while the process runs)
+        lambda: _ParserCache(maxsize=QUERY_CACHE_SIZE),
+        _ValidationCache,
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
