@@ -167,7 +167,9 @@ def create_app(
                 sandboxes=not settings.production,
                 measure=metrics.measure,
             ) as provinces:
-                directory = Directory(provinces, store)
+                directory = Directory(
+                    provinces, store, civil_record_ttl=settings.cache.civil_record_seconds
+                )
                 journal = Journal(store)
                 outbox = Outbox(store, provinces, journal)
                 mutual_aid = MutualAid(provinces, directory, outbox)

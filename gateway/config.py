@@ -115,6 +115,7 @@ class Settings:
     # None: text in sandbox mode, JSON lines in production
     log_format: LogFormat | None = None
     tracing: Tracing = field(default_factory=lambda: Tracing())
+    cache: Caching = field(default_factory=lambda: Caching())
 
     def __post_init__(self) -> None:
         _mode(self.mode)
@@ -202,6 +203,7 @@ class Settings:
                 environ.get("GONGJI_LOG_FORMAT") or raw.get("logging", {}).get("format")
             ),
             tracing=Tracing(**raw.get("tracing", {})),
+            cache=Caching(**raw.get("cache", {})),
             **extra,
         )
 
@@ -263,6 +265,23 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
         extra_policies=tuple(extra),
         **values,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Caching:
+    """``[cache]``: slow-changing facts remembered by the gateway, with their expiry.
+
+    ``civil_record_seconds``: a person's civil record (their relatives), for the
+    family screen; binding still asks the province every time. 0 turns it off.
+    (Where each person is insured is remembered in the store until a province no
+    longer finds them.)
+    """
+
+    civil_record_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.civil_record_seconds < 0:
+            raise ValueError("cache.civil_record_seconds: 0 (off) or more")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from adapters.base import Person, ProvinceAdapter, UpstreamError
+from adapters.base import CivilRelative, Person, ProvinceAdapter, UpstreamError
 from gateway.certno import loggable
 from gateway.provinces import Provinces
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+CIVIL_RECORDS = 10_000  # civil records remembered at most (the least recently used go)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +26,43 @@ class Located:
 
 
 class Directory:
-    def __init__(self, provinces: Provinces, store: Store) -> None:
+    """``civil_record_ttl``: seconds a person's civil record (who their relatives are, a
+    fact that changes with marriages and births) is remembered; 0: asked every time."""
+
+    def __init__(self, provinces: Provinces, store: Store, civil_record_ttl: float = 0.0) -> None:
         self._provinces = provinces
         self._store = store
+        self._civil_ttl = civil_record_ttl
+        self._civil: OrderedDict[tuple[str, str], tuple[float, Sequence[CivilRelative]]] = (
+            OrderedDict()
+        )
+
+    async def civil_record(self, adapter: ProvinceAdapter, cert_no: str) -> Sequence[CivilRelative]:
+        """A person's civil record from their province, remembered ``civil_record_ttl``
+        seconds (in this process only; at most `CIVIL_RECORDS` people)."""
+        if self._civil_ttl <= 0:
+            return await adapter.relatives(cert_no)
+        key = (adapter.code, cert_no)
+        now = time.monotonic()
+        kept = self._civil.get(key)
+        if kept is not None and kept[0] > now:
+            self._civil.move_to_end(key)
+            return kept[1]
+        record = tuple(await adapter.relatives(cert_no))
+        self._civil[key] = (now + self._civil_ttl, record)
+        self._civil.move_to_end(key)
+        while len(self._civil) > CIVIL_RECORDS:
+            self._civil.popitem(last=False)
+        return record
+
+    async def remembered(self, cert_nos: Iterable[str]) -> dict[str, str]:
+        """The province last found insuring each of ``cert_nos`` (a hint: they may
+        have moved since), for those the store remembers."""
+        return {
+            cert_no: code
+            for cert_no, code in (await self._store.locations(cert_nos)).items()
+            if code in self._provinces
+        }
 
     async def locate(self, cert_nos: Iterable[str]) -> dict[str, Located]:
         """Each insured person among ``cert_nos`` with the adapter of their province.

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.base import (
     Binding,
     BindingStatus,
+    CivilRelative,
     Party,
     ProvinceAdapter,
     RefusalCode,
@@ -110,6 +111,28 @@ def _latest(items: Iterable[tuple[dt.datetime, bool, object]]) -> object | None:
     return ranked[0][2] if ranked else None
 
 
+# who takes part in bindings with the caller, everyone's bindings, provinces that failed
+Bindings = tuple[
+    list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]], dict[str, UpstreamError]
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    """What the screen is made from (`Family.facts`)."""
+
+    civil: Sequence[CivilRelative]
+    links: Sequence[KinshipLink]
+    names: dict[str, str]
+    relation: dict[str, Relation | None]
+    located: dict[str, Located]
+    unlocated: dict[str, UpstreamError]
+    held: list[tuple[Binding, ProvinceAdapter]]
+    theirs: dict[str, list[Binding]]
+    failed: dict[str, UpstreamError]
+    adders: dict[str, int]
+
+
 class Family:
     def __init__(self, provinces: Provinces, kinship: Kinship, directory: Directory) -> None:
         self._provinces = provinces
@@ -117,9 +140,16 @@ class Family:
         self._directory = directory
 
     async def of(self, me: Located) -> list[Member]:
-        caller = me.person.cert_no
+        return self.screen(me, await self.facts(me.person.cert_no, me.adapter))
+
+    async def facts(self, caller: str, home: ProvinceAdapter) -> Facts:
+        """Everything the screen needs from the provinces and the store, in as few
+        rounds as the facts allow: the civil record (remembered a while) and the
+        links; then, at once, where the relatives are insured and the bindings of
+        everyone, asked of the provinces remembered for them (a relative found
+        elsewhere since is asked of their province after)."""
         civil, links = await asyncio.gather(
-            me.adapter.relatives(caller), self._kinship.links_of(caller)
+            self._directory.civil_record(home, caller), self._kinship.links_of(caller)
         )
         names: dict[str, str] = {}
         relation: dict[str, Relation | None] = {}
@@ -135,8 +165,31 @@ class Family:
                 if party.cert_no != caller:
                     names.setdefault(party.cert_no, party.name)
                     relation.setdefault(party.cert_no, _link_relation(link, caller))
-        located, unlocated = await self._directory.locate_all(names)
-        held, theirs, failed = await self._bindings(me, located.values())
+        groups: dict[str, set[str]] = {
+            code: {caller}
+            for code, adapter in self._provinces.items()
+            if adapter is home or adapter.policy().cross_province
+        }
+        remembered = await self._directory.remembered(names)
+        if len(remembered) < len(names):
+            # someone new: where they are insured first, then each province once
+            located, unlocated = await self._directory.locate_all(names)
+            for cert_no, where in located.items():
+                groups.setdefault(where.adapter.code, set()).add(cert_no)
+            held, theirs, failed = await self._bindings(caller, groups)
+        else:  # all remembered: both at once
+            for cert_no, code in remembered.items():
+                groups.setdefault(code, set()).add(cert_no)
+            (located, unlocated), (held, theirs, failed) = await asyncio.gather(
+                self._directory.locate_all(names), self._bindings(caller, groups)
+            )
+        # relatives found in a province not asked above (they moved): ask it now
+        later: dict[str, set[str]] = {}
+        for cert_no, where in located.items():
+            if cert_no not in groups.get(where.adapter.code, ()):
+                later.setdefault(where.adapter.code, set()).add(cert_no)
+        if later:
+            _merge((held, theirs, failed), await self._bindings(caller, later))
         # someone bound to the caller but on no record of theirs (rare): add them too
         extra = {
             party.cert_no: (party.name, _binding_relation(binding, caller))
@@ -148,11 +201,28 @@ class Family:
         if extra:
             for cert_no, (name, related) in extra.items():
                 names[cert_no], relation[cert_no] = name, related
-            more, more_unlocated = await self._directory.locate_all(extra)
-            located.update(more)
+            more_located, more_unlocated = await self._directory.locate_all(extra)
+            located.update(more_located)
             unlocated.update(more_unlocated)
+        return Facts(
+            civil=civil,
+            links=links,
+            names=names,
+            relation=relation,
+            located=located,
+            unlocated=unlocated,
+            held=held,
+            theirs=theirs,
+            failed=failed,
+            adders=await self._kinship.live_adders(list(names)),
+        )
 
-        adders = await self._kinship.live_adders(list(names))
+    def screen(self, me: Located, facts: Facts) -> list[Member]:
+        """The screen from the facts: every relative once, with the verdicts."""
+        caller = me.person.cert_no
+        civil, links, names, relation = facts.civil, facts.links, facts.names, facts.relation
+        located, unlocated = facts.located, facts.unlocated
+        held, theirs, failed, adders = facts.held, facts.theirs, facts.failed, facts.adders
         my_links = sum(link.status.is_live and link.adder.cert_no == caller for link in links)
         on_record = {entry.cert_no for entry in civil}
         today = china_date()
@@ -201,29 +271,15 @@ class Family:
             )
         return members
 
-    async def _bindings(
-        self, me: Located, relatives: Iterable[Located]
-    ) -> tuple[
-        list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]], dict[str, UpstreamError]
-    ]:
-        """The caller's bindings and each relative's, in one request per province: the
-        caller is asked of their own province and of any that binds across provinces.
-        A province that fails is left out and named in the third item."""
-        caller = me.person.cert_no
-        asked: dict[str, tuple[ProvinceAdapter, set[str]]] = {}
-        for adapter in self._provinces.values():
-            if adapter is me.adapter or adapter.policy().cross_province:
-                asked[adapter.code] = (adapter, {caller})
-        for found in relatives:
-            entry = asked.setdefault(found.adapter.code, (found.adapter, set()))
-            entry[1].add(found.person.cert_no)
-        order = list(asked.values())
+    async def _bindings(self, caller: str, groups: Mapping[str, set[str]]) -> Bindings:
+        """The bindings of ``groups``' people, one request per province; who takes part
+        with the caller, everyone's, and the provinces that failed (left out)."""
+        order = [(self._provinces[code], certs) for code, certs in groups.items() if certs]
         answers = await asyncio.gather(
             *(a.bindings_of(sorted(certs)) for a, certs in order), return_exceptions=True
         )
-        held: list[tuple[Binding, ProvinceAdapter]] = []
-        theirs: dict[str, list[Binding]] = {}
-        failed: dict[str, UpstreamError] = {}
+        found: Bindings = ([], {}, {})
+        held, theirs, failed = found
         seen: set[tuple[str, str]] = set()
         for (adapter, _), bindings in zip(order, answers, strict=True):
             if isinstance(bindings, UpstreamError):
@@ -239,7 +295,7 @@ class Family:
                     held.append((binding, adapter))
                 for party in (binding.authorizer, binding.beneficiary):
                     theirs.setdefault(party.cert_no, []).append(binding)
-        return held, theirs, failed
+        return found
 
     def _mutual_aid_verdict(
         self,
@@ -296,6 +352,16 @@ class Family:
         # off the civil record, only a document (and a reviewer) can show the relation
         needs = civil is None or age is None or age <= policy.review_age
         return KinshipVerdict(KinshipState.CAN_ADD, documents_needed=needs)
+
+
+def _merge(into: Bindings, more: Bindings) -> None:
+    """Add the bindings of a later round (other provinces: no binding twice)."""
+    held, theirs, failed = into
+    more_held, more_theirs, more_failed = more
+    held.extend(more_held)
+    for cert_no, bindings in more_theirs.items():
+        theirs.setdefault(cert_no, []).extend(bindings)
+    failed.update(more_failed)
 
 
 def _pair(binding: Binding, a: str, b: str) -> bool:

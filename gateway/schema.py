@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -25,6 +26,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from adapters.base import ProvinceAdapter
 from gateway.audit import Audited
 from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
@@ -37,6 +39,7 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
+from gateway.operation import fields
 from gateway.outbox import new_key
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
@@ -71,9 +74,49 @@ class MutualAidBindings:
     as_beneficiary: list[MutualAidBinding]
 
 
+class Ahead:
+    """Work started before the caller was located, on the province remembered for them
+    (`Query.me`); each field takes its result once, or asks for itself."""
+
+    def __init__(self, home: ProvinceAdapter | None) -> None:
+        self.home = home
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    def start(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_taken)
+        self._tasks[name] = task
+
+    def take(self, name: str) -> asyncio.Task[Any] | None:
+        return self._tasks.pop(name, None)
+
+    def cancel(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
+
+def _taken(task: asyncio.Task[Any]) -> None:
+    """A result nobody awaits (its field failed first) is not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _asked_of_me(info: Info_) -> set[str]:
+    """The fields this `me` is asked for, through fragments."""
+    raw = info._raw_info
+    document = DocumentNode(definitions=tuple(raw.fragments.values()))
+    return {
+        field.name.value
+        for node in raw.field_nodes
+        for field in fields(node.selection_set, document)
+    }
+
+
 @strawberry.type
 class Me:
     located: strawberry.Private[Located]
+    ahead: strawberry.Private[Ahead] = dataclasses.field(default_factory=lambda: Ahead(None))
 
     @strawberry.field
     def cert_no(self) -> str:
@@ -166,13 +209,18 @@ class Me:
     )
     async def family(self, info: Info_) -> list[FamilyMember]:
         me = self.located.person.cert_no
-        members = await info.context.services.family.of(self.located)
-        return [member_of(m, me, info) for m in members]
+        family = info.context.services.family
+        started = self.ahead.take("family")
+        facts = await (started or family.facts(me, self.located.adapter))
+        return [member_of(m, me, info) for m in family.screen(self.located, facts)]
 
     @strawberry.field
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:
         me = self.located.person.cert_no
-        found = await info.context.services.mutual_aid.bindings_of(me, self.located.adapter)
+        started = self.ahead.take("bindings")
+        found = await (
+            started or info.context.services.mutual_aid.bindings_of(me, self.located.adapter)
+        )
         view = [(b, MutualAidBinding.of(b, adapter, me)) for b, adapter in found]
         return MutualAidBindings(
             as_authorizer=[v for b, v in view if b.authorizer.cert_no == me],
@@ -246,8 +294,31 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
     @strawberry.field(description="The caller; null when no federated province insures them.")
     async def me(self, info: Info_) -> Me | None:
         caller = info.context.insured()
-        located = await info.context.person(caller)
-        return None if located is None else Me(located=located)
+        services = info.context.services
+        # Where the caller is insured is remembered: what their family screen and
+        # bindings need is asked of the provinces at once, while the caller's own
+        # province is asked who they are (used if it says the same province).
+        asked = _asked_of_me(info)
+        home_code = (
+            (await services.directory.remembered([caller])).get(caller)
+            if asked & {"family", "mutualAidBindings"}
+            else None
+        )
+        ahead = Ahead(services.provinces.get(home_code) if home_code else None)
+        if ahead.home is not None:
+            if "family" in asked:
+                ahead.start("family", services.family.facts(caller, ahead.home))
+            if "mutualAidBindings" in asked:
+                ahead.start("bindings", services.mutual_aid.bindings_of(caller, ahead.home))
+        try:
+            located = await info.context.person(caller)
+        except BaseException:
+            ahead.cancel()
+            raise
+        if located is None or located.adapter is not ahead.home:
+            ahead.cancel()  # not insured, or elsewhere now: each field asks for itself
+            ahead = Ahead(None)
+        return None if located is None else Me(located=located, ahead=ahead)
 
 
 @strawberry.type
