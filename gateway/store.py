@@ -130,12 +130,16 @@ CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)
 """
 
 
+LOCATIONS_KEPT = 100_000  # locations kept in memory at most
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         # One connection: interleaved statements, cursors and commits from
         # concurrent requests misuse it (sqlite3.InterfaceError). Take turns.
         self._turn = asyncio.Lock()
+        self._located: dict[str, str] = {}  # person_location, as read or written here
 
     @classmethod
     async def open(cls, path: Path | None) -> Store:
@@ -144,6 +148,9 @@ class Store:
         db = await aiosqlite.connect(str(path) if path else ":memory:")
         try:
             await db.execute("PRAGMA journal_mode=WAL")
+            # WAL without an fsync per commit: a commit survives the process being
+            # killed (SIGKILL included); only a power cut may lose the last ones
+            await db.execute("PRAGMA synchronous=NORMAL")
             await db.executescript(_SCHEMA)
             await db.commit()
         except BaseException:
@@ -175,10 +182,13 @@ class Store:
             )
 
     async def locations(self, cert_nos: Iterable[str]) -> dict[str, str]:
-        """The remembered province of each of ``cert_nos`` that has one."""
-        wanted = list(cert_nos)
+        """The remembered province of each of ``cert_nos`` that has one (read through an
+        in-memory copy: asked on every request, it changes only when people move)."""
+        asked = list(cert_nos)
+        found = {c: self._located[c] for c in asked if c in self._located}
+        wanted = [c for c in asked if c not in found]
         if not wanted:
-            return {}
+            return found
         marks = ",".join("?" * len(wanted))
         async with (
             self._turn,
@@ -187,7 +197,14 @@ class Store:
                 wanted,
             ) as cur,
         ):
-            return {row[0]: row[1] for row in await cur.fetchall()}
+            rows = {row[0]: row[1] for row in await cur.fetchall()}
+        self._keep(rows)
+        return found | rows
+
+    def _keep(self, located: Mapping[str, str]) -> None:
+        self._located.update(located)
+        while len(self._located) > LOCATIONS_KEPT:  # the oldest first
+            del self._located[next(iter(self._located))]
 
     async def remember_locations(self, located: Mapping[str, str]) -> None:
         if not located:
@@ -201,8 +218,12 @@ class Store:
                 [(cert_no, province, now) for cert_no, province in located.items()],
             )
             await self._db.commit()
+        self._keep(located)
 
     async def forget_locations(self, cert_nos: Iterable[str]) -> None:
+        cert_nos = list(cert_nos)
+        for cert_no in cert_nos:
+            self._located.pop(cert_no, None)
         async with self._turn:
             await self._db.executemany(
                 "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
