@@ -13,7 +13,7 @@ from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory, Located
 from gateway.errors import GatewayError
 from gateway.family import Family
-from gateway.kinship import Kinship
+from gateway.kinship import Kinship, KinshipLink
 from gateway.messages import Language
 from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
@@ -57,9 +57,11 @@ class Context:
     caller: Caller | None
     client: str | None = None  # the client's address, for rate limits
     _people: DataLoader[str, Located | None] = field(init=False)
+    _links: DataLoader[str, list[KinshipLink]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._people = DataLoader(load_fn=self._load_people)
+        self._links = DataLoader(load_fn=self._load_links)
 
     def signed_in(self) -> Caller:
         """The caller; without a valid token, an UNAUTHENTICATED error."""
@@ -82,6 +84,15 @@ class Context:
     async def person(self, cert_no: str) -> Located | None:
         """Where a person is insured, batched and remembered for this request."""
         return await self._people.load(cert_no)
+
+    async def links(self, cert_no: str) -> list[KinshipLink]:
+        """A person's kinship links, read once for this request (the family screen and
+        both directions of `me` use them)."""
+        return await self._links.load(cert_no)
+
+    async def _load_links(self, cert_nos: list[str]) -> list[list[KinshipLink]]:
+        kinship = self.services.kinship
+        return [await kinship.links_of(c) for c in cert_nos]
 
     async def _load_people(self, cert_nos: list[str]) -> list[Located | None]:
         found = await self.services.directory.locate(cert_nos)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.base import (
@@ -142,14 +142,21 @@ class Family:
     async def of(self, me: Located) -> list[Member]:
         return self.screen(me, await self.facts(me.person.cert_no, me.adapter))
 
-    async def facts(self, caller: str, home: ProvinceAdapter) -> Facts:
+    async def facts(
+        self,
+        caller: str,
+        home: ProvinceAdapter,
+        read_links: Awaitable[Sequence[KinshipLink]] | None = None,
+    ) -> Facts:
         """Everything the screen needs from the provinces and the store, in as few
         rounds as the facts allow: the civil record (remembered a while) and the
         links; then, at once, where the relatives are insured and the bindings of
         everyone, asked of the provinces remembered for them (a relative found
-        elsewhere since is asked of their province after)."""
+        elsewhere since is asked of their province after). ``read_links``: the
+        caller's kinship links, when the request reads them already."""
         civil, links = await asyncio.gather(
-            self._directory.civil_record(home, caller), self._kinship.links_of(caller)
+            self._directory.civil_record(home, caller),
+            read_links or self._kinship.links_of(caller),
         )
         names: dict[str, str] = {}
         relation: dict[str, Relation | None] = {}

@@ -163,7 +163,7 @@ class Me:
         kinship = info.context.services.kinship
         return [
             KinshipLinkType.of(link, me, kinship.policy)
-            for link in await kinship.links_of(me)
+            for link in await info.context.links(me)
             if (link.adder.cert_no == me) is adder
         ]
 
@@ -211,7 +211,7 @@ class Me:
         me = self.located.person.cert_no
         family = info.context.services.family
         started = self.ahead.take("family")
-        facts = await (started or family.facts(me, self.located.adapter))
+        facts = await (started or family.facts(me, self.located.adapter, info.context.links(me)))
         return [member_of(m, me, info) for m in family.screen(self.located, facts)]
 
     @strawberry.field
@@ -307,7 +307,8 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
         ahead = Ahead(services.provinces.get(home_code) if home_code else None)
         if ahead.home is not None:
             if "family" in asked:
-                ahead.start("family", services.family.facts(caller, ahead.home))
+                links = info.context.links(caller)
+                ahead.start("family", services.family.facts(caller, ahead.home, links))
             if "mutualAidBindings" in asked:
                 ahead.start("bindings", services.mutual_aid.bindings_of(caller, ahead.home))
         try:
