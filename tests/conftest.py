@@ -21,6 +21,19 @@ ROSTER: dict[str, Any] = json.loads((ROOT / "fixtures" / "roster.json").read_tex
 PEOPLE: dict[str, dict[str, Any]] = {p["key"]: p for p in ROSTER["people"]}
 
 
+# 王建国's first eight eligible relatives, with their relation to him: Hebei's cap is eight
+WANG_EIGHT = [
+    ("hb_li_xiuying", "SPOUSE"),
+    ("hb_wang_deming", "PARENT"),
+    ("hb_zhao_guilan", "PARENT"),
+    ("hb_wang_lei", "CHILD"),
+    ("hb_wang_jing", "CHILD"),
+    ("hb_wang_peng", "CHILD"),
+    ("hb_wang_fang", "CHILD"),
+    ("hb_wang_hao", "CHILD"),
+]
+
+
 def person(key: str) -> dict[str, Any]:
     """A roster person by key, e.g. ``person("hb_wang_jianguo")["certNo"]``."""
     return PEOPLE[key]

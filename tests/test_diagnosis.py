@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings
-from tests.conftest import GraphQL, person
+from tests.conftest import WANG_EIGHT, GraphQL, person
 
 DIAGNOSE = """query Diagnose($c: String!) {
   mutualAidDiagnosis(relativeCertNo: $c) {
@@ -145,16 +145,7 @@ async def test_henan_already_bound_and_the_cap(gql: GraphQL) -> None:
     assert codes(found) == ["ALREADY_BOUND"]
     assert found["works"] is True  # her father's account pays for her
     # Hebei's cap of 8: the ninth relative
-    for key, relation in [
-        ("hb_li_xiuying", "SPOUSE"),
-        ("hb_wang_deming", "PARENT"),
-        ("hb_zhao_guilan", "PARENT"),
-        ("hb_wang_lei", "CHILD"),
-        ("hb_wang_jing", "CHILD"),
-        ("hb_wang_peng", "CHILD"),
-        ("hb_wang_fang", "CHILD"),
-        ("hb_wang_hao", "CHILD"),
-    ]:
+    for key, relation in WANG_EIGHT:
         assert (await bind(gql, "hb_wang_jianguo", key, relation))["binding"]
     assert codes(await diagnose(gql, "hb_wang_jianguo", "hb_wang_yue")) == ["BINDING_LIMIT_REACHED"]
 

@@ -24,19 +24,10 @@ from adapters.hebei import HebeiAdapter
 from gateway.auth import mint_token
 from gateway.config import AuthSettings
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
-from tests.conftest import person
+from tests.conftest import WANG_EIGHT, person
 
 AUTHORIZER = "hb_wang_jianguo"
-RELATIVES = [  # his first eight eligible relatives: the cap is eight
-    ("hb_li_xiuying", "SPOUSE"),
-    ("hb_wang_deming", "PARENT"),
-    ("hb_zhao_guilan", "PARENT"),
-    ("hb_wang_lei", "CHILD"),
-    ("hb_wang_jing", "CHILD"),
-    ("hb_wang_peng", "CHILD"),
-    ("hb_wang_fang", "CHILD"),
-    ("hb_wang_hao", "CHILD"),
-]
+RELATIVES = WANG_EIGHT  # the cap is eight
 BIND = """mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) {
   binding { id status } errors { code } status } }"""
 

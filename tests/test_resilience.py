@@ -21,7 +21,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from adapters.base import AdapterSettings
+from adapters.base import AdapterSettings, Guard
+from adapters.henan import HenanAdapter
 from gateway.app import create_app
 from gateway.config import Resilience, Settings
 from gateway.context import Services
@@ -152,6 +153,17 @@ def bind_input(relative: str, relation: str, **extra: Any) -> dict[str, Any]:
         "commitmentSigned": True,
         **extra,
     }
+
+
+@contextlib.asynccontextmanager
+async def henan_behind(
+    province: Callable[[httpx.Request], Any], guard: Guard
+) -> AsyncIterator[HenanAdapter]:
+    """The Henan adapter with ``guard``, talking to ``province`` (a mock handler)."""
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(province), base_url="http://henan"
+    ) as client:
+        yield HenanAdapter(client, guard=guard)
 
 
 def errors_by_path(result: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -585,7 +597,6 @@ async def test_a_cancelled_request_does_not_move_the_breaker() -> None:
     """Only answers (successes) and unavailability or timeouts (failures) count: a
     caller that stops waiting neither opens it nor closes it while it probes."""
     from adapters.base import BreakerState, Guard, UpstreamUnavailable
-    from adapters.henan import HenanAdapter
 
     mode = {"now": "down"}
     started = asyncio.Event()
@@ -598,10 +609,7 @@ async def test_a_cancelled_request_does_not_move_the_breaker() -> None:
         raise AssertionError("unreachable")
 
     guard = Guard(retries=0, breaker_threshold=2, breaker_reset=0.1)
-    async with httpx.AsyncClient(
-        transport=httpx.MockTransport(province), base_url="http://henan"
-    ) as client:
-        adapter = HenanAdapter(client, guard=guard)
+    async with henan_behind(province, guard) as adapter:
         wanted = [person("hn_zhao_lei")["certNo"]]
         with pytest.raises(UpstreamUnavailable):
             await adapter.find_persons(wanted)
@@ -691,7 +699,6 @@ async def test_a_repeat_for_a_province_since_left_out_is_a_coded_fault(
 
 async def test_a_half_open_breaker_lets_one_probe_through() -> None:
     from adapters.base import BreakerState, CircuitOpen, Guard, UpstreamUnavailable
-    from adapters.henan import HenanAdapter
 
     sent = 0
     release = asyncio.Event()
@@ -705,10 +712,7 @@ async def test_a_half_open_breaker_lets_one_probe_through() -> None:
         return httpx.Response(503)
 
     guard = Guard(retries=0, breaker_threshold=1, breaker_reset=0.05)
-    async with httpx.AsyncClient(
-        transport=httpx.MockTransport(province), base_url="http://henan"
-    ) as client:
-        adapter = HenanAdapter(client, guard=guard)
+    async with henan_behind(province, guard) as adapter:
         wanted = [person("hn_zhao_lei")["certNo"]]
         with pytest.raises(UpstreamUnavailable):
             await adapter.find_persons(wanted)

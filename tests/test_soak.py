@@ -13,7 +13,7 @@ from bench import soak
 def test_a_short_soak_serves_through_faults_and_stays_consistent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = soak.main(["--seconds", "5", "--phase", "1", "--seed", "7", "--keep", str(tmp_path)])
+    code = soak.main(["--seconds", "3", "--phase", "1", "--seed", "7", "--keep", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "consistency: OK" in printed
