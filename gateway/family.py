@@ -224,6 +224,20 @@ class Family:
             adders=await self._kinship.live_adders(list(names)),
         )
 
+    async def bindings_of_caller(
+        self, facts: Awaitable[Facts], home: ProvinceAdapter
+    ) -> list[tuple[Binding, ProvinceAdapter]]:
+        """The caller's bindings as `MutualAid.bindings_of` gives them (their own province
+        and those that bind across provinces), from the family screen's facts."""
+        known = await facts
+        asked = [a for a in self._provinces.values() if a is home or a.policy().cross_province]
+        for adapter in asked:
+            if adapter.code in known.failed:
+                raise known.failed[adapter.code]
+        order = {a.code: i for i, a in enumerate(asked)}
+        mine = [(b, a) for b, a in known.held if a.code in order]
+        return sorted(mine, key=lambda found: order[found[1].code])  # stable: province order
+
     def screen(self, me: Located, facts: Facts) -> list[Member]:
         """The screen from the facts: every relative once, with the verdicts."""
         caller = me.person.cert_no

@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import DocumentNode, GraphQLError
@@ -74,6 +74,9 @@ class MutualAidBindings:
     as_beneficiary: list[MutualAidBinding]
 
 
+T = TypeVar("T")
+
+
 class Ahead:
     """Work started before the caller was located, on the province remembered for them
     (`Query.me`); each field takes its result once, or asks for itself."""
@@ -82,10 +85,11 @@ class Ahead:
         self.home = home
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
-    def start(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
+    def start(self, name: str, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(work)
         task.add_done_callback(_taken)
         self._tasks[name] = task
+        return task
 
     def take(self, name: str) -> asyncio.Task[Any] | None:
         return self._tasks.pop(name, None)
@@ -305,12 +309,17 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
             else None
         )
         ahead = Ahead(services.provinces.get(home_code) if home_code else None)
-        if ahead.home is not None:
+        home = ahead.home
+        if home is not None:
+            family = services.family
             if "family" in asked:
                 links = info.context.links(caller)
-                ahead.start("family", services.family.facts(caller, ahead.home, links))
-            if "mutualAidBindings" in asked:
-                ahead.start("bindings", services.mutual_aid.bindings_of(caller, ahead.home))
+                facts = ahead.start("family", family.facts(caller, home, links))
+            if "mutualAidBindings" in asked and "family" in asked:
+                # the family screen asks for the caller's bindings too: no second request
+                ahead.start("bindings", family.bindings_of_caller(facts, home))
+            elif "mutualAidBindings" in asked:
+                ahead.start("bindings", services.mutual_aid.bindings_of(caller, home))
         try:
             located = await info.context.person(caller)
         except BaseException:
