@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
@@ -56,6 +58,9 @@ class Context:
     request_id: str
     caller: Caller | None
     client: str | None = None  # the client's address, for rate limits
+    # work started ahead for this request (`gateway.schema.Ahead`): cancelled when the
+    # operation ends if no field took it
+    leftovers: list[asyncio.Task[Any]] = field(default_factory=list)
     _people: DataLoader[str, Located | None] = field(init=False)
     _links: DataLoader[str, list[KinshipLink]] = field(init=False)
 

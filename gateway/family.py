@@ -195,8 +195,14 @@ class Family:
         for cert_no, where in located.items():
             if cert_no not in groups.get(where.adapter.code, ()):
                 later.setdefault(where.adapter.code, set()).add(cert_no)
-        if later:
-            _merge((held, theirs, failed), await self._bindings(caller, later))
+        if later:  # a province asked again: only what the first round did not bring
+            seen = {(a.code, b.id) for b, a in held} | {
+                (code, b.id)
+                for code, certs in groups.items()
+                for c in certs
+                for b in theirs.get(c, ())
+            }
+            _merge((held, theirs, failed), await self._bindings(caller, later, seen))
         # someone bound to the caller but on no record of theirs (rare): add them too
         extra = {
             party.cert_no: (party.name, _binding_relation(binding, caller))
@@ -292,16 +298,22 @@ class Family:
             )
         return members
 
-    async def _bindings(self, caller: str, groups: Mapping[str, set[str]]) -> Bindings:
+    async def _bindings(
+        self,
+        caller: str,
+        groups: Mapping[str, set[str]],
+        seen: set[tuple[str, str]] | None = None,
+    ) -> Bindings:
         """The bindings of ``groups``' people, one request per province; who takes part
-        with the caller, everyone's, and the provinces that failed (left out)."""
+        with the caller, everyone's, and the provinces that failed (left out). ``seen``:
+        ``(province, binding id)`` already had, left out."""
         order = [(self._provinces[code], certs) for code, certs in groups.items() if certs]
         answers = await asyncio.gather(
             *(a.bindings_of(sorted(certs)) for a, certs in order), return_exceptions=True
         )
         found: Bindings = ([], {}, {})
         held, theirs, failed = found
-        seen: set[tuple[str, str]] = set()
+        seen = set() if seen is None else seen
         for (adapter, _), bindings in zip(order, answers, strict=True):
             if isinstance(bindings, UpstreamError):
                 failed[adapter.code] = bindings

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
 from adapters.base import BreakerState, ProvinceAdapter, deadline_passed
+from gateway.logs import mask_cert_nos
 from gateway.operation import chosen
 from gateway.tracing import tracer
 
@@ -108,10 +109,10 @@ class _Measured(httpx.AsyncBaseTransport):
         with tracer().start_as_current_span(
             f"upstream {request.method}", kind=SpanKind.CLIENT, record_exception=False
         ) as span:
-            if span.is_recording():  # the path only: a query string may hold ID numbers
+            if span.is_recording():  # the path only (a query string may hold ID numbers), masked
                 span.set_attribute("gongji.province", self._province)
                 span.set_attribute("http.request.method", request.method)
-                span.set_attribute("url.path", request.url.path)
+                span.set_attribute("url.path", mask_cert_nos(request.url.path))
             try:
                 response = await self._inner.handle_async_request(request)
                 outcome = f"{response.status_code // 100}xx"
@@ -146,7 +147,11 @@ class Measured(SchemaExtension):
     async def on_operation(self) -> AsyncIterator[None]:
         started = time.perf_counter()
         with tracer().start_as_current_span("graphql", record_exception=False) as span:
-            yield
+            try:
+                yield
+            finally:
+                for task in getattr(self.execution_context.context, "leftovers", ()):
+                    task.cancel()  # work started ahead that no field took
             ctx = self.execution_context
             services = getattr(ctx.context, "services", None)
             if services is None:

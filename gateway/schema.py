@@ -6,12 +6,22 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Annotated, Any, TypeVar
 
 import strawberry
-from graphql import DocumentNode, GraphQLError
+from graphql import (
+    BooleanValueNode,
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    SelectionNode,
+    SelectionSetNode,
+    VariableNode,
+)
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -26,7 +36,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
-from adapters.base import ProvinceAdapter
+from adapters.base import BreakerState, ProvinceAdapter, UpstreamError
 from gateway.audit import Audited
 from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
@@ -39,7 +49,6 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
-from gateway.operation import fields
 from gateway.outbox import new_key
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
@@ -76,19 +85,23 @@ class MutualAidBindings:
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class Ahead:
     """Work started before the caller was located, on the province remembered for them
     (`Query.me`); each field takes its result once, or asks for itself."""
 
-    def __init__(self, home: ProvinceAdapter | None) -> None:
+    def __init__(self, home: ProvinceAdapter | None, leftovers: list[asyncio.Task[Any]]) -> None:
         self.home = home
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._leftovers = leftovers  # cancelled when the operation ends (`Measured`)
 
     def start(self, name: str, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(work)
         task.add_done_callback(_taken)
         self._tasks[name] = task
+        self._leftovers.append(task)
         return task
 
     def take(self, name: str) -> asyncio.Task[Any] | None:
@@ -101,26 +114,65 @@ class Ahead:
 
 
 def _taken(task: asyncio.Task[Any]) -> None:
-    """A result nobody awaits (its field failed first) is not an unhandled error."""
-    if not task.cancelled():
-        task.exception()
+    """A result nobody awaits (its field failed first) is not an unhandled error; a
+    province's fault is its field's to report, anything else is logged here."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, UpstreamError):
+        log.error("work started ahead failed", exc_info=error)
 
 
 def _asked_of_me(info: Info_) -> set[str]:
-    """The fields this `me` is asked for, through fragments."""
+    """The fields this `me` is asked for, through fragments, as ``@skip`` and
+    ``@include`` leave them."""
     raw = info._raw_info
-    document = DocumentNode(definitions=tuple(raw.fragments.values()))
-    return {
-        field.name.value
-        for node in raw.field_nodes
-        for field in fields(node.selection_set, document)
-    }
+    # graphql-core 3.3 declares its VariableValues here; Strawberry hands a plain dict
+    given: Any = raw.variable_values
+    variables: Mapping[str, Any] = getattr(given, "coerced", given) or {}
+    found: set[str] = set()
+
+    def walk(selections: SelectionSetNode | None, seen: frozenset[str]) -> None:
+        for node in selections.selections if selections else ():
+            if not _included(node, variables):
+                continue
+            if isinstance(node, FieldNode):
+                found.add(node.name.value)
+            elif isinstance(node, InlineFragmentNode):
+                walk(node.selection_set, seen)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                fragment = raw.fragments.get(node.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set, seen | {node.name.value})
+
+    for node in raw.field_nodes:
+        walk(node.selection_set, frozenset())
+    return found
+
+
+def _included(node: SelectionNode, variables: Mapping[str, Any]) -> bool:
+    """``@skip(if:)`` and ``@include(if:)``, with literal or variable conditions."""
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        value: Any = None
+        for argument in directive.arguments or ():
+            if argument.name.value == "if":
+                given = argument.value
+                if isinstance(given, BooleanValueNode):
+                    value = given.value
+                elif isinstance(given, VariableNode):
+                    value = variables.get(given.name.value)
+        if (name == "skip" and value is True) or (name == "include" and value is False):
+            return False
+    return True
 
 
 @strawberry.type
 class Me:
     located: strawberry.Private[Located]
-    ahead: strawberry.Private[Ahead] = dataclasses.field(default_factory=lambda: Ahead(None))
+    ahead: strawberry.Private[Ahead] = dataclasses.field(default_factory=lambda: Ahead(None, []))
 
     @strawberry.field
     def cert_no(self) -> str:
@@ -308,8 +360,10 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
             if asked & {"family", "mutualAidBindings"}
             else None
         )
-        ahead = Ahead(services.provinces.get(home_code) if home_code else None)
-        home = ahead.home
+        home = services.provinces.get(home_code) if home_code else None
+        if home is not None and home.breaker_state is not BreakerState.CLOSED:
+            home = None  # after an outage, guesses must not take the breaker's one probe
+        ahead = Ahead(home, info.context.leftovers)
         if home is not None:
             family = services.family
             if "family" in asked:
@@ -327,7 +381,7 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
             raise
         if located is None or located.adapter is not ahead.home:
             ahead.cancel()  # not insured, or elsewhere now: each field asks for itself
-            ahead = Ahead(None)
+            ahead = Ahead(None, info.context.leftovers)
         return None if located is None else Me(located=located, ahead=ahead)
 
 
@@ -401,6 +455,7 @@ MAX_DEPTH = 10  # no query of this schema needs more than 7; introspection does 
 MAX_ALIASES = 20
 MAX_TOKENS = 3000
 QUERY_CACHE_SIZE = 512  # distinct documents parsed and validated once
+CACHED_QUERY_BYTES = 32 * 1024  # a larger document (padding, say) is not kept
 
 
 class _ParserCache(ParserCache):
@@ -410,8 +465,9 @@ class _ParserCache(ParserCache):
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
-        with contextlib.suppress(GraphQLError):  # not cached: parsed again, refused as usual
-            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        if ctx.query is not None and len(ctx.query) <= CACHED_QUERY_BYTES:
+            with contextlib.suppress(GraphQLError):  # not cached: parsed again, refused as usual
+                ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
         yield
 
 
@@ -427,8 +483,8 @@ class _ValidationCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         document = ctx.graphql_document
-        if document is None:  # nothing to validate
-            yield
+        if document is None or len(ctx.query or "") > CACHED_QUERY_BYTES:
+            yield  # nothing to validate, or validated by Strawberry (and not kept)
             return
         cache: OrderedDict[str, list[GraphQLError]] | None = getattr(
             ctx.schema, "_gongji_validated", None

@@ -198,7 +198,7 @@ class Store:
             ) as cur,
         ):
             rows = {row[0]: row[1] for row in await cur.fetchall()}
-        self._keep(rows)
+            self._keep(rows)  # under the lock: a forget cannot slip in between
         return found | rows
 
     def _keep(self, located: Mapping[str, str]) -> None:
@@ -218,14 +218,14 @@ class Store:
                 [(cert_no, province, now) for cert_no, province in located.items()],
             )
             await self._db.commit()
-        self._keep(located)
+            self._keep(located)
 
     async def forget_locations(self, cert_nos: Iterable[str]) -> None:
         cert_nos = list(cert_nos)
-        for cert_no in cert_nos:
-            self._located.pop(cert_no, None)
         async with self._turn:
             await self._db.executemany(
                 "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
             )
             await self._db.commit()
+            for cert_no in cert_nos:
+                self._located.pop(cert_no, None)

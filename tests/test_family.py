@@ -8,13 +8,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
 from adapters.base import ProvinceAdapter
 from gateway.auth import INSTITUTION, Institution, mint_token
 from gateway.certno import check_character, mask_cert_no, mask_name
 from gateway.config import Settings
 from gateway.provinces import adapter_classes
-from tests.conftest import PEOPLE, GraphQL, gateway, person
+from tests.conftest import PEOPLE, WANG_EIGHT, GraphQL, gateway, person
 
 FAMILY = """{ me { family {
   relative { name certNo } relation insuredArea { code } province { code } insurance { type status }
@@ -390,3 +391,27 @@ async def test_someone_linked_off_the_civil_record_can_be_added_with_documents(
     hers = await family(gql, "hb_zhou_laotai")
     assert kin(hers["hb_wang_jianguo"]) == ("CAN_ADD", None)
     assert hers["hb_wang_jianguo"]["kinship"]["verdict"]["documentsNeeded"] is True
+
+
+async def test_a_relative_remembered_in_another_province_is_counted_once(
+    app: Starlette, gql: GraphQL
+) -> None:
+    """王磊 is remembered in Henan but insured in Hebei: his province is asked after,
+    and no binding is counted twice (the cap of 8 is not reached by 7 bindings)."""
+    query = (
+        "{ me { family { relative { certNo } mutualAid { verdict { state reason } } } "
+        "mutualAidBindings { asAuthorizer { id } } } }"
+    )
+    for key, relation in WANG_EIGHT[:7]:
+        assert (await gql.bind("hb_wang_jianguo", key, relation))["binding"]
+    before = await gql(query, as_="hb_wang_jianguo")
+    store = app.state.services.store
+    await store.remember_locations({person("hb_wang_lei")["certNo"]: "41"})
+    after = await gql(query, as_="hb_wang_jianguo")
+    assert after == before
+    verdicts = {
+        m["relative"]["certNo"]: m["mutualAid"]["verdict"] for m in after["data"]["me"]["family"]
+    }
+    hao = next(v for c, v in verdicts.items() if c.endswith(person("hb_wang_hao")["certNo"][-4:]))
+    assert hao == {"state": "CAN_BIND", "reason": None}
+    assert len(after["data"]["me"]["mutualAidBindings"]["asAuthorizer"]) == 7

@@ -135,3 +135,16 @@ def test_logging_and_tracing_settings_are_read(tmp_path: Path) -> None:
         tracing.use(None)
         if provider is not None:
             provider.shutdown()
+
+
+async def test_upstream_spans_mask_id_numbers_in_paths(
+    gql: GraphQL, spans: InMemorySpanExporter
+) -> None:
+    """Jiangsu's REST paths name people (/persons/{certNo}/relatives)."""
+    result = await gql("{ me { family { relative { name } } } }", as_="js_chen_zhiqiang")
+    assert "errors" not in result
+    paths = [s.attributes.get("url.path") for s in spans.get_finished_spans() if s.attributes]
+    assert any(p and "/persons/" in p for p in paths)
+    text = json.dumps(paths)
+    for key in ("js_chen_zhiqiang", "js_liu_fang", "js_chen_chen"):
+        assert person(key)["certNo"] not in text

@@ -3,6 +3,7 @@ figures themselves live in bench/RESULTS.md, never in timed tests)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -41,3 +42,55 @@ async def test_answers_are_json_as_the_standard_library_reads_it(gql: GraphQL) -
     assert response.headers["content-type"].startswith("application/json")
     assert "河北省" in response.content.decode("utf-8")  # UTF-8, not \\u escapes
     assert response.json()["data"]["provinces"][0]["name"] == "河北省"
+
+
+async def test_fields_left_out_by_include_are_not_fetched(
+    gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from gateway.provinces import adapter_classes
+    from tests.test_family import counted
+
+    await gql("{ me { name } }", as_="hb_wang_jianguo")  # where he is insured: remembered
+    asked: Counter[tuple[str, str]] = Counter()
+    for cls in adapter_classes().values():
+        for kind in ("relatives", "bindings_of"):
+            monkeypatch.setattr(cls, kind, counted(getattr(cls, kind), kind, asked))
+    query = (
+        "query($f: Boolean!) { me { name family @include(if: $f) { relative { name } }"
+        " mutualAidBindings @skip(if: true) { asAuthorizer { id } } } }"
+    )
+    result = await gql(query, {"f": False}, as_="hb_wang_jianguo")
+    assert result == {"data": {"me": {"name": "王建国"}}}
+    await asyncio.sleep(0.05)
+    assert not asked  # nothing was started for the fields left out
+
+
+async def test_large_documents_are_not_kept_in_the_caches(gql: GraphQL) -> None:
+    from strawberry.extensions.parser_cache import _get_parse_cache
+
+    from gateway.schema import CACHED_QUERY_BYTES, QUERY_CACHE_SIZE
+
+    cache = _get_parse_cache(QUERY_CACHE_SIZE)
+    before = cache.cache_info().currsize
+    padded = "# " + "x" * CACHED_QUERY_BYTES + "\n{ provinces { code } }"
+    assert (await gql(padded))["data"]["provinces"][0]["code"] == "13"
+    assert cache.cache_info().currsize == before
+
+
+async def test_a_forgotten_location_stays_forgotten() -> None:
+    """A read racing a forget cannot put the forgotten location back in memory."""
+    from gateway.store import Store
+
+    store = await Store.open(None)
+    try:
+        await store.remember_locations({"A": "13"})
+        store._located.clear()  # as in a fresh process: the row only in the database
+        read = asyncio.create_task(store.locations(["A"]))
+        await asyncio.sleep(0)
+        await store.forget_locations(["A"])
+        await read
+        assert await store.locations(["A"]) == {}
+    finally:
+        await store.close()

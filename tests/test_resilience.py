@@ -769,3 +769,22 @@ def test_province_settings_must_be_sensible(tmp_path: Path) -> None:
             Settings.load(config, environ={})
     config.write_text("[provinces.hebei]\nretries = 0\n", encoding="utf-8")
     assert Settings.load(config, environ={}).provinces["hebei"].retries == 0
+
+
+async def test_dashboards_recover_after_an_outage(provinces: Provinces) -> None:
+    """Work started ahead of locating the caller never takes a half-open breaker's one
+    probe (and cancels it): after the province is back, the dashboard works again."""
+    query = "{ me { name mutualAidBindings { asAuthorizer { id } } family { relative { name } } } }"
+    settings = fast(breaker_threshold=2, breaker_reset=0.3)
+    async with running(provinces, settings) as (gql, app):
+        assert "errors" not in await gql(query, as_="hb_wang_jianguo")  # remembered
+        switch = provinces.switches["hebei"]
+        switch.mode = "down"
+        for _ in range(3):
+            await gql(query, as_="hb_wang_jianguo")
+        switch.mode = "ok"
+        await asyncio.sleep(0.35)
+        outcomes = ["errors" not in await gql(query, as_="hb_wang_jianguo") for _ in range(3)]
+        state = services(app).provinces["13"].breaker_state
+    assert outcomes == [True, True, True]
+    assert state.value == "CLOSED"
