@@ -140,16 +140,17 @@ async def test_a_gateway_killed_with_writes_in_flight_loses_nothing_and_doubles_
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
             outcomes: dict[str, dict[str, Any]] = {}
             for _ in range(50):  # the client sends each again with its key until it is done
-                for relative, relation in RELATIVES:
-                    if relative in outcomes:
-                        continue
-                    result = (
-                        await client.post(
-                            "/graphql",
-                            json={"query": BIND, "variables": bind_variables(relative, relation)},
+                waiting = [r for r in RELATIVES if r[0] not in outcomes]
+                answers = await asyncio.gather(
+                    *(
+                        client.post(
+                            "/graphql", json={"query": BIND, "variables": bind_variables(*r)}
                         )
-                    ).json()
-                    payload = result["data"]["bindMutualAid"]
+                        for r in waiting
+                    )
+                )
+                for (relative, _), answer in zip(waiting, answers, strict=True):
+                    payload = answer.json()["data"]["bindMutualAid"]
                     if payload["status"] == "DONE":
                         outcomes[relative] = payload
                 if len(outcomes) == len(RELATIVES):
