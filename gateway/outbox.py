@@ -11,9 +11,12 @@ goes through the outbox:
    the first time.
 3. The answer is recorded (``DONE``), with the journal entry it makes, in one
    transaction. A fault that may have reached the province (a timeout, a dropped
-   connection) leaves the write ``UNKNOWN`` and the caller hears ``SUBMITTED``;
-   one that certainly did not (connection refused, breaker open) leaves it
-   ``FAILED`` and the caller gets the fault (the same key may be tried again).
+   connection) leaves the write ``UNKNOWN`` and the caller hears ``SUBMITTED``.
+   Only a write never sent before can fail for good: when it certainly did not
+   reach the province (connection refused, breaker open) it is ``FAILED`` and the
+   caller gets the fault (the same key may be tried again). One that may have
+   been sent before stays ``UNKNOWN``, whatever stops a later attempt.
+   The gateway's own refusal (its checks) is recorded as the key's answer too.
 4. The `Reconciler` sends every ``PENDING`` write no request of this process is
    carrying and every ``UNKNOWN`` one again, with backoff, until the province
    answers. After a crash, ``PENDING`` rows are the requests that were in flight;
