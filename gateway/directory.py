@@ -57,7 +57,7 @@ class Directory:
 
     async def remembered(self, cert_nos: Iterable[str]) -> dict[str, str]:
         """The province last found insuring each of ``cert_nos`` (a hint: they may
-        have moved since), for those the store remembers."""
+        have moved since), for those the store remembers in a federated province."""
         return {
             cert_no: code
             for cert_no, code in (await self._store.locations(cert_nos)).items()
@@ -90,11 +90,7 @@ class Directory:
         wanted = sorted(set(cert_nos))
         if not wanted:
             return {}, {}
-        remembered = {
-            cert_no: code
-            for cert_no, code in (await self._store.locations(wanted)).items()
-            if code in self._provinces  # a province since left out: look again
-        }
+        remembered = await self.remembered(wanted)  # a province since left out: look again
         unknown = [c for c in wanted if c not in remembered]
         asks: dict[str, set[str]] = {code: set(unknown) for code in self._provinces}
         for cert_no, code in remembered.items():

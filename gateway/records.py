@@ -127,12 +127,6 @@ class Journal:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def record(
-        self, binding: Binding, adapter: ProvinceAdapter, event: Event, channel: Channel | None
-    ) -> None:
-        async with self._store.transaction() as db:
-            await self.insert(db, binding, adapter.code, event, channel)
-
     @staticmethod
     async def insert(
         db: aiosqlite.Connection,
@@ -141,7 +135,8 @@ class Journal:
         event: Event,
         channel: Channel | None,
     ) -> None:
-        """Journal an event within the caller's transaction."""
+        """Journal an event within the caller's transaction (the outbox's, with the
+        province's answer)."""
         await db.execute(
             "INSERT INTO binding_event (province, binding_id, authorizer, authorizer_name,"
             " beneficiary, beneficiary_name, relation, event, at, channel)"
