@@ -646,8 +646,15 @@ def _order(relation: Relation | None) -> int:
 
 def create_app(settings: Settings, db_path: Path) -> Starlette:
     dashboard = Dashboard(settings, db_path)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})  # for the harness: started and serving
+
     return Starlette(
-        routes=[Route("/dashboard", dashboard.endpoint, methods=["POST"])],
+        routes=[
+            Route("/dashboard", dashboard.endpoint, methods=["POST"]),
+            Route("/healthz", healthz),
+        ],
         lifespan=dashboard.lifespan,
     )
 

@@ -44,7 +44,7 @@ from bench import load as bench_load
 from gateway.auth import mint_token
 from gateway.config import Settings
 from gateway.provinces import adapter_classes
-from sandbox.serve import free_port, spawn_sandbox, stop, wait_ready
+from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -143,20 +143,6 @@ class Servers:
             handle.close()
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=1.0) as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                client.get(url)
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer within {timeout} s")
-            time.sleep(0.05)
-
-
 def start_sandboxes(servers: Servers, roster: Path) -> None:
     started: dict[str, subprocess.Popen[bytes]] = {}
     for name in PROVINCES:
@@ -192,21 +178,10 @@ def write_config(servers: Servers) -> None:
 
 def start_gateway(servers: Servers) -> None:
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter and CLI)
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "--config",
-            str(servers.config),
-            "serve",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(servers.work / "gateway"),
-        ],
+    process = spawn_gateway(
+        servers.config,
+        port,
+        servers.work / "gateway",
         stdout=servers.log("gateway"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -214,7 +189,7 @@ def start_gateway(servers: Servers) -> None:
     servers.processes.append(process)
     servers.gateway_process = process
     servers.gateway = f"http://{LOOPBACK}:{port}"
-    _wait_http(servers.gateway + "/healthz", process)
+    wait_ready(servers.gateway, 30.0, process=process, path="/readyz")
 
 
 def start_baseline(servers: Servers, db: Path) -> None:
@@ -238,7 +213,7 @@ def start_baseline(servers: Servers, db: Path) -> None:
     servers.processes.append(process)
     servers.baseline_process = process
     servers.baseline = f"http://{LOOPBACK}:{port}"
-    _wait_http(servers.baseline + "/dashboard", process)
+    wait_ready(servers.baseline, 30.0, process=process, path="/healthz")
 
 
 def set_latency(servers: Servers, latency_ms: float) -> None:
