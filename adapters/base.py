@@ -639,8 +639,18 @@ class ProvinceAdapter(abc.ABC):
         """
         if not read:
             return await self._attempt(method, url, kwargs)
+        # The first attempt goes out directly: most reads succeed, and a tenacity
+        # `AsyncRetrying` costs more to set up than the attempt. Only a failed read
+        # enters the retry loop, whose first attempt is that failure.
+        try:
+            return await self._attempt(method, url, kwargs)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            failed: BaseException | None = exc
         async for attempt in self.guard.retrying():
             with attempt:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
                 return await self._attempt(method, url, kwargs)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
