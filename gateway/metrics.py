@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from graphql import OperationType
@@ -102,6 +102,8 @@ class _Measured(httpx.AsyncBaseTransport):
         self._inner = inner
         self._province = province
         self._metrics = metrics
+        self._seconds = metrics.upstream_seconds.labels(province)
+        self._counted: dict[str, Any] = {}  # outcome: its counter, looked up once
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
@@ -131,10 +133,13 @@ class _Measured(httpx.AsyncBaseTransport):
             finally:
                 if outcome not in ("2xx", "4xx", "cancelled"):
                     span.set_status(StatusCode.ERROR, outcome)
-                self._metrics.upstream.labels(self._province, outcome).inc()
-                self._metrics.upstream_seconds.labels(self._province).observe(
-                    time.perf_counter() - started
-                )
+                counter = self._counted.get(outcome)
+                if counter is None:
+                    counter = self._counted[outcome] = self._metrics.upstream.labels(
+                        self._province, outcome
+                    )
+                counter.inc()
+                self._seconds.observe(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

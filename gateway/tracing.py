@@ -22,17 +22,20 @@ from gateway.config import Tracing
 
 log = logging.getLogger(__name__)
 
-_provider: trace.TracerProvider | None = None  # None: OpenTelemetry's global one
+# One tracer, made again only when the provider changes: asking the API for a tracer
+# on every span costs more than the no-op span. Without a provider of ours it is the
+# API's proxy, which follows the global provider wherever that is set.
+_tracer: trace.Tracer = trace.get_tracer("gongji")
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("gongji", tracer_provider=_provider)
+    return _tracer
 
 
 def use(provider: trace.TracerProvider | None) -> None:
     """Send our spans to ``provider`` (tests; None: back to the global provider)."""
-    global _provider  # one provider per process, as OpenTelemetry has
-    _provider = provider
+    global _tracer  # one provider per process, as OpenTelemetry has
+    _tracer = trace.get_tracer("gongji", tracer_provider=provider)
 
 
 def configure(settings: Tracing) -> TracerProvider | None:
