@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,12 +130,30 @@ class _Literals(Visitor):
         self.found.append(node.value)
 
 
-def targets(operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> list[str]:
-    """The valid ID numbers a request names, in its variables or inline."""
+# The string literals of recent operations: a cached document is the same object on
+# every request (`gateway.schema`), so it is walked once. The entry holds its
+# operation, so an id is not reused while it is kept.
+_LITERALS: OrderedDict[int, tuple[OperationDefinitionNode, list[str]]] = OrderedDict()
+_LITERALS_KEPT = 512
+
+
+def _literals(operation: OperationDefinitionNode) -> list[str]:
+    kept = _LITERALS.get(id(operation))
+    if kept is not None and kept[0] is operation:
+        _LITERALS.move_to_end(id(operation))
+        return kept[1]
     literals = _Literals()
     visit(operation, literals)
+    _LITERALS[id(operation)] = (operation, literals.found)
+    if len(_LITERALS) > _LITERALS_KEPT:
+        _LITERALS.popitem(last=False)
+    return literals.found
+
+
+def targets(operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> list[str]:
+    """The valid ID numbers a request names, in its variables or inline."""
     seen = []
-    for text in [*literals.found, *_strings(variables or {})]:
+    for text in [*_literals(operation), *_strings(variables or {})]:
         cert = normalize(text)
         if _CERT.match(cert) and is_valid(cert) and cert not in seen:
             seen.append(cert)
