@@ -24,9 +24,9 @@ from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
 from adapters.base import BreakerState, ProvinceAdapter, deadline_passed
+from gateway import tracing
 from gateway.logs import mask_cert_nos
 from gateway.operation import chosen
-from gateway.tracing import tracer
 
 if TYPE_CHECKING:
     from gateway.outbox import Outbox
@@ -108,7 +108,7 @@ class _Measured(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
         outcome = "error"
-        with tracer().start_as_current_span(
+        with tracing.span(
             f"upstream {request.method}", kind=SpanKind.CLIENT, record_exception=False
         ) as span:
             if span.is_recording():  # the path only (a query string may hold ID numbers), masked
@@ -151,7 +151,7 @@ class Measured(SchemaExtension):
 
     async def on_operation(self) -> AsyncIterator[None]:
         started = time.perf_counter()
-        with tracer().start_as_current_span("graphql", record_exception=False) as span:
+        with tracing.span("graphql", record_exception=False) as span:
             try:
                 yield
             finally:

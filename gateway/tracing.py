@@ -9,6 +9,7 @@ hold ID numbers), the operation's kind and name, and the request id.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from typing import Any
@@ -25,16 +26,27 @@ log = logging.getLogger(__name__)
 # One tracer, made again only when the provider changes: asking the API for a tracer
 # on every span costs more than the no-op span. Without a provider of ours it is the
 # API's proxy, which follows the global provider wherever that is set.
+_provider: trace.TracerProvider | None = None
 _tracer: trace.Tracer = trace.get_tracer("gongji")
+_OFF: contextlib.nullcontext[trace.Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 def tracer() -> trace.Tracer:
     return _tracer
 
 
+def span(name: str, **options: Any) -> contextlib.AbstractContextManager[trace.Span]:
+    """``tracer().start_as_current_span(name, **options)``; while no provider is set
+    (ours or a global one), a span that records nothing, without touching the context."""
+    if _provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return _OFF
+    return _tracer.start_as_current_span(name, **options)
+
+
 def use(provider: trace.TracerProvider | None) -> None:
     """Send our spans to ``provider`` (tests; None: back to the global provider)."""
-    global _tracer  # one provider per process, as OpenTelemetry has
+    global _provider, _tracer  # one provider per process, as OpenTelemetry has
+    _provider = provider
     _tracer = trace.get_tracer("gongji", tracer_provider=provider)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -108,8 +109,10 @@ async def test_operations_and_upstream_calls_are_traced_without_personal_data(
 async def test_tracing_is_off_by_default(gql: GraphQL) -> None:
     assert Settings(data_dir=None).tracing.exporter == "none"
     assert tracing.configure(Tracing()) is None
-    with tracing.tracer().start_as_current_span("x") as span:
+    before = trace.get_current_span()
+    with tracing.span("x") as span:
         assert not span.is_recording()
+        assert trace.get_current_span() is before  # off: the context is left alone
 
 
 def test_logging_and_tracing_settings_are_read(tmp_path: Path) -> None:
