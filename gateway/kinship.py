@@ -571,15 +571,13 @@ class Kinship:
         if not members:
             return {}
         marks = ",".join("?" * len(members))
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        async with self._store.reading() as db:
+            rows = await db.execute_fetchall(
                 f"SELECT member, count(*) FROM kinship_link WHERE status IN {_LIVE_SQL}"  # noqa: S608
                 f" AND member IN ({marks}) GROUP BY member",
                 tuple(members),
-            ) as cur,
-        ):
-            return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+            )
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def review_queue(self) -> list[KinshipLink]:
         """Requests waiting for a reviewer, oldest first."""
@@ -587,33 +585,34 @@ class Kinship:
         return sorted(links, key=lambda link: link.created_at)
 
     async def _links(self, where: str, params: tuple[str, ...]) -> list[KinshipLink]:
-        async with self._store.transaction() as db:
-            async with db.execute(
-                "SELECT id, adder, adder_name, member, member_name, relation, channel, status,"  # noqa: S608
-                " created_at, decided_at, reason, activated_at, ended_at"
-                f" FROM kinship_link l WHERE {where} ORDER BY created_at DESC",
-                params,
-            ) as cur:
-                rows = list(await cur.fetchall())
+        async with self._store.reading() as db:  # both statements in one turn
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT id, adder, adder_name, member, member_name, relation, channel,"  # noqa: S608
+                    " status, created_at, decided_at, reason, activated_at, ended_at"
+                    f" FROM kinship_link l WHERE {where} ORDER BY created_at DESC",
+                    params,
+                )
+            )
             ids = [row[0] for row in rows]
             marks = ",".join("?" * len(ids))
-            async with db.execute(
+            attached = await db.execute_fetchall(
                 "SELECT link_id, id, kind, content_type, size, sha256, recorded_cert_no,"  # noqa: S608
                 f" recorded_relation FROM kinship_document WHERE link_id IN ({marks}) ORDER BY id",
                 ids,
-            ) as cur:
-                documents: dict[str, list[DocumentInfo]] = {}
-                for row in await cur.fetchall():
-                    info = DocumentInfo(
-                        id=row[1],
-                        kind=DocumentKind(row[2]),
-                        content_type=row[3],
-                        size=row[4],
-                        sha256=row[5],
-                        recorded_cert_no=row[6],
-                        recorded_relation=Relation(row[7]),
-                    )
-                    documents.setdefault(row[0], []).append(info)
+            )
+        documents: dict[str, list[DocumentInfo]] = {}
+        for row in attached:
+            info = DocumentInfo(
+                id=row[1],
+                kind=DocumentKind(row[2]),
+                content_type=row[3],
+                size=row[4],
+                sha256=row[5],
+                recorded_cert_no=row[6],
+                recorded_relation=Relation(row[7]),
+            )
+            documents.setdefault(row[0], []).append(info)
         return [
             KinshipLink(
                 id=row[0],
