@@ -102,13 +102,14 @@ class Plan:
     repeat_s: float
     profile_requests: int
     latency_ms: float
+    cpu_requests: int
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
         if args.quick:
-            plan = cls(40, 6, 6, 5, args.concurrency, 0.5, 4, 2, 3, 3, 20, args.latency_ms)
+            plan = cls(40, 6, 6, 5, args.concurrency, 0.5, 4, 2, 3, 3, 20, args.latency_ms, 100)
         else:
-            plan = cls(300, 30, 30, 20, args.concurrency, 2, 8, 3, 5, 8, 50, args.latency_ms)
+            plan = cls(300, 30, 30, 20, args.concurrency, 2, 8, 3, 5, 8, 50, args.latency_ms, 400)
         if args.repeats is not None:
             plan = dataclasses.replace(plan, repeats=args.repeats)
         if args.repeat_seconds is not None:
@@ -377,6 +378,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process (all its threads) has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @contextlib.contextmanager
 def sampling(pid: int, every: float = 0.25) -> Iterator[list[int]]:
     """VmRSS samples (KiB) of a process, taken in a thread while the block runs."""
@@ -575,6 +582,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         set_latency(servers, 0)
         result["fanout"] = fanout
+
+        say("CPU time per dashboard, the gateway's process and the baseline's")
+        assert servers.baseline_process is not None
+        cpu: dict[str, Any] = {"requests": plan.cpu_requests}
+        for name, process, target in (
+            ("gateway", servers.gateway_process, gateway_target(servers, tokens)),
+            ("baseline", servers.baseline_process, baseline_target(servers, tokens)),
+        ):
+            load({"kind": "count", "target": target, "concurrency": 1, "requests": 10})  # warm
+            before = cpu_seconds(process.pid)
+            load(
+                {
+                    "kind": "count",
+                    "target": target,
+                    "concurrency": 1,
+                    "requests": plan.cpu_requests,
+                    "warmup": 0,
+                }
+            )
+            cpu[f"{name}_ms"] = (cpu_seconds(process.pid) - before) * 1000 / plan.cpu_requests
+        result["cpu"] = cpu
 
         say("calls per dashboard as the family grows from 1 to 8 relatives")
         calls = []

@@ -219,6 +219,17 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {i} | {call['province']} | {call['kind']} | {call['start_ms']:.1f}"
                 f" | {call['end_ms']:.1f} |"
             )
+    cpu = result.get("cpu")  # reports from before it was measured have none
+    if cpu:
+        lines += [
+            "",
+            f"CPU time per dashboard ({cpu['requests']} one at a time, 0 ms added; user and"
+            " system time of the process and its threads, from /proc): the gateway"
+            f" {cpu['gateway_ms']:.1f} ms, the baseline {cpu['baseline_ms']:.1f} ms (which"
+            " builds the same JSON by hand from its own upstream requests, in two waves)."
+            " With two cores shared by five processes, the gateway's CPU time, not"
+            " waiting, is what its overhead is made of.",
+        ]
 
     lines += [
         "",
