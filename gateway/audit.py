@@ -21,7 +21,7 @@ from graphql import OperationDefinitionNode, OperationType, StringValueNode, Vis
 from strawberry.extensions import SchemaExtension
 
 from gateway.certno import is_valid, normalize
-from gateway.operation import chosen, me_fields, top_fields
+from gateway.operation import CACHED_QUERY_BYTES, chosen, me_fields, top_fields
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ class _Literals(Visitor):
 
 # The string literals of recent operations: a cached document is the same object on
 # every request (`gateway.schema`), so it is walked once. The entry holds its
-# operation, so an id is not reused while it is kept.
+# operation, so an id is not reused while it is kept; a document too long for the
+# parser's cache is new on every request and is not kept here either.
 _LITERALS: OrderedDict[int, tuple[OperationDefinitionNode, list[str]]] = OrderedDict()
 _LITERALS_KEPT = 512
 
@@ -144,6 +145,8 @@ def _literals(operation: OperationDefinitionNode) -> list[str]:
         return kept[1]
     literals = _Literals()
     visit(operation, literals)
+    if operation.loc is None or len(operation.loc.source.body) > CACHED_QUERY_BYTES:
+        return literals.found
     _LITERALS[id(operation)] = (operation, literals.found)
     if len(_LITERALS) > _LITERALS_KEPT:
         _LITERALS.popitem(last=False)

@@ -14,6 +14,10 @@ from graphql import (
     SelectionSetNode,
 )
 
+# A document longer than this (padding, say) is parsed, validated and walked anew for
+# each request, never kept: the caches hold only the few documents front ends send.
+CACHED_QUERY_BYTES = 32 * 1024
+
 
 def chosen(document: DocumentNode | None, name: str | None) -> OperationDefinitionNode | None:
     """The operation that runs: the one named, or the only one."""

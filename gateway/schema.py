@@ -49,6 +49,7 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
+from gateway.operation import CACHED_QUERY_BYTES
 from gateway.outbox import new_key
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
@@ -455,7 +456,6 @@ MAX_DEPTH = 10  # no query of this schema needs more than 7; introspection does 
 MAX_ALIASES = 20
 MAX_TOKENS = 3000
 QUERY_CACHE_SIZE = 512  # distinct documents parsed and validated once
-CACHED_QUERY_BYTES = 32 * 1024  # a larger document (padding, say) is not kept
 
 
 class _ParserCache(ParserCache):

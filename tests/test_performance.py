@@ -70,13 +70,27 @@ async def test_fields_left_out_by_include_are_not_fetched(
 async def test_large_documents_are_not_kept_in_the_caches(gql: GraphQL) -> None:
     from strawberry.extensions.parser_cache import _get_parse_cache
 
-    from gateway.schema import CACHED_QUERY_BYTES, QUERY_CACHE_SIZE
+    from gateway import audit
+    from gateway.operation import CACHED_QUERY_BYTES
+    from gateway.schema import QUERY_CACHE_SIZE
 
     cache = _get_parse_cache(QUERY_CACHE_SIZE)
     before = cache.cache_info().currsize
     padded = "# " + "x" * CACHED_QUERY_BYTES + "\n{ provinces { code } }"
     assert (await gql(padded))["data"]["provinces"][0]["code"] == "13"
     assert cache.cache_info().currsize == before
+    # nor in the audit's literals (each request's document is new: kept, it would pin
+    # up to 512 of them), nor refused ones: a padded anonymous mutation is audited too
+    bind = 'mutation {{ bindMutualAid(input: {{beneficiaryCertNo: "{}"}}) {{ status }} }}'
+    kept = len(audit._LITERALS)
+    for _ in range(3):
+        await gql(bind.format("x" * CACHED_QUERY_BYTES))
+        await gql(padded)
+    assert len(audit._LITERALS) == kept
+    small = bind.format("130102197603150016")
+    await gql(small)
+    await gql(small)
+    assert len(audit._LITERALS) == kept + 1  # a small document is kept, once
 
 
 async def test_a_forgotten_location_stays_forgotten() -> None:
