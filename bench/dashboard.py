@@ -592,7 +592,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             load({"kind": "count", "target": target, "concurrency": 1, "requests": 10})  # warm
             before = cpu_seconds(process.pid)
-            load(
+            outcome = load(
                 {
                     "kind": "count",
                     "target": target,
@@ -602,6 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             cpu[f"{name}_ms"] = (cpu_seconds(process.pid) - before) * 1000 / plan.cpu_requests
+            cpu[f"{name}_errors"] = outcome["errors"]  # a failed request costs less: say so
         result["cpu"] = cpu
 
         say("calls per dashboard as the family grows from 1 to 8 relatives")

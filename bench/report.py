@@ -226,9 +226,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"CPU time per dashboard ({cpu['requests']} one at a time, 0 ms added; user and"
             " system time of the process and its threads, from /proc): the gateway"
             f" {cpu['gateway_ms']:.1f} ms, the baseline {cpu['baseline_ms']:.1f} ms (which"
-            " builds the same JSON by hand from its own upstream requests, in two waves)."
-            " With two cores shared by five processes, the gateway's CPU time, not"
-            " waiting, is what its overhead is made of.",
+            " builds the same JSON by hand from its own upstream requests, in two waves);"
+            f" errors: {cpu.get('gateway_errors', 0)} and {cpu.get('baseline_errors', 0)}."
+            " With the machine's cores shared by the sandboxes, the gateway and the load"
+            " driver, the gateway's CPU time, not waiting, is what its overhead is made of.",
         ]
 
     lines += [

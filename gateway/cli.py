@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # out of the collector's full passes. Young objects are collected after GC_YOUNG
         # net allocations instead of 700 (a family dashboard leaves about 650): about
         # once every eight dashboards instead of about once each (bench/RESULTS.md).
+        gc.collect()  # what is already garbage is not frozen with the rest
         gc.freeze()
         gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
         try:
