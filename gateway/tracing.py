@@ -1,8 +1,9 @@
 """OpenTelemetry traces: a span for each GraphQL operation and one for each request to
 a province, off unless ``[tracing] exporter`` says where to send them.
 
-Off, the API's no-op tracer hands out non-recording spans: no attributes are
-built and nothing is kept. Spans carry no personal data: the province, the
+Off (no provider set, ours or a global one), `span` hands out one span that records
+nothing and leaves the context alone: no attributes are built and nothing is
+kept. Spans carry no personal data: the province, the
 method and the path of upstream requests (never their query strings, which can
 hold ID numbers), the operation's kind and name, and the request id.
 """
