@@ -90,10 +90,6 @@ class Context:
         """Where a person is insured, batched and remembered for this request."""
         return await self._people.load(cert_no)
 
-    def found(self, cert_no: str, where: Located | None) -> None:
-        """Where a person is insured, found by other means: `person` answers it."""
-        self._people.prime(cert_no, where)
-
     async def links(self, cert_no: str) -> list[KinshipLink]:
         """A person's kinship links, read once for this request (the family screen and
         both directions of `me` use them)."""

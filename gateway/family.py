@@ -133,33 +133,6 @@ class Facts:
     adders: dict[str, int]
 
 
-class _AskAgain(enum.Enum):
-    ASK_AGAIN = "ask again"
-
-
-ASK_AGAIN = _AskAgain.ASK_AGAIN
-# Where the caller is insured, found with the relatives (`Family.facts`): the place,
-# None (insured nowhere), the error of a province that failed to say, or ASK_AGAIN.
-CallerFound = Located | None | UpstreamError | _AskAgain
-
-
-def _found_caller(
-    caller: str,
-    located: dict[str, Located],
-    unlocated: dict[str, UpstreamError],
-    found: asyncio.Future[CallerFound] | None,
-) -> None:
-    """Take the caller out of a lookup made with the relatives, and tell whoever waits."""
-    if found is None:
-        return
-    where: CallerFound = located.pop(caller, None)
-    error = unlocated.pop(caller, None)
-    if where is None and error is not None:
-        where = error
-    if not found.done():
-        found.set_result(where)
-
-
 class Family:
     def __init__(self, provinces: Provinces, kinship: Kinship, directory: Directory) -> None:
         self._provinces = provinces
@@ -174,31 +147,13 @@ class Family:
         caller: str,
         home: ProvinceAdapter,
         read_links: Awaitable[Sequence[KinshipLink]] | None = None,
-        caller_found: asyncio.Future[CallerFound] | None = None,
     ) -> Facts:
         """Everything the screen needs from the provinces and the store, in as few
         rounds as the facts allow: the civil record (remembered a while) and the
         links; then, at once, where the relatives are insured and the bindings of
         everyone, asked of the provinces remembered for them (a relative found
         elsewhere since is asked of their province after). ``read_links``: the
-        caller's kinship links, when the request reads them already.
-
-        ``caller_found``: where the caller is insured is asked with the relatives (one
-        request to their province, not two) and set there as soon as it is known;
-        `ASK_AGAIN` if these facts end before that (the caller then asks alone)."""
-        try:
-            return await self._facts(caller, home, read_links, caller_found)
-        finally:
-            if caller_found is not None and not caller_found.done():
-                caller_found.set_result(ASK_AGAIN)
-
-    async def _facts(
-        self,
-        caller: str,
-        home: ProvinceAdapter,
-        read_links: Awaitable[Sequence[KinshipLink]] | None,
-        caller_found: asyncio.Future[CallerFound] | None,
-    ) -> Facts:
+        caller's kinship links, when the request reads them already."""
         civil, links = await asyncio.gather(
             self._directory.civil_record(home, caller),
             read_links or self._kinship.links_of(caller),
@@ -223,26 +178,17 @@ class Family:
             if adapter is home or adapter.policy().cross_province
         }
         remembered = await self._directory.remembered(names)
-        with_caller = caller_found is not None and caller not in names
-        wanted = [*names, caller] if with_caller else list(names)
         if len(remembered) < len(names):
             # someone new: where they are insured first, then each province once
-            located, unlocated = await self._directory.locate_all(wanted)
-            _found_caller(caller, located, unlocated, caller_found if with_caller else None)
+            located, unlocated = await self._directory.locate_all(names)
             for cert_no, where in located.items():
                 groups.setdefault(where.adapter.code, set()).add(cert_no)
             held, theirs, failed = await self._bindings(caller, groups)
         else:  # all remembered: both at once
-
-            async def locate() -> tuple[dict[str, Located], dict[str, UpstreamError]]:
-                found, unresolved = await self._directory.locate_all(wanted)
-                _found_caller(caller, found, unresolved, caller_found if with_caller else None)
-                return found, unresolved
-
             for cert_no, code in remembered.items():
                 groups.setdefault(code, set()).add(cert_no)
             (located, unlocated), (held, theirs, failed) = await asyncio.gather(
-                locate(), self._bindings(caller, groups)
+                self._directory.locate_all(names), self._bindings(caller, groups)
             )
         # relatives found in a province not asked above (they moved): ask it now
         later: dict[str, set[str]] = {}

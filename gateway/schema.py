@@ -44,7 +44,6 @@ from gateway.cost import CostLimit
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
-from gateway.family import ASK_AGAIN, CallerFound
 from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.metrics import Measured
@@ -366,22 +365,18 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
         if home is not None and home.breaker_state is not BreakerState.CLOSED:
             home = None  # after an outage, guesses must not take the breaker's one probe
         ahead = Ahead(home, info.context.leftovers)
-        found: asyncio.Future[CallerFound] | None = None
         if home is not None:
             family = services.family
             if "family" in asked:
                 links = info.context.links(caller)
-                # who the caller is, asked of their province with the relatives: one
-                # request there, not two
-                found = asyncio.get_running_loop().create_future()
-                facts = ahead.start("family", family.facts(caller, home, links, found))
+                facts = ahead.start("family", family.facts(caller, home, links))
             if "mutualAidBindings" in asked and "family" in asked:
                 # the family screen asks for the caller's bindings too: no second request
                 ahead.start("bindings", family.bindings_of_caller(facts, home))
             elif "mutualAidBindings" in asked:
                 ahead.start("bindings", services.mutual_aid.bindings_of(caller, home))
         try:
-            located = await _caller(info, caller, found)
+            located = await info.context.person(caller)
         except BaseException:
             ahead.cancel()
             raise
@@ -389,22 +384,6 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
             ahead.cancel()  # not insured, or elsewhere now: each field asks for itself
             ahead = Ahead(None, info.context.leftovers)
         return None if located is None else Me(located=located, ahead=ahead)
-
-
-async def _caller(
-    info: Info_, caller: str, found: asyncio.Future[CallerFound] | None
-) -> Located | None:
-    """Where the caller is insured: as found with their relatives when the family screen
-    asked (kept for the rest of the request), else asked alone."""
-    if found is not None:
-        where = await found
-        if isinstance(where, UpstreamError):
-            log.warning("cannot locate the caller: province %s failed", where.province)
-            raise where
-        if where is not ASK_AGAIN:
-            info.context.found(caller, where)
-            return where
-    return await info.context.person(caller)
 
 
 @strawberry.type

