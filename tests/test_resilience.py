@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,7 @@ from starlette.applications import Starlette
 from adapters.base import AdapterSettings, Guard
 from adapters.henan import HenanAdapter
 from gateway.app import create_app
-from gateway.config import Resilience, Settings
+from gateway.config import Caching, Resilience, Settings
 from gateway.context import Services
 from gateway.outbox import Reconciler
 from gateway.provinces import adapter_classes, sandbox_factory
@@ -788,3 +789,27 @@ async def test_dashboards_recover_after_an_outage(provinces: Provinces) -> None:
         state = services(app).provinces["13"].breaker_state
     assert outcomes == [True, True, True]
     assert state.value == "CLOSED"
+
+
+@pytest.mark.parametrize("civil_record_seconds", [300.0, 0.0], ids=["civil-kept", "civil-asked"])
+async def test_the_callers_province_failing_is_answered_without_waiting_for_others(
+    provinces: Provinces, civil_record_seconds: float
+) -> None:
+    """黄伟 (Jiangsu) has a relative insured in Henan. With Jiangsu down and Henan
+    hanging, the dashboard's `me` is Jiangsu's error at once: finding the caller
+    never waits on a relative's province, nor on the civil record."""
+    query = "{ me { name family { relative { name } province { code } } } }"
+    settings = dataclasses.replace(
+        fast(timeout=30.0, breaker_threshold=100),
+        cache=Caching(civil_record_seconds=civil_record_seconds),
+    )
+    async with running(provinces, settings) as (gql, _):
+        assert "errors" not in await gql(query, as_="js_huang_wei")  # remembered
+        provinces.switches["jiangsu"].mode = "down"
+        provinces.switches["henan"].mode = "hang"
+        async with asyncio.timeout(10):  # far below Henan's 30 s
+            result = await gql(query, as_="js_huang_wei")
+    assert result["data"] == {"me": None}
+    assert [
+        (e["path"], e["extensions"]["code"], e["extensions"]["province"]) for e in result["errors"]
+    ] == [(["me"], "UPSTREAM_UNAVAILABLE", "32")]
