@@ -571,7 +571,7 @@ class Kinship:
         if not members:
             return {}
         marks = ",".join("?" * len(members))
-        async with self._store.reading() as db:
+        async with self._store.transaction() as db:
             rows = await db.execute_fetchall(
                 f"SELECT member, count(*) FROM kinship_link WHERE status IN {_LIVE_SQL}"  # noqa: S608
                 f" AND member IN ({marks}) GROUP BY member",
@@ -585,7 +585,7 @@ class Kinship:
         return sorted(links, key=lambda link: link.created_at)
 
     async def _links(self, where: str, params: tuple[str, ...]) -> list[KinshipLink]:
-        async with self._store.reading() as db:  # both statements in one turn
+        async with self._store.transaction() as db:  # both statements in one turn
             rows = list(
                 await db.execute_fetchall(
                     "SELECT id, adder, adder_name, member, member_name, relation, channel,"  # noqa: S608
