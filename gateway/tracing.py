@@ -32,12 +32,8 @@ _tracer: trace.Tracer = trace.get_tracer("gongji")
 _OFF: contextlib.nullcontext[trace.Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
-def tracer() -> trace.Tracer:
-    return _tracer
-
-
 def span(name: str, **options: Any) -> contextlib.AbstractContextManager[trace.Span]:
-    """``tracer().start_as_current_span(name, **options)``; while no provider is set
+    """The tracer's ``start_as_current_span(name, **options)``; while no provider is set
     (ours or a global one), a span that records nothing, without touching the context."""
     if _provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return _OFF

@@ -132,7 +132,7 @@ def test_logging_and_tracing_settings_are_read(tmp_path: Path) -> None:
     provider = tracing.configure(Tracing(exporter="console"))
     try:
         assert provider is not None
-        with tracing.tracer().start_as_current_span("x") as span:
+        with tracing.span("x") as span:
             assert span.is_recording()
     finally:
         tracing.use(None)
