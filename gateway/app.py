@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -36,7 +37,7 @@ from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory
 from gateway.family import Family
 from gateway.kinship import Kinship
-from gateway.limits import BodyLimit
+from gateway.limits import BodyLimit, request_error
 from gateway.logs import REQUEST_ID
 from gateway.messages import preferred_language
 from gateway.metrics import Metrics
@@ -104,10 +105,36 @@ class _GraphQL(GraphQL[Context, None]):
         """orjson: several times faster than the standard library on large answers."""
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """orjson: strict UTF-8, and nesting bounded (1,024 levels) without recursing in
+        Python; what it refuses is a 400 (`orjson.JSONDecodeError` is a
+        `json.JSONDecodeError`)."""
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A GraphQL request is a JSON object (a list would be a batch: refused)."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the body must be a JSON object")
+        return parsed
+
+    async def parse_multipart(self, request: Any) -> dict[str, str]:
+        """A multipart request whose ``operations`` or ``map`` is not what the upload
+        spec says (not JSON, the wrong shapes, pointing nowhere) is a 400."""
+        try:
+            return await super().parse_multipart(request)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            raise HTTPException(400, "the multipart request does not follow the spec") from exc
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        """Strawberry reads a multipart form (uploads) but leaves its files open: close them."""
+        """A request the view cannot take (a malformed body, a wrong method) is answered
+        as a GraphQL error with a code, never plain text. Strawberry reads a multipart
+        form (uploads) but leaves its files open: they are closed."""
         try:
             return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            lang = preferred_language(request.headers.get("accept-language"))
+            return request_error(exc.status_code, lang)
         finally:
             if isinstance(request, Request):
                 await request.close()
@@ -251,7 +278,7 @@ def create_app(
     ]
     if playground is not None:
         routes += [Route("/", root), *playground.routes()]
-    # the largest request: every document at its largest, and room for the rest
+    # the largest upload: every document at its largest, and room for the rest
     kinship = settings.kinship
     max_bytes = kinship.max_documents * kinship.max_document_bytes + 1024 * 1024
     return Starlette(
@@ -259,6 +286,8 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(RequestIds),
-            Middleware(BodyLimit, max_bytes=max_bytes, auth=settings.auth),
+            Middleware(
+                BodyLimit, max_upload_bytes=max_bytes, limits=settings.limits, auth=settings.auth
+            ),
         ],
     )

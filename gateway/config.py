@@ -54,6 +54,25 @@ class RateLimits:
 
     per_subject: str = "60/minute"
     per_address: str = "300/minute"
+    # A GraphQL request as JSON (uploads, multipart, have [kinship]'s limits): the
+    # largest document within the token limit, with its variables, is far smaller.
+    max_json_bytes: int = 64 * 1024
+    # All of a request's header names and values together, and how many there are.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (addresses or
+    # networks); none by default: the client address is the connection's.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("max_json_bytes", "max_header_bytes", "max_headers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"limits.{name} must be a positive whole number, not {value!r}")
+        proxies = self.trusted_proxies
+        if isinstance(proxies, str) or not all(isinstance(p, str) for p in proxies):
+            raise ValueError("limits.trusted_proxies is a list of addresses or networks")
+        object.__setattr__(self, "trusted_proxies", tuple(proxies))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,10 +1,12 @@
-"""Request bodies: how large, and uploads only from someone signed in.
+"""Requests: how large their headers and bodies, and uploads only from someone signed in.
 
 Starlette parses a multipart form (GraphQL uploads) whole, before any resolver
 runs, and puts no limit on file parts. So before the app reads a byte, this
-middleware refuses a body that does not declare its length (411), one longer
-than ``max_bytes`` (413), and a multipart body without a bearer token (401).
-The server holds a body to its declared length.
+middleware refuses headers too many or too large (431), a body that does not
+declare its length (411), one longer than its kind allows (413: a JSON request
+gets ``[limits] max_json_bytes``, an upload room for its documents), and a
+multipart body without a bearer token that verifies (401). The server holds a
+body to its declared length. Each refusal is a GraphQL error with a code.
 """
 
 from __future__ import annotations
@@ -14,39 +16,67 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import InvalidToken, bearer, verify_token
-from gateway.config import AuthSettings
+from gateway.config import AuthSettings, RateLimits
+from gateway.messages import Language, fault_message, preferred_language
+
+# Requests refused at the HTTP edge, before anything of GraphQL runs: each a GraphQL
+# error with a code, answered with its status.
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    411: "LENGTH_REQUIRED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "HEADERS_TOO_LARGE",
+}
 
 
-def _error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status,
-    )
+def request_error(status: int, lang: Language) -> JSONResponse:
+    """A request refused before any GraphQL ran: ``{"errors": [...]}`` with a code and
+    a message in the client's language, and no ``data`` (nothing was executed)."""
+    code = _STATUS_CODES.get(status, "BAD_REQUEST")
+    error = {"message": fault_message(code, lang), "extensions": {"code": code}}
+    return JSONResponse({"errors": [error]}, status_code=status)
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, auth: AuthSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_upload_bytes: int, limits: RateLimits, auth: AuthSettings
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.limits = limits
         self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            refusal = self._refusal(Headers(scope=scope))
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, headers: Headers) -> JSONResponse | None:
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = Headers(scope=scope)
+        lang = preferred_language(headers.get("accept-language"))
+        size = sum(len(name) + len(value) for name, value in raw)
+        if len(raw) > self.limits.max_headers or size > self.limits.max_header_bytes:
+            return request_error(431, lang)
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None
         length = headers.get("content-length", "")
         if not length.isdigit():
-            return _error("LENGTH_REQUIRED", "send the body with a Content-Length", 411)
-        if int(length) > self.max_bytes:
-            return _error("REQUEST_TOO_LARGE", "the request body is too large", 413)
+            return request_error(411, lang)
         multipart = headers.get("content-type", "").startswith("multipart/")
+        limit = self.max_upload_bytes if multipart else self.limits.max_json_bytes
+        if int(length) > limit:
+            return request_error(413, lang)
         if multipart and not self._signed_in(headers):
-            return _error("UNAUTHENTICATED", "sign in to upload", 401)
+            return request_error(401, lang)
         return None
 
     def _signed_in(self, headers: Headers) -> bool:

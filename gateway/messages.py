@@ -221,6 +221,24 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "The provincial system gave an answer we could not read.",
     ),
     "INTERNAL_ERROR": ("系统繁忙,请稍后再试", "Something went wrong on our side."),
+    # refused at the HTTP edge, before any GraphQL ran
+    "BAD_REQUEST": (
+        "请求格式不正确:请以 JSON 对象发送 GraphQL 请求",
+        "The request is not well formed: send a GraphQL request as a JSON object.",
+    ),
+    "NOT_FOUND": ("请求的地址不存在", "There is nothing at this address."),
+    "METHOD_NOT_ALLOWED": ("请用 POST 发送 GraphQL 请求", "Send GraphQL requests with POST."),
+    "NOT_ACCEPTABLE": (
+        "无法以客户端接受的格式应答",
+        "The answer cannot be given in a format the client accepts.",
+    ),
+    "LENGTH_REQUIRED": ("请求须注明长度(Content-Length)", "Send the body with a Content-Length."),
+    "REQUEST_TOO_LARGE": ("请求内容过大", "The request body is too large."),
+    "UNSUPPORTED_MEDIA_TYPE": (
+        "不支持的请求格式,请使用 application/json",
+        "Unsupported content type: use application/json.",
+    ),
+    "HEADERS_TOO_LARGE": ("请求头过多或过大", "The request's headers are too many or too large."),
 }
 
 

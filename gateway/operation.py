@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from graphql import (
     DocumentNode,
@@ -29,35 +29,43 @@ def chosen(document: DocumentNode | None, name: str | None) -> OperationDefiniti
     return next((o for o in operations if o.name and o.name.value == name), None)
 
 
-def fields(
-    selections: SelectionSetNode | None, document: DocumentNode, seen: frozenset[str] = frozenset()
-) -> Iterator[FieldNode]:
-    """Every field of a selection set at its own level (each alias once), through fragments."""
-    if selections is None:
-        return
+def fields(selections: Iterable[SelectionSetNode], document: DocumentNode) -> Iterator[FieldNode]:
+    """The fields of these selection sets at their own level, through inline fragments
+    and spreads, each fragment expanded once: linear in the document, however its
+    fragments spread each other. Fields that share a response key all come (GraphQL
+    runs them as one field, their selections merged)."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    for selection in selections.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from fields(selection.selection_set, document, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in fragments and name not in seen:
-                yield from fields(fragments[name].selection_set, document, seen | {name})
+    expanded: set[str] = set()
+    pending = list(selections)
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in expanded:
+                    expanded.add(name)
+                    pending.append(fragments[name].selection_set)
 
 
 def top_fields(operation: OperationDefinitionNode, document: DocumentNode) -> list[str]:
-    """The top-level fields, one entry per use (an alias is another use)."""
-    return [f.name.value for f in fields(operation.selection_set, document)]
+    """The top-level fields, one entry per response key (an alias is another use; the
+    same key twice is one field)."""
+    used = {
+        (f.alias or f.name).value: f.name.value for f in fields([operation.selection_set], document)
+    }
+    return list(used.values())
 
 
 def me_fields(operation: OperationDefinitionNode, document: DocumentNode) -> set[str]:
     """The fields asked of `me`, however reached."""
-    found: set[str] = set()
-    for field in fields(operation.selection_set, document):
-        if field.name.value == "me":
-            found.update(f.name.value for f in fields(field.selection_set, document))
-    return found
+    asked = [
+        f.selection_set
+        for f in fields([operation.selection_set], document)
+        if f.name.value == "me" and f.selection_set is not None
+    ]
+    return {f.name.value for f in fields(asked, document)}

@@ -23,24 +23,18 @@ from graphql import (
     VariableNode,
 )
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
 )
-from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from adapters.base import BreakerState, ProvinceAdapter, UpstreamError
 from gateway.audit import Audited
 from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
-from gateway.cost import CostLimit
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
@@ -61,6 +55,7 @@ from gateway.records_schema import (
     spending_records,
 )
 from gateway.settlement_schema import SettlementMutations
+from gateway.shape import Limits, Validation
 from gateway.types import (
     _MONEY,
     IDEMPOTENCY_KEY,
@@ -76,6 +71,7 @@ from gateway.types import (
     UserError,
     WriteStatus,
 )
+from gateway.variables import Variables
 
 
 @strawberry.type
@@ -132,22 +128,24 @@ def _asked_of_me(info: Info_) -> set[str]:
     given: Any = raw.variable_values
     variables: Mapping[str, Any] = getattr(given, "coerced", given) or {}
     found: set[str] = set()
+    expanded: set[str] = set()  # each fragment once: the walk stays linear in the document
 
-    def walk(selections: SelectionSetNode | None, seen: frozenset[str]) -> None:
+    def walk(selections: SelectionSetNode | None) -> None:
         for node in selections.selections if selections else ():
             if not _included(node, variables):
                 continue
             if isinstance(node, FieldNode):
                 found.add(node.name.value)
             elif isinstance(node, InlineFragmentNode):
-                walk(node.selection_set, seen)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                walk(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in expanded:
                 fragment = raw.fragments.get(node.name.value)
                 if fragment is not None:
-                    walk(fragment.selection_set, seen | {node.name.value})
+                    expanded.add(node.name.value)
+                    walk(fragment.selection_set)
 
     for node in raw.field_nodes:
-        walk(node.selection_set, frozenset())
+        walk(node.selection_set)
     return found
 
 
@@ -452,10 +450,8 @@ class _Schema(strawberry.Schema):
 
 
 # Limits on what one request may ask (each refused with its own extensions.code).
-MAX_DEPTH = 10  # no query of this schema needs more than 7; introspection does not count
-MAX_ALIASES = 20
-MAX_TOKENS = 3000
-QUERY_CACHE_SIZE = 512  # distinct documents parsed and validated once
+MAX_TOKENS = 800  # the largest operation the apps ship has about 230
+QUERY_CACHE_SIZE = 512  # distinct documents parsed once
 
 
 class _ParserCache(ParserCache):
@@ -471,60 +467,21 @@ class _ParserCache(ParserCache):
         yield
 
 
-class _ValidationCache(SchemaExtension):
-    """Each document is validated once per schema.
-
-    Strawberry's ``ValidationCache`` keys on the rule classes too, and the limiters
-    make new ones for every request, so it never hits. Here the key is the query
-    text: the rules are the same for every request to one schema (depth, aliases,
-    cost, introspection), so a document valid once is valid always.
-    """
-
-    def on_validate(self) -> Iterator[None]:
-        ctx = self.execution_context
-        document = ctx.graphql_document
-        if document is None or len(ctx.query or "") > CACHED_QUERY_BYTES:
-            yield  # nothing to validate, or validated by Strawberry (and not kept)
-            return
-        cache: OrderedDict[str, list[GraphQLError]] | None = getattr(
-            ctx.schema, "_gongji_validated", None
-        )
-        if cache is None:
-            cache = OrderedDict()
-            ctx.schema._gongji_validated = cache  # type: ignore[attr-defined]
-        query = ctx.query or ""
-        errors = cache.get(query)
-        if errors is None:
-            errors = validate_document(ctx.schema._schema, document, ctx.validation_rules)
-            cache[query] = errors
-            if len(cache) > QUERY_CACHE_SIZE:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(query)
-        ctx.pre_execution_errors = errors
-        yield
-
-
-def _introspection(ignored: IgnoreContext) -> bool:
-    return ignored.field_name.startswith("__")
-
-
-def build_schema(*, introspection: bool = True, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, limits: Limits = Limits()) -> strawberry.Schema:  # noqa: B008
     """The graph; without ``introspection``, introspection queries fail validation."""
+    validated: OrderedDict[str, list[GraphQLError]] = OrderedDict()
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         Measured,  # outermost, with the audit: they see outcomes as the boundary codes them
         Audited,
         ErrorBoundary,
+        Variables,  # before anything counts or runs: a client's wrong value is theirs
         RateLimit,
-        lambda: QueryDepthLimiter(max_depth=max_depth, should_ignore=_introspection),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules([CostLimit]),
-        # a front end sends the same few documents over and over: parse and validate
-        # each once (a document's validity against the schema and the limits does not
-        # change while the process runs)
+        # a front end sends the same few documents over and over: parse each once;
+        # `Validation` measures depth, aliases and cost in one pass, then validates
+        # once per document
         lambda: _ParserCache(maxsize=QUERY_CACHE_SIZE),
-        _ValidationCache,
+        lambda: Validation(limits, validated),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

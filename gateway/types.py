@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from decimal import Decimal
 from typing import NewType
 
@@ -18,24 +19,29 @@ from gateway.context import Context
 from gateway.ids import encode_id
 from gateway.messages import refusal_message
 from gateway.mutual_aid import BINDING_KIND
+from gateway.variables import InputError
 
 Money = NewType("Money", Decimal)
 
 
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,2})?")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # well formed, but too long
+
+
 def parse_money(value: object) -> Decimal:
-    """A client's amount: a string (or integer) of at most two decimals; never a float."""
+    """A client's amount: a string (or integer) of ASCII digits with at most two
+    decimals; never a float, other scripts' digits, underscores or a negative zero."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError('Money is a string such as "12.50"')
-    try:
-        amount = Decimal(str(value).strip())
-    except ArithmeticError as exc:
-        raise ValueError('Money is a string such as "12.50"') from exc
-    if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError("Money has at most two decimals")
-    try:
-        return amount.quantize(Decimal("0.01"))
-    except ArithmeticError as exc:  # more digits than the context holds
-        raise ValueError("Money is too large") from exc
+        raise InputError('Money is a string such as "12.50"')
+    text = str(value)
+    if not _AMOUNT.fullmatch(text):
+        if _DECIMAL.fullmatch(text):
+            raise InputError("Money has at most two decimals and fifteen digits before them")
+        raise InputError('Money is a string such as "12.50"')
+    amount = Decimal(text)
+    if amount.is_zero() and amount.is_signed():
+        raise InputError('Money is a string such as "12.50"')
+    return amount.quantize(Decimal("0.01"))
 
 
 _MONEY = strawberry.scalar(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import gateway.schema
+import gateway.shape
 from tests.conftest import GraphQL
 
 
@@ -16,13 +16,13 @@ async def test_each_document_is_parsed_and_validated_once(
     gql: GraphQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated: list[Any] = []
-    real = gateway.schema.validate_document
+    real = gateway.shape.validate_document
 
     def counting(*args: Any) -> Any:
         validated.append(args[1])
         return real(*args)
 
-    monkeypatch.setattr(gateway.schema, "validate_document", counting)
+    monkeypatch.setattr(gateway.shape, "validate_document", counting)
     query = "query Once { provinces { code name } }"
     for _ in range(3):
         assert (await gql(query))["data"]["provinces"][0]["code"] == "13"
