@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.audit import AuditLog
@@ -37,7 +38,14 @@ from gateway.diagnosis import Diagnostics
 from gateway.directory import Directory
 from gateway.family import Family
 from gateway.kinship import Kinship
-from gateway.limits import BodyLimit, request_error
+from gateway.limits import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    BodyLimit,
+    negotiate,
+    request_error,
+    request_status,
+)
 from gateway.logs import REQUEST_ID
 from gateway.messages import preferred_language
 from gateway.metrics import Metrics
@@ -127,17 +135,43 @@ class _GraphQL(GraphQL[Context, None]):
             raise HTTPException(400, "the multipart request does not follow the spec") from exc
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        """A request the view cannot take (a malformed body, a wrong method) is answered
-        as a GraphQL error with a code, never plain text. Strawberry reads a multipart
-        form (uploads) but leaves its files open: they are closed."""
+        """GraphQL over HTTP: the answer in the media type the client accepts
+        (`negotiate`); with ``application/graphql-response+json``, a request that was
+        not executed (it did not parse, validate or fit its variables) has a 4xx status
+        and no ``data``. A request the view cannot take (a malformed body, a wrong
+        method) is answered as a GraphQL error with a code, never plain text.
+        Strawberry reads a multipart form (uploads) but leaves its files open: they
+        are closed."""
+        media = JSON
         try:
-            return await super().run(request, context, root_value)
+            if isinstance(request, Request) and request.method == "POST":
+                chosen = negotiate(request.headers.get("accept"))
+                if chosen is None:
+                    raise HTTPException(406, "no acceptable media type")
+                request.state.media = media = chosen
+            response = await super().run(request, context, root_value)
+            if media == GRAPHQL_RESPONSE_JSON and isinstance(response, Response):
+                response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+                response.status_code = getattr(request.state, "status", response.status_code)
+            return response
         except HTTPException as exc:
             lang = preferred_language(request.headers.get("accept-language"))
-            return request_error(exc.status_code, lang)
+            return request_error(exc.status_code, lang, media)
         finally:
             if isinstance(request, Request):
                 await request.close()
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> Any:
+        """With ``application/graphql-response+json``, a result that never ran (every
+        error before execution, so none with a path) has no ``data`` and a 4xx status."""
+        processed = await super().process_result(request, result)
+        media = getattr(request.state, "media", JSON) if isinstance(request, Request) else JSON
+        errors = result.errors or []
+        executed = result.data is not None or any(e.path is not None for e in errors)
+        if media == GRAPHQL_RESPONSE_JSON and errors and not executed:
+            processed.pop("data", None)
+            request.state.status = request_status(errors)
+        return processed
 
     async def render_graphql_ide(self, request: Request) -> Response:
         if self.playground is None:  # the view renders an IDE only when given one

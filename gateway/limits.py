@@ -11,12 +11,16 @@ body to its declared length. Each refusal is a GraphQL error with a code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from graphql import GraphQLError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import InvalidToken, bearer, verify_token
 from gateway.config import AuthSettings, RateLimits
+from gateway.headers import weighted
 from gateway.messages import Language, fault_message, preferred_language
 
 # Requests refused at the HTTP edge, before anything of GraphQL runs: each a GraphQL
@@ -34,12 +38,46 @@ _STATUS_CODES = {
 }
 
 
-def request_error(status: int, lang: Language) -> JSONResponse:
+JSON = "application/json"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# The status of a request that was not executed, when the client takes
+# application/graphql-response+json (GraphQL over HTTP); any other code is 400.
+_REQUEST_STATUS = {"RATE_LIMITED": 429, "INTERNAL_ERROR": 500}
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer in: ``application/graphql-response+json`` when the
+    client accepts it at least as much as ``application/json``; ``application/json``
+    when it sends no Accept header or accepts it (or any type); None when it accepts
+    neither (406)."""
+    if not accept:
+        return JSON
+    best: str | None = None
+    best_q = 0.0
+    for token, q in weighted(accept):
+        if token == GRAPHQL_RESPONSE_JSON:
+            media = GRAPHQL_RESPONSE_JSON
+        elif token in (JSON, "application/*", "*/*"):
+            media = JSON  # wildcards: the media type every GraphQL client reads
+        else:
+            continue
+        if q > best_q or (q == best_q and q > 0 and media == GRAPHQL_RESPONSE_JSON):
+            best, best_q = media, q
+    return best
+
+
+def request_status(errors: Sequence[GraphQLError]) -> int:
+    """The HTTP status of a request refused before it ran, from its first error's code."""
+    code = (errors[0].extensions or {}).get("code") if errors else None
+    return _REQUEST_STATUS.get(str(code), 400)
+
+
+def request_error(status: int, lang: Language, media: str = JSON) -> JSONResponse:
     """A request refused before any GraphQL ran: ``{"errors": [...]}`` with a code and
     a message in the client's language, and no ``data`` (nothing was executed)."""
     code = _STATUS_CODES.get(status, "BAD_REQUEST")
     error = {"message": fault_message(code, lang), "extensions": {"code": code}}
-    return JSONResponse({"errors": [error]}, status_code=status)
+    return JSONResponse({"errors": [error]}, status_code=status, media_type=media)
 
 
 class BodyLimit:
