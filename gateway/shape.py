@@ -23,7 +23,6 @@ The limits (each refused with its own ``extensions.code``):
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -41,17 +40,21 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    StringValueNode,
+    ValueNode,
     VariableNode,
-    Visitor,
-    visit,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from gateway.operation import CACHED_QUERY_BYTES
+from gateway.variables import text_refusal
 
 CONNECTION_PAGE = 20  # a connection's default `first`
 VARIABLE_PAGE = 100  # a `first` given as a variable: the largest page there is
@@ -60,7 +63,6 @@ LIST_SIZE = 10  # what any other list is taken to hold (a family, a province lis
 # a document built to overflow them.
 _CEILING = 10**9
 LONGEST_INT = 100  # digits of an integer literal
-_LONG_DIGITS = re.compile(f"[0-9]{{{LONGEST_INT + 1}}}")
 VALIDATED_DOCUMENTS = 512  # distinct documents whose validation is kept
 
 
@@ -125,6 +127,7 @@ class _Measurer:
         }
         # each fragment's measure, and the uses of each response key at its top level
         self.measured: dict[str, tuple[Measure, dict[str, int]]] = {}
+        self.literals: list[GraphQLError] = []  # literal values refused, the first few
         self.open: set[str] = set()  # fragments being measured: a cycle counts nothing
 
     def fragment(self, name: str) -> tuple[Measure, dict[str, int]]:
@@ -134,6 +137,7 @@ class _Measurer:
         if fragment is None or name in self.open:  # unknown or a cycle: validation says so
             return _NOTHING, {}
         self.open.add(name)
+        self.values(fragment)
         parent = self.schema.get_type(fragment.type_condition.name.value)
         self.measured[name] = self._level(fragment.selection_set, parent)
         self.open.discard(name)
@@ -158,6 +162,7 @@ class _Measurer:
                 keys[key] = min(keys.get(key, 0) + 1, _CEILING)
                 total += self._field(selection, parent)
                 continue
+            self.values(selection)
             if isinstance(selection, InlineFragmentNode):
                 inner: Any = parent
                 if selection.type_condition is not None:
@@ -172,7 +177,30 @@ class _Measurer:
                 keys[key] = min(keys.get(key, 0) + uses, _CEILING)
         return total, keys
 
+    def values(self, owner: Any, *more: ValueNode) -> None:
+        """Checks the literal values of a node's arguments and directives (and ``more``):
+        integers no longer than `LONGEST_INT` digits (Python refuses over 4,300, in words
+        that would reach the client), text as `gateway.variables.text_refusal` allows."""
+        pending = [*more, *(a.value for a in getattr(owner, "arguments", None) or ())]
+        for directive in owner.directives or ():
+            pending += [a.value for a in directive.arguments or ()]
+        while pending and len(self.literals) < 10:
+            value = pending.pop()
+            if isinstance(value, ListValueNode):
+                pending += value.values
+            elif isinstance(value, ObjectValueNode):
+                pending += [f.value for f in value.fields]
+            elif isinstance(value, IntValueNode) and len(value.value.lstrip("-")) > LONGEST_INT:
+                message = f"An integer literal has more than {LONGEST_INT} digits."
+                self.literals.append(_refusal(message, value, "GRAPHQL_VALIDATION_FAILED"))
+            elif isinstance(value, StringValueNode):
+                reason = text_refusal(value.value)
+                if reason is not None:
+                    message = f"A string literal is not valid text: {reason}"
+                    self.literals.append(_refusal(message, value, "BAD_USER_INPUT"))
+
     def _field(self, node: FieldNode, parent: Any) -> Measure:
+        self.values(node)
         name = node.name.value
         field = None
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
@@ -193,31 +221,8 @@ class _Measurer:
         return Measure(cost, depth, aliases, inner.repeats)
 
 
-class _LongInts(Visitor):
-    """Integer literals of more than `LONGEST_INT` digits: refused before graphql-core
-    converts one (Python refuses over 4,300 digits, in words that would reach the
-    client). No Int or ID of this graph is anywhere near."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[IntValueNode] = []
-
-    def enter_int_value(self, node: IntValueNode, *_: Any) -> None:
-        if len(node.value.lstrip("-")) > LONGEST_INT:
-            self.found.append(node)
-
-
 def check(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> list[GraphQLError]:
     """The document's refusals under ``limits``, in one pass over it."""
-    ints = _LongInts()
-    source = document.loc.source.body if document.loc else None
-    if source is None or _LONG_DIGITS.search(source):  # the walk only where one may be
-        visit(document, ints)
-    if ints.found:
-        message = f"An integer literal has more than {LONGEST_INT} digits."
-        return [
-            GraphQLError(message, ints.found[:1], extensions={"code": "GRAPHQL_VALIDATION_FAILED"})
-        ]
     measurer = _Measurer(schema, document)
     roots = {OperationType.QUERY: schema.query_type, OperationType.MUTATION: schema.mutation_type}
     errors: list[GraphQLError] = []
@@ -225,6 +230,10 @@ def check(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> list
     for operation in document.definitions:
         if not isinstance(operation, OperationDefinitionNode):
             continue
+        measurer.values(operation)
+        for definition in operation.variable_definitions or ():
+            default = definition.default_value
+            measurer.values(definition, *([default] if default is not None else []))
         measure = measurer.selections(operation.selection_set, roots.get(operation.operation))
         aliases += measure.aliases
         name = operation.name.value if operation.name else "anonymous"
@@ -238,6 +247,7 @@ def check(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> list
             cost = "over a billion" if measure.cost >= _CEILING else measure.cost
             message = f"The query's cost of {cost} exceeds the maximum of {limits.cost}."
             errors.append(_refusal(message, operation, "QUERY_TOO_COSTLY"))
+    errors[:0] = measurer.literals  # a literal that is not a value comes first
     if aliases > limits.aliases:
         count = "over a billion" if aliases >= _CEILING else aliases
         message = f"{count} aliases found. Allowed: {limits.aliases}"
@@ -245,7 +255,7 @@ def check(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> list
     return errors
 
 
-def _refusal(message: str, node: OperationDefinitionNode | None, code: str) -> GraphQLError:
+def _refusal(message: str, node: Node | None, code: str) -> GraphQLError:
     return GraphQLError(message, node, extensions={"code": code})
 
 

@@ -249,3 +249,57 @@ async def test_headers_are_limited(gql: GraphQL, headers: dict[str, str]) -> Non
     )
     assert response.status_code == 431
     assert response.json()["errors"][0]["extensions"]["code"] == "HEADERS_TOO_LARGE"
+
+
+# -- free text ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a\x01b", "\x7f", "a\x85", "\ufffe", "x" * 501],
+    ids=["C0", "DEL", "C1", "noncharacter", "too long"],
+)
+async def test_free_text_in_a_variable_is_refused_at_the_edge(gql: GraphQL, text: str) -> None:
+    given = {
+        "beneficiaryCertNo": person("hb_li_xiuying")["certNo"],
+        "beneficiaryName": text,
+        "relation": "SPOUSE",
+        "commitmentSigned": True,
+    }
+    result = await gql(BIND, {"input": given}, as_="hb_wang_jianguo")
+    [error] = result["errors"]
+    assert error["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "variable": "input",
+        "at": "input.beneficiaryName",
+    }
+    assert result["data"] is None  # nothing ran: no province was asked
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ['"a\\u0001b"', '"""a\x0bb"""', '"' + "x" * 501 + '"'],
+    ids=["escape", "block", "long"],
+)
+async def test_free_text_in_a_literal_is_refused_before_it_runs(gql: GraphQL, literal: str) -> None:
+    document = (
+        'mutation { bindMutualAid(input: { beneficiaryCertNo: "x", relation: SPOUSE,'
+        f" beneficiaryName: {literal} }}) {{ errors {{ code }} }} }}"
+    )
+    result = await gql(document, as_="hb_wang_jianguo")
+    assert [e["extensions"]["code"] for e in result["errors"]] == ["BAD_USER_INPUT"]
+
+
+async def test_text_with_line_breaks_and_tabs_is_text(gql: GraphQL) -> None:
+    given = {
+        "beneficiaryCertNo": person("hb_li_xiuying")["certNo"],
+        "beneficiaryName": "李秀英",
+        "relation": "SPOUSE",
+        "commitmentSigned": True,
+        "dryRun": True,
+    }
+    result = await gql(BIND, {"input": given}, as_="hb_wang_jianguo")
+    assert "errors" not in result
+    literal = '{ mutualAidDiagnosis(relativeCertNo: "a\\tb\\nc") { works } }'
+    result = await gql(literal, as_="hb_wang_jianguo")
+    assert all(e["extensions"]["code"] != "BAD_USER_INPUT" for e in result.get("errors", []))
