@@ -11,6 +11,7 @@ body to its declared length. Each refusal is a GraphQL error with a code.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from graphql import GraphQLError
@@ -91,13 +92,13 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refusal = self._refusal(scope)
+            refusal = await self._refusal(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
+    async def _refusal(self, scope: Scope) -> JSONResponse | None:
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         headers = Headers(scope=scope)
         lang = preferred_language(headers.get("accept-language"))
@@ -113,18 +114,21 @@ class BodyLimit:
         limit = self.max_upload_bytes if multipart else self.limits.max_json_bytes
         if int(length) > limit:
             return request_error(413, lang)
-        if multipart and not self._signed_in(headers):
+        if multipart and not await self._signed_in(headers):
             return request_error(401, lang)
         return None
 
-    def _signed_in(self, headers: Headers) -> bool:
+    async def _signed_in(self, headers: Headers) -> bool:
+        """The bearer token verifies, in every key mode, before a byte of the body is
+        read (a key set fetched from ``jwks_url`` is fetched off the event loop)."""
         token = bearer(headers.get("authorization"))
         if token is None:
             return False
-        if self.auth.jwks_url is not None:
-            return True  # verified (off the event loop) before anything is done with it
         try:
-            verify_token(token, self.auth)
+            if self.auth.jwks_url is not None:
+                await asyncio.to_thread(verify_token, token, self.auth)
+            else:
+                verify_token(token, self.auth)
         except InvalidToken:
             return False
         return True

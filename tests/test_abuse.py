@@ -303,3 +303,51 @@ async def test_text_with_line_breaks_and_tabs_is_text(gql: GraphQL) -> None:
     literal = '{ mutualAidDiagnosis(relativeCertNo: "a\\tb\\nc") { works } }'
     result = await gql(literal, as_="hb_wang_jianguo")
     assert all(e["extensions"]["code"] != "BAD_USER_INPUT" for e in result.get("errors", []))
+
+
+# -- uploads: the token verifies before the body is read, in every key mode -------------
+
+
+async def test_an_upload_with_a_bad_token_is_refused_unread_with_a_jwks_url() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from gateway.config import AuthSettings, RateLimits
+    from gateway.limits import BodyLimit
+    from tests.browser import served
+    from tests.keys import AUTH as KEYS_AUTH
+    from tests.keys import JWKS_FILE, provider_token
+
+    read: list[bytes] = []
+
+    async def reader(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        read.append(message.get("body", b""))
+        await PlainTextResponse("read")(scope, receive, send)
+
+    async def jwks(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(JWKS_FILE.read_text(), media_type="application/json")
+
+    async with served(Starlette(routes=[Route("/jwks.json", jwks)])) as origin:
+        auth = AuthSettings(secret=KEYS_AUTH.secret, jwks_url=f"{origin}/jwks.json")
+        app = BodyLimit(reader, max_upload_bytes=10**6, limits=RateLimits(), auth=auth)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            upload = {"files": {"0": ("doc", b"%PDF-1.4", "application/pdf")}}
+            refused = await client.post(
+                "/graphql",
+                headers={"Authorization": "Bearer x"},
+                **upload,  # type: ignore[arg-type]
+            )
+            assert refused.status_code == 401
+            assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            assert read == []  # not a byte read
+            token = provider_token(person("hb_wang_jianguo")["certNo"], auth)
+            taken = await client.post(
+                "/graphql",
+                headers={"Authorization": f"Bearer {token}"},
+                **upload,  # type: ignore[arg-type]
+            )
+            assert taken.text == "read"
