@@ -13,6 +13,7 @@ Faults raised by adapters form one tree; the gateway maps it to GraphQL
     ├── UpstreamUnavailable       UPSTREAM_UNAVAILABLE  connection refused/reset, HTTP 5xx
     ├── UpstreamTimeout           UPSTREAM_TIMEOUT      connect, read, write or pool timeout
     ├── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
+    │                                                       (or larger than max_answer_bytes)
     └── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
 
 Each says whether the request may have reached the province (``reached``): a
@@ -26,6 +27,12 @@ Every request goes through the province's circuit breaker; reads (``_call(...,
 read=True)``) are retried with exponential backoff and jitter, writes never are:
 a write carries a request id (``new_request_id``) that the province keeps, so
 the gateway's reconciler can send it again and get the first answer back.
+
+Each attempt has one deadline for the whole exchange (connect, send, receive and
+decode), and each answer is read as a stream and decoded here, a piece at a
+time: one that grows past ``max_answer_bytes``, as sent or as decoded, is
+refused (`UpstreamContractError`) as soon as it does, so a compressed "bomb"
+costs about that much memory and work, never what it would decode to.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import datetime as dt
 import enum
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -427,6 +435,8 @@ class BreakerState(enum.Enum):
 
 # -- settings and the adapter ----------------------------------------------------
 
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a province's answer, by default: 4 MiB
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdapterSettings:
@@ -444,6 +454,8 @@ class AdapterSettings:
     # the breaker: opens after this many failures in a row, probes after ``breaker_reset``
     breaker_threshold: int = 5
     breaker_reset: float = 30.0
+    # the largest answer read, in bytes, as sent and as decoded: more is a contract error
+    max_answer_bytes: int = MAX_ANSWER_BYTES
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
 
@@ -494,9 +506,11 @@ class ProvinceAdapter(abc.ABC):
         policies: Sequence[Policy] | None = None,
         deadline: float = 10.0,
         guard: Guard | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.client = client
         self._deadline = deadline  # seconds for a whole request, however it trickles in
+        self._max_answer_bytes = max_answer_bytes  # as sent, and as decoded
         self.guard = guard or Guard()
         self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
         if not self._policies:
@@ -515,6 +529,7 @@ class ProvinceAdapter(abc.ABC):
             policies=[*policies, *settings.extra_policies],
             deadline=settings.timeout,
             guard=Guard.of(settings),
+            max_answer_bytes=settings.max_answer_bytes,
         )
 
     def policy(self, on: dt.date | None = None) -> Policy:
@@ -688,11 +703,20 @@ class ProvinceAdapter(abc.ABC):
     async def _send(
         self, what: str, method: str, url: str, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        """One attempt, its whole exchange within the deadline: the answer, read (a 5xx's
+        body is not), or the `UpstreamError` it amounts to."""
+        headers = httpx.Headers(kwargs.get("headers"))
+        headers["Accept-Encoding"] = _CODINGS  # what `_Decoder` decodes
         try:
             async with asyncio.timeout(self._deadline) as deadline:
                 token = _DEADLINE.set(deadline)
                 try:
-                    response = await self.client.request(method, url, **kwargs)
+                    async with self.client.stream(
+                        method, url, **{**kwargs, "headers": headers}
+                    ) as streamed:
+                        response = streamed
+                        if streamed.status_code < 500:
+                            response = await self._read(what, streamed)
                 finally:
                     _DEADLINE.reset(token)
         except TimeoutError as exc:
@@ -713,6 +737,54 @@ class ProvinceAdapter(abc.ABC):
             raise UpstreamUnavailable(f"{what}: HTTP {response.status_code}", province=self.code)
         return response
 
+    async def _read(self, what: str, response: httpx.Response) -> httpx.Response:
+        """``response`` read and decoded, chunk by chunk, refused once it is larger than
+        ``max_answer_bytes`` as sent or as decoded: the answer as one with its decoded
+        body (no ``Content-Encoding`` left to undo).
+
+        httpx's own decoding turns each chunk received into all it decodes to at once
+        (64 KiB of gzip can hold 64 MiB); `_Decoder` makes at most `_PIECE` bytes a step.
+        Undecodable bytes raise `httpx.DecodingError`, as httpx would.
+        """
+        limit = self._max_answer_bytes
+        if response.is_stream_consumed:  # read already by its transport (in-process ones)
+            if len(response.content) > limit:
+                raise self._too_large(what, f"{len(response.content)} bytes")
+            return response
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(what, f"{declared} bytes declared")
+        decoder = _Decoder(response.headers.get_list("content-encoding", split_commas=True))
+        received = decoded = 0
+        parts: list[bytes] = []
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > limit:
+                raise self._too_large(what, f"{received} bytes received")
+            for piece in decoder.decode(chunk):
+                decoded += len(piece)
+                if decoded > limit:
+                    raise self._too_large(what, f"{decoded} bytes decoded")
+                parts.append(piece)
+        kept = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=kept,
+            content=b"".join(parts),
+            request=response.request,
+            extensions=response.extensions,
+        )
+
+    def _too_large(self, what: str, size: str) -> UpstreamContractError:
+        return UpstreamContractError(
+            f"{what}: answer over max_answer_bytes ({self._max_answer_bytes}): {size}",
+            province=self.code,
+        )
+
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:
         """Turn any surprise while parsing an answer into `UpstreamContractError`."""
@@ -732,6 +804,73 @@ class ProvinceAdapter(abc.ABC):
 
     def _contract_error(self, what: str) -> UpstreamContractError:
         return UpstreamContractError(what, province=self.code)
+
+
+# The content codings asked for and decoded: those zlib decodes a bounded piece at a time.
+_CODINGS = "gzip, deflate"
+_PIECE = 64 * 1024  # the most a coding decodes in one step, in bytes
+_MAX_CODINGS = 2  # codings applied one after another ("gzip, gzip"): more is no answer
+
+
+class _Inflater:
+    """One gzip or deflate coding, decoded `_PIECE` bytes at most per step. "deflate"
+    is a zlib stream or (as some servers send it, and httpx accepts) raw deflate: its
+    first two bytes tell which."""
+
+    def __init__(self, coding: str) -> None:
+        gzip = coding == "gzip"
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        self._head: bytes | None = None if gzip else b""  # deflate's first bytes, until told
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        if self._head is not None:
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            self._head = None
+            try:
+                zlib.decompressobj().decompress(data[:2])  # a zlib header?
+            except zlib.error:
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        while not self._zlib.eof:  # what follows the end is ignored, as httpx does
+            try:
+                piece = self._zlib.decompress(data, _PIECE)
+            except zlib.error as exc:
+                raise httpx.DecodingError(str(exc)) from exc
+            data = self._zlib.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and len(piece) < _PIECE:  # a full piece may have more behind it
+                return
+
+
+class _Decoder:
+    """An answer's ``Content-Encoding`` codings undone, the last applied first, each a
+    bounded piece at a time (so a chain of them holds a few pieces at most). A coding
+    other than those asked for (`_CODINGS`) or ``identity``, or more than
+    `_MAX_CODINGS` of them, raises `httpx.DecodingError`."""
+
+    def __init__(self, codings: Iterable[str]) -> None:
+        stages = []
+        for coding in (c.strip().lower() for c in codings):
+            if coding in ("gzip", "deflate"):
+                stages.append(_Inflater(coding))
+            elif coding not in ("identity", ""):
+                raise httpx.DecodingError(f"content coding {coding!r} was not asked for")
+        if len(stages) > _MAX_CODINGS:
+            raise httpx.DecodingError(f"{len(stages)} content codings, one after another")
+        self._stages = stages[::-1]  # the last applied is undone first
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        return self._through(self._stages, data)
+
+    def _through(self, stages: Sequence[_Inflater], data: bytes) -> Iterator[bytes]:
+        if not stages:
+            yield data
+            return
+        for piece in stages[0].decode(data):
+            yield from self._through(stages[1:], piece)
 
 
 class Guard:

@@ -261,6 +261,7 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
         "retry_wait_max": float,
         "breaker_threshold": int,
         "breaker_reset": float,
+        "max_answer_bytes": int,
     }
     unknown = set(table) - {"base_url", *numbers}
     if unknown:
