@@ -36,6 +36,10 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "亲属关系与户籍记录不符",
         "The relation does not match the civil record.",
     ),
+    RefusalCode.SELF_BINDING_NOT_ALLOWED: (
+        "不能为自己绑定家庭共济",
+        "You cannot bind yourself for mutual aid.",
+    ),
     RefusalCode.CROSS_AREA_NOT_ALLOWED: (
         "本省暂不支持跨统筹区(跨市)共济",
         "This province does not allow binding across cities.",

@@ -34,6 +34,7 @@ BINDING_KIND = "MutualAidBinding"
 # The input of `bindMutualAid` each refusal points at (none: the caller's own state).
 _BIND_FIELDS: dict[RefusalCode, str] = {
     RefusalCode.INVALID_CERT_NO: "beneficiaryCertNo",
+    RefusalCode.SELF_BINDING_NOT_ALLOWED: "beneficiaryCertNo",
     RefusalCode.PERSON_NOT_FOUND: "beneficiaryCertNo",
     RefusalCode.PERSON_INFO_MISMATCH: "beneficiaryName",
     RefusalCode.BENEFICIARY_NOT_INSURED: "beneficiaryCertNo",
@@ -233,7 +234,7 @@ class MutualAid:
         if not is_valid(beneficiary):
             return _refused(RefusalCode.INVALID_CERT_NO)
         if beneficiary == authorizer:
-            return Outcome.refused(RefusalCode.RELATION_NOT_VERIFIED, "beneficiaryCertNo")
+            return _refused(RefusalCode.SELF_BINDING_NOT_ALLOWED)
         people = await self._directory.locate([authorizer, beneficiary])
         if authorizer not in people:
             return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)

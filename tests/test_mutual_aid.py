@@ -644,3 +644,36 @@ async def test_an_unauthenticated_caller_gets_only_an_unauthenticated_error(
     result = await gql(document, variables, token=token(gql.auth))
     assert [e["extensions"]["code"] for e in result["errors"]] == ["UNAUTHENTICATED"]
     assert not any((result.get("data") or {}).values())
+
+
+async def test_binding_yourself_has_its_own_code_and_asks_no_province() -> None:
+    from tests.conftest import Sandboxes, gateway
+
+    sandboxes = Sandboxes()
+    async with sandboxes._stack:
+        await sandboxes.start()
+        transports: dict[str, Any] = dict(sandboxes.transports)
+        async with gateway(transports) as gql:
+            before = sandboxes.calls
+            payload = await gql.bind("hb_wang_jianguo", "hb_wang_jianguo", "SPOUSE")
+            assert payload["errors"] == [
+                {"code": "SELF_BINDING_NOT_ALLOWED", "field": "beneficiaryCertNo"}
+            ]
+            assert payload["binding"] is None
+            assert sandboxes.calls == before  # the gateway's own rule: no province asked
+            english = await gql(
+                """mutation($input: BindMutualAidInput!) { bindMutualAid(input: $input) {
+                errors { message } } }""",
+                {
+                    "input": {
+                        "beneficiaryCertNo": person("hb_wang_jianguo")["certNo"],
+                        "beneficiaryName": person("hb_wang_jianguo")["name"],
+                        "relation": "SPOUSE",
+                        "commitmentSigned": True,
+                    }
+                },
+                as_="hb_wang_jianguo",
+                lang="en",
+            )
+            message = english["data"]["bindMutualAid"]["errors"][0]["message"]
+            assert message == "You cannot bind yourself for mutual aid."
