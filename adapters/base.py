@@ -386,6 +386,15 @@ class Policy:
         return replace(self, **changes)
 
 
+# China keeps one time zone and no daylight saving: a policy takes effect on a Beijing date.
+CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+def china_date(moment: dt.datetime | None = None) -> dt.date:
+    """The Beijing date of ``moment`` (now by default), whatever the server's zone."""
+    return (moment or dt.datetime.now(dt.UTC)).astimezone(CHINA).date()
+
+
 def policy_in_force(policies: Sequence[Policy], on: dt.date) -> Policy:
     """The policy with the latest ``effective_from`` on or before ``on``."""
     in_force = [p for p in policies if p.effective_from <= on]
@@ -536,8 +545,8 @@ class ProvinceAdapter(abc.ABC):
         )
 
     def policy(self, on: dt.date | None = None) -> Policy:
-        """The rules in force on ``on`` (today by default)."""
-        return policy_in_force(self._policies, on or dt.date.today())
+        """The rules in force on ``on`` (today in Beijing by default)."""
+        return policy_in_force(self._policies, on or china_date())
 
     def serves(self, area_code: str) -> bool:
         return area_code.startswith(self.code)

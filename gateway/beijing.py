@@ -1,13 +1,9 @@
 """Beijing time: China keeps one time zone and no daylight saving, so a "day" (for a
-review's working days, an age, a records filter) is a Beijing date."""
+review's working days, an age, a records filter, a policy's effective date) is a
+Beijing date. One rule, declared with the province vocabulary (`adapters.base`)."""
 
 from __future__ import annotations
 
-import datetime as dt
+from adapters.base import CHINA, china_date
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
-
-def china_date(moment: dt.datetime | None = None) -> dt.date:
-    """The Beijing date of ``moment`` (now by default)."""
-    return (moment or dt.datetime.now(dt.UTC)).astimezone(CHINA).date()
+__all__ = ["CHINA", "china_date"]

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import types
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from gateway.config import AuthSettings, KinshipPolicy, Settings
 from gateway.ids import decode_id, encode_id
 from gateway.logs import MaskingFormatter, mask_cert_nos
 from gateway.messages import preferred_language
-from gateway.provinces import Provinces
+from gateway.provinces import Provinces, adapter_classes
 from tests.browser import served
 from tests.conftest import ROSTER
 from tests.keys import AUTH as KEYS_AUTH
@@ -386,3 +388,28 @@ async def test_production_keys_may_come_from_a_jwks_url() -> None:
         token = provider_token("130102197603150016", auth)
         caller = await asyncio.to_thread(verify_token, token, auth)
     assert caller.cert_no == "130102197603150016"
+
+
+def test_the_policy_in_force_is_the_one_of_the_beijing_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 23:30 UTC on the eve of a policy's date, it is already that date in Beijing:
+    the new policy applies, whatever zone the server keeps."""
+    import adapters.base as base
+    from adapters.base import Policy, ProvinceAdapter
+
+    eve = dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.UTC)
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Frozen:  # type: ignore[override]
+            return eve.astimezone(tz)  # type: ignore[return-value]
+
+    monkeypatch.setattr(base, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Frozen}))
+    adapter = next(iter(adapter_classes().values()))
+    old = adapter.policies[0]
+    new = dataclasses.replace(old, effective_from=dt.date(2027, 1, 1), max_relatives=7)
+    province: ProvinceAdapter = adapter(None, policies=[old, new])  # type: ignore[arg-type]
+    assert province.policy() == new
+    assert province.policy(dt.date(2026, 12, 31)) == old
+    assert isinstance(new, Policy)
