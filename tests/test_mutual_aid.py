@@ -203,7 +203,7 @@ async def refused(
         ),
         pytest.param(
             (), "hb_wang_jianguo", "hb_wang_jianguo", "SPOUSE", True,
-            "RELATION_NOT_VERIFIED", "beneficiaryCertNo",
+            "SELF_BINDING_NOT_ALLOWED", "beneficiaryCertNo",
             id="nobody is their own relative",
         ),
         pytest.param(
