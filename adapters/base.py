@@ -43,7 +43,6 @@ import contextlib
 import contextvars
 import datetime as dt
 import enum
-import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,15 +51,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
-import purgatory
-from purgatory.domain.model import OpenedState
-from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from adapters.breaker import Breaker, BreakerState, Refused
 
 __all__ = [
     "AdapterSettings",
@@ -439,12 +437,6 @@ class CircuitOpen(UpstreamError):
     code = "CIRCUIT_OPEN"
 
 
-class BreakerState(enum.Enum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"  # the next request probes the province
-
-
 # -- settings and the adapter ----------------------------------------------------
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a province's answer, by default: 4 MiB
@@ -682,34 +674,26 @@ class ProvinceAdapter(abc.ABC):
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One attempt through the province's breaker (`adapters.breaker`): unavailable
+        and timed-out attempts are its failures, answers its successes. Anything else
+        raised (a cancelled request: the caller stopped waiting; an unreadable body: the
+        province answered, wrongly) is neither: it neither counts towards opening nor
+        closes a probing breaker."""
         what = f"{method} {url}"
-        breaker = await self.guard.breaker(self.code)
+        breaker = self.guard.breaker
         try:
-            await breaker.__aenter__()  # raises while open; half-opens once the time is up
-            probing = breaker.context.state == "half-opened"
-            if probing and not self.guard.start_probe():
-                raise OpenedState(self.code)  # one probe at a time; the rest wait for it
-        except OpenedState as exc:
+            probe = breaker.admit()  # one probe at a time; the rest are refused meanwhile
+        except Refused as exc:
             raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
         try:
-            return await self._judged(breaker, what, method, url, kwargs)
-        finally:
-            if probing:
-                self.guard.end_probe()
-
-    async def _judged(
-        self, breaker: AsyncCircuitBreaker, what: str, method: str, url: str, kwargs: Any
-    ) -> httpx.Response:
-        # Anything else raised here (a cancelled request: the caller stopped waiting;
-        # an unreadable body: the province answered, wrongly) is neither a success nor
-        # a failure: the breaker does not hear of it, so it neither counts towards
-        # opening nor closes a probing breaker.
-        try:
             response = await self._send(what, method, url, kwargs)
-        except (UpstreamUnavailable, UpstreamTimeout) as exc:
-            await breaker.__aexit__(type(exc), exc, exc.__traceback__)  # a failure
+        except (UpstreamUnavailable, UpstreamTimeout):
+            breaker.failed(probe)
             raise
-        await breaker.__aexit__(None, None, None)  # a success
+        except BaseException:
+            breaker.released(probe)
+            raise
+        breaker.succeeded(probe)
         return response
 
     async def _send(
@@ -906,22 +890,7 @@ class Guard:
         self._wait = wait_exponential_jitter(
             multiplier=retry_wait, max=retry_wait_max, jitter=retry_wait
         )
-        self._breakers = purgatory.AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold,
-            default_ttl=breaker_reset,
-        )
-        self._breaker: AsyncCircuitBreaker | None = None
-        self._probe = False  # a request is probing a half-open breaker
-
-    def start_probe(self) -> bool:
-        """Take the one probe of a half-open breaker; False if it is taken."""
-        if self._probe:
-            return False
-        self._probe = True
-        return True
-
-    def end_probe(self) -> None:
-        self._probe = False
+        self.breaker = Breaker(breaker_threshold, breaker_reset)
 
     @classmethod
     def of(cls, settings: AdapterSettings) -> Guard:
@@ -933,11 +902,6 @@ class Guard:
             breaker_reset=settings.breaker_reset,
         )
 
-    async def breaker(self, name: str) -> AsyncCircuitBreaker:
-        if self._breaker is None:
-            self._breaker = await self._breakers.get_breaker(name)
-        return self._breaker
-
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(1 + self._retries),
@@ -948,15 +912,7 @@ class Guard:
 
     @property
     def state(self) -> BreakerState:
-        context = self._breaker.context if self._breaker is not None else None
-        if context is None or context.state == "closed":
-            return BreakerState.CLOSED
-        opened = context.opened_at
-        if context.state == "half-opened" or (
-            opened is not None and time.time() > opened + context.ttl
-        ):
-            return BreakerState.HALF_OPEN
-        return BreakerState.OPEN
+        return self.breaker.state
 
 
 # The deadline of the request being sent (for transports that count outcomes).

@@ -188,7 +188,7 @@ _COMPONENTS = (
     ("sqlite (aiosqlite, the store)", ("/aiosqlite/", "sqlite3")),
     ("metrics (prometheus_client)", ("/prometheus_client/",)),
     ("jwt and crypto", ("/jwt/", "/cryptography/")),
-    ("breaker and retries (purgatory, tenacity)", ("/purgatory/", "/tenacity/")),
+    ("breaker and retries (adapters.breaker, tenacity)", ("/adapters/breaker.py", "/tenacity/")),
     ("rate limits (limits)", ("/limits/",)),
     ("adapters (dialects)", ("/adapters/",)),
     ("gateway: audit", ("/gateway/audit", "/gateway/operation")),

@@ -321,7 +321,7 @@ async def test_a_trickling_answer_is_cut_off_by_the_deadline() -> None:
     assert caught.value.province == "13"
     assert len(sent) == 3  # the first attempt and two retries (the default)
     assert all(isinstance(s, Trickle) and s.sent >= 2 and s.closed for s in sent)
-    assert 1.5 <= took < 3.0
+    assert took >= 1.5  # three deadlines of 0.5 s each, none cut short
 
 
 class Switched(httpx.AsyncBaseTransport):
@@ -360,15 +360,16 @@ async def test_a_trickling_province_times_out_at_its_deadline_and_holds_up_no_ot
                 result = await gql(ME, as_=key)
                 return result, time.perf_counter() - started
 
-            (wang, wang_took), (chen, chen_took) = await asyncio.gather(
-                timed("hb_wang_jianguo"), timed("js_chen_zhiqiang")
-            )
+            hebei_asked = asyncio.ensure_future(timed("hb_wang_jianguo"))
+            chen, _ = await timed("js_chen_zhiqiang")
+            # Jiangsu's caller is answered while Hebei's is still waiting on the trickle
+            assert not hebei_asked.done()
+            wang, wang_took = await hebei_asked
     assert [(e["extensions"]["code"], e["extensions"]["province"]) for e in wang["errors"]] == [
         ("UPSTREAM_TIMEOUT", "13")
     ]
-    assert 1.0 <= wang_took < 2.0
+    assert wang_took >= 1.0  # cut off at the deadline, not before
     assert "errors" not in chen
-    assert chen_took < 0.5
     assert hebei_side.streams
     assert all(s.sent >= 4 and s.closed for s in hebei_side.streams)
 
