@@ -2,25 +2,59 @@
 it ended, for every mutation and every read of other people's data.
 
 Written by the `Audited` schema extension after each such operation, into the
-gateway's store, append-only. ``targets`` are the ID numbers the request named
-(its variables and arguments); an ``ADMIN`` reads the log masked.
+gateway's store, append-only. What it writes is what the gateway did, whatever
+the client selected of the answer or sent beside the operation:
+
+- ``outcome``: the codes of the faults, and of the refusals the gateway decided
+  (the ``errors`` of each top-level field's answer, as the resolver returned it,
+  before any selection); OK when there are none.
+- ``fields``: the top-level fields that ran, then what their answers disclosed of
+  other people (`Told.disclosed`, e.g. ``Settlement.patientBalanceAfter``).
+- ``targets``: the valid ID numbers among the arguments of the fields that ran
+  (nested ones too), their variables resolved, then the people the answers were
+  about (`Told.about`). Variables the operation does not use name no one.
+- ``channel``: the ``channel`` argument (or input field) of a field that ran.
+
+A request refused before anything ran (validation, limits, rate limits, a bad
+variable) is recorded with the fields of the operation that would have run, and
+the ID numbers its arguments name, literally or through the variables they use.
+An ``ADMIN`` reads the log masked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from inspect import isawaitable
 from typing import Any
 
-from graphql import OperationDefinitionNode, OperationType, StringValueNode, Visitor, visit
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    EnumValueNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLResolveInfo,
+    ObjectFieldNode,
+    OperationDefinitionNode,
+    OperationType,
+    StringValueNode,
+    VariableNode,
+    Visitor,
+    value_from_ast_untyped,
+    visit,
+)
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from gateway.certno import is_valid, normalize
+from gateway.channels import Channel
 from gateway.operation import CACHED_QUERY_BYTES, chosen, me_fields, top_fields
 from gateway.store import Store
 
@@ -41,6 +75,7 @@ AUDITED_ME_FIELDS = frozenset(
     }
 )
 _CERT = re.compile(r"^[0-9]{17}[0-9Xx]$")
+_CHANNELS = frozenset(c.value for c in Channel)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +91,27 @@ class Entry:
     targets: Sequence[str]
     channel: str | None
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What a field's answer tells the audit beyond the field's arguments, whatever the
+    client selects of it: the people the gateway's decision concerned (ID numbers) and
+    what the answer disclosed of them (schema coordinates such as
+    ``Settlement.patientBalanceAfter``). A payload carries it as ``told`` (a private
+    field, never in the graph); `Audited` reads it from each top-level answer."""
+
+    about: tuple[str, ...] = ()
+    disclosed: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, caller: str | None, *parties: str | None, disclosed: Sequence[str] = ()) -> Told:
+        """About ``parties`` other than the caller (whose own data is no one else's)."""
+        about = tuple(dict.fromkeys(p for p in parties if p is not None and p != caller))
+        return cls(about=about, disclosed=tuple(disclosed))
+
+
+NOTHING_TOLD = Told()
 
 
 class AuditLog:
@@ -110,6 +166,9 @@ class AuditLog:
         ]
 
 
+# -- what arguments name ------------------------------------------------------------------
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -121,70 +180,186 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-class _Literals(Visitor):
+def people(values: Any) -> list[str]:
+    """The valid ID numbers among argument values, once each, in order."""
+    seen: dict[str, None] = {}
+    for text in _strings(values):
+        cert = normalize(text)
+        if _CERT.match(cert) and is_valid(cert):
+            seen.setdefault(cert)
+    return list(seen)
+
+
+def channel_of(values: Any) -> str | None:
+    """The first ``channel`` argument or input field among argument values."""
+    if isinstance(values, dict):
+        given = values.get("channel")
+        given = given.value if isinstance(given, enum.Enum) else given
+        if isinstance(given, str) and given in _CHANNELS:
+            return given
+        values = list(values.values())
+    if isinstance(values, list | tuple):
+        for item in values:
+            found = channel_of(item)
+            if found is not None:
+                return found
+    return None
+
+
+class _Named(Visitor):
+    """What the arguments in some selection sets name: string literals, the variables
+    they use (those a ``channel`` uses apart), literal channels, and the fragments
+    spread (to walk next)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.found: list[str] = []
+        self.literals: list[str] = []
+        self.variables: list[str] = []
+        self.channel_variables: list[str] = []
+        self.channels: list[str] = []
+        self.spreads: list[str] = []
 
     def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-        self.found.append(node.value)
+        self.literals.append(node.value)
+
+    def enter_variable(self, node: VariableNode, *_: Any) -> None:
+        self.variables.append(node.name.value)
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.spreads.append(node.name.value)
+
+    def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+        self._channel(node)
+
+    def enter_object_field(self, node: ObjectFieldNode, *_: Any) -> None:
+        self._channel(node)
+
+    def _channel(self, node: ArgumentNode | ObjectFieldNode) -> None:
+        if node.name.value != "channel":
+            return
+        if isinstance(node.value, EnumValueNode):
+            self.channels.append(node.value.value)
+        elif isinstance(node.value, VariableNode):
+            self.channel_variables.append(node.value.name.value)
 
 
-# The string literals of recent operations: a cached document is the same object on
-# every request (`gateway.schema`), so it is walked once. The entry holds its
+# What the arguments of recent operations name: a cached document is the same object
+# on every request (`gateway.schema`), so it is walked once. The entry holds its
 # operation, so an id is not reused while it is kept; a document too long for the
 # parser's cache is new on every request and is not kept here either.
-_LITERALS: OrderedDict[int, tuple[OperationDefinitionNode, list[str]]] = OrderedDict()
+_LITERALS: OrderedDict[int, tuple[OperationDefinitionNode, _Named]] = OrderedDict()
 _LITERALS_KEPT = 512
 
 
-def _literals(operation: OperationDefinitionNode) -> list[str]:
+def _named(operation: OperationDefinitionNode, document: DocumentNode) -> _Named:
     kept = _LITERALS.get(id(operation))
     if kept is not None and kept[0] is operation:
         _LITERALS.move_to_end(id(operation))
         return kept[1]
-    literals = _Literals()
-    visit(operation, literals)
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    named = _Named()
+    visit(operation.selection_set, named)  # not the variables' definitions: only what is used
+    walked: set[str] = set()
+    while named.spreads:  # each fragment once
+        name = named.spreads.pop()
+        if name in fragments and name not in walked:
+            walked.add(name)
+            visit(fragments[name].selection_set, named)
     if operation.loc is None or len(operation.loc.source.body) > CACHED_QUERY_BYTES:
-        return literals.found
-    _LITERALS[id(operation)] = (operation, literals.found)
+        return named
+    _LITERALS[id(operation)] = (operation, named)
     if len(_LITERALS) > _LITERALS_KEPT:
         _LITERALS.popitem(last=False)
-    return literals.found
+    return named
 
 
-def targets(operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> list[str]:
-    """The valid ID numbers a request names, in its variables or inline."""
-    seen = []
-    for text in [*_literals(operation), *_strings(variables or {})]:
-        cert = normalize(text)
-        if _CERT.match(cert) and is_valid(cert) and cert not in seen:
-            seen.append(cert)
-    return seen
+def written(
+    operation: OperationDefinitionNode, document: DocumentNode, variables: dict[str, Any] | None
+) -> list[Any]:
+    """The argument values an operation names as written: its literals, and the values of
+    the variables its arguments use (sent, or their defaults). For a request refused
+    before anything ran."""
+    named = _named(operation, document)
+    given = dict(variables or {})
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name not in given and definition.default_value is not None:
+            given[name] = value_from_ast_untyped(definition.default_value)
+    return [
+        *named.literals,
+        *({"channel": c} for c in named.channels),
+        *({"channel": given.get(v)} for v in named.channel_variables),
+        *(given.get(v) for v in dict.fromkeys(named.variables)),
+    ]
 
 
-def outcome(result: Any) -> str:
-    """OK, or the codes of the faults or refusals the answer carried."""
+# -- how it ended ---------------------------------------------------------------------------
+
+
+def _code(value: Any) -> str:
+    return str(value.value if isinstance(value, enum.Enum) else value)
+
+
+def decided(answer: Any) -> list[str]:
+    """The refusal codes a top-level field's answer carries (a payload's ``errors``)."""
+    errors = getattr(answer, "errors", None)
+    if not isinstance(errors, list):
+        return []
+    return [_code(e.code) for e in errors if getattr(e, "code", None) is not None]
+
+
+def outcome(result: Any, refusals: Sequence[str] = ()) -> str:
+    """OK, or the codes of the faults and of the refusals the gateway decided."""
     if result is None:
         return "UNKNOWN"
-    if result.errors:
-        codes = sorted({(e.extensions or {}).get("code", "ERROR") for e in result.errors})
-        return ",".join(codes)
-    refusals = sorted(
-        {
-            error.get("code", "")
-            for payload in (result.data or {}).values()
-            if isinstance(payload, dict)
-            for error in payload.get("errors") or []
-            if isinstance(error, dict)
-        }
-    )
-    return ",".join(refusals) if refusals else "OK"
+    codes = {(e.extensions or {}).get("code", "ERROR") for e in result.errors or ()}
+    codes.update(refusals)
+    return ",".join(sorted(codes)) if codes else "OK"
 
 
 class Audited(SchemaExtension):
     """Around the whole operation: refusals before execution (validation, limits, rate
-    limits) are recorded too."""
+    limits) are recorded too. While it runs, it sees each field's arguments (variables
+    resolved) and each top-level field's answer as its resolver returned it."""
+
+    def __init__(self, *, execution_context: ExecutionContext | None = None) -> None:
+        super().__init__(execution_context=execution_context)
+        self._ran: list[str] = []  # the top-level fields, in the order they ran
+        self._arguments: list[dict[str, Any]] = []  # of every field that ran
+        self._refusals: list[str] = []
+        self._told: list[Told] = []
+
+    def resolve(
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo[Any],
+        *args: str,
+        **kwargs: Any,
+    ) -> Any:
+        if kwargs:
+            self._arguments.append(kwargs)
+        if info.path.prev is not None:
+            return _next(root, info, *args, **kwargs)
+        self._ran.append(info.field_name)
+        answer = _next(root, info, *args, **kwargs)
+        if isawaitable(answer):
+            return self._answered(answer)
+        self._note(answer)
+        return answer
+
+    async def _answered(self, pending: Awaitable[Any]) -> Any:
+        answer = await pending
+        self._note(answer)
+        return answer
+
+    def _note(self, answer: Any) -> None:
+        self._refusals.extend(decided(answer))
+        told = getattr(answer, "told", None)
+        if isinstance(told, Told) and told is not NOTHING_TOLD:
+            self._told.append(told)
 
     async def on_operation(self) -> AsyncIterator[None]:
         yield
@@ -203,12 +378,16 @@ class Audited(SchemaExtension):
             or AUDITED_ME_FIELDS.intersection(me_fields(operation, document))
         ):
             return
+        ran = bool(self._ran) or not (ctx.result is not None and ctx.result.errors)
+        if ran:  # what ran (nothing, if every field was skipped)
+            fields = [*self._ran]
+            values: list[Any] = self._arguments
+        else:  # refused before anything ran: what the operation would have run
+            fields = used
+            values = written(operation, document, ctx.variables)
+        about = [p for told in self._told for p in told.about]
+        disclosed = [d for told in self._told for d in told.disclosed]
         caller = context.caller
-        variables = ctx.variables or {}
-        channel = next(
-            (v for v in _strings(variables) if v in ("APP", "WECHAT", "ALIPAY", "WEB", "HALL")),
-            None,
-        )
         entry = Entry(
             seq=0,
             at=dt.datetime.now(dt.UTC),
@@ -217,10 +396,10 @@ class Audited(SchemaExtension):
             roles=sorted(caller.roles) if caller else [],
             client=context.client,
             operation="mutation" if mutation else "query",
-            fields=used,
-            targets=targets(operation, variables),
-            channel=channel,
-            outcome=outcome(ctx.result),
+            fields=[*fields, *(d for d in dict.fromkeys(disclosed) if d not in fields)],
+            targets=people([*values, about]),
+            channel=channel_of(values),
+            outcome=outcome(ctx.result, self._refusals),
         )
         try:
             await services.audit.append(entry)

@@ -22,10 +22,21 @@ class AuditEntry:
     roles: list[str]
     client: str | None
     operation: str
-    fields: list[str]
-    targets: list[str]
+    fields: list[str] = strawberry.field(
+        description="The top-level fields that ran (for a request refused before it ran,"
+        " those it asked for), then what the answers disclosed of other people, whatever"
+        " was selected: e.g. `Settlement.patientBalanceAfter`, a read of that balance."
+    )
+    targets: list[str] = strawberry.field(
+        description="The ID numbers in the arguments of the fields that ran (variables"
+        " resolved; other variables sent name no one), then the people the answers were"
+        " about (a settlement's patient and paying authorizer, a kinship link's other side)."
+    )
     channel: str | None
-    outcome: str = strawberry.field(description="OK, or the codes of refusals or faults.")
+    outcome: str = strawberry.field(
+        description="OK, or the codes of the faults and of the refusals the gateway decided,"
+        " whatever was selected of the answer."
+    )
 
     @classmethod
     def of(cls, entry: Entry) -> AuditEntry:

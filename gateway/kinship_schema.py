@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import enum
 import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -17,6 +16,7 @@ from strawberry.file_uploads import Upload
 
 from adapters.base import Party, Refusal, RefusalCode
 from gateway import documents
+from gateway.audit import NOTHING_TOLD, Told
 from gateway.auth import REVIEWER
 from gateway.certno import loggable, normalize
 from gateway.config import KinshipPolicy
@@ -31,6 +31,7 @@ from gateway.kinship import (
     Outcome,
     Use,
     VoucherOutcome,
+    password_ok,
 )
 from gateway.messages import note_message
 from gateway.outbox import KeyReused, key_ok, new_key
@@ -203,15 +204,20 @@ class KinshipPayload:
     idempotency_key: str | None = strawberry.field(
         default=None, description="The key this request went under."
     )
+    told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whom the link concerns
 
     @classmethod
     def of(cls, outcome: Outcome, info: Info_, key: str | None = None) -> KinshipPayload:
-        link = None
+        link, told = None, NOTHING_TOLD
         if outcome.link is not None:
             caller = info.context.caller_cert_no()
             link = KinshipLinkType.of(outcome.link, caller, info.context.services.kinship.policy)
+            told = Told.of(caller, outcome.link.adder.cert_no, outcome.link.member.cert_no)
         return cls(
-            link=link, errors=[UserError.of(e, info) for e in outcome.errors], idempotency_key=key
+            link=link,
+            errors=[UserError.of(e, info) for e in outcome.errors],
+            idempotency_key=key,
+            told=told,
         )
 
 
@@ -248,6 +254,7 @@ class KinshipVoucherPayload:
         description="The key this request went under: sent again with it, the same code"
         " comes back (a new code needs a new key).",
     )
+    told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whose voucher it shows
 
     @classmethod
     def of(
@@ -283,6 +290,7 @@ class KinshipVoucherPayload:
             ),
             errors=errors,
             idempotency_key=key,
+            told=Told.of(caller, voucher.link.member.cert_no),
         )
 
 
@@ -378,6 +386,10 @@ class KinshipQueries:
 
 Key = Annotated[str | None, strawberry.argument(description=IDEMPOTENCY_KEY)]
 
+# The replays' name for an activation. Its rows under the earlier name covered an HMAC
+# of the payment password; `Replays` drops those (`gateway.replays.LEGACY`).
+ACTIVATE = "ACTIVATE_KINSHIP_MEMBER_V2"
+
 
 async def _once(
     info: Info_,
@@ -404,13 +416,6 @@ async def _once(
 
 def _refused(code: RefusalCode) -> Outcome:
     return Outcome.refused(code, "idempotencyKey")
-
-
-def _keyed(info: Info_, secret: str) -> str:
-    """An HMAC of a secret input under the gateway's key: comparable, not guessable
-    (a 6-digit password's plain hash would be)."""
-    key = info.context.services.settings.auth.secret.encode()
-    return hmac.new(key, b"idempotency|" + secret.encode(), "sha256").hexdigest()
 
 
 @strawberry.type
@@ -506,12 +511,21 @@ class KinshipMutations:
         caller = info.context.insured()
         kinship = info.context.services.kinship
         link_id = registry_id(member_id)
+        key = new_key() if idempotency_key is None else idempotency_key
+        if key_ok(key) and not password_ok(payment_password):
+            # judged by the input alone, before the key keeps anything: a corrected
+            # password may follow under the same key
+            refused = Outcome.refused(RefusalCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
+            return KinshipPayload.of(refused, info, key)
         outcome, key = await _once(
             info,
-            idempotency_key,
-            "ACTIVATE_KINSHIP_MEMBER",
-            # the password only as a keyed hash: a corrected one is another request
-            {"link": link_id, "password": _keyed(info, payment_password)},
+            key,
+            ACTIVATE,
+            # Nothing of the password: a replay's fingerprint is a fast hash, and anything
+            # derived from six digits in it would give them away faster than the scrypt
+            # hash. So the same key with another password gets the first outcome back
+            # (never a second activation, nor a hint of whether the password matched).
+            {"link": link_id},
             lambda: kinship.activate(caller, link_id, payment_password),
             Outcome,
             _refused,

@@ -1,11 +1,12 @@
 """Spending records (支出明细) and authorization records (授权记录), page by page.
 
-Spending records are the province's settlements in which mutual aid paid: as
-authorizer, what my account paid for relatives; as beneficiary, what was paid
-for me and by whom. Authorization records are what happened to my bindings:
-the gateway journals every bind, answer and unbind it carries, with the channel
-it came through; a binding made elsewhere (at a province's own counter) appears
-by its creation, channel unknown.
+Spending records are the province's settlements: as beneficiary (the patient),
+every settlement of mine, whatever it paid and whoever paid (a settlement shows
+the institution my balance, so none may be missing from my records); as
+authorizer, those in which my account paid for a relative. Authorization records
+are what happened to my bindings: the gateway journals every bind, answer and
+unbind it carries, with the channel it came through; a binding made elsewhere (at
+a province's own counter) appears by its creation, channel unknown.
 
 Pages are Relay-style: newest first, ``first`` items after the opaque cursor
 ``after``. A family's records are few, so they are fetched whole and cut here.
@@ -188,15 +189,20 @@ def spending(
     found: Sequence[tuple[Settlement, ProvinceAdapter]],
     filters: Filters,
 ) -> list[Spending]:
-    """The settlements in which mutual aid paid, on ``cert_no``'s side of ``role``."""
+    """``cert_no``'s settlements on their side of ``role``: as the patient, every one
+    (the relative a filter names is the one who paid); as an authorizer, those in which
+    mutual aid paid from their account."""
     kept = []
     for done, adapter in found:
         payer = done.mutual_aid_payer
-        if payer is None or done.mutual_aid_paid <= Decimal(0):
+        paid = payer is not None and done.mutual_aid_paid > Decimal(0)
+        if role is Role.BENEFICIARY:
+            mine, others = done.patient.cert_no, [payer.cert_no] if payer and paid else []
+        elif payer is not None and paid:
+            mine, others = payer.cert_no, [done.patient.cert_no]
+        else:
             continue
-        mine = payer.cert_no if role is Role.AUTHORIZER else done.patient.cert_no
-        other = done.patient.cert_no if role is Role.AUTHORIZER else payer.cert_no
-        if mine == cert_no and filters.keeps(done.settled_at, other):
+        if mine == cert_no and filters.keeps(done.settled_at, *others):
             kept.append(Spending(done, adapter))
     return kept
 

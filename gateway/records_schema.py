@@ -40,13 +40,27 @@ class PageInfo:
     end_cursor: str | None
 
 
-@strawberry.type(description="A payment mutual aid made: who, where, when, how much.")
+@strawberry.type(
+    description="A settlement: who, where, when, how much. The patient's records hold every"
+    " settlement of theirs, whatever it paid; an authorizer's, what their account paid."
+)
 class SpendingRecord:
     settlement_id: strawberry.ID
     settled_at: dt.datetime
     patient: PersonRef
-    payer: PersonRef
-    amount: Money = strawberry.field(description="What the payer's account paid (共济支付).")
+    payer: PersonRef | None = strawberry.field(
+        description="The authorizer whose account paid; null when mutual aid paid nothing."
+    )
+    amount: Money = strawberry.field(
+        description="What the payer's account paid (共济支付); 0.00 when mutual aid paid nothing."
+    )
+    total_amount: Money | None = strawberry.field(
+        description="The whole bill: for the patient only (null for the authorizer)."
+    )
+    own_account_paid: Money | None = strawberry.field(
+        description="What the patient's own account paid: for the patient only (null for"
+        " the authorizer)."
+    )
     institution_code: str
     medical_type: MedicalType  # type: ignore[valid-type]
     status: SettlementStatusType  # type: ignore[valid-type]
@@ -54,13 +68,16 @@ class SpendingRecord:
     @classmethod
     def of(cls, record: Spending, caller: str) -> SpendingRecord:
         done: Settlement = record.settlement
-        assert done.mutual_aid_payer is not None  # noqa: S101 (kept only when mutual aid paid)
+        payer = done.mutual_aid_payer
+        patient = done.patient.cert_no == caller
         return cls(
             settlement_id=strawberry.ID(encode_id(SETTLEMENT_KIND, record.adapter.code, done.id)),
             settled_at=done.settled_at,
             patient=PersonRef.of(done.patient, caller),
-            payer=PersonRef.of(done.mutual_aid_payer, caller),
+            payer=None if payer is None else PersonRef.of(payer, caller),
             amount=Money(done.mutual_aid_paid),
+            total_amount=Money(done.total) if patient else None,
+            own_account_paid=Money(done.own_account_paid) if patient else None,
             institution_code=done.institution_code,
             medical_type=done.medical_type,
             status=SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED,

@@ -9,6 +9,12 @@ used for another request, `KeyReused`.
 The outcome is kept after the write's own transaction, so a process that dies in
 between leaves the write done and the key free: sent again, the request is judged
 anew (and refused as a duplicate where that applies).
+
+A request's fingerprint is a fast hash (SHA-256) of what identifies it, kept in the
+store: it must hold nothing secret, nor anything derived from a secret that a fast
+hash could find again (a six-digit payment password is a million tries). A secret
+input is left out of the request; the same key sent with another secret gets the
+first outcome back.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from gateway.store import Store
 
 T = TypeVar("T")
 
+# Operations whose earlier rows covered something derived from a secret, and why: they
+# are deleted the first time the replays are used (once per process; a key of theirs
+# sent again is judged anew, and the registry refuses what is already done).
+LEGACY = {
+    "ACTIVATE_KINSHIP_MEMBER": "an HMAC of the payment password was in its fingerprint",
+}
+
 
 def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
     body = json.dumps({"operation": operation, **request}, sort_keys=True, separators=(",", ":"))
@@ -38,6 +51,19 @@ class Replays:
         self._store = store
         self._provinces = provinces
         self._busy = Locks()
+        self._scrubbed = False
+
+    async def _scrub(self) -> None:
+        """Delete the rows of `LEGACY` operations (a store written by an earlier version)."""
+        if self._scrubbed:
+            return
+        marks = ",".join("?" * len(LEGACY))
+        async with self._store.transaction() as db:
+            await db.execute(
+                f"DELETE FROM replay WHERE operation IN ({marks})",  # noqa: S608
+                tuple(LEGACY),
+            )
+        self._scrubbed = True
 
     async def once(
         self,
@@ -48,7 +74,9 @@ class Replays:
         run: Callable[[], Awaitable[T]],
         kind: type[T],
     ) -> T:
-        """``run()`` once per ``(scope, key)``; a repeat gets its outcome (a ``kind``)."""
+        """``run()`` once per ``(scope, key)``; a repeat gets its outcome (a ``kind``).
+        ``request`` identifies the request: never a secret (see the module)."""
+        await self._scrub()
         wanted = fingerprint(operation, request)
         async with self._busy.hold((scope, key)):  # the same key at once: one at a time
             kept = await self._kept(scope, key)

@@ -10,6 +10,7 @@ import strawberry
 
 from adapters import base
 from adapters.base import ProvinceAdapter
+from gateway.audit import NOTHING_TOLD, Told
 from gateway.ids import encode_id
 from gateway.outbox import new_key
 from gateway.settlement import SETTLEMENT_KIND, Outcome, SettleInput
@@ -117,19 +118,40 @@ class SettlementPayload:
         description="SUBMITTED: the province's answer is not known yet (settlement is null)."
     )
     idempotency_key: str = strawberry.field(description="The key this request went under.")
+    told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whose balances it shows
 
     @classmethod
     def of(cls, outcome: Outcome, key: str, info: Info_) -> SettlementPayload:
-        settlement = None
+        settlement, told = None, NOTHING_TOLD
         if outcome.settlement is not None and outcome.adapter is not None:
             caller = info.context.caller_cert_no()
             settlement = Settlement.of(outcome.settlement, outcome.adapter, caller)
+            told = shown(outcome.settlement, caller)
         return cls(
             settlement=settlement,
             errors=[UserError.of(e, info) for e in outcome.errors],
             status=WriteStatus.SUBMITTED if outcome.submitted else WriteStatus.DONE,
             idempotency_key=key,
+            told=told,
         )
+
+
+def shown(done: base.Settlement, caller: str) -> Told:
+    """What a settlement in an institution's answer tells it of other people: whatever
+    the client selects, it is a read of the patient's balance after (and of the paying
+    authorizer's), the patient and the payer are whom it concerns."""
+    payer = done.mutual_aid_payer
+    disclosed = []
+    if done.patient_balance_after is not None:
+        disclosed.append("Settlement.patientBalanceAfter")
+    if payer is not None and done.payer_balance_after is not None:
+        disclosed.append("Settlement.mutualAidPayerBalanceAfter")
+    return Told.of(
+        caller,
+        done.patient.cert_no,
+        None if payer is None else payer.cert_no,
+        disclosed=disclosed,
+    )
 
 
 @strawberry.input(name="SettleInput")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from adapters.base import Binding, BindingStatus, Party, Relation
 from gateway.auth import INSTITUTION, Institution, mint_token
 from gateway.certno import check_character
@@ -187,3 +189,57 @@ def test_a_binding_made_elsewhere_appears_by_its_creation() -> None:
         ("CREATED", None, "HB00000009")
     ]
     assert authorizations(me.cert_no, [], [(made, Province())], Filters(relative="x")) == []  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("patient", ["hb_wang_jianguo", "js_chen_zhiqiang", "hn_zhao_lei"])
+async def test_every_settlement_is_in_the_patients_records_whatever_it_paid(
+    gql: GraphQL, patient: str
+) -> None:
+    # the fund pays all of it: no money moves, and the institution saw the balance
+    probe = await settle(gql, patient, "0.01", "0.01", "probe")
+    paid = await settle(gql, patient, "100.00", "0.00", "paid")  # the patient's own account
+    listed = """query($role: RecordRole!) { me { spendingRecords(role: $role) {
+      edges { node { settlementId amount institutionCode medicalType status } } } } }"""
+    mine = await gql(listed, {"role": "BENEFICIARY"}, as_=patient)
+    nodes = [e["node"] for e in mine["data"]["me"]["spendingRecords"]["edges"]]
+    assert [(n["settlementId"], n["amount"]) for n in nodes] == [
+        (paid, "0.00"),  # mutual aid paid nothing of either
+        (probe, "0.00"),
+    ]
+    assert all(n["institutionCode"] == "H13010001" for n in nodes)
+
+    # the patient sees the bill and what their own account paid; nobody paid for them
+    detail = """{ me { spendingRecords(role: BENEFICIARY) { edges { node {
+      settlementId totalAmount ownAccountPaid payer { name } } } } } }"""
+    shown = await gql(detail, as_=patient)
+    assert [e["node"] for e in shown["data"]["me"]["spendingRecords"]["edges"]] == [
+        {"settlementId": paid, "totalAmount": "100.00", "ownAccountPaid": "100.00", "payer": None},
+        {"settlementId": probe, "totalAmount": "0.01", "ownAccountPaid": "0.00", "payer": None},
+    ]
+    # an authorizer's records stay what their account paid; none of it here
+    assert amounts(await spending(gql, patient, "AUTHORIZER")) == []
+
+
+async def test_an_authorizer_does_not_see_the_patients_own_part(gql: GraphQL) -> None:
+    await bind(gql, "hb_wang_jianguo", "hb_wang_lei", "CHILD", "APP")
+    await settle(gql, "hb_wang_lei", "1000.00", "200.00", "b")  # 600 his own, 200 from 王建国
+    detail = """query($role: RecordRole!) { me { spendingRecords(role: $role) { edges { node {
+      amount totalAmount ownAccountPaid payer { certNo } } } } } }"""
+    paid = await gql(detail, {"role": "AUTHORIZER"}, as_="hb_wang_jianguo")
+    assert [e["node"] for e in paid["data"]["me"]["spendingRecords"]["edges"]] == [
+        {
+            "amount": "200.00",
+            "totalAmount": None,
+            "ownAccountPaid": None,
+            "payer": {"certNo": person("hb_wang_jianguo")["certNo"]},
+        }
+    ]
+    own = await gql(detail, {"role": "BENEFICIARY"}, as_="hb_wang_lei")
+    assert [e["node"] for e in own["data"]["me"]["spendingRecords"]["edges"]] == [
+        {
+            "amount": "200.00",
+            "totalAmount": "1000.00",
+            "ownAccountPaid": "600.00",
+            "payer": {"certNo": "130102********0016"},
+        }
+    ]

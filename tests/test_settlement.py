@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import INSTITUTION, Institution, mint_token
+from gateway.auth import ADMIN, INSTITUTION, Institution, mint_token
 from gateway.certno import check_character
 from tests.conftest import GraphQL, person
 
@@ -296,3 +296,63 @@ async def test_a_key_holds_across_provinces(gql: GraphQL) -> None:
     jiangsu = await settle(gql, "js_chen_zhiqiang", "100.00", "0.00", key="one-key")
     assert refusal(jiangsu) == ("IDEMPOTENCY_KEY_REUSED", "idempotencyKey")
     assert await balance(gql, "js_chen_zhiqiang") == Decimal("5000.00")
+
+
+# -- a settlement shows the institution balances: each one is an audited read ---------------
+
+AUDIT = "{ auditLog(first: 10) { actor roles operation fields targets outcome } }"
+
+
+async def audited(gql: GraphQL) -> list[dict[str, Any]]:
+    admin = "11010119850101001" + check_character("11010119850101001")
+    result = await gql(AUDIT, token=mint_token(admin, gql.auth, roles=frozenset({ADMIN})))
+    entries: list[dict[str, Any]] = result["data"]["auditLog"]
+    return entries
+
+
+@pytest.mark.parametrize(
+    "selection", ["settlement { patientBalanceAfter }", "status", "settlement { id }"]
+)
+async def test_a_settlement_is_logged_as_a_read_of_the_balances_it_shows(
+    gql: GraphQL, selection: str
+) -> None:
+    # a bill the fund pays in full moves no money, and still shows the balance
+    given = {
+        "patientCertNo": person("hb_wang_jianguo")["certNo"],
+        "medicalType": "OUTPATIENT",
+        "totalAmount": "0.01",
+        "fundPaid": "0.01",
+        "idempotencyKey": "probe",
+    }
+    probe = "mutation($i: SettleInput!) { settle(input: $i) { " + selection + " } }"
+    answer = await gql(probe, {"i": given}, token=token(gql))
+    assert "errors" not in answer, answer
+    shown = await settle(gql, "hb_wang_jianguo", "0.01", "0.01", key="probe")
+    assert shown["settlement"]["patientBalanceAfter"] == "3200.00"
+
+    entries = await audited(gql)
+    for entry in entries[:2]:  # the probe, whatever it selected, and its replay
+        assert entry["fields"] == ["settle", "Settlement.patientBalanceAfter"]
+        assert entry["targets"] == ["130102********0016"]
+        assert (entry["roles"], entry["outcome"]) == (["INSTITUTION"], "OK")
+
+
+async def test_a_reversal_is_logged_against_the_people_whose_balances_it_shows(
+    gql: GraphQL,
+) -> None:
+    await bind(gql, "hb_wang_jianguo", "hb_wang_lei")
+    done = (await settle(gql, "hb_wang_lei", "1000.00", "200.00"))["settlement"]
+    undone = await gql(
+        'mutation($id: ID!) { reverseSettlement(settlementId: $id, reason: "录入错误")'
+        " { status } }",
+        {"id": done["id"]},
+        token=token(gql),
+    )
+    assert "errors" not in undone, undone
+    reversal, settlement, *_ = await audited(gql)
+    both = ["Settlement.patientBalanceAfter", "Settlement.mutualAidPayerBalanceAfter"]
+    assert settlement["fields"] == ["settle", *both]
+    assert reversal["fields"] == ["reverseSettlement", *both]
+    # the patient, then the authorizer who paid: named by the answer, not by the arguments
+    for entry in (settlement, reversal):
+        assert entry["targets"] == ["130102********0017", "130102********0016"]
