@@ -413,3 +413,37 @@ def test_the_policy_in_force_is_the_one_of_the_beijing_date(
     assert province.policy() == new
     assert province.policy(dt.date(2026, 12, 31)) == old
     assert isinstance(new, Policy)
+
+
+def test_the_breaker_opens_probes_one_at_a_time_and_closes() -> None:
+    from adapters.breaker import Breaker, BreakerState, Refused
+
+    now = [0.0]
+    breaker = Breaker(threshold=2, reset=10.0, clock=lambda: now[0])
+    assert breaker.admit() is False
+    breaker.failed(False)
+    breaker.succeeded(False)  # a success in between: the count starts again
+    breaker.failed(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED
+    breaker.failed(breaker.admit())  # two in a row
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(Refused):
+        breaker.admit()
+    now[0] = 10.0
+    assert breaker.state is BreakerState.HALF_OPEN
+    probe = breaker.admit()
+    assert probe is True
+    with pytest.raises(Refused):  # one probe at a time
+        breaker.admit()
+    breaker.released(probe)  # neither (a cancelled probe): the next request probes
+    probe = breaker.admit()
+    breaker.failed(probe)  # the probe failed: open again, for another `reset`
+    assert breaker.state is BreakerState.OPEN
+    now[0] = 19.9
+    with pytest.raises(Refused):
+        breaker.admit()
+    now[0] = 20.0
+    breaker.succeeded(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED
+    breaker.failed(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED  # the count started again at closing
