@@ -384,6 +384,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def cpu_per_request(pid: int, target: dict[str, Any], requests: int) -> tuple[float, int]:
+    """CPU milliseconds of process ``pid`` per request to ``target``: ``requests`` sent
+    one at a time by the load driver, after 10 unmeasured (warm); and how many of them
+    failed (a failed request costs less: say so)."""
+    load({"kind": "count", "target": target, "concurrency": 1, "requests": 10})  # warm
+    before = cpu_seconds(pid)
+    outcome = load(
+        {
+            "kind": "count",
+            "target": target,
+            "concurrency": 1,
+            "requests": requests,
+            "warmup": 0,
+        }
+    )
+    return (cpu_seconds(pid) - before) * 1000 / requests, int(outcome["errors"])
+
+
 @contextlib.contextmanager
 def sampling(pid: int, every: float = 0.25) -> Iterator[list[int]]:
     """VmRSS samples (KiB) of a process, taken in a thread while the block runs."""
@@ -590,19 +608,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("gateway", servers.gateway_process, gateway_target(servers, tokens)),
             ("baseline", servers.baseline_process, baseline_target(servers, tokens)),
         ):
-            load({"kind": "count", "target": target, "concurrency": 1, "requests": 10})  # warm
-            before = cpu_seconds(process.pid)
-            outcome = load(
-                {
-                    "kind": "count",
-                    "target": target,
-                    "concurrency": 1,
-                    "requests": plan.cpu_requests,
-                    "warmup": 0,
-                }
+            cpu[f"{name}_ms"], cpu[f"{name}_errors"] = cpu_per_request(
+                process.pid, target, plan.cpu_requests
             )
-            cpu[f"{name}_ms"] = (cpu_seconds(process.pid) - before) * 1000 / plan.cpu_requests
-            cpu[f"{name}_errors"] = outcome["errors"]  # a failed request costs less: say so
         result["cpu"] = cpu
 
         say("calls per dashboard as the family grows from 1 to 8 relatives")

@@ -67,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from gateway import tracing
         from gateway.app import create_app
+        from gateway.store import DataDirInUse, check_data_dir
+
+        if settings.data_dir is not None:
+            try:  # one process per data directory: say so before anything starts
+                check_data_dir(settings.data_dir)
+            except (DataDirInUse, OSError) as exc:
+                print(f"gongji serve: {exc}", file=sys.stderr)
+                return 2
 
         provider = tracing.configure(settings.tracing)
 
@@ -81,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()  # what is already garbage is not frozen with the rest
         gc.freeze()
         gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+        proxies = settings.limits.trusted_proxies
         try:
             uvicorn.run(
                 app,
@@ -88,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 log_config=None,
                 # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
-                # stops the reconciler); a write cut off here is resumed at the next start
+                # stops the reconciler); a write cut off here is answered SUBMITTED and
+                # resumed at the next start
                 timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
+                # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
+                # default uvicorn believes them from loopback, where any local client could
+                # forge its address (the rate limit per address, the audit's client)
+                proxy_headers=bool(proxies),
+                forwarded_allow_ips=list(proxies),
             )
         finally:
             if provider is not None:

@@ -11,16 +11,29 @@ goes through the outbox:
    the first time.
 3. The answer is recorded (``DONE``), with the journal entry it makes, in one
    transaction. A fault that may have reached the province (a timeout, a dropped
-   connection) leaves the write ``UNKNOWN`` and the caller hears ``SUBMITTED``.
-   Only a write never sent before can fail for good: when it certainly did not
-   reach the province (connection refused, breaker open) it is ``FAILED`` and the
-   caller gets the fault (the same key may be tried again). One that may have
-   been sent before stays ``UNKNOWN``, whatever stops a later attempt.
+   connection, an answer we cannot read) leaves the write ``UNKNOWN`` and the
+   caller hears ``SUBMITTED``. A write ends ``FAILED`` only when it certainly did
+   not take effect: never sent before and certainly not received (connection
+   refused, breaker open), or answered by the province that it cannot read the
+   request (`refused_unread`: the same request every time, so it never could).
+   The caller then gets the fault (the same key may be tried again); the
+   reconciler leaves it. One that may have been sent before stays ``UNKNOWN``,
+   whatever else stops a later attempt.
    The gateway's own refusal (its checks) is recorded as the key's answer too.
 4. The `Reconciler` sends every ``PENDING`` write no request of this process is
    carrying and every ``UNKNOWN`` one again, with backoff, until the province
    answers. After a crash, ``PENDING`` rows are the requests that were in flight;
    the reconciler resumes them at start.
+
+What a caller hears is the truth (docs/frontend.md): a fault only for a write
+recorded ``FAILED``. Once a write may be recorded, it will be sent until it is
+answered, so whatever goes wrong in the gateway meanwhile is answered with the
+province's answer if it has come, else ``SUBMITTED``: the store failing to record
+an outcome (a full disk: the write stays as it was, to be sent again), an adapter's
+bug, or the request being cancelled (uvicorn cancels the requests still running
+when a stop outlives its grace; a cancelled request would be a plain-text 500).
+Sending and recording go on without a cancelled request, in tasks of their own, so
+that an answer that comes is recorded, not lost.
 """
 
 from __future__ import annotations
@@ -33,10 +46,10 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -49,6 +62,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    UpstreamContractError,
     UpstreamError,
     UpstreamUnavailable,
     new_request_id,
@@ -62,6 +76,7 @@ from gateway.store import Store
 log = logging.getLogger(__name__)
 
 Answer = Binding | Settlement | Refusal
+_T = TypeVar("_T")
 
 
 class State(enum.Enum):
@@ -150,6 +165,14 @@ def new_key() -> str:
 def key_ok(key: str) -> bool:
     """An idempotency key: 1 to 64 printable ASCII characters, no spaces."""
     return 0 < len(key) <= 64 and key.isascii() and key.isprintable() and " " not in key
+
+
+def refused_unread(error: UpstreamError) -> bool:
+    """The province answered that it cannot read the request (malformed, unreadable: an
+    HTTP 400, or the dialect's equivalent), so it carried out nothing: an answer (a
+    contract error) that the adapter marks as not taking effect (``reached`` False).
+    A write's request is the same every time it is sent, so it never could."""
+    return isinstance(error, UpstreamContractError) and not error.reached
 
 
 # -- how each operation is sent ----------------------------------------------------------
@@ -264,14 +287,23 @@ class Outbox:
         self._provinces = provinces
         self._journal = journal
         self._carrying = Locks()  # request ids being sent by this process
+        self._running: set[asyncio.Task[Any]] = set()  # claims, sends and recordings
 
     async def send(self, scope: str, key: str, write: Write) -> Sent:
         """Send ``write`` once for ``(scope, key)``; see the module's docstring.
 
         Raises `KeyReused` for a key already used for another request, and the
-        province's `UpstreamError` when it certainly did not receive the write.
+        province's `UpstreamError` when the write is recorded ``FAILED`` (it certainly
+        did not take effect). A cancelled request is answered, not cancelled: with the
+        province's answer if it has come, else ``SUBMITTED``.
         """
-        row, new = await self._claim(scope, key, write)
+        claiming = self._start(self._claim(scope, key, write))
+        try:
+            row, new = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # it may be recorded, and then it will be sent: never "not done"
+            _orphan(claiming, "claiming")
+            return Sent(None, self._provinces.get(write.province), key)
         if row.fingerprint != write.fingerprint:
             raise KeyReused(key)
         adapter = self._provinces.get(row.write.province)
@@ -280,12 +312,34 @@ class Outbox:
             if adapter is not None or isinstance(answer, Refusal):
                 return Sent(answer, adapter, key)
         if adapter is None:  # a province since left out of the configuration
+            if row.state in (State.PENDING, State.UNKNOWN):
+                return Sent(None, None, key)  # kept, and sent once the province is back
             raise UpstreamUnavailable(
                 f"write {row.id}: province {row.write.province} is not federated",
                 province=row.write.province,
                 reached=False,
             )
-        return Sent(await self._deliver(row, adapter, fresh=new), adapter, key)
+        sending = self._start(self._deliver(row, adapter, fresh=new))
+        try:
+            heard = await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            _orphan(sending, f"write {row.id}")
+            return Sent(_answered(sending), adapter, key)
+        except UpstreamError:
+            raise  # recorded FAILED: it certainly did not take effect
+        except Exception:
+            # recorded, so it will be sent until answered: not a fault
+            log.exception("write %s: unresolved (SUBMITTED)", row.id)
+            return Sent(None, adapter, key)
+        return Sent(heard, adapter, key)
+
+    def _start(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """``work`` in a task of its own, kept until it ends: a cancelled request stops
+        waiting for it, and it goes on."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
 
     async def refused(self, scope: str, key: str, write: Write, refusal: Refusal) -> Sent:
         """Record the gateway's own refusal of ``write`` under the key (a repeat gets it
@@ -350,9 +404,12 @@ class Outbox:
     ) -> Answer | None:
         """Send the row's write (again), record what came of it; None: still unknown.
 
-        ``fresh``: this process just recorded it. Only a write never sent before can
-        fail for good (FAILED: the caller gets the fault): one that may have been sent
-        already stays UNKNOWN, whatever stops it reaching the province now.
+        ``fresh``: this process just recorded it. Raises the province's fault only once
+        the write is recorded ``FAILED``: never sent before and certainly not received,
+        or answered that the province cannot read it (`refused_unread`). One that may
+        have been sent already stays UNKNOWN, whatever else stops it reaching the
+        province now. An outcome the store cannot record (a full disk) leaves the row as
+        it was, to be sent again: the answer is still returned; without one, None.
         """
         async with self._carrying.hold(row.id):
             async with self._store.transaction() as db:  # another sender may have finished
@@ -363,13 +420,38 @@ class Outbox:
             try:
                 answer = await _SEND[row.write.operation](adapter, row.write.request, row.id)
             except UpstreamError as exc:
-                failed = never_sent and not exc.reached
-                await self._failed(row, State.FAILED if failed else State.UNKNOWN, exc)
-                if failed:
+                failed = refused_unread(exc) or (never_sent and not exc.reached)
+                state = State.FAILED if failed else State.UNKNOWN
+                if await self._record(row, self._failed(row, state, exc.code)) and failed:
                     raise
+                return None  # unknown, or FAILED but not recorded: it will be sent again
+            except Exception:  # an adapter's bug, maybe after sending: unknown
+                log.exception("write %s: the adapter failed; it may have been sent", row.id)
+                await self._record(row, self._failed(row, State.UNKNOWN, "INTERNAL_ERROR"))
                 return None
-            await self._done(row, adapter, answer)
+            await self._record(row, self._done(row, adapter, answer))
             return answer
+
+    async def _record(self, row: _Row, recording: Coroutine[Any, Any, None]) -> bool:
+        """Run ``recording`` (what came of sending ``row``'s write) to its end, whoever
+        stops waiting for it (a cancellation would lose the answer); False if the store
+        could not take it."""
+
+        async def record() -> bool:
+            try:
+                await recording
+            except Exception:
+                log.exception(
+                    "write %s (%s, province %s): its outcome could not be recorded;"
+                    " it stays as it was, to be sent again",
+                    row.id,
+                    row.write.operation.value,
+                    row.write.province,
+                )
+                return False
+            return True
+
+        return await asyncio.shield(self._start(record()))
 
     async def _done(self, row: _Row, adapter: ProvinceAdapter, answer: Answer) -> None:
         event = _event(row.write)
@@ -383,7 +465,7 @@ class Outbox:
             if first and event is not None and isinstance(answer, Binding):
                 await self._journal.insert(db, answer, adapter.code, event, row.write.channel)
 
-    async def _failed(self, row: _Row, state: State, error: UpstreamError) -> None:
+    async def _failed(self, row: _Row, state: State, code: str) -> None:
         attempts = row.attempts + 1
         wait = min(2.0 ** min(attempts, 12), 300.0)  # seconds until the reconciler tries
         async with self._store.transaction() as db:
@@ -406,7 +488,7 @@ class Outbox:
             row.write.province,
             state.value,
             attempts,
-            error.code,
+            code,
         )
 
     # -- for the reconciler -----------------------------------------------------------------
@@ -431,16 +513,16 @@ class Outbox:
         return [r for r in rows if r.id not in self._carrying]
 
     async def resend(self, row: _Row) -> bool:
-        """Send a due write again; True if the province answered."""
+        """Send a due write again; True if it is settled: the province answered, or it
+        is recorded FAILED (the province cannot read it)."""
         adapter = self._provinces.get(row.write.province)
         if adapter is None:  # a province since left out: kept until it is back
-            gone = UpstreamUnavailable("not federated", province=row.write.province)
-            await self._failed(row, State.UNKNOWN, gone)
+            await self._failed(row, State.UNKNOWN, UpstreamUnavailable.code)
             return False
         try:
             return await self._deliver(row, adapter) is not None
-        except UpstreamError:
-            return False
+        except UpstreamError:  # raised only once recorded FAILED
+            return True
 
     async def counts(self) -> dict[str, int]:
         """Rows by state (for /readyz and metrics)."""
@@ -450,6 +532,26 @@ class Outbox:
         ):
             found = {str(state): int(n) for state, n in await cur.fetchall()}
         return {s.value: found.get(s.value, 0) for s in State}
+
+
+def _answered(task: asyncio.Task[Answer | None]) -> Answer | None:
+    """What a send that is still going on (or is over) has learnt so far."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+def _orphan(task: asyncio.Task[Any], what: str) -> None:
+    """Nobody waits for ``task`` any more: whatever it raises is logged."""
+
+    def retrieved(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and not isinstance(error, UpstreamError):  # those are logged
+            log.error("%s, after its request was cancelled", what, exc_info=error)
+
+    task.add_done_callback(retrieved)
 
 
 def _row_of(found: Any) -> _Row:

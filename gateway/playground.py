@@ -6,6 +6,8 @@ step assembles from the npm lock (``playground/package-lock.json``); nothing is
 fetched from another origin, and the page's Content-Security-Policy says so to
 the browser. Personas are the roster's synthetic people; their tokens come from
 ``POST /playground/personas/{key}/token``, a route that exists only here.
+``GET /playground/world`` says where the sandbox world is kept and the command
+that starts it over (`gateway.reset`); the page shows it by the examples.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -213,6 +216,16 @@ class Assets(StaticFiles):
         return response
 
 
+def world(data_dir: Path | None) -> dict[str, str | None]:
+    """Where the sandbox world is kept, and the command that starts it over
+    (`gateway.reset`, run while the gateway is stopped); both ``None`` for a world in
+    memory, which a restart renews."""
+    if data_dir is None:
+        return {"dataDir": None, "reset": None}
+    where = str(data_dir.absolute())
+    return {"dataDir": where, "reset": f"gongji reset --data-dir {shlex.quote(where)}"}
+
+
 def load_personas(roster: Path, staff: Path | None = None) -> dict[str, Persona]:
     """The roster's people, then staff (``personas.toml``: ``[[persona]]`` with a role)."""
     people = json.loads(roster.read_text(encoding="utf-8"))["people"]
@@ -252,6 +265,7 @@ class Playground:
             Route("/playground/personas", self.list_personas),
             Route("/playground/personas/{key}/token", self.persona_token, methods=["POST"]),
             Route("/playground/examples", self.list_examples),
+            Route("/playground/world", self.world),
             Mount("/playground", app=Assets(directory=self.dist, check_dir=False)),
         ]
 
@@ -278,3 +292,6 @@ class Playground:
 
     async def list_examples(self, request: Request) -> Response:
         return JSONResponse([e.as_json() for e in self.examples])
+
+    async def world(self, request: Request) -> Response:
+        return JSONResponse(world(request.app.state.services.settings.data_dir))

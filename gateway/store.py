@@ -1,10 +1,20 @@
-"""The gateway's own store (SQLite through aiosqlite)."""
+"""The gateway's own store (SQLite through aiosqlite).
+
+One process per data directory: `Store.open` takes an exclusive lock on
+``gateway.lock`` there (released at `Store.close`, or by the system when the
+process dies), and a second process on the same directory is refused with
+`DataDirInUse`. Two processes on one directory would each hold their own view of
+what only one may hold: the kinship limits' counts, the embedded sandboxes'
+balances, the outbox's writes in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
@@ -131,11 +141,57 @@ CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)
 
 
 LOCATIONS_KEPT = 100_000  # locations kept in memory at most
+LOCK_FILE = "gateway.lock"  # in the data directory, held by the process using it
+
+
+class DataDirInUse(RuntimeError):
+    """Another process holds the data directory: one gateway process per directory."""
+
+
+def lock_data_dir(directory: Path) -> int:
+    """Take the data directory for this process: the lock file's descriptor (keep it
+    open; `unlock_data_dir` gives it back). Raises `DataDirInUse` if another process
+    holds it, naming the directory and, if it says, that process."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise DataDirInUse(
+            f"the data directory {directory} is in use by another gateway process{who}:"
+            " one process per data directory (stop that one, or give this one another"
+            " --data-dir)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def unlock_data_dir(fd: int) -> None:
+    """Give the data directory back (the lock file stays: removing it would race)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def check_data_dir(directory: Path) -> None:
+    """Raise `DataDirInUse` now if another process holds ``directory`` (the gateway's
+    start-up takes it for good in `Store.open`)."""
+    unlock_data_dir(lock_data_dir(directory))
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, lock: int | None = None) -> None:
         self._db = db
+        self._lock = lock  # the data directory's lock file, held while open
         # One connection: interleaved statements, cursors and commits from
         # concurrent requests misuse it (sqlite3.InterfaceError). Take turns.
         self._turn = asyncio.Lock()
@@ -143,23 +199,37 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path | None) -> Store:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path) if path else ":memory:")
+        """The store at ``path`` (None: in memory, for tests), its directory taken for
+        this process (`DataDirInUse` if another has it)."""
+        lock = None if path is None else lock_data_dir(path.parent)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            # WAL without an fsync per commit: a commit survives the process being
-            # killed (SIGKILL included); only a power cut may lose the last ones
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.executescript(_SCHEMA)
-            await db.commit()
+            db = await aiosqlite.connect(str(path) if path else ":memory:")
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                # WAL without an fsync per commit: a commit survives the process being
+                # killed (SIGKILL included); only a power cut may lose the last ones
+                await db.execute("PRAGMA synchronous=NORMAL")
+                await db.executescript(_SCHEMA)
+                await db.commit()
+            except BaseException:
+                await db.close()  # else its thread keeps the process alive
+                raise
         except BaseException:
-            await db.close()  # else its thread keeps the process alive
+            if lock is not None:
+                unlock_data_dir(lock)
             raise
-        return cls(db)
+        return cls(db, lock)
 
     async def close(self) -> None:
-        await self._db.close()
+        """Close after the transaction under way, if any (an outcome being recorded),
+        then give the data directory back."""
+        try:
+            async with self._turn:
+                await self._db.close()
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                unlock_data_dir(lock)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -171,11 +241,13 @@ class Store:
         async with self._turn:
             try:
                 yield self._db
+                if self._db.in_transaction:
+                    # a commit can fail too (a full disk): then it is rolled back, not
+                    # left open for the next caller's statements to join
+                    await self._db.commit()
             except BaseException:
                 await self._db.rollback()
                 raise
-            if self._db.in_transaction:
-                await self._db.commit()
 
     async def check_writable(self) -> None:
         """Write and commit one row: raises if the store cannot take writes."""
@@ -214,21 +286,29 @@ class Store:
             return
         now = dt.datetime.now(dt.UTC).isoformat()
         async with self._turn:
-            await self._db.executemany(
+            await self._written(
                 "INSERT INTO person_location (cert_no, province, located_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (cert_no) DO UPDATE SET province = excluded.province,"
                 " located_at = excluded.located_at",
                 [(cert_no, province, now) for cert_no, province in located.items()],
             )
-            await self._db.commit()
             self._keep(located)
 
     async def forget_locations(self, cert_nos: Iterable[str]) -> None:
         cert_nos = list(cert_nos)
         async with self._turn:
-            await self._db.executemany(
+            await self._written(
                 "DELETE FROM person_location WHERE cert_no = ?", [(c,) for c in cert_nos]
             )
-            await self._db.commit()
             for cert_no in cert_nos:
                 self._located.pop(cert_no, None)
+
+    async def _written(self, sql: str, rows: list[tuple[str, ...]]) -> None:
+        """``sql`` for each of ``rows``, committed, or else rolled back (a full disk can
+        fail either); the caller has the turn."""
+        try:
+            await self._db.executemany(sql, rows)
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from graphql import OperationDefinitionNode, parse, print_ast
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from gateway.app import create_app
 from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
@@ -26,6 +27,7 @@ from tests.browser import CHROMIUM, FIREFOX, chromium, served
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
+OPENED_AT_FIRST = 4  # examples opened as tabs on a first visit (playground.js)
 TTL = 62  # seconds: the page renews a persona's token after TTL - 60
 
 
@@ -78,6 +80,16 @@ class Watched:
             await route.abort("blockedbyclient")
 
 
+async def show_examples(page: Page) -> None:
+    await page.get_by_role("button", name="Show Examples").click()
+    await expect(page.locator("[data-panel=examples]")).to_be_visible()
+
+
+def example_button(page: Page, title: str) -> Locator:
+    """The Examples panel's button for the example called ``title``."""
+    return page.locator(f"[data-example={json.dumps(title, ensure_ascii=False)}]")
+
+
 async def open_playground(browser: Browser, origin: str) -> Watched:
     context = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
     watched = Watched(await context.new_page(), origin)
@@ -96,12 +108,23 @@ async def test_pick_a_persona_run_an_example_see_the_result(
     await expect(page.locator("[data-persona=js_chen_zhiqiang]")).to_be_visible()
     loaded = time.perf_counter() - started
 
+    # a first visit opens a few examples as tabs, and they fit in the tab bar
+    await expect(page.locator(".graphiql-tab")).to_have_count(OPENED_AT_FIRST)
+    await expect(page.locator(".graphiql-tab").first).to_contain_text("Provinces")
+    bar = page.locator(".graphiql-tabs")
+    assert await bar.evaluate("e => e.scrollWidth <= e.clientWidth"), "the tabs overflow"
+
     # the persona: the logo says whom we act as, the next requests carry the token
     await page.locator("[data-persona=js_chen_zhiqiang]").click()
     await expect(page.locator("[data-logo-persona=js_chen_zhiqiang]")).to_have_text("as 陈志强")
 
-    # an example tab: Jiangsu's spouse binding waits for her confirmation
-    await page.locator(".graphiql-tab", has_text="JiangsuSpouse").click()
+    # the rest are in the Examples panel: Jiangsu's spouse binding waits for her
+    await show_examples(page)
+    await example_button(page, "Jiangsu: bind a spouse (she must confirm)").click()
+    await expect(page.locator(".graphiql-tab")).to_have_count(OPENED_AT_FIRST + 1)
+    await expect(page.locator("[data-persona-bar]")).to_have_attribute(
+        "data-persona-bar", "matches"
+    )
     await expect(page.locator(".graphiql-editor-tool")).to_contain_text("刘芳")  # variables
     await page.locator(".graphiql-execute-button").click()
     result = page.locator(".result-window")
@@ -111,6 +134,134 @@ async def test_pick_a_persona_run_an_example_see_the_result(
     await page.screenshot(path=artifacts / "playground.png")
     summary = {"page_load_seconds": round(loaded, 3), "chromium": browser.version}
     await asyncio.to_thread((artifacts / "playground.json").write_text, json.dumps(summary))
+    assert watched.elsewhere == []
+    assert watched.errors == []
+
+
+async def test_an_example_acts_as_its_persona_in_one_click(
+    browser: Browser, origin: str, artifacts: Path
+) -> None:
+    watched = await open_playground(browser, origin)
+    page = watched.page
+    await page.goto(f"{origin}/graphql")
+    await expect(page.locator("[data-persona=hb_wang_jianguo]")).to_be_visible()
+    persona_bar = page.locator("[data-persona-bar]")
+
+    # any persona will do for the provinces' rules
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "any")
+
+    # "Who am I" is 王建国's; anonymous, the bar says so and offers to act as him
+    await page.locator(".graphiql-tab", has_text="Me").click()
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "differs")
+    await expect(persona_bar).to_contain_text("This example is for 王建国")
+    await expect(persona_bar).to_contain_text("you act as anonymous")
+    await page.screenshot(path=artifacts / "playground-persona-offer.png")
+    async with page.expect_request(lambda r: r.url.endswith("/personas/hb_wang_jianguo/token")):
+        await page.locator("[data-act-as=hb_wang_jianguo]").click()
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "matches")
+    await expect(page.locator("[data-logo-persona=hb_wang_jianguo]")).to_have_text("as 王建国")
+    await expect(page.locator("[data-act-as]")).to_have_count(0)
+    await page.locator(".graphiql-execute-button").click()
+    await expect(page.locator(".result-window")).to_contain_text("王建国")
+
+    # an example opened from the panel for someone else: the bar names both, one click
+    await show_examples(page)
+    await example_button(page, "Jiangsu: the spouse sees the request").click()
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "differs")
+    await expect(persona_bar).to_contain_text("This example is for 刘芳")
+    await expect(persona_bar).to_contain_text("you act as 王建国")
+    await page.locator("[data-act-as=js_liu_fang]").click()
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "matches")
+    await expect(page.locator("[data-logo-persona=js_liu_fang]")).to_have_text("as 刘芳")
+    await page.locator(".graphiql-execute-button").click()
+    await expect(page.locator(".result-window")).to_contain_text('"name": "刘芳"')
+    await page.screenshot(path=artifacts / "playground-persona.png")
+
+    # back on 王建国's tab the bar follows the tab: it offers him again
+    await page.locator(".graphiql-tab", has_text="HebeiCap").click()
+    await expect(persona_bar).to_have_attribute("data-example-persona", "hb_wang_jianguo")
+    await expect(persona_bar).to_have_attribute("data-persona-bar", "differs")
+    # and the panel marks the example shown (one of 王建国's four)
+    shown = page.locator("[data-panel=examples] [aria-current=true]")
+    await expect(shown).to_have_attribute("data-example", "Hebei: eight relatives, then the cap")
+    # a tab of one's own has no bar
+    await page.locator(".graphiql-tab-add").click()
+    await expect(persona_bar).to_have_count(0)
+    # the panel takes you to an example's tab when it is open, rather than open another
+    tabs = await page.locator(".graphiql-tab").count()
+    await example_button(page, "Who am I, and whom have I bound?").click()
+    await expect(page.locator(".graphiql-tab-active")).to_contain_text("Me")
+    await expect(page.locator(".graphiql-tab")).to_have_count(tabs)
+    await expect(page.locator("[data-reset-hint]")).to_contain_text("restart it")  # in memory
+
+    assert watched.elsewhere == []
+    assert watched.errors == []
+
+
+# Every lint mark in the query, variables and headers editors, once GraphiQL has the
+# schema and has typed the variables of the query shown as it declares them (`types`;
+# the linter lags a tab change by 100 ms): CodeMirror's own API (`performLint`,
+# `getAllMarks`); the message is the lint addon's annotation.
+DIAGNOSTICS = """([query, types]) => {
+  const [q, v, headers] = ['.graphiql-query-editor', '.graphiql-editor-tool']
+    .flatMap((s) => [...document.querySelectorAll(`${s} .CodeMirror`)])
+    .map((e) => e.CodeMirror);
+  const typed = v.getOption('lint').variableToType || {};
+  const ready = q.getValue() === query && q.getOption('lint').schema
+    && Object.entries(types).every(([name, type]) => String(typed[name]) === type);
+  if (!ready) return null;
+  return [['query', q], ['variables', v], ['headers', headers]].flatMap(([where, editor]) => {
+    editor.performLint();
+    return editor.getAllMarks()
+      .filter((mark) => String(mark.className).includes('CodeMirror-lint-mark'))
+      .map((mark) => `${where}: ${mark.__annotation ? mark.__annotation.message : mark.className}`);
+  });
+}"""
+
+
+async def diagnostics(page: Page, query: str, variables: str | None = None) -> list[str]:
+    """The lint marks on ``query`` (in the query editor), after ``variables`` are set."""
+    if variables is not None:
+        await page.evaluate(
+            "(text) => document.querySelector('.graphiql-editor-tool .CodeMirror')"
+            ".CodeMirror.setValue(text)",
+            variables,
+        )
+    types = {
+        d.variable.name.value: print_ast(d.type)
+        for op in parse(query).definitions
+        if isinstance(op, OperationDefinitionNode)
+        for d in op.variable_definitions or ()
+    }
+    found = await page.wait_for_function(DIAGNOSTICS, arg=[query, types])
+    marks: list[str] = await found.json_value()
+    return marks
+
+
+async def test_no_shipped_example_shows_a_diagnostic(browser: Browser, origin: str) -> None:
+    watched = await open_playground(browser, origin)
+    page = watched.page
+    await page.goto(f"{origin}/graphql")
+    await expect(page.locator("[data-persona=hb_wang_jianguo]")).to_be_visible()
+    examples = await (await page.request.get(f"{origin}/playground/examples")).json()
+    await show_examples(page)
+
+    # The linter is on: a variable missing its required field is reported, alone. A
+    # field with a default may be left out (commitmentSigned and dryRun default to
+    # false; the linter GraphiQL ships took a false default for none: build.mjs).
+    parent_in_law = next(e for e in examples if e["title"].startswith("Hebei: a parent-in-law"))
+    await example_button(page, parent_in_law["title"]).click()
+    wrong = '{ "input": { "beneficiaryCertNo": "130102194905050017", "beneficiaryName": "李福" } }'
+    assert await diagnostics(page, parent_in_law["query"], wrong) == [
+        'variables: Object of type "BindMutualAidInput" is missing required field "relation".'
+    ]
+    assert await diagnostics(page, parent_in_law["query"], parent_in_law["variables"]) == []
+
+    found = {}
+    for example in examples:
+        await example_button(page, example["title"]).click()
+        found[example["title"]] = await diagnostics(page, example["query"])
+    assert found == {example["title"]: [] for example in examples}
     assert watched.elsewhere == []
     assert watched.errors == []
 
@@ -137,12 +288,15 @@ async def test_examples_panel_and_a_remembered_persona(
     # the Examples panel opens an example in a new tab
     tabs = page.locator(".graphiql-tab")
     before = await tabs.count()
-    await page.get_by_role("button", name="Show Examples").click()
-    await page.locator("[data-panel=examples] button", has_text="Who am I").click()
+    await show_examples(page)
+    await page.locator("[data-panel=examples] button", has_text="Henan: same city only").click()
     await expect(tabs).to_have_count(before + 1)
-    await expect(page.locator(".graphiql-query-editor")).to_contain_text("mutualAidBindings")
+    await expect(page.locator(".graphiql-query-editor")).to_contain_text("HenanCrossCity")
+    await expect(page.locator("[data-persona-bar]")).to_have_attribute(
+        "data-persona-bar", "matches"
+    )
     await page.locator(".graphiql-execute-button").click()
-    await expect(page.locator(".result-window")).to_contain_text("赵磊")
+    await expect(page.locator(".result-window")).to_contain_text("CROSS_AREA_NOT_ALLOWED")
 
     await page.screenshot(path=artifacts / "playground-examples.png")
     assert watched.elsewhere == []

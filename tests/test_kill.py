@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,19 @@ import pytest
 
 from adapters.base import BindingStatus
 from adapters.hebei import HebeiAdapter
-from gateway.auth import mint_token
+from adapters.jiangsu import JiangsuAdapter
+from gateway.auth import INSTITUTION, Institution, mint_token
 from gateway.config import AuthSettings
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 from tests.conftest import WANG_EIGHT, person
 
 AUTHORIZER = "hb_wang_jianguo"
+CASHIER = "130102196001010011"
 RELATIVES = WANG_EIGHT  # the cap is eight
 BIND = """mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) {
   binding { id status } errors { code } status } }"""
+SETTLE = """mutation($i: SettleInput!) { settle(input: $i) {
+  settlement { id ownAccountPaid } errors { code } status idempotencyKey } }"""
 
 
 @contextlib.contextmanager
@@ -211,3 +216,93 @@ async def test_a_stopping_gateway_answers_the_requests_in_flight(
         assert await asyncio.to_thread(process.wait, 10) == -signal.SIGTERM
     finally:
         stop(process, kill=True)
+
+
+async def test_a_write_outliving_the_shutdown_grace_is_answered_submitted_then_resumed(
+    tmp_path: Path, provinces: dict[str, str]
+) -> None:
+    """SIGTERM while a bill is on its way to Jiangsu (whose settlements now take 2.5 s),
+    and the grace (1 s) runs out first: uvicorn cancels the request. The hospital hears
+    SUBMITTED, as JSON (not a plain-text 500, which reads as "not charged": Jiangsu goes
+    on to settle it). The next gateway resumes the write, and the same bill key gets the
+    settlement, charged once."""
+    config = tmp_path / "gongji.toml"
+    lines = ["[resilience]", "reconcile_interval = 0.2", "pending_after = 60", "shutdown_grace = 1"]
+    for name, base in provinces.items():
+        lines += [f"[provinces.{name}]", f'base_url = "{base}"', "timeout = 10"]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    patient = person("js_chen_zhiqiang")["certNo"]  # 5000.00 in his own account
+    hospital = Institution("H32010001", "HOSPITAL")
+    token = mint_token(
+        CASHIER, AuthSettings(), roles=frozenset({INSTITUTION}), institution=hospital
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    bill = {
+        "i": {
+            "patientCertNo": patient,
+            "medicalType": "OUTPATIENT",
+            "totalAmount": "300.00",
+            "fundPaid": "100.00",
+            "idempotencyKey": "GRACE-0001",
+        }
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        process = spawn_gateway(config, port, tmp_path / "gateway", stderr=subprocess.DEVNULL)
+        wait_ready(url, process=process, path="/readyz")
+        return process
+
+    async def jiangsu_faults(method: str, **faults: Any) -> None:
+        async with httpx.AsyncClient(base_url=provinces["jiangsu"], timeout=10) as jiangsu:
+            assert (await jiangsu.request(method, "/_faults", json=faults or None)).is_success
+
+    first = start()
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+            # slow settlements only: the patient is found (and remembered) at once
+            await jiangsu_faults("PUT", latency_ms=2500, paths=["/api/v1/settlements"])
+            sent = asyncio.create_task(
+                client.post("/graphql", json={"query": SETTLE, "variables": bill})
+            )
+            store = tmp_path / "gateway" / "gateway.sqlite3"
+            for _ in range(200):  # checked, recorded, on its way to Jiangsu
+                await asyncio.sleep(0.05)
+                if outbox(store).get("PENDING", 0) == 1:
+                    break
+            first.send_signal(signal.SIGTERM)
+            answer = await sent
+        assert await asyncio.to_thread(first.wait, 15) == -signal.SIGTERM
+    finally:
+        stop(first, kill=True)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "data": {
+            "settle": {
+                "settlement": None,
+                "errors": [],
+                "status": "SUBMITTED",
+                "idempotencyKey": "GRACE-0001",
+            }
+        }
+    }
+
+    await jiangsu_faults("DELETE")
+    await asyncio.sleep(2.5)  # Jiangsu settles it meanwhile (its client had gone)
+    second = start()  # its reconciler resumes the write left in flight
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+            for _ in range(50):  # the hospital sends the bill again with its key
+                again = await client.post("/graphql", json={"query": SETTLE, "variables": bill})
+                payload = again.json()["data"]["settle"]
+                if payload["status"] == "DONE":
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        stop(second)
+    assert payload["errors"] == []
+    assert payload["settlement"]["ownAccountPaid"] == "200.00"
+    async with httpx.AsyncClient(base_url=provinces["jiangsu"], timeout=30) as upstream:
+        found = await JiangsuAdapter(upstream).find_persons([patient])
+    assert found[patient].balance == Decimal("4800.00")  # charged once

@@ -1,6 +1,8 @@
-// The Gongji playground: GraphiQL with two panels of our own.
+// The Gongji playground: GraphiQL with two panels and a bar of our own.
 //   Personas: act as a roster person; every request then carries their token.
-//   Examples: the walkthroughs, opened in tabs (all of them on a first visit).
+//   Examples: the walkthroughs; the first few open as tabs on a first visit.
+//   The persona bar, above a tab that holds an example: whom the example is
+//   for, whether that is whom you act as, and a button to act as them.
 // Plain script over the UMD globals React, ReactDOM, GraphiQL and
 // GraphiQLPluginExplorer, all served by the gateway: no build step, no CDN.
 (function () {
@@ -10,6 +12,7 @@
   const { useEffect, useState } = React;
   const STORED_PERSONA = "gongji:persona";
   const ENDPOINT = "/graphql";
+  const OPENED_AT_FIRST = 4; // examples opened as tabs on a first visit; the panel has them all
 
   // --- who we are acting as ---------------------------------------------------
 
@@ -203,13 +206,145 @@
     );
   }
 
+  // --- examples, and whom each is for ----------------------------------------------
+
+  // An example's first line names its persona ("# Pick the persona 王建国 (...)."):
+  // the line tells whom a tab's example is for even after the rest is edited, and
+  // after a reload (GraphiQL keeps the tabs' text, nothing else).
+  function firstLine(text) {
+    return (text || "").split("\n", 1)[0].trim();
+  }
+
+  // The active tab's query, kept current as the tab changes or is edited.
+  function useActiveQuery() {
+    const editors = GraphiQL.React.useEditorContext({ nonNull: true });
+    const editor = editors.queryEditor;
+    const [text, setText] = useState("");
+    useEffect(() => {
+      if (!editor) return undefined;
+      const update = () => setText(editor.getValue());
+      update();
+      editor.on("change", update); // a tab change sets the editor's value too
+      return () => editor.off("change", update);
+    }, [editor]);
+    return text;
+  }
+
+  // What the active tab holds: { example, persona } where example is the one it is
+  // as shipped (or null once edited) and persona whom its first line names (null:
+  // any persona, or none); null for a tab of one's own.
+  function useActiveExample(examples, personas) {
+    const text = useActiveQuery();
+    const line = firstLine(text);
+    const named = line ? examples.find((e) => firstLine(e.query) === line) : undefined;
+    if (!named) return null;
+    const persona = named.persona ? personas.find((p) => p.key === named.persona) : null;
+    return { example: examples.find((e) => e.query === text) || null, persona: persona || null };
+  }
+
+  function ActAsButton({ persona, onProblem }) {
+    return h(
+      "button",
+      {
+        type: "button",
+        className: "gongji-button gongji-act",
+        "data-act-as": persona.key,
+        onClick: () =>
+          actAs(persona).catch((error) => onProblem(`Could not act as ${persona.name}: ${error.message}`)),
+      },
+      `Act as ${persona.name}`,
+    );
+  }
+
+  // The bar between the tabs and the editors. GraphiQL has no slot there, so it is a
+  // portal into a box of ours placed just before the session (the editors and the
+  // result); GraphiQL's React tree leaves a node it did not make where it is.
+  function usePlaceBefore(selector, id) {
+    const [box, setBox] = useState(null);
+    useEffect(() => {
+      const anchor = document.querySelector(selector);
+      if (!anchor) return;
+      let node = document.getElementById(id);
+      if (!node) {
+        node = document.createElement("div");
+        node.id = id;
+      }
+      if (node.nextElementSibling !== anchor) anchor.parentNode.insertBefore(node, anchor);
+      if (node !== box) setBox(node);
+    });
+    return box;
+  }
+
+  function PersonaBar({ examples, personas }) {
+    const current = useSession();
+    const active = useActiveExample(examples, personas);
+    const [problem, setProblem] = useState(null);
+    const box = usePlaceBefore(".graphiql-session", "gongji-persona-bar");
+    useEffect(() => setProblem(null), [active && active.persona, current && current.persona.key]);
+    if (!box || !active) return null;
+
+    const { persona } = active;
+    const you = current ? h("strong", null, current.persona.name) : "anonymous";
+    let state;
+    let content;
+    if (persona === null) {
+      state = "any";
+      content = [h("span", { key: "say" }, "This example works as any persona, or none.")];
+    } else if (current && current.persona.key === persona.key) {
+      state = "matches";
+      content = [
+        h("span", { key: "say" }, "✓ Acting as ", h("strong", null, persona.name), ", as this example expects."),
+      ];
+    } else {
+      state = "differs";
+      content = [
+        h(
+          "span",
+          { key: "say" },
+          "This example is for ",
+          h("strong", { title: persona.notes }, persona.name),
+          "; you act as ",
+          you,
+          ".",
+        ),
+        h(ActAsButton, { key: "act", persona, onProblem: setProblem }),
+      ];
+    }
+    return ReactDOM.createPortal(
+      h(
+        "div",
+        {
+          className: `gongji-bar gongji-bar-${state}`,
+          role: "status",
+          "data-persona-bar": state,
+          "data-example-persona": persona ? persona.key : "",
+        },
+        ...content,
+        problem && h("span", { key: "problem", className: "gongji-error", role: "alert" }, problem),
+      ),
+      box,
+    );
+  }
+
   // --- the examples panel -------------------------------------------------------
 
-  function ExamplesPanel({ examples, personas }) {
+  function ExamplesPanel({ examples, personas, world }) {
     const editors = GraphiQL.React.useEditorContext({ nonNull: true });
+    const active = useActiveExample(examples, personas);
     const byKey = new Map(personas.map((persona) => [persona.key, persona]));
 
+    // The tab that holds this example as shipped (its text may lag the editor by
+    // GraphiQL's half-second debounce; the example's own text never changes).
+    function tabOf(example) {
+      return editors.tabs.findIndex((tab) => tab.query === example.query);
+    }
+
     function open(example) {
+      const index = tabOf(example);
+      if (index >= 0) {
+        editors.changeTab(index);
+        return;
+      }
       editors.addTab();
       // addTab fills the new tab with the defaults; put the example in it next.
       setTimeout(() => {
@@ -223,23 +358,47 @@
       "div",
       { className: "gongji-panel", "data-panel": "examples" },
       h("h2", null, "Examples"),
-      h("p", null, "Each opens in a new tab; its first line says which persona to pick."),
+      h(
+        "p",
+        null,
+        "Each opens in a tab (the one it is in, if open). The bar above the editor says whom it is for, " +
+          "and acts as them in one click. They run in this order on a fresh world.",
+      ),
       h(
         "ul",
         { className: "gongji-list" },
         examples.map((example) => {
           const persona = example.persona && byKey.get(example.persona);
+          const shown = Boolean(active && active.example === example);
           return h(
             "li",
             { key: example.title },
             h(
               "button",
-              { type: "button", className: "gongji-item", onClick: () => open(example) },
-              h("strong", null, example.title),
+              {
+                type: "button",
+                className: "gongji-item",
+                "aria-current": shown ? "true" : undefined,
+                "data-example": example.title,
+                onClick: () => open(example),
+              },
+              h(
+                "span",
+                { className: "gongji-line" },
+                h("strong", null, example.title),
+                (shown || tabOf(example) >= 0) && h("span", { className: "gongji-meta" }, shown ? "shown" : "open"),
+              ),
               h("small", null, persona ? `as ${persona.name}` : "any persona, or none"),
             ),
           );
         }),
+      ),
+      h(
+        "p",
+        { className: "gongji-note", "data-reset-hint": "" },
+        world.reset
+          ? ["Start over with a fresh world: stop the gateway, run ", h("code", { key: "c" }, world.reset), ", start it again."]
+          : "This gateway keeps its world in memory: restart it for a fresh one.",
       ),
     );
   }
@@ -267,9 +426,10 @@
   }
 
   async function main() {
-    const [personas, examples] = await Promise.all([
+    const [personas, examples, world] = await Promise.all([
       getJSON("/playground/personas"),
       getJSON("/playground/examples"),
+      getJSON("/playground/world"),
     ]);
     const remembered = personas.find((p) => p.key === localStorage.getItem(STORED_PERSONA));
     if (remembered) await actAs(remembered).catch(() => setSession(null));
@@ -282,7 +442,7 @@
     const examplesPlugin = {
       title: "Examples",
       icon: icon("M4 6h16M4 12h16M4 18h10"),
-      content: () => h(ExamplesPanel, { examples, personas }),
+      content: () => h(ExamplesPanel, { examples, personas, world }),
     };
     const explorerPlugin = GraphiQLPluginExplorer.explorerPlugin();
 
@@ -296,13 +456,14 @@
           plugins: [personasPlugin, examplesPlugin, explorerPlugin],
           visiblePlugin: personasPlugin,
           defaultEditorToolsVisibility: true,
-          defaultTabs: examples.map((example) => ({
+          // a first visit opens the first few; GraphiQL remembers the tabs after that
+          defaultTabs: examples.slice(0, OPENED_AT_FIRST).map((example) => ({
             query: example.query,
             variables: example.variables || undefined,
             headers: example.headers || undefined,
           })),
         },
-        h(GraphiQL.Logo, null, h(Logo)),
+        h(GraphiQL.Logo, null, h(Logo), h(PersonaBar, { examples, personas })),
       ),
     );
   }
