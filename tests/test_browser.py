@@ -246,10 +246,18 @@ async def test_no_shipped_example_shows_a_diagnostic(browser: Browser, origin: s
     examples = await (await page.request.get(f"{origin}/playground/examples")).json()
     await show_examples(page)
 
+    found = {}
+    for example in examples:
+        await example_button(page, example["title"]).click()
+        found[example["title"]] = await diagnostics(page, example["query"])
+    assert found == {example["title"]: [] for example in examples}
+
     # The linter is on: a variable missing its required field is reported, alone. A
     # field with a default may be left out (commitmentSigned and dryRun default to
     # false; the linter GraphiQL ships took a false default for none: build.mjs).
     parent_in_law = next(e for e in examples if e["title"].startswith("Hebei: a parent-in-law"))
+    # (last: an edit is kept in its tab's state after a debounce, which a click on
+    # the example before then would find still holding the wrong variables)
     await example_button(page, parent_in_law["title"]).click()
     wrong = '{ "input": { "beneficiaryCertNo": "130102194905050017", "beneficiaryName": "李福" } }'
     assert await diagnostics(page, parent_in_law["query"], wrong) == [
@@ -257,11 +265,6 @@ async def test_no_shipped_example_shows_a_diagnostic(browser: Browser, origin: s
     ]
     assert await diagnostics(page, parent_in_law["query"], parent_in_law["variables"]) == []
 
-    found = {}
-    for example in examples:
-        await example_button(page, example["title"]).click()
-        found[example["title"]] = await diagnostics(page, example["query"])
-    assert found == {example["title"]: [] for example in examples}
     assert watched.elsewhere == []
     assert watched.errors == []
 
