@@ -243,15 +243,15 @@ class _Named(Visitor):
             self.channel_variables.append(node.value.name.value)
 
 
-# What the arguments of recent operations name: a cached document is the same object
-# on every request (`gateway.schema`), so it is walked once. The entry holds its
-# operation, so an id is not reused while it is kept; a document too long for the
-# parser's cache is new on every request and is not kept here either.
+# What the arguments of recent operations name: a validated document is the same object
+# on every request (`gateway.shape.Validated`), so it is walked once. The entry holds
+# its operation, so an id is not reused while it is kept; a refused document, or one
+# too long to be kept there, is new on every request and is not kept here either.
 _LITERALS: OrderedDict[int, tuple[OperationDefinitionNode, _Named]] = OrderedDict()
 _LITERALS_KEPT = 512
 
 
-def _named(operation: OperationDefinitionNode, document: DocumentNode) -> _Named:
+def _named(operation: OperationDefinitionNode, document: DocumentNode, keep: bool) -> _Named:
     kept = _LITERALS.get(id(operation))
     if kept is not None and kept[0] is operation:
         _LITERALS.move_to_end(id(operation))
@@ -267,7 +267,7 @@ def _named(operation: OperationDefinitionNode, document: DocumentNode) -> _Named
         if name in fragments and name not in walked:
             walked.add(name)
             visit(fragments[name].selection_set, named)
-    if operation.loc is None or len(operation.loc.source.body) > CACHED_QUERY_BYTES:
+    if not keep or operation.loc is None or len(operation.loc.source.body) > CACHED_QUERY_BYTES:
         return named
     _LITERALS[id(operation)] = (operation, named)
     if len(_LITERALS) > _LITERALS_KEPT:
@@ -276,12 +276,16 @@ def _named(operation: OperationDefinitionNode, document: DocumentNode) -> _Named
 
 
 def written(
-    operation: OperationDefinitionNode, document: DocumentNode, variables: dict[str, Any] | None
+    operation: OperationDefinitionNode,
+    document: DocumentNode,
+    variables: dict[str, Any] | None,
+    *,
+    valid: bool,
 ) -> list[Any]:
     """The argument values an operation names as written: its literals, and the values of
     the variables its arguments use (sent, or their defaults). For a request refused
-    before anything ran."""
-    named = _named(operation, document)
+    before anything ran; what a ``valid`` document names is remembered."""
+    named = _named(operation, document, keep=valid)
     given = dict(variables or {})
     for definition in operation.variable_definitions or ():
         name = definition.variable.name.value
@@ -384,7 +388,9 @@ class Audited(SchemaExtension):
             values: list[Any] = self._arguments
         else:  # refused before anything ran: what the operation would have run
             fields = used
-            values = written(operation, document, ctx.variables)
+            values = written(
+                operation, document, ctx.variables, valid=not ctx.pre_execution_errors
+            )
         about = [p for told in self._told for p in told.about]
         disclosed = [d for told in self._told for d in told.disclosed]
         caller = context.caller

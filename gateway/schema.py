@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any, TypeVar
 
 import strawberry
@@ -25,7 +23,6 @@ from graphql import (
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
@@ -43,7 +40,6 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
-from gateway.operation import CACHED_QUERY_BYTES
 from gateway.outbox import new_key
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
@@ -55,7 +51,7 @@ from gateway.records_schema import (
     spending_records,
 )
 from gateway.settlement_schema import SettlementMutations
-from gateway.shape import Limits, Validation
+from gateway.shape import Limits, Parsed, Validated, Validation
 from gateway.types import (
     _MONEY,
     IDEMPOTENCY_KEY,
@@ -443,6 +439,8 @@ class Mutation(KinshipMutations, SettlementMutations):
 
 
 class _Schema(strawberry.Schema):
+    validated: Validated  # the documents it has parsed and validated, kept
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -451,25 +449,11 @@ class _Schema(strawberry.Schema):
 
 # Limits on what one request may ask (each refused with its own extensions.code).
 MAX_TOKENS = 800  # the largest operation the apps ship has about 230
-QUERY_CACHE_SIZE = 512  # distinct documents parsed once
-
-
-class _ParserCache(ParserCache):
-    """Strawberry's parse cache, except that a document that does not parse is left to
-    Strawberry's own parsing, which reports it as a request error (coded by
-    `ErrorBoundary`) instead of letting the exception escape the operation."""
-
-    def on_parse(self) -> Iterator[None]:
-        ctx = self.execution_context
-        if ctx.query is not None and len(ctx.query) <= CACHED_QUERY_BYTES:
-            with contextlib.suppress(GraphQLError):  # not cached: parsed again, refused as usual
-                ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
-        yield
 
 
 def build_schema(*, introspection: bool = True, limits: Limits = Limits()) -> strawberry.Schema:  # noqa: B008
     """The graph; without ``introspection``, introspection queries fail validation."""
-    validated: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+    validated = Validated()
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         Measured,  # outermost, with the audit: they see outcomes as the boundary codes them
         Audited,
@@ -477,20 +461,22 @@ def build_schema(*, introspection: bool = True, limits: Limits = Limits()) -> st
         Variables,  # before anything counts or runs: a client's wrong value is theirs
         RateLimit,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        # a front end sends the same few documents over and over: parse each once;
-        # `Validation` measures depth, aliases and cost in one pass, then validates
-        # once per document
-        lambda: _ParserCache(maxsize=QUERY_CACHE_SIZE),
+        # a front end sends the same few documents over and over: parse and validate
+        # each once (only those that pass are kept); `Validation` measures depth,
+        # aliases and cost in one pass before graphql-core's rules
+        lambda: Parsed(validated),
         lambda: Validation(limits, validated),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return _Schema(
+    built = _Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(scalar_map={Money: _MONEY}),
     )
+    built.validated = validated
+    return built
 
 
 schema = build_schema()

@@ -259,19 +259,63 @@ def _refusal(message: str, node: Node | None, code: str) -> GraphQLError:
     return GraphQLError(message, node, extensions={"code": code})
 
 
-class Validation(SchemaExtension):
-    """The limits above, then graphql-core's validation, once per document.
+class Validated:
+    """The documents that passed `Validation`, by their text: the few a front end sends
+    over and over, parsed and validated once (up to `VALIDATED_DOCUMENTS` of them, none
+    longer than `CACHED_QUERY_BYTES`). One per schema; a document's validity against
+    one schema does not change while the process runs.
 
-    A front end sends the same few documents over and over, and a document's
-    validity against one schema does not change while the process runs, so the
-    outcome is kept by the document's text (up to `VALIDATED_DOCUMENTS` of them,
-    none longer than `CACHED_QUERY_BYTES`). A document over a limit never reaches
-    graphql-core's rules.
+    A refused document is never kept, nor anything it made: a stream of refusals,
+    each new, leaves nothing behind for the collector to walk again and again, so
+    refusing stays as cheap on the thousandth as on the first.
     """
 
-    def __init__(self, limits: Limits, kept: OrderedDict[str, list[GraphQLError]]) -> None:
+    def __init__(self) -> None:
+        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    def get(self, query: str | None) -> DocumentNode | None:
+        document = None if query is None else self._documents.get(query)
+        if document is not None:
+            self._documents.move_to_end(query)  # type: ignore[arg-type]
+        return document
+
+    def keep(self, query: str, document: DocumentNode) -> None:
+        if len(query) > CACHED_QUERY_BYTES:
+            return
+        self._documents[query] = document
+        if len(self._documents) > VALIDATED_DOCUMENTS:
+            self._documents.popitem(last=False)
+
+    def holds(self, document: DocumentNode) -> bool:
+        """Whether ``document`` is one kept here (so is the same object next time)."""
+        loc = document.loc
+        return loc is not None and self._documents.get(loc.source.body) is document
+
+
+class Parsed(SchemaExtension):
+    """A validated document's text is not parsed again: its kept document is used.
+    Anything else is left to Strawberry's own parsing (which reports a document that
+    does not parse as a request error, coded by `ErrorBoundary`)."""
+
+    def __init__(self, validated: Validated) -> None:
+        self._validated = validated  # one per schema: Strawberry makes one per operation
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        document = self._validated.get(ctx.query)
+        if document is not None:
+            ctx.graphql_document = document
+        yield
+
+
+class Validation(SchemaExtension):
+    """The limits above, then graphql-core's validation; a document that passes both
+    is kept (`Validated`) and not validated again. A document over a limit never
+    reaches graphql-core's rules."""
+
+    def __init__(self, limits: Limits, validated: Validated) -> None:
         self.limits = limits
-        self._kept = kept  # one per schema: Strawberry makes an extension per operation
+        self._validated = validated  # one per schema: Strawberry makes one per operation
 
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -279,19 +323,14 @@ class Validation(SchemaExtension):
         if document is None:
             yield  # nothing parsed: nothing to validate
             return
-        query = ctx.query or ""
-        keep = len(query) <= CACHED_QUERY_BYTES
-        errors = self._kept.get(query) if keep else None
-        if errors is None:
+        if not self._validated.holds(document):
             schema = ctx.schema._schema
             errors = check(schema, document, self.limits) or validate_document(
                 schema, document, ctx.validation_rules
             )
-            if keep:
-                self._kept[query] = errors
-                if len(self._kept) > VALIDATED_DOCUMENTS:
-                    self._kept.popitem(last=False)
+            if not errors and ctx.query is not None:
+                self._validated.keep(ctx.query, document)
+            ctx.pre_execution_errors = errors
         else:
-            self._kept.move_to_end(query)
-        ctx.pre_execution_errors = errors
+            ctx.pre_execution_errors = []
         yield

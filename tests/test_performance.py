@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
 import gateway.shape
 from tests.conftest import GraphQL
@@ -27,11 +28,12 @@ async def test_each_document_is_parsed_and_validated_once(
     for _ in range(3):
         assert (await gql(query))["data"]["provinces"][0]["code"] == "13"
     assert len(validated) == 1
-    # a document the schema refuses is refused every time, with its code
+    # a document the schema refuses is refused every time, with its code, and checked
+    # again each time: kept, a stream of new refusals would fill the memory
     for _ in range(2):
         wrong = await gql("query Twice { provinse { code } }")
         assert wrong["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    assert len(validated) == 2
+    assert len(validated) == 3
     # and one that does not parse is not cached, and still coded
     broken = await gql("{ provinces { code }")
     assert broken["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
@@ -67,30 +69,39 @@ async def test_fields_left_out_by_include_are_not_fetched(
     assert not asked  # nothing was started for the fields left out
 
 
-async def test_large_documents_are_not_kept_in_the_caches(gql: GraphQL) -> None:
-    from strawberry.extensions.parser_cache import _get_parse_cache
-
+async def test_large_or_refused_documents_are_not_kept_in_the_caches(
+    app: Starlette, gql: GraphQL
+) -> None:
     from gateway import audit
     from gateway.operation import CACHED_QUERY_BYTES
-    from gateway.schema import QUERY_CACHE_SIZE
 
-    cache = _get_parse_cache(QUERY_CACHE_SIZE)
-    before = cache.cache_info().currsize
+    [schema] = [r.endpoint.schema for r in app.routes if getattr(r, "path", "") == "/graphql"]
+    kept = schema.validated._documents
+    before = len(kept)
     padded = "# " + "x" * CACHED_QUERY_BYTES + "\n{ provinces { code } }"
     assert (await gql(padded))["data"]["provinces"][0]["code"] == "13"
-    assert cache.cache_info().currsize == before
+    assert len(kept) == before
     # nor in the audit's literals (each request's document is new: kept, it would pin
     # up to 512 of them), nor refused ones: a padded anonymous mutation is audited too
     bind = 'mutation {{ bindMutualAid(input: {{beneficiaryCertNo: "{}"}}) {{ status }} }}'
-    kept = len(audit._LITERALS)
+    literals = len(audit._LITERALS)
     for _ in range(3):
         await gql(bind.format("x" * CACHED_QUERY_BYTES))
         await gql(padded)
-    assert len(audit._LITERALS) == kept
+    assert len(audit._LITERALS) == literals
+    # a small document that fails validation (a required field left out) is new on
+    # every request too: neither it nor what it names is kept, however often it comes
     small = bind.format("130102197603150016")
-    await gql(small)
-    await gql(small)
-    assert len(audit._LITERALS) == kept + 1  # a small document is kept, once
+    for _ in range(3):
+        assert (await gql(small))["errors"]
+    assert len(kept) == before
+    assert len(audit._LITERALS) == literals
+    # a valid one is kept, once, and is the same document next time
+    query = "{ provinces { code } }"
+    await gql(query)
+    await gql(query)
+    assert len(kept) == before + 1
+    assert kept[query] is schema.validated.get(query)
 
 
 async def test_a_forgotten_location_stays_forgotten() -> None:
