@@ -1,4 +1,5 @@
-"""``gongji``: serve the gateway, mint sandbox tokens, run a sandbox province, export the SDL."""
+"""``gongji``: serve the gateway, mint sandbox tokens, run a sandbox province, start the
+sandbox world over, export the SDL."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.auth import INSTITUTION_KINDS, ROLES, Institution, mint_token
 from gateway.config import Settings
 from gateway.provinces import sandbox_factory, sandbox_names
 
+RESET_HELP = "start the sandbox world over (the gateway stopped): the next start seeds it afresh"
 GC_YOUNG = 5000  # the collector's first threshold while serving
 
 if TYPE_CHECKING:
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--roster", type=Path, help="the people to seed a fresh state with (default: the fixtures)"
     )
     add_fault_arguments(sandbox)
+
+    reset = commands.add_parser("reset", help=RESET_HELP, description=RESET_HELP)
+    reset.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", type=Path)
@@ -135,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = f"fault mode {json.dumps(faults.to_json())}" if faults.active else "no faults"
         print(f"Sandbox {args.province} on {url} ({note}; {url}/_faults changes them)")
         uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    elif args.command == "reset":
+        from gateway.reset import run as reset_world
+
+        return reset_world(settings)
     elif args.command == "export-schema":
         from gateway.schema import schema
 

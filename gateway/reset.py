@@ -18,15 +18,11 @@ It refuses (exit status 2), and removes nothing:
 
 A sandbox run apart (``gongji sandbox NAME --data-dir DIR``) takes no lock: stop it
 before resetting its directory.
-
-Until ``gongji`` has the command, ``python -m gateway.reset [--data-dir DIR]`` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +32,6 @@ from gateway.store import DataDirInUse, lock_data_dir, unlock_data_dir
 STORE = "gateway.sqlite3"
 SANDBOXES = "sandbox"  # the in-process provinces' state: sandbox/NAME.sqlite3
 _SQLITE_FILES = ("", "-wal", "-shm", "-journal")  # a database and what SQLite keeps by it
-DESCRIPTION = "start the sandbox world over (the gateway stopped): the next start seeds it afresh"
 
 
 class ResetRefused(RuntimeError):
@@ -108,21 +103,3 @@ def run(settings: Settings, out: TextIO | None = None, err: TextIO | None = None
             file=out,
         )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gateway.reset [--config FILE] [--data-dir DIR]``."""
-    parser = argparse.ArgumentParser(prog="gongji reset", description=DESCRIPTION)
-    parser.add_argument("--config", type=Path, help="a TOML file (see docs/configuration.md)")
-    parser.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.load(args.config, data_dir=args.data_dir)
-    except (OSError, ValueError) as exc:
-        print(f"gongji reset: {exc}", file=sys.stderr)
-        return 2
-    return run(settings)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

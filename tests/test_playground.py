@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from adapters.base import AdapterSettings
 from gateway.app import create_app
 from gateway.auth import verify_token
+from gateway.cli import main as gongji
 from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
 from gateway.playground import (
     CONTENT_SECURITY_POLICY,
@@ -26,7 +27,6 @@ from gateway.playground import (
     load_personas,
 )
 from gateway.provinces import adapter_classes, open_provinces
-from gateway.reset import main as reset_main
 from gateway.reset import reset_world, world_files
 from gateway.reset import run as reset_world_command
 from gateway.schema import schema
@@ -345,7 +345,7 @@ async def test_reset_starts_the_sandbox_world_over(
     (data_dir / "sandbox" / "henan.sqlite3-shm").write_bytes(b"")
     (data_dir / "notes.txt").write_text("mine")
 
-    assert reset_main(["--data-dir", str(data_dir)]) == 0
+    assert gongji(["reset", "--data-dir", str(data_dir)]) == 0
 
     said = capsys.readouterr().out
     assert "removed gateway.sqlite3, gateway.sqlite3-wal, sandbox/hebei.sqlite3" in said
@@ -392,7 +392,7 @@ def test_reset_of_nothing_changes_nothing(
     assert not (tmp_path / "absent").exists()  # not made to be reset
     assert reset_world_command(Settings(data_dir=None)) == 0
     assert "in memory" in capsys.readouterr().out
-    assert reset_main(["--data-dir", str(tmp_path)]) == 0
+    assert gongji(["reset", "--data-dir", str(tmp_path)]) == 0
     assert "Nothing to reset" in capsys.readouterr().out
 
 
