@@ -3,7 +3,7 @@
 Counted per subject (the token's ID number) and per client address, in moving
 windows (the `limits` library), in this process's memory: with several gateway
 processes each counts its own share. Over a limit, the whole operation is
-refused with ``RATE_LIMITED`` and ``retryAfter`` (seconds).
+refused with ``RATE_LIMITED`` and ``retryAfter`` (seconds), and audited as such.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 
-from graphql import OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -66,5 +66,11 @@ class RateLimit(SchemaExtension):
                     caller.cert_no if caller else None, getattr(context, "client", None), hits
                 )
                 if wait is not None:
-                    raise GatewayError("RATE_LIMITED", context.lang, retryAfter=wait)
+                    # the answer, not a raise: a raise here would skip what the outer
+                    # extensions do after the operation (the audit, the metrics)
+                    refused = GatewayError("RATE_LIMITED", context.lang, retryAfter=wait)
+                    error = GraphQLError(
+                        str(refused), original_error=refused, extensions=refused.extensions
+                    )
+                    ctx.result = ExecutionResult(data=None, errors=[error])
         yield

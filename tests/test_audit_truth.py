@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 import gateway.replays
 from gateway.auth import ADMIN, mint_token
 from gateway.certno import check_character, mask_cert_no
-from gateway.config import Settings
+from gateway.config import RateLimits, Settings
 from gateway.kinship import verify_password
 from gateway.kinship_schema import ACTIVATE as ACTIVATE_OPERATION
 from tests.conftest import GraphQL, person
@@ -346,3 +346,31 @@ async def test_rows_an_earlier_version_kept_of_activations_are_dropped(
         rows = list(await cur.fetchall())
     assert ("ACTIVATE_KINSHIP_MEMBER", legacy) not in rows
     assert {r[0] for r in rows} == {"ADD_KINSHIP_MEMBER", "RESPOND_TO_KINSHIP_REQUEST"}
+
+
+class TestRateLimited:
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(data_dir=None, limits=RateLimits(per_subject="2/minute"))
+
+    async def test_a_mutation_refused_for_its_rate_is_logged_with_whom_it_named(
+        self, gql: GraphQL, settings: Settings
+    ) -> None:
+        bind = "mutation($i: BindMutualAidInput!) { bindMutualAid(input: $i) { status } }"
+        given = bind_input("hb_wang_jing", dryRun=True)
+        for _ in range(2):
+            assert "errors" not in await gql(bind, {"i": given}, as_="hb_wang_jianguo")
+        limited = await gql(bind, {"i": given}, as_="hb_wang_jianguo")
+        assert limited["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        entries = await audit(gql, settings)
+        assert [(e["fields"], e["targets"], e["outcome"]) for e in entries[:3]] == [
+            (["bindMutualAid"], [masked("hb_wang_jing")], "RATE_LIMITED"),
+            (["bindMutualAid"], [masked("hb_wang_jing")], "OK"),
+            (["bindMutualAid"], [masked("hb_wang_jing")], "OK"),
+        ]
+        assert entries[0]["actor"] == masked("hb_wang_jianguo")
+        # and counted as refused for its rate
+        metrics = (await gql.client.get("/metrics")).text
+        assert 'gongji_graphql_requests_total{operation="mutation",outcome="RATE_LIMITED"} 1.0' in (
+            metrics
+        )
