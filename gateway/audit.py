@@ -388,9 +388,7 @@ class Audited(SchemaExtension):
             values: list[Any] = self._arguments
         else:  # refused before anything ran: what the operation would have run
             fields = used
-            values = written(
-                operation, document, ctx.variables, valid=not ctx.pre_execution_errors
-            )
+            values = written(operation, document, ctx.variables, valid=not ctx.pre_execution_errors)
         about = [p for told in self._told for p in told.about]
         disclosed = [d for told in self._told for d in told.disclosed]
         caller = context.caller
