@@ -24,7 +24,7 @@ then measures, each time from separate processes (this module's ``--job`` mode):
    send the whole corpus round after round.
 
 The gateway's CPU time is its process's user and system time (all its threads),
-from /proc (`bench.dashboard.cpu_seconds`). Writes ``abuse-DATE-TIME[-quick].md`` and
+from /proc (`bench.common.cpu_seconds`). Writes ``abuse-DATE-TIME[-quick].md`` and
 ``.json`` into ``--out``; exits with 1 when a target fails or an answer was not the
 expected one.
 """
@@ -34,12 +34,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as dt
 import hashlib
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,13 +50,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench import dashboard, families, report
+from bench import common, dashboard, families
 from bench.abusive import Abuse, corpus
+from bench.common import LOOPBACK, ROOT
 from bench.load import summary
 from gateway.config import RateLimits, Settings
-
-ROOT = dashboard.ROOT
-LOOPBACK = dashboard.LOOPBACK
 
 # The targets.
 CPU_RATIO = 1.0  # an entry's CPU time per request, over one dashboard's
@@ -253,12 +249,12 @@ def each(job: dict[str, Any]) -> dict[str, Any]:
                 sender.send(entry, tally)
             latencies: list[float] = []
             started = time.perf_counter()
-            before = dashboard.cpu_seconds(pid)
+            before = common.cpu_seconds(pid)
             for _ in range(int(job["requests"])):
                 if time.monotonic() > deadline:
                     break
                 latencies.append(sender.send(entry, tally))
-            cpu = dashboard.cpu_seconds(pid) - before
+            cpu = common.cpu_seconds(pid) - before
             wall = time.perf_counter() - started
             out.append(
                 {
@@ -417,30 +413,14 @@ class Jobs:
 
 
 def source(commit: str | None) -> dict[str, Any]:
-    """`bench.dashboard.source`, with the full commit (``git rev-parse HEAD``), every file
-    changed outside bench/ (untracked ones too; dashboard.source's list loses the first
-    character of the first one: it strips the porcelain output's leading space) and a
-    digest of their changes, which names the tree under test while others edit it."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603
-            ["git", *args],  # noqa: S607 (git from PATH)
-            capture_output=True,
-            cwd=ROOT,
-            check=False,
-        )
-        return done.stdout.decode()
-
-    found = dashboard.source(commit)
-    status = [
-        (line[:2], line[3:])
-        for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
-        if line[3:] and not line[3:].startswith("bench/")
-    ]
-    found["uncommitted"] = [name for _, name in status]
-    found["commit_full"] = git("rev-parse", "HEAD").strip() or "unknown"
+    """`bench.common.source` with untracked files too, the full commit (``git rev-parse
+    HEAD``) and a digest of the changes outside bench/, which names the tree under test
+    while others edit it."""
+    status = common.changed(untracked=True)
+    found = common.source(commit, status)
+    found["commit_full"] = common.git("rev-parse", "HEAD").strip() or "unknown"
     if status:
-        changes = git("diff", "HEAD", "--", *(name for kind, name in status if kind != "??"))
+        changes = common.git("diff", "HEAD", "--", *(name for kind, name in status if kind != "??"))
         digest = hashlib.sha256(changes.encode())
         for kind, name in status:
             if kind == "??":
@@ -486,7 +466,7 @@ class CpuSampler:
         gateway = 0.0
         for pid in {*self.pids(), os.getpid(), self.gateway}:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                used = dashboard.cpu_seconds(pid)
+                used = common.cpu_seconds(pid)
                 self._ours += max(0.0, used - self._last.get(pid, used))
                 self._last[pid] = used
                 if pid == self.gateway:
@@ -596,21 +576,13 @@ def probe_summary(samples: list[list[Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = Plan.of(args)
     began = time.perf_counter()
-    started = dt.datetime.now().astimezone()
     work = Path(tempfile.mkdtemp(prefix="gongji-abuse-"))
     servers = dashboard.Servers(work=work, config=work / "gateway.toml")
     jobs = Jobs()
     abuses = corpus()
-    result: dict[str, Any] = {
-        "bench": "abuse",
-        "date": started.date().isoformat(),
-        "started": started.isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "plan": dataclasses.asdict(plan),
-        "machine": dashboard.machine(),
-        "source": source(args.commit),
-        "query": dashboard.QUERY,
-    }
+    result = common.begin(
+        "abuse", args.quick, dataclasses.asdict(plan), source(args.commit), dashboard.QUERY
+    )
     world = families.world(load_families=4)
     roster = work / "roster.json"
     roster.write_text(json.dumps(world.roster(), ensure_ascii=False), encoding="utf-8")
@@ -637,11 +609,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             gql(family.caller["certNo"], dashboard.QUERY)
         result["dashboard_family_members"] = len(gql(callers[0], dashboard.QUERY)["me"]["family"])
 
-        memory.append(("after the set-up", dashboard.proc_status(pid)))
+        memory.append(("after the set-up", common.proc_status(pid)))
         time.sleep(0.5)
-        before = dashboard.cpu_seconds(pid)
+        before = common.cpu_seconds(pid)
         time.sleep(plan.idle_s)
-        result["idle_cpu_ms_per_s"] = (dashboard.cpu_seconds(pid) - before) * 1000 / plan.idle_s
+        result["idle_cpu_ms_per_s"] = (common.cpu_seconds(pid) - before) * 1000 / plan.idle_s
 
         url = servers.gateway + "/graphql"
         target = dashboard.gateway_target(servers, tokens)
@@ -717,7 +689,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         result["entries"] = entries
-        memory.append(("after the corpus, one at a time", dashboard.proc_status(pid)))
+        memory.append(("after the corpus, one at a time", common.proc_status(pid)))
 
         say(f"/healthz every {plan.probe_every_s * 1000:g} ms, nothing else arriving")
         result["healthz_floor"] = healthz_floor(jobs, servers, plan, pid)
@@ -727,7 +699,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f" the corpus {plan.rounds} times each"
         )
         result["healthz_abuse"] = healthz_under_abuse(jobs, servers, plan, abuses, pid)
-        memory.append(("after the concurrent phase", dashboard.proc_status(pid)))
+        memory.append(("after the concurrent phase", common.proc_status(pid)))
         if gc_log is not None:
             abuse = result["healthz_abuse"]
             rows = collections(gc_log)
@@ -758,12 +730,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if gql is not None:
             gql.client.close()
         servers.stop_all()
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    result["duration_s"] = time.perf_counter() - began
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+        common.clean_up(work, args.keep, say)
+    common.end(result, began)
     result["verdicts"] = verdicts(result)
     return result
 
@@ -821,9 +789,9 @@ def healthz_under_abuse(
     ]
     ours = [p.pid for p in [*servers.processes, prober, *senders]]
     with CpuSampler(pid, lambda: ours) as sampler:
-        cpu_before = dashboard.cpu_seconds(pid)
+        cpu_before = common.cpu_seconds(pid)
         sent = [jobs.finish(s, timeout=plan.abuse_max_s + 120) for s in senders]
-        cpu = dashboard.cpu_seconds(pid) - cpu_before
+        cpu = common.cpu_seconds(pid) - cpu_before
     time.sleep(0.2)
     probed = jobs.finish(prober, timeout=60)
     window = (min(s["began"] for s in sent), max(s["ended"] for s in sent))
@@ -922,19 +890,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Abuse benchmark, {result['date']}{' (quick)' if result['quick'] else ''}",
         "",
-        f"- commit `{src['commit']}`"
-        + (
-            f", with uncommitted changes to {len(src['uncommitted'])} files outside bench/"
+        common.commit_line(
+            src,
             f" ({', '.join(f'`{name}`' for name in src['uncommitted'][:8])}"
             f"{', ...' if len(src['uncommitted']) > 8 else ''}; digest of the changes"
-            f" `{src.get('uncommitted_sha256', '')}`)"
-            if src["uncommitted"]
-            else f" ({src.get('tree', 'git working tree')}, no uncommitted changes)"
+            f" `{src.get('uncommitted_sha256', '')}`)",
         ),
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['implementation']}"
-        f" {m['python']} on {m['platform']}; load average (1, 5, 15 min) at start"
-        f" {report._load(m['load_average_at_start'])},"
-        f" at end {report._load(m['load_average_at_end'])}",
+        common.machine_line(m),
         "- everything on 127.0.0.1: three sandbox provinces, the gateway, and the senders and"
         f" the probe, each its own process; {result['duration_s']:.0f} s in all",
         f"- families: {result['setup']['people']} synthetic people,"
@@ -943,15 +905,8 @@ def markdown(result: dict[str, Any]) -> str:
         f" dashboard shows {result['dashboard_family_members']} relatives",
         f"- the gateway idle: {result['idle_cpu_ms_per_s']:.1f} ms of CPU per second",
         "",
-        "## Targets",
-        "",
-        "| target | goal | measured | |",
-        "|---|---|---|---|",
+        *common.targets(result["verdicts"]),
     ]
-    for v in result["verdicts"]:
-        lines.append(
-            f"| {v['target']} | {v['goal']} | {v['measured']} | {report._verdict(v['pass'])} |"
-        )
     lines += [
         "",
         "## 1. CPU time per request",
@@ -983,7 +938,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['name']} | {row['status']} `{row['code']}` | {size}"
             f" | {'yes' if row['fresh_documents'] else 'no'} | {row['answers']}"
             f" | {row['mismatches']} | {row['cpu_ms']:.2f} | {row['ratio']:.2f}"
-            f" | {row['latency']['p50_ms']:.1f} | {report._verdict(ok)} |"
+            f" | {row['latency']['p50_ms']:.1f} | {common.verdict(ok)} |"
         )
     lines += [
         "",
@@ -1111,7 +1066,7 @@ def _cores_row(name: str, c: dict[str, float]) -> str:
 
 
 def _probe_row(name: str, s: dict[str, Any]) -> str:
-    return report._latency_row(name, s)[: -len(" |")] + f" | {s['failures']} | {s['over_100_ms']} |"
+    return common.latency_row(name, s)[: -len(" |")] + f" | {s['failures']} | {s['over_100_ms']} |"
 
 
 def _bytes(n: int) -> str:
@@ -1123,21 +1078,10 @@ def _bytes(n: int) -> str:
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.fromisoformat(result["started"]).strftime("%Y%m%d-%H%M%S")
-    name = f"abuse-{stamp}{'-quick' if result['quick'] else ''}"
-    as_json = out / f"{name}.json"
-    as_md = out / f"{name}.md"
-    as_json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    as_md.write_text(markdown(result), encoding="utf-8")
-    return [as_md, as_json]
+    return common.write(result, out, markdown)
 
 
-_T0 = time.perf_counter()
-
-
-def say(what: str) -> None:
-    print(f"[abuse {time.perf_counter() - _T0:5.0f} s] {what}", file=sys.stderr, flush=True)
+say = common.teller("abuse")
 
 
 def main() -> None:
@@ -1146,7 +1090,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument(
         "--senders", type=int, default=3, choices=range(1, 9), help="concurrent senders (3)"
     )
@@ -1164,10 +1108,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = run(args)
-    paths = write(result, args.out)
-    print(report.summary(result))
-    for path in paths:
-        print(f"written: {path}")
+    common.published(result, write(result, args.out))
     if not all(v["pass"] for v in result["verdicts"]):
         sys.exit(1)
 

@@ -19,11 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import json
-import os
-import platform
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -39,15 +35,14 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import families, profiling, report
+from bench import common, families, profiling, report
 from bench import load as bench_load
+from bench.common import LOOPBACK, ROOT, cpu_seconds, proc_status
 from gateway.auth import mint_token
 from gateway.config import Settings
 from gateway.provinces import adapter_classes
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
 PROVINCES = ("hebei", "jiangsu", "henan")
 
 # The family dashboard: the caller, their insurance and balance, their bindings and
@@ -367,23 +362,6 @@ def upstream_counts(servers: Servers) -> dict[tuple[str, str], float]:
     return counts
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (peak) and RSS by kind (RssAnon, RssFile, RssShmem), in KiB,
-    from /proc/PID/status."""
-    found: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-            found[key] = int(value.split()[0])
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process (all its threads) has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
 def cpu_per_request(pid: int, target: dict[str, Any], requests: int) -> tuple[float, int]:
     """CPU milliseconds of process ``pid`` per request to ``target``: ``requests`` sent
     one at a time by the load driver, after 10 unmeasured (warm); and how many of them
@@ -443,68 +421,14 @@ def compare(gateway: Any, baseline: Any, path: str = "") -> list[str]:
     return [] if gateway == baseline else [f"{path}: {gateway!r} vs {baseline!r}"]
 
 
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                memory = f"{int(line.split()[1]) // 1024} MiB"
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory": memory,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def source(commit: str | None) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603
-            ["git", *args],  # noqa: S607 (git from PATH)
-            capture_output=True,
-            cwd=ROOT,
-            check=False,
-        )
-        return done.stdout.decode().strip()
-
-    changed = [
-        line[3:]
-        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-        if line[3:] and not line[3:].startswith("bench/")
-    ]
-    head = git("rev-parse", "--short", "HEAD")
-    return {
-        "commit": commit or head or "unknown",
-        "tree": "git working tree" if head else "exported tree (not a git checkout)",
-        "uncommitted": changed,
-    }
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = Plan.of(args)
     began = time.perf_counter()
-    started = dt.datetime.now().astimezone()
     work = Path(tempfile.mkdtemp(prefix="gongji-bench-"))
     servers = Servers(work=work, config=work / "gateway.toml")
-    result: dict[str, Any] = {
-        "bench": "dashboard",
-        "date": started.date().isoformat(),
-        "started": started.isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "plan": dataclasses.asdict(plan),
-        "machine": machine(),
-        "source": source(args.commit),
-        "query": QUERY,
-    }
+    result = common.begin(
+        "dashboard", args.quick, dataclasses.asdict(plan), common.source(args.commit), QUERY
+    )
     world = families.world(load_families=4)
     roster = work / "roster.json"
     roster.write_text(json.dumps(world.roster(), ensure_ascii=False), encoding="utf-8")
@@ -731,12 +655,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.suppress(NameError):
             gql.client.close()
         servers.stop_all()
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    result["duration_s"] = time.perf_counter() - began
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+        common.clean_up(work, args.keep, say)
+    common.end(result, began)
     result["verdicts"] = report.verdicts(result)
     return result
 
@@ -767,17 +687,13 @@ def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-_T0 = time.perf_counter()
-
-
-def say(what: str) -> None:
-    print(f"[bench {time.perf_counter() - _T0:5.0f} s] {what}", file=sys.stderr, flush=True)
+say = common.teller("bench")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a minute, fewer samples")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--concurrency", type=int, default=8, help="clients in the throughput run")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="added for the fan-out")
     parser.add_argument("--repeats", type=int, help="runs for the memory check (3 quick, 5 full)")
@@ -790,10 +706,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = run(args)
-    paths = report.write(result, args.out)
-    print(report.summary(result))
-    for path in paths:
-        print(f"written: {path}")
+    common.published(result, report.write(result, args.out))
 
 
 if __name__ == "__main__":

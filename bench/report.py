@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from bench import common
+from bench.common import latency_row, ms
 
 # The targets of issue 7.
 OVERHEAD_P50_MS = 2.0
@@ -96,25 +98,6 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _verdict(ok: bool | None) -> str:
-    return "WARN" if ok is None else "PASS" if ok else "FAIL"
-
-
-def _load(values: list[float]) -> str:
-    return " / ".join(f"{v:.2f}" for v in values)
-
-
-def _ms(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def _latency_row(name: str, s: dict[str, Any]) -> str:
-    return (
-        f"| {name} | {s['n']} | {_ms(s['p50_ms'])} | {_ms(s['p90_ms'])} | {_ms(s['p99_ms'])}"
-        f" | {_ms(s['mean_ms'])} | {_ms(s['max_ms'])} |"
-    )
-
-
 LATENCY_HEAD = (
     "| | n | p50 ms | p90 ms | p99 ms | mean ms | max ms |\n|---|---|---|---|---|---|---|"
 )
@@ -125,15 +108,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Family dashboard benchmark, {result['date']}{' (quick)' if result['quick'] else ''}",
         "",
-        f"- commit `{src['commit']}`"
-        + (
-            f", with uncommitted changes to {len(src['uncommitted'])} files outside bench/"
-            if src["uncommitted"]
-            else f" ({src.get('tree', 'git working tree')}, no uncommitted changes)"
-        ),
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['implementation']}"
-        f" {m['python']} on {m['platform']}; load average (1, 5, 15 min) at start"
-        f" {_load(m['load_average_at_start'])}, at end {_load(m['load_average_at_end'])}",
+        common.commit_line(src),
+        common.machine_line(m),
         f"- everything on 127.0.0.1: three sandbox provinces, the gateway, the baseline, and"
         f" the load driver, each its own process; {result['duration_s']:.0f} s in all",
         f"- families: {result['setup']['people']} synthetic people,"
@@ -143,13 +119,8 @@ def markdown(result: dict[str, Any]) -> str:
         f" {', '.join(result['dashboard_sample']['provinces'])}"
         f" ({result['dashboard_sample']['bytes']} bytes of JSON)",
         "",
-        "## Targets",
-        "",
-        "| target | goal | measured | |",
-        "|---|---|---|---|",
+        *common.targets(result["verdicts"]),
     ]
-    for v in result["verdicts"]:
-        lines.append(f"| {v['target']} | {v['goal']} | {v['measured']} | {_verdict(v['pass'])} |")
 
     over = result["overhead"]
     lines += [
@@ -164,9 +135,9 @@ def markdown(result: dict[str, Any]) -> str:
         " each pair: what the gateway adds to the upstream work it must wait for.",
         "",
         LATENCY_HEAD,
-        _latency_row("through the gateway", over["through"]),
-        _latency_row("the same upstream requests, direct", over["direct"]),
-        _latency_row("**overhead** (pairwise difference)", over["overhead"]),
+        latency_row("through the gateway", over["through"]),
+        latency_row("the same upstream requests, direct", over["direct"]),
+        latency_row("**overhead** (pairwise difference)", over["overhead"]),
     ]
     slow = result["fanout"]["overhead_at_latency"]
     lines += [
@@ -175,9 +146,9 @@ def markdown(result: dict[str, Any]) -> str:
         f" ({slow['requests']} pairs):",
         "",
         LATENCY_HEAD,
-        _latency_row("through the gateway", slow["through"]),
-        _latency_row("the same upstream requests, direct", slow["direct"]),
-        _latency_row("**overhead** (pairwise difference)", slow["overhead"]),
+        latency_row("through the gateway", slow["through"]),
+        latency_row("the same upstream requests, direct", slow["direct"]),
+        latency_row("**overhead** (pairwise difference)", slow["overhead"]),
     ]
 
     fan = result["fanout"]
@@ -195,13 +166,13 @@ def markdown(result: dict[str, Any]) -> str:
     for name in ("gateway", "baseline"):
         s = fan[name]["latency"]
         lines.append(
-            f"| {name} | {s['n']} | {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])}"
+            f"| {name} | {s['n']} | {ms(s['p50_ms'])} | {ms(s['p99_ms'])}"
             f" | {s['p50_ms'] / latency:.2f} |"
         )
     direct = fan["overhead_at_latency"]["direct"]
     lines.append(
         f"| the gateway's upstream requests, direct in its waves | {direct['n']}"
-        f" | {_ms(direct['p50_ms'])} | {_ms(direct['p99_ms'])}"
+        f" | {ms(direct['p50_ms'])} | {ms(direct['p99_ms'])}"
         f" | {direct['p50_ms'] / latency:.2f} |"
     )
     timeline = result["upstream_timeline"]
@@ -276,8 +247,8 @@ def markdown(result: dict[str, Any]) -> str:
         s = run["latency"]
         by_round = ", ".join(f"{r:.1f}" for r in run.get("rounds_rps", []))
         lines.append(
-            f"| {name} | {run['requests']} | {run['rps']:.1f} | {by_round} | {_ms(s['p50_ms'])}"
-            f" | {_ms(s['p90_ms'])} | {_ms(s['p99_ms'])} | {run['errors']} |"
+            f"| {name} | {run['requests']} | {run['rps']:.1f} | {by_round} | {ms(s['p50_ms'])}"
+            f" | {ms(s['p90_ms'])} | {ms(s['p99_ms'])} | {run['errors']} |"
         )
     eq = result["equivalence"]
     lines += [
@@ -375,20 +346,5 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def summary(result: dict[str, Any]) -> str:
-    rows = [
-        f"{_verdict(v['pass'])}  {v['target']}: {v['measured']} (goal {v['goal']})"
-        for v in result["verdicts"]
-    ]
-    return "\n".join(rows)
-
-
 def write(result: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.fromisoformat(result["started"]).strftime("%Y%m%d-%H%M%S")
-    name = f"dashboard-{stamp}{'-quick' if result['quick'] else ''}"
-    as_json = out / f"{name}.json"
-    as_md = out / f"{name}.md"
-    as_json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    as_md.write_text(markdown(result), encoding="utf-8")
-    return [as_md, as_json]
+    return common.write(result, out, markdown)

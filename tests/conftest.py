@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.config import AuthSettings, Settings
 from gateway.provinces import adapter_classes, sandbox_factory
+from sandbox.engine import ProvinceSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 ROSTER: dict[str, Any] = json.loads((ROOT / "fixtures" / "roster.json").read_text("utf-8"))
@@ -141,6 +142,54 @@ class Sandboxes:
         return sum(t.calls for t in self.transports.values())
 
 
+class Switch(httpx.AsyncBaseTransport):
+    """A province's sandbox behind a switch: ``mode`` is how the next requests fare
+    (those ``only`` picks, when set: the others pass)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.mode = "ok"
+        self.only: Callable[[httpx.Request], bool] | None = None
+        self.calls = 0
+        self.reached = asyncio.Event()  # a request the mode applies to got this far
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        mode = self.mode if self.only is None or self.only(request) else "ok"
+        if mode != "ok":
+            self.reached.set()
+        if mode == "refuse":
+            raise httpx.ConnectError("connection refused")
+        if mode == "down":
+            return httpx.Response(503, text="Service Unavailable")
+        if mode == "garble":
+            return httpx.Response(200, content=b"\x00<<not an answer")
+        if mode == "hang":
+            await asyncio.Event().wait()
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        if mode == "lose":  # carried out; the answer is lost on the way back
+            raise httpx.ReadError("connection reset by peer")
+        if mode == "lose-and-hang":  # carried out; the answer never comes
+            await asyncio.Event().wait()
+        return response
+
+
+class Provinces:
+    """The three sandboxes in memory (kept across gateway restarts), each behind a switch."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, Starlette] = {}
+        self.switches: dict[str, Switch] = {}
+
+    def system(self, name: str) -> ProvinceSystem:
+        system: ProvinceSystem = self.apps[name].state.system
+        return system
+
+    async def bindings(self, name: str, key: str) -> list[dict[str, Any]]:
+        return await self.system(name).bindings_of([person(key)["certNo"]])
+
+
 @contextlib.asynccontextmanager
 async def gateway(
     transports: dict[str, httpx.AsyncBaseTransport], settings: Settings | None = None
@@ -171,3 +220,16 @@ async def gql(app: Starlette, settings: Settings) -> AsyncIterator[GraphQL]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield GraphQL(client, settings.auth)
+
+
+@pytest.fixture
+async def provinces() -> AsyncIterator[Provinces]:
+    """The three sandboxes in memory, each behind a `Switch` set to ``ok``."""
+    found = Provinces()
+    async with contextlib.AsyncExitStack() as stack:
+        for name in adapter_classes():
+            app = sandbox_factory(name)(data_dir=None)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            found.apps[name] = app
+            found.switches[name] = Switch(app)
+        yield found

@@ -1,9 +1,9 @@
 """Resilience through the ASGI app: partial answers, the breaker, and writes that are
 never lost or doubled (the outbox and its reconciler), with roster people.
 
-Each province's sandbox runs in memory behind a `Switch`, a transport the test
-turns to refuse connections, answer 503, hang, garble, or lose the answer of a
-request the province did carry out.
+Each province's sandbox runs in memory behind a `Switch` (the `provinces` fixture of
+tests/conftest.py), a transport the test turns to refuse connections, answer 503,
+hang, garble, or lose the answer of a request the province did carry out.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ from gateway.app import create_app
 from gateway.config import Caching, Resilience, Settings
 from gateway.context import Services
 from gateway.outbox import Reconciler
-from gateway.provinces import adapter_classes, sandbox_factory
-from sandbox.engine import ProvinceSystem
-from tests.conftest import GraphQL, person
+from tests.conftest import GraphQL, Provinces, person
 
 NAMES = {"13": "hebei", "32": "jiangsu", "41": "henan"}
 
@@ -49,66 +47,6 @@ HEBEI_WRITES = ("2703", "2704", "2207", "2208")
 
 def hebei_write(request: httpx.Request) -> bool:
     return json.loads(request.content).get("infno") in HEBEI_WRITES
-
-
-class Switch(httpx.AsyncBaseTransport):
-    """A province's sandbox behind a switch: ``mode`` is how the next requests fare
-    (those ``only`` picks, when set: the others pass)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.mode = "ok"
-        self.only: Callable[[httpx.Request], bool] | None = None
-        self.calls = 0
-        self.reached = asyncio.Event()  # a request the mode applies to got this far
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        mode = self.mode if self.only is None or self.only(request) else "ok"
-        if mode != "ok":
-            self.reached.set()
-        if mode == "refuse":
-            raise httpx.ConnectError("connection refused")
-        if mode == "down":
-            return httpx.Response(503, text="Service Unavailable")
-        if mode == "garble":
-            return httpx.Response(200, content=b"\x00<<not an answer")
-        if mode == "hang":
-            await asyncio.Event().wait()
-        response = await self.inner.handle_async_request(request)
-        await response.aread()
-        if mode == "lose":  # carried out; the answer is lost on the way back
-            raise httpx.ReadError("connection reset by peer")
-        if mode == "lose-and-hang":  # carried out; the answer never comes
-            await asyncio.Event().wait()
-        return response
-
-
-class Provinces:
-    """The three sandboxes in memory (kept across gateway restarts), each behind a switch."""
-
-    def __init__(self) -> None:
-        self.apps: dict[str, Starlette] = {}
-        self.switches: dict[str, Switch] = {}
-
-    def system(self, name: str) -> ProvinceSystem:
-        system: ProvinceSystem = self.apps[name].state.system
-        return system
-
-    async def bindings(self, name: str, key: str) -> list[dict[str, Any]]:
-        return await self.system(name).bindings_of([person(key)["certNo"]])
-
-
-@pytest.fixture
-async def provinces() -> AsyncIterator[Provinces]:
-    found = Provinces()
-    async with contextlib.AsyncExitStack() as stack:
-        for name in adapter_classes():
-            app = sandbox_factory(name)(data_dir=None)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            found.apps[name] = app
-            found.switches[name] = Switch(app)
-        yield found
 
 
 def fast(data_dir: Path | None = None, **province: Any) -> Settings:

@@ -8,7 +8,7 @@ requests still running when a SIGTERM outlives the shutdown grace). And a write 
 province answers it cannot read (malformed) ends ``FAILED``, with a coded fault, instead
 of being sent again forever.
 
-The provinces are the in-memory sandboxes behind `tests.test_resilience.Switch`.
+The provinces are the in-memory sandboxes behind `tests.conftest.Switch`.
 """
 
 from __future__ import annotations
@@ -31,14 +31,11 @@ from gateway.app import create_app
 from gateway.auth import INSTITUTION, Institution, mint_token
 from gateway.config import Settings
 from gateway.outbox import Reconciler
-from gateway.provinces import adapter_classes, sandbox_factory
 from gateway.store import Store
 from sandbox.serve import serving
-from tests.conftest import GraphQL, person
+from tests.conftest import GraphQL, Provinces, person
 from tests.test_resilience import (
     BIND,
-    Provinces,
-    Switch,
     bind_input,
     fast,
     hebei_write,
@@ -53,18 +50,6 @@ REVERSE = """mutation($id: ID!, $k: String) { reverseSettlement(settlementId: $i
   reason: "entered twice", idempotencyKey: $k) { settlement { status } errors { code } status } }"""
 NOW = dt.timedelta(0)  # pending_after: every pending write is due
 RECORDS = "{ me { authorizationRecords { edges { node { event } } } } }"
-
-
-@pytest.fixture
-async def provinces() -> AsyncIterator[Provinces]:
-    found = Provinces()
-    async with contextlib.AsyncExitStack() as stack:
-        for name in adapter_classes():
-            app = sandbox_factory(name)(data_dir=None)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            found.apps[name] = app
-            found.switches[name] = Switch(app)
-        yield found
 
 
 _WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
