@@ -18,7 +18,8 @@ Faults raised by adapters form one tree; the gateway maps it to GraphQL
 
 Each says whether the request may have reached the province (``reached``): a
 write that may have is of unknown outcome, and the gateway asks again later
-with the same request id.
+with the same request id. A province's answer that it could not read the request
+(malformed) is a contract error that did not reach it (`UpstreamError`).
 
 Expected refusals ("the cap is reached") are not exceptions: the write methods
 return a `Refusal` instead of a `Binding`.
@@ -45,7 +46,8 @@ import datetime as dt
 import enum
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -67,6 +69,7 @@ __all__ = [
     "Binding",
     "BindingStatus",
     "BreakerState",
+    "Chosen",
     "CircuitOpen",
     "CivilRelative",
     "Guard",
@@ -351,6 +354,36 @@ class Settlement:
             raise ValueError("mutual aid paid needs its payer, and a payer needs a payment")
 
 
+class Chosen:
+    """The payer an adapter named in a settlement, by the request id it was sent under,
+    so that the settlement sent again under that id is the same request.
+
+    A payer is chosen from balances, and balances move (the first send itself moves them
+    when the province carried it out but its answer was lost): chosen again, it could be
+    another payer, and the province would get another request under the same id. The
+    latest ``size`` choices are kept, in memory: the outbox sends a write again within
+    the gateway's life (after a restart, a settlement still unresolved is chosen for
+    afresh).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._size = size
+
+    async def once(
+        self, request_id: str, choose: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        """The payer named under ``request_id`` before, else ``choose()``'s, kept."""
+        if request_id in self._kept:
+            self._kept.move_to_end(request_id)
+            return self._kept[request_id]
+        chosen = await choose()
+        self._kept[request_id] = chosen
+        if len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return chosen
+
+
 # -- policy ----------------------------------------------------------------------
 
 
@@ -408,7 +441,12 @@ class UpstreamError(Exception):
     """A fault talking to a province. ``str()`` is for logs, never for clients.
 
     ``reached``: the request may have reached the province (False only when it
-    certainly did not: no connection was made, or the breaker held it back).
+    certainly did not: no connection was made, or the breaker held it back), or may
+    have been carried out there. So it is False too for the province's answer that it
+    could not read the request (an `UpstreamContractError`): HTTP 400 or 413, or the
+    dialect's own "malformed request" code, which each adapter lists. Such a request
+    was read by nobody and done by nobody, and the same request sent again is refused
+    again (the gateway ends that write FAILED instead of sending it for ever).
     """
 
     code: ClassVar[str] = "UPSTREAM_ERROR"
@@ -801,7 +839,21 @@ class ProvinceAdapter(abc.ABC):
     def _contract_error(self, what: str) -> UpstreamContractError:
         return UpstreamContractError(what, province=self.code)
 
+    def _unread(self, what: str) -> UpstreamContractError:
+        """The province's answer that it could not read the request (malformed): it did
+        nothing with it, so the request did not reach it (``reached`` False)."""
+        return UpstreamContractError(what, province=self.code, reached=False)
 
+    def _refuse_unread(self, what: str, response: httpx.Response) -> None:
+        """Raise `_unread` for HTTP 400 (Bad Request) or 413 (Content Too Large): the
+        province, or a proxy in front of it, could not read the request. Every dialect's
+        answer is checked for these first, whatever its body (use inside `_reading`)."""
+        if response.status_code in _UNREAD_STATUSES:
+            raise self._unread(f"{what}: HTTP {response.status_code}")
+
+
+# HTTP statuses that say the request could not be read: nothing was done with it.
+_UNREAD_STATUSES = frozenset({400, 413})
 # The content codings asked for and decoded: those zlib decodes a bounded piece at a time.
 _CODINGS = "gzip, deflate"
 _PIECE = 64 * 1024  # the most a coding decodes in one step, in bytes

@@ -15,6 +15,15 @@ infno  what                                  adapter method
 5203   settlements of persons (结算信息查询) `settlements_of`
 ====== ===================================== ==========================================
 
+Answers: ``infcode`` 0 is success, a positive one a business refusal (`_REFUSALS`),
+-1 a fault. A -1 whose ``err_msg`` says the request is malformed (报文格式错误: not
+JSON of the envelope's shape; 入参校验失败: a field Hebei refuses, such as text with a
+control character) means Hebei did nothing with it; so does HTTP 400 or 413 (from
+Hebei or a proxy in front of it). Those are `UpstreamContractError` with ``reached``
+False: sent again, the same request is refused again, so the gateway does not keep
+sending it. Any other -1 (报文ID重复, an unknown ``infno``) or anything else we cannot
+read is `UpstreamContractError`, its outcome unknown.
+
 Hebei's system picks the paying authorizer itself, so `settle` names none. The
 institution's idempotency key travels as ``medins_setl_id`` (医药机构结算ID).
 Settlement times are Beijing time.
@@ -58,6 +67,9 @@ from adapters.base import (
 T = TypeVar("T")
 
 _PATH = "/fsi/api/rsfComIfsService/callService"
+_FAULT = -1
+# The words of a fault that says the request could not be read (nothing was done).
+_UNREAD = ("报文格式错误", "入参校验失败")
 
 _INSUTYPE = {"310": InsuranceType.EMPLOYEE, "390": InsuranceType.RESIDENT}
 _INSU_STAS = {
@@ -140,14 +152,21 @@ class HebeiAdapter(ProvinceAdapter):
             "input": {"data": data},
         }
         response = await self._call("POST", _PATH, read=read, json=body)
-        with self._reading(f"infno {infno}"):
+        what = f"infno {infno}"
+        with self._reading(what):
+            self._refuse_unread(what, response)
             answer = response.json()
             infcode = int(answer["infcode"])
+            if infcode < 0:
+                message = answer.get("err_msg")
+                fault = f"{what}: infcode {infcode} {message}"
+                unread = isinstance(message, str) and any(w in message for w in _UNREAD)
+                if infcode == _FAULT and unread:
+                    raise self._unread(fault)
+                raise self._contract_error(fault)
             output = answer["output"]
             if not isinstance(output, dict):
                 raise TypeError("output is not an object")
-        if infcode < 0:
-            raise self._contract_error(f"infno {infno}: infcode {infcode}")
         return infcode, output
 
     async def _ok(self, infno: str, data: Any) -> dict[str, Any]:

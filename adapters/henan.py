@@ -27,9 +27,17 @@ E116    机构流水号已用于另一笔结算          IDEMPOTENCY_KEY_REUSED
 E117    指定的共济授权人未与患者绑定        choose the payer again, once (see below)
 E118    该笔结算已撤销                      SETTLEMENT_ALREADY_REVERSED
 E119    仅可撤销当日结算                    REVERSAL_WINDOW_CLOSED
-9999    system fault, malformed request     `UpstreamContractError`
+9999    报文格式错误, 入参校验失败          `UpstreamContractError`, not reached
+        (the request could not be read)
+9999    any other system fault              `UpstreamContractError`
 other   (not in the contract)               `UpstreamContractError`
 ======= =================================== ===================================
+
+A 9999 whose message says the request is malformed (报文格式错误: not XML Henan can
+parse, such as text with a control character XML cannot carry; 入参校验失败: a field
+it refuses) means Henan did nothing with it; so does HTTP 400 or 413 (from Henan or a
+proxy in front of it). Those are `UpstreamContractError` with ``reached`` False: sent
+again, the same request is refused again, so the gateway does not keep sending it.
 
 Each service answers only its own refusals: E101-E113 for Bind and Unbind; E101
 (the patient is unknown), E114, E115, E116 and E117 for Settle; E112 (not this
@@ -57,9 +65,13 @@ patient has at most one authorizer. `HenanAdapter.settle`:
    binding ended in between) it chooses again, once, and resends; a second E117
    is `UpstreamContractError`.
 
-The same bill sent again (same institution and serial) is answered with the
-settlement already made, charged once. Amounts go out as two-decimal strings;
-one with more than two decimals is the caller's bug (`ValueError`, no request).
+The payer named under a request id is kept (`Chosen`): `settle` sent again under the
+same id (the gateway's outbox, after a lost answer) names the same payer in each of
+its requests, never one chosen again from balances that have moved since (the lost
+send itself may have moved them). The same bill sent again (same institution and
+serial) is answered with the settlement already made, charged once. Amounts go out
+as two-decimal strings; one with more than two decimals is the caller's bug
+(`ValueError`, no request).
 
 ``<seq>`` names the message. A write's is its request id (`BindRequest.request_id`,
 `SettleRequest.request_id`, the ``request_id`` keyword; a new one when None): Henan
@@ -77,8 +89,9 @@ import hashlib
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
+import httpx
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
 
@@ -87,6 +100,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    Chosen,
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
@@ -100,6 +114,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    UpstreamContractError,
     new_request_id,
     parse_money,
 )
@@ -107,6 +122,9 @@ from adapters.base import (
 _PATH = "/hnyb/service"
 _HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 _OK = "0000"
+_FAULT = "9999"
+# The words of a 9999 that says the request could not be read (nothing was done).
+_UNREAD = ("报文格式错误", "入参校验失败")
 
 _XZLX = {"11": InsuranceType.EMPLOYEE, "12": InsuranceType.RESIDENT}
 _CBZT = {
@@ -185,6 +203,10 @@ class HenanAdapter(ProvinceAdapter):
         ),
     )
 
+    def __init__(self, client: httpx.AsyncClient, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._named = Chosen()  # the payer named under each request id
+
     async def _service(
         self,
         service: str,
@@ -209,6 +231,7 @@ class HenanAdapter(ProvinceAdapter):
         response = await self._call("POST", _PATH, read=read, content=content, headers=_HEADERS)
         what = f"service {service}"
         with self._reading(what):
+            self._refuse_unread(what, response)
             if response.status_code != 200:
                 raise self._contract_error(f"{what}: HTTP {response.status_code}")
             try:
@@ -225,6 +248,8 @@ class HenanAdapter(ProvinceAdapter):
             return retcode, output
         if retcode not in refusals:
             retmsg = answer.findtext("head/retmsg") or ""
+            if retcode == _FAULT and any(words in retmsg for words in _UNREAD):
+                raise self._unread(f"{what}: retcode {retcode} {retmsg}")
             raise self._contract_error(f"{what}: retcode {retcode} {retmsg}")
         return retcode, output if output is not None else ET.Element("body")
 
@@ -310,7 +335,8 @@ class HenanAdapter(ProvinceAdapter):
         allowed = {*_SETTLE_REFUSALS, _PAYER_NOT_BOUND}
         first = request.request_id or new_request_id()
         for seq in (first, _second_try(first)):
-            payer = await self._payer(request)
+            # the payer named under this id before, if it was sent: the same request again
+            payer = await self._named.once(seq, lambda: self._payer(request))
             retcode, body = await self._service(
                 "Settle", [*fields, ("sqrsfzh", payer or "")], allowed, seq=seq
             )
@@ -325,9 +351,19 @@ class HenanAdapter(ProvinceAdapter):
         )
 
     async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer (the base's national rule), or None."""
+        """The authorizer to name as payer (the base's national rule), or None.
+
+        A read refused unread (``reached`` False) says nothing of the settlement, which
+        may have been sent before under the same id (its payer forgotten since, as by a
+        restart): its outcome stays unknown, so the error says it may have reached.
+        """
         owed = request.total - request.fund_paid
-        payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        try:
+            payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        except UpstreamContractError as exc:
+            if exc.reached:
+                raise
+            raise self._contract_error(f"choosing the payer: {exc}") from exc
         return None if payer is None else payer.cert_no
 
     async def reverse(

@@ -2,8 +2,12 @@
 
 ``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40019
 (`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement); any other code
-(40000 malformed request, 40400, 40500, ...) is a contract fault. A spouse
-binding waits for the spouse's confirmation (`respond`).
+(40400, 40500, 40900, ...) is a contract fault. Code 40000 (a malformed request:
+not JSON, a missing or mistyped field, text with a control character), or HTTP 400
+or 413 whatever the body (from Jiangsu or a proxy in front of it), says Jiangsu could
+not read the request and did nothing with it: a contract fault with ``reached``
+False (sent again, the same request is refused again, so the gateway does not keep
+sending it). A spouse binding waits for the spouse's confirmation (`respond`).
 
 ==================================================== ==== ==========================
 endpoint                                             verb used by
@@ -31,8 +35,11 @@ bound (40017: unbound in the meantime), `settle` chooses again once and
 retries; a second 40017 is an `UpstreamContractError`. Choosing and settling
 take turns within the adapter, so a concurrent settlement cannot empty the
 chosen account in between (across several gateway processes it could: Jiangsu
-would then pay what is left and report the rest as cash). A retried bill is
-answered with its original settlement whoever the retry names.
+would then pay what is left and report the rest as cash). The payer named under a
+request id is kept (`Chosen`): `settle` sent again under the same id (the gateway's
+outbox, after a lost answer) names the same payer in each of its requests, never
+one chosen again from balances that have moved since (the lost send itself may have
+moved them). A retried bill is answered with its original settlement.
 
 Writes (every POST) carry their request id in an ``X-Request-Id`` header
 (`BindRequest.request_id`, `SettleRequest.request_id`, the ``request_id`` keyword;
@@ -60,6 +67,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    Chosen,
     CivilRelative,
     InsuranceStatus,
     InsuranceType,
@@ -73,6 +81,7 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
+    UpstreamContractError,
     new_request_id,
     parse_money,
     text,
@@ -132,6 +141,7 @@ _SETTLEMENT_REFUSALS: dict[int, RefusalCode] = {
     40019: RefusalCode.REVERSAL_WINDOW_CLOSED,
 }
 _PAYER_NOT_BOUND = 40017
+_MALFORMED = 40000  # the request could not be read: nothing was done
 _MEDICAL_TYPE_WORD = {
     MedicalType.OUTPATIENT: "OUTPATIENT",
     MedicalType.INPATIENT: "INPATIENT",
@@ -156,6 +166,7 @@ class JiangsuAdapter(ProvinceAdapter):
     def __init__(self, client: httpx.AsyncClient, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self._settling = asyncio.Lock()
+        self._named = Chosen()  # the payer named under each request id
 
     async def _request(
         self, method: str, url: str, *, request_id: str | None = None, **kwargs: Any
@@ -170,12 +181,15 @@ class JiangsuAdapter(ProvinceAdapter):
             kwargs["headers"] = {"X-Request-Id": request_id or new_request_id()}
         response = await self._call(method, url, read=read, **kwargs)
         with self._reading(what):
+            self._refuse_unread(what, response)
             answer = response.json()
             if not isinstance(answer, dict):
                 raise TypeError("answer is not an object")
             code = answer["code"]
             if not isinstance(code, int) or isinstance(code, bool):
                 raise TypeError(f"code is not an integer: {code!r}")
+            if code == _MALFORMED:
+                raise self._unread(f"{what}: code {code} {answer.get('msg')}")
             data = answer["data"]
         if code == 0 and not response.is_success:
             raise self._contract_error(f"{what}: code 0 with HTTP {response.status_code}")
@@ -274,11 +288,13 @@ class JiangsuAdapter(ProvinceAdapter):
         """
         request_id = request.request_id or new_request_id()
         async with self._settling:
-            payer = await self._payer(request)
+            # the payer named under each id before, if it was sent: the same request again
+            payer = await self._named.once(request_id, lambda: self._payer(request))
             code, data = await self._settle_naming(request, payer, request_id)
             if code == _PAYER_NOT_BOUND:  # unbound since we looked (or since a first send)
-                payer = await self._payer(request)
-                code, data = await self._settle_naming(request, payer, _second_try(request_id))
+                second = _second_try(request_id)
+                payer = await self._named.once(second, lambda: self._payer(request))
+                code, data = await self._settle_naming(request, payer, second)
         if code == _PAYER_NOT_BOUND:
             raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
         done = self._settled(f"POST {_SETTLEMENTS}", code, data)
@@ -317,9 +333,19 @@ class JiangsuAdapter(ProvinceAdapter):
             return [_settlement(s) for s in data]
 
     async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer (the base's national rule), or None."""
+        """The authorizer to name as payer (the base's national rule), or None.
+
+        A read refused unread (``reached`` False) says nothing of the settlement, which
+        may have been sent before under the same id (its payer forgotten since, as by a
+        restart): its outcome stays unknown, so the error says it may have reached.
+        """
         owed = request.total - request.fund_paid
-        payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        try:
+            payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        except UpstreamContractError as exc:
+            if exc.reached:
+                raise
+            raise self._contract_error(f"choosing the payer: {exc}") from exc
         return None if payer is None else payer.cert_no
 
     async def _settle_naming(

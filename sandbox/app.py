@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ from starlette.routing import BaseRoute
 
 from sandbox.engine import ProvinceRules, ProvinceSystem
 from sandbox.faults import FaultMiddleware, Faults, set_faults
+
+# What no province stores as text: the characters XML cannot carry (Henan's parser
+# refuses them in its own way), which the JSON provinces refuse as invalid input.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def sandbox_app(
@@ -54,3 +59,20 @@ def sandbox_app(
 def system_of(request: Request) -> ProvinceSystem:
     system: ProvinceSystem = request.app.state.system
     return system
+
+
+def unreadable_text(value: Any) -> bool:
+    """Whether any string in a request's JSON ``value`` holds a character no province
+    stores (a control character but tab and line breaks, or a noncharacter): a JSON
+    dialect refuses such a request as malformed, as Henan's XML parser does."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _NOT_TEXT.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+    return False

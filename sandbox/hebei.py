@@ -3,7 +3,11 @@
 Every call is ``POST /fsi/api/rsfComIfsService/callService`` with a JSON body
 ``{"infno", "msgid", "inf_time", "input": {"data": ...}}``; every answer is
 ``{"infcode", "inf_refmsgid", "err_msg", "output"}``. ``infcode`` 0 is success,
--1 a system fault, positive numbers are business refusals (see `ERRORS`).
+-1 a system fault, positive numbers are business refusals (see `ERRORS`). A request
+Hebei cannot read is answered -1 and not carried out: ``err_msg`` 报文格式错误 for a
+body that is not JSON of the envelope's shape, 入参校验失败 for input it refuses (a
+field missing or mistyped, an amount that is not one, text with a control character
+XML could not carry either).
 
 ``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208) Hebei
 keeps it with its answer: the same ``msgid`` again is answered with the same
@@ -67,7 +71,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sandbox.app import sandbox_app, system_of
+from sandbox.app import sandbox_app, system_of, unreadable_text
 from sandbox.engine import (
     CHINA,
     ProvinceRules,
@@ -160,6 +164,8 @@ async def call_service(request: Request) -> JSONResponse:
     handler = _HANDLERS.get(infno)
     if handler is None:
         return _answer(msgid, -1, f"交易编号{infno}不存在")
+    if unreadable_text(data):
+        return _answer(msgid, -1, "入参校验失败")
     try:
         output = await handler(system_of(request), data, msgid or None)
     except SandboxRefusal as refusal:

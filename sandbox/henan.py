@@ -14,7 +14,10 @@ Every answer is HTTP 200 (even for faults: it is a legacy system)::
 ``retcode`` ``0000`` is success, ``9999`` a system fault (malformed XML, unknown
 service, invalid input), ``E1xx`` a business refusal (see `ERRORS`). Requests
 are parsed with defusedxml only: entity declarations, external references and
-the like are refused with ``9999``.
+the like are refused with ``9999``. A request Henan cannot read is not carried
+out, and its ``retmsg`` says so: 报文格式错误 for one that is not XML it parses
+(text with a control character XML cannot carry, U+0001 say, is not XML),
+入参校验失败 for input it refuses (a field missing, an amount that is not one).
 
 ``<seq>`` (流水号) names the request. For the writes (Bind, Unbind, Settle,
 ReverseSettle) Henan keeps it with its answer: the same ``<seq>`` again is answered

@@ -4,10 +4,11 @@ Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
 fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
 a code from `ERRORS` (40001-40019) and ``data: null``; a malformed request
 (bad JSON, a missing or mistyped field, an amount that is not a decimal string
-of at most two places, more than `MAX_CERT_NOS` ID numbers) is HTTP 400 with
-code 40000; an unknown path is HTTP 404 with 40400 and a wrong method HTTP 405
-with 40500. Spouse bindings wait for the spouse's confirmation; every binding
-needs the commitment letter (承诺书) signed.
+of at most two places, text with a control character, more than `MAX_CERT_NOS`
+ID numbers) is HTTP 400 with code 40000, and nothing is done; an unknown path
+is HTTP 404 with 40400 and a wrong method HTTP 405 with 40500. Spouse bindings
+wait for the spouse's confirmation; every binding needs the commitment letter
+(承诺书) signed.
 
 Writes (every POST) may carry an ``X-Request-Id`` header (at most `MAX_REQUEST_ID`
 characters): Jiangsu keeps it with its answer, and the same id again is answered
@@ -79,7 +80,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.app import sandbox_app, system_of
+from sandbox.app import sandbox_app, system_of, unreadable_text
 from sandbox.engine import (
     ProvinceRules,
     ProvinceSystem,
@@ -245,6 +246,8 @@ async def _body(request: Request) -> dict[str, Any]:
     body = await request.json()
     if not isinstance(body, dict):
         raise _Malformed("body is not an object")
+    if unreadable_text(body):
+        raise _Malformed("text with a control character")
     return body
 
 

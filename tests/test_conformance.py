@@ -686,8 +686,13 @@ MALFORMED: dict[str, tuple[int, bytes]] = {
         b"<response><head><retcode>0000</retcode></head>"
         b"<body><person/><relative/><binding/></body></response>",
     ),
-    "json-system-fault": (400, b'{"infcode": -1, "code": 40000, "data": null, "output": {}}'),
     "xml-system-fault": (200, b"<response><head><retcode>9999</retcode></head><body/></response>"),
+    # another 4xx, with a fault that is not "cannot read": its outcome is unknown
+    "request-id-reused": (
+        409,
+        '{"infcode": -1, "err_msg": "报文ID重复", "code": 40900, "msg": "请求ID已用于其他请求",'
+        ' "data": null, "output": {}}'.encode(),
+    ),
     "not-found-page": (404, b"Not Found"),
     "absurdly-nested-json": (200, b"[" * 100_000 + b"]" * 100_000),
     "xml-in-an-unknown-encoding": (
@@ -715,6 +720,13 @@ def endless_redirects(request: httpx.Request) -> httpx.Response:
     return httpx.Response(302, headers={"location": str(request.url)})
 
 
+# Answers that say the request could not be read, in any dialect: nothing was done with it.
+UNREAD: dict[str, tuple[int, bytes]] = {
+    "http-400": (400, b""),
+    "http-413": (413, b"<html><body>413 Request Entity Too Large</body></html>"),
+    "json-system-fault-400": (400, b'{"infcode": -1, "code": 40000, "data": null, "output": {}}'),
+}
+
 # (what the province does, the error it becomes, whether the request may have reached it)
 FAULTS = [
     pytest.param(answer(500, b""), UpstreamUnavailable, True, id="http-500"),
@@ -728,6 +740,10 @@ FAULTS = [
     *(
         pytest.param(answer(*reply), UpstreamContractError, True, id=label)
         for label, reply in MALFORMED.items()
+    ),
+    *(
+        pytest.param(answer(*reply), UpstreamContractError, False, id=label)
+        for label, reply in UNREAD.items()
     ),
 ]
 
@@ -748,6 +764,10 @@ async def test_a_fault_surfaces_only_as_the_matching_upstream_error_naming_the_p
         with pytest.raises(expected) as caught:
             # no retries here (they are tested below), and a breaker that stays closed
             await OPERATIONS[operation](cls(client, guard=Guard(retries=0)))
+    if operation == "settle" and name in PAYER_NAMED and expected is UpstreamContractError:
+        # its first request reads, to choose the payer: a read refused unread says nothing
+        # of the settlement, which may have been sent before (its outcome stays unknown)
+        reached = True
     assert caught.value.province == cls.code
     assert caught.value.reached is reached
 
@@ -967,7 +987,8 @@ async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_
 ) -> None:
     """Where the adapter names the payer and one that is no longer bound is refused, the
     choice made again goes under an id derived from the first: the whole settlement, sent
-    again under the first id, gets the same two answers (the payer is not part of the bill)."""
+    again under the first id, is the same two requests (each naming the payer it named
+    the first time, whoever would be chosen now) and gets the same two answers."""
     adapter, payer, patient = province.adapter, funded.authorizer, funded.beneficiary["certNo"]
     await bound(province, funded)
     choose = adapter.funded_authorizer
@@ -988,13 +1009,17 @@ async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_
     assert isinstance(first, Settlement)
     assert first.mutual_aid_payer == Party(payer["certNo"], payer["name"])
     sent = [request_id_of(r) for r in seen if is_write(r)]
+    bodies = [r.content for r in seen if is_write(r)]
     assert len(sent) == 2
     assert sent[0] == rid
     assert sent[1] != rid
+    assert b"110101190001010011" in bodies[0]
+    assert payer["certNo"].encode() in bodies[1]
 
-    stale_first("110101190001010022")  # another stale choice this time
+    stale_first("110101190001010022")  # another stale choice would be made this time
     assert await adapter.settle(asked) == first
     assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent]
+    assert [r.content for r in seen if is_write(r)] == [*bodies, *bodies]
 
     async def nobody(beneficiary: str, *, owed: Decimal | None = None) -> Party | None:
         return None
@@ -1002,8 +1027,50 @@ async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_
     monkeypatch.setattr(adapter, "funded_authorizer", nobody)  # nobody would be named now
     assert await adapter.settle(asked) == first
     assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent, *sent]
+    assert [r.content for r in seen if is_write(r)] == [*bodies, *bodies, *bodies]
     assert await province.system.count_settlements(patient) == 1
     assert await balance_now(province, payer) == balance(payer) - first.mutual_aid_paid
+
+
+@pytest.mark.parametrize("province", PAYER_NAMED, indirect=True)
+async def test_a_settlement_sent_again_names_the_payer_it_named_the_first_time(
+    province: Province, funded: Pair
+) -> None:
+    """The province carries out the settlement but its answer is lost; it emptied the
+    payer's account, so the payer chosen now would be nobody. Sent again under the same
+    id (as the gateway's outbox does), it is the same request: the same payer, the same
+    key, the same body; never one chosen again from balances that have moved."""
+    adapter, payer = province.adapter, funded.authorizer
+    await bound(province, funded)
+    forward = province.sandbox.side_effect
+    assert isinstance(forward, respx.ASGIHandler)
+    sent: list[bytes] = []
+
+    async def lose_the_first_answer(request: httpx.Request) -> httpx.Response:
+        response = await forward(request)
+        if is_write(request):
+            sent.append(request.content)
+            if len(sent) == 1:  # carried out; the answer is lost on the way back
+                raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    province.sandbox.side_effect = lose_the_first_answer
+    owed = balance(payer) + Decimal("100.00")  # more than the payer has
+    asked = bill(funded.beneficiary, str(owed), "0.00", request_id=new_request_id())
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await adapter.settle(asked)
+    assert caught.value.reached is True
+    assert await balance_now(province, payer) == ZERO  # done: the payer paid all they had
+    assert await adapter.funded_authorizer(funded.beneficiary["certNo"], owed=owed) is None
+
+    again = await adapter.settle(asked)
+    assert isinstance(again, Settlement)
+    assert len(sent) == 2
+    assert sent[1] == sent[0]
+    assert payer["certNo"].encode() in sent[0]
+    assert again.mutual_aid_payer == Party(payer["certNo"], payer["name"])
+    assert again.mutual_aid_paid == balance(payer)
+    assert await province.system.count_settlements(funded.beneficiary["certNo"]) == 1
 
 
 async def test_the_province_keeps_the_answer_in_the_same_transaction_as_the_write(
@@ -1173,6 +1240,87 @@ async def test_a_write_answered_503_is_sent_once_carrying_its_request_id(
     assert made[0] is not None
     assert NEW_REQUEST_ID.fullmatch(made[0])
     assert made[0] != rid
+
+
+def henan_fault(retmsg: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><response><head><retcode>9999</retcode>'
+        f"<retmsg>{retmsg}</retmsg><seq></seq></head><body/></response>"
+    ).encode()
+
+
+def hebei_fault(err_msg: str) -> bytes:
+    answer = {"infcode": -1, "inf_refmsgid": "1", "err_msg": err_msg, "output": {}}
+    return json.dumps(answer, ensure_ascii=False).encode()
+
+
+def jiangsu_fault(code: int, msg: str) -> bytes:
+    return json.dumps({"code": code, "msg": msg, "data": None}, ensure_ascii=False).encode()
+
+
+# Each dialect's faults, answered with HTTP 200: (the dialect, the answer, whether it says
+# the request could not be read). Only the adapter speaking the dialect reads them; to the
+# others they are answers they cannot read, of unknown outcome.
+DIALECT_FAULTS: dict[str, tuple[str, bytes, bool]] = {
+    "henan-malformed": ("henan", henan_fault("报文格式错误"), True),
+    "henan-invalid-input": ("henan", henan_fault("入参校验失败"), True),
+    "henan-request-id-reused": ("henan", henan_fault("流水号重复"), False),
+    "hebei-malformed": ("hebei", hebei_fault("报文格式错误"), True),
+    "hebei-invalid-input": ("hebei", hebei_fault("入参校验失败"), True),
+    "hebei-request-id-reused": ("hebei", hebei_fault("报文ID重复"), False),
+    "jiangsu-malformed": ("jiangsu", jiangsu_fault(40000, "请求参数错误"), True),
+    "jiangsu-request-id-reused": ("jiangsu", jiangsu_fault(40900, "请求ID已用于其他请求"), False),
+}
+
+
+@pytest.mark.parametrize(("province", "write"), WRITE_CASES, indirect=["province"])
+@pytest.mark.parametrize("fault", DIALECT_FAULTS)
+async def test_a_write_the_province_says_it_cannot_read_did_not_reach_it(
+    province: Province, write: str, fault: str
+) -> None:
+    """The province's own words for "your request is malformed" (and nothing else) make
+    a contract error that did not reach it: the same request would be refused again."""
+    dialect, body, unread = DIALECT_FAULTS[fault]
+    name = next(n for n, cls in ADAPTERS.items() if type(province.adapter) is cls)
+    seen = interpose(province, lambda r: httpx.Response(200, content=body) if is_write(r) else None)
+    with pytest.raises(UpstreamContractError) as caught:
+        await WRITES[write](province.adapter, new_request_id())
+    assert len([r for r in seen if is_write(r)]) == 1
+    assert caught.value.province == province.code
+    assert caught.value.reached is not (unread and name == dialect)
+
+
+async def test_a_request_the_province_cannot_read_is_refused_and_nothing_is_done(
+    province: Province, funded: Pair
+) -> None:
+    """Text with a control character (which XML cannot carry) or an empty reason: each
+    province answers in its own way that it cannot read the request, does nothing, and
+    the adapter says the request did not reach it."""
+    adapter, me, them = province.adapter, funded.authorizer["certNo"], funded.beneficiary["certNo"]
+    with pytest.raises(UpstreamContractError) as caught:
+        await adapter.bind(funded.request(name=f"{funded.beneficiary['name']}\x01"))
+    assert caught.value.reached is False
+    assert await province.system.count_bindings(me, them) == 0
+
+    await bound(province, funded)
+    done = await adapter.settle(bill(funded.beneficiary, "300.00", "100.00"))
+    assert isinstance(done, Settlement)
+    for reason in ("entered\x01twice", ""):
+        with pytest.raises(UpstreamContractError) as caught:
+            await adapter.reverse(
+                done.id, institution_code=HOSPITAL, reason=reason, request_id=new_request_id()
+            )
+        assert caught.value.reached is False
+        assert caught.value.province == province.code
+    kept = await province.system.settlement(done.id)
+    assert kept is not None
+    assert kept["reversed_at"] is None
+    assert await balance_now(province, funded.authorizer) == balance(funded.authorizer) - (
+        done.mutual_aid_paid
+    )
+    undone = await adapter.reverse(done.id, institution_code=HOSPITAL, reason="entered twice")
+    assert isinstance(undone, Settlement)
+    assert undone.reversal_reason == "entered twice"
 
 
 async def until_half_open(adapter: ProvinceAdapter, within: float = 1.0) -> None:
