@@ -395,7 +395,7 @@ def test_the_policy_in_force_is_the_one_of_the_beijing_date(
 ) -> None:
     """At 23:30 UTC on the eve of a policy's date, it is already that date in Beijing:
     the new policy applies, whatever zone the server keeps."""
-    import adapters.base as base
+    import adapters.policy
     from adapters.base import Policy, ProvinceAdapter
 
     eve = dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.UTC)
@@ -405,7 +405,9 @@ def test_the_policy_in_force_is_the_one_of_the_beijing_date(
         def now(cls, tz: dt.tzinfo | None = None) -> Frozen:  # type: ignore[override]
             return eve.astimezone(tz)  # type: ignore[return-value]
 
-    monkeypatch.setattr(base, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Frozen}))
+    monkeypatch.setattr(
+        adapters.policy, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Frozen})
+    )
     adapter = next(iter(adapter_classes().values()))
     old = adapter.policies[0]
     new = dataclasses.replace(old, effective_from=dt.date(2027, 1, 1), max_relatives=7)

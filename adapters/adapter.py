@@ -1,0 +1,334 @@
+"""`ProvinceAdapter`: the class an integrator subclasses for a province (see
+`adapters.base` for the whole picture)."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+from adapters.breaker import BreakerState, Refused
+from adapters.faults import (
+    CircuitOpen,
+    UpstreamContractError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from adapters.guard import Guard
+from adapters.policy import Policy, china_date, policy_in_force
+from adapters.transport import MAX_ANSWER_BYTES, AdapterSettings, exchange
+from adapters.vocabulary import (
+    Binding,
+    BindingStatus,
+    BindRequest,
+    CivilRelative,
+    Party,
+    Person,
+    Refusal,
+    RefusalCode,
+    Settlement,
+    SettleRequest,
+)
+
+# HTTP statuses that say the request could not be read: nothing was done with it.
+_UNREAD_STATUSES = frozenset({400, 413})
+
+
+class Chosen:
+    """The payer an adapter named in a settlement, by the request id it was sent under,
+    so that the settlement sent again under that id is the same request.
+
+    A payer is chosen from balances, and balances move (the first send itself moves them
+    when the province carried it out but its answer was lost): chosen again, it could be
+    another payer, and the province would get another request under the same id. The
+    latest ``size`` choices are kept, in memory: the outbox sends a write again within
+    the gateway's life (after a restart, a settlement still unresolved is chosen for
+    afresh).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._kept: OrderedDict[str, str | None] = OrderedDict()
+        self._size = size
+
+    async def once(
+        self, request_id: str, choose: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        """The payer named under ``request_id`` before, else ``choose()``'s, kept."""
+        if request_id in self._kept:
+            self._kept.move_to_end(request_id)
+            return self._kept[request_id]
+        chosen = await choose()
+        self._kept[request_id] = chosen
+        if len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return chosen
+
+
+class ProvinceAdapter(abc.ABC):
+    """Speaks one province's dialect.
+
+    Subclasses declare:
+
+    * ``code``: the GB/T 2260 province prefix (``"13"``), the first two digits of
+      every area code the province insures.
+    * ``name``: the province's name as shown to users.
+    * ``policies``: one or more `Policy` values, each with its effective date.
+
+    and implement `find_persons`, `relatives`, `bindings_of`, `bind` and `unbind`
+    (and `respond` where the province asks a relative to confirm). Methods raise
+    only `UpstreamError` subclasses; use `_call` around each request and
+    `_reading` around parsing so that every transport fault and every surprise
+    in a payload becomes one. The client is owned by whoever made it (the
+    gateway's lifespan): `aclose` is provided for convenience.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    policies: ClassVar[tuple[Policy, ...]]
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        policies: Sequence[Policy] | None = None,
+        deadline: float = 10.0,
+        guard: Guard | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self.client = client
+        self._deadline = deadline  # seconds for a whole request, however it trickles in
+        self._max_answer_bytes = max_answer_bytes  # as sent, and as decoded
+        self.guard = guard or Guard()
+        self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
+        if not self._policies:
+            raise ValueError(f"{type(self).__name__} declares no policy")
+
+    @classmethod
+    def configured(cls, client: httpx.AsyncClient, settings: AdapterSettings) -> ProvinceAdapter:
+        """An adapter whose declared policies are adjusted by configuration.
+
+        ``policy_overrides`` change fields of every declared policy;
+        ``extra_policies`` add dated policies (a rule change announced ahead).
+        """
+        policies = [p.with_changes(**settings.policy_overrides) for p in cls.policies]
+        return cls(
+            client,
+            policies=[*policies, *settings.extra_policies],
+            deadline=settings.timeout,
+            guard=Guard.of(settings),
+            max_answer_bytes=settings.max_answer_bytes,
+        )
+
+    def policy(self, on: dt.date | None = None) -> Policy:
+        """The rules in force on ``on`` (today in Beijing by default)."""
+        return policy_in_force(self._policies, on or china_date())
+
+    def serves(self, area_code: str) -> bool:
+        return area_code.startswith(self.code)
+
+    # -- what an integrator implements --------------------------------------------
+
+    @abc.abstractmethod
+    async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
+        """The persons among ``cert_nos`` that this province insures, in one request.
+
+        Those it does not know are simply absent from the mapping.
+        """
+
+    @abc.abstractmethod
+    async def relatives(self, cert_no: str) -> Sequence[CivilRelative]:
+        """The civil record's relatives of a person this province insures."""
+
+    @abc.abstractmethod
+    async def bindings_of(self, cert_nos: Sequence[str]) -> Sequence[Binding]:
+        """Every binding (any status) in which one of ``cert_nos`` takes part, in one request."""
+
+    @abc.abstractmethod
+    async def bind(self, request: BindRequest) -> Binding | Refusal:
+        """Ask the province to create a binding. The province's rules are authoritative."""
+
+    @abc.abstractmethod
+    async def unbind(
+        self, binding_id: str, *, actor: str, request_id: str | None = None
+    ) -> Binding | Refusal:
+        """End a binding on behalf of ``actor`` (the authorizer's ID number)."""
+
+    async def respond(
+        self, binding_id: str, *, actor: str, accept: bool, request_id: str | None = None
+    ) -> Binding | Refusal:
+        """The invited relative (``actor``) accepts or declines a pending binding.
+
+        Provinces without confirmation never hold a pending binding, so the
+        default refuses.
+        """
+        return Refusal(RefusalCode.INVALID_BINDING_STATE)
+
+    # Settlement. A province whose system picks the paying authorizer itself just
+    # passes the bill on; one that must be told picks it here (the bound
+    # authorizer with the largest balance, from `bindings_of` and `find_persons`).
+
+    async def settle(self, request: SettleRequest) -> Settlement | Refusal:
+        """Settle a bill at the province. The default: this province does not (yet)."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def reverse(
+        self,
+        settlement_id: str,
+        *,
+        institution_code: str,
+        reason: str,
+        request_id: str | None = None,
+    ) -> Settlement | Refusal:
+        """Undo a settlement of the same day, once, for the institution that made it."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
+        """Settlements in which one of ``cert_nos`` was the patient or the paying authorizer."""
+        return ()
+
+    # -- provided ------------------------------------------------------------------
+
+    async def funded_authorizer(
+        self, beneficiary: str, *, owed: Decimal | None = None
+    ) -> Party | None:
+        """Who pays for ``beneficiary`` by mutual aid under the national rule: of the
+        authorizers actively bound to them, the one with the largest balance above zero
+        (the earliest binding on a tie); None if nobody. With ``owed`` (a self-pay part),
+        also None when the beneficiary's own account covers it. Two reads at most.
+
+        For adapters whose province must be told who pays, and for the gateway's answers.
+        """
+        bound = sorted(
+            (
+                b
+                for b in await self.bindings_of([beneficiary])
+                if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == beneficiary
+            ),
+            key=lambda b: b.created_at,  # stable: listing order among equals
+        )
+        authorizers = {b.authorizer.cert_no: b.authorizer for b in bound}
+        if not authorizers:
+            return None
+        asked = [*([beneficiary] if owed is not None else []), *authorizers]
+        found = await self.find_persons(asked)
+        if owed is not None:
+            own = found.get(beneficiary)
+            if own is None or (own.balance or Decimal(0)) >= owed:
+                return None  # unknown (the province refuses the bill) or covered
+        best: tuple[Decimal, Party] | None = None
+        for cert_no, party in authorizers.items():
+            person = found.get(cert_no)
+            money = person.balance if person is not None else None
+            if money is not None and money > 0 and (best is None or money > best[0]):
+                best = (money, party)
+        return None if best is None else best[1]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self.guard.state
+
+    async def _call(
+        self, method: str, url: str, *, read: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request through the breaker; transport faults and HTTP 5xx become
+        `UpstreamError`s. A ``read`` (it changes nothing) is tried again after an
+        unavailable or timed-out attempt; a write is sent once.
+
+        4xx answers are returned: dialects use them for refusals.
+        """
+        if not read:
+            return await self._attempt(method, url, kwargs)
+        # The first attempt goes out directly: most reads succeed, and a tenacity
+        # `AsyncRetrying` costs more to set up than the attempt. Only a failed read
+        # enters the retry loop, whose first attempt is that failure.
+        try:
+            return await self._attempt(method, url, kwargs)
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            failed: BaseException | None = exc
+        async for attempt in self.guard.retrying():
+            with attempt:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
+                return await self._attempt(method, url, kwargs)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One attempt through the province's breaker (`adapters.breaker`): unavailable
+        and timed-out attempts are its failures, answers its successes. Anything else
+        raised (a cancelled request: the caller stopped waiting; an unreadable body: the
+        province answered, wrongly) is neither: it neither counts towards opening nor
+        closes a probing breaker."""
+        what = f"{method} {url}"
+        breaker = self.guard.breaker
+        try:
+            probe = breaker.admit()  # one probe at a time; the rest are refused meanwhile
+        except Refused as exc:
+            raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
+        try:
+            response = await self._send(what, method, url, kwargs)
+        except (UpstreamUnavailable, UpstreamTimeout):
+            breaker.failed(probe)
+            raise
+        except BaseException:
+            breaker.released(probe)
+            raise
+        breaker.succeeded(probe)
+        return response
+
+    async def _send(
+        self, what: str, method: str, url: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        """One attempt, its whole exchange within the deadline (`adapters.transport`)."""
+        return await exchange(
+            self.client,
+            what,
+            method,
+            url,
+            kwargs,
+            province=self.code,
+            deadline=self._deadline,
+            max_answer_bytes=self._max_answer_bytes,
+        )
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn any surprise while parsing an answer into `UpstreamContractError`."""
+        try:
+            yield
+        except UpstreamError:
+            raise
+        except (
+            LookupError,  # KeyError, IndexError, an unknown text encoding
+            TypeError,
+            ValueError,
+            AttributeError,
+            ArithmeticError,  # decimal.InvalidOperation
+            RecursionError,  # absurdly nested JSON
+        ) as exc:
+            raise UpstreamContractError(f"{what}: {exc!r}", province=self.code) from exc
+
+    def _contract_error(self, what: str) -> UpstreamContractError:
+        return UpstreamContractError(what, province=self.code)
+
+    def _unread(self, what: str) -> UpstreamContractError:
+        """The province's answer that it could not read the request (malformed): it did
+        nothing with it, so the request did not reach it (``reached`` False)."""
+        return UpstreamContractError(what, province=self.code, reached=False)
+
+    def _refuse_unread(self, what: str, response: httpx.Response) -> None:
+        """Raise `_unread` for HTTP 400 (Bad Request) or 413 (Content Too Large): the
+        province, or a proxy in front of it, could not read the request. Every dialect's
+        answer is checked for these first, whatever its body (use inside `_reading`)."""
+        if response.status_code in _UNREAD_STATUSES:
+            raise self._unread(f"{what}: HTTP {response.status_code}")

@@ -1,0 +1,288 @@
+"""The words a province and the gateway share: people, relations, bindings, settlements,
+refusals, and the reading of a dialect's text and money.
+
+Frozen values only; nothing here does I/O. An adapter turns its dialect into these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+class Relation(enum.Enum):
+    """A relative's relation to a person, as the civil record (or a caller) states it.
+
+    ``PARENT`` means "the relative is my parent". Which of these a province lets
+    mutual aid use is its policy's ``allowed_relations``.
+    """
+
+    SPOUSE = "SPOUSE"
+    PARENT = "PARENT"
+    CHILD = "CHILD"
+    PARENT_IN_LAW = "PARENT_IN_LAW"
+    CHILD_IN_LAW = "CHILD_IN_LAW"
+    SIBLING = "SIBLING"
+    GRANDPARENT = "GRANDPARENT"
+    GRANDCHILD = "GRANDCHILD"
+
+    @property
+    def inverse(self) -> Relation:
+        """If the relative is my ``self``, I am the relative's ``inverse``."""
+        return _INVERSE.get(self, self)
+
+
+_INVERSE = {
+    Relation.PARENT: Relation.CHILD,
+    Relation.CHILD: Relation.PARENT,
+    Relation.PARENT_IN_LAW: Relation.CHILD_IN_LAW,
+    Relation.CHILD_IN_LAW: Relation.PARENT_IN_LAW,
+    Relation.GRANDPARENT: Relation.GRANDCHILD,
+    Relation.GRANDCHILD: Relation.GRANDPARENT,
+}
+
+
+class InsuranceType(enum.Enum):
+    EMPLOYEE = "EMPLOYEE"  # 职工基本医疗保险, insutype 310: has a personal account
+    RESIDENT = "RESIDENT"  # 城乡居民基本医疗保险, insutype 390: no personal account
+
+
+class InsuranceStatus(enum.Enum):
+    ACTIVE = "ACTIVE"  # in force
+    SUSPENDED = "SUSPENDED"  # paused / lapsed (断缴)
+    TERMINATED = "TERMINATED"
+    PENDING = "PENDING"  # enrolled, not in force yet (a newborn)
+
+
+class BindingStatus(enum.Enum):
+    PENDING_CONFIRMATION = "PENDING_CONFIRMATION"
+    ACTIVE = "ACTIVE"
+    DECLINED = "DECLINED"
+    UNBOUND = "UNBOUND"
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the binding occupies a place (counts toward caps and duplicates)."""
+        return self in (BindingStatus.PENDING_CONFIRMATION, BindingStatus.ACTIVE)
+
+
+class RefusalCode(enum.Enum):
+    """The closed list of expected refusals. Adapters map their dialect's codes onto it."""
+
+    INVALID_CERT_NO = "INVALID_CERT_NO"
+    PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
+    PERSON_INFO_MISMATCH = "PERSON_INFO_MISMATCH"
+    NOT_EMPLOYEE_INSURED = "NOT_EMPLOYEE_INSURED"
+    BENEFICIARY_NOT_INSURED = "BENEFICIARY_NOT_INSURED"
+    RELATION_NOT_ALLOWED = "RELATION_NOT_ALLOWED"
+    RELATION_NOT_VERIFIED = "RELATION_NOT_VERIFIED"
+    SELF_BINDING_NOT_ALLOWED = (
+        "SELF_BINDING_NOT_ALLOWED"  # the gateway's own: no one binds themselves
+    )
+    CROSS_AREA_NOT_ALLOWED = "CROSS_AREA_NOT_ALLOWED"
+    CROSS_PROVINCE_NOT_ALLOWED = "CROSS_PROVINCE_NOT_ALLOWED"
+    BINDING_LIMIT_REACHED = "BINDING_LIMIT_REACHED"
+    ALREADY_BOUND = "ALREADY_BOUND"
+    DUPLICATE_BINDING = "DUPLICATE_BINDING"
+    COMMITMENT_REQUIRED = "COMMITMENT_REQUIRED"
+    INVALID_BINDING_STATE = "INVALID_BINDING_STATE"
+    FORBIDDEN = "FORBIDDEN"
+    # Kinship accounts (亲情账户): the gateway's own registry, no adapter gives these.
+    KINSHIP_SELF_NOT_ALLOWED = "KINSHIP_SELF_NOT_ALLOWED"
+    KINSHIP_ALREADY_ADDED = "KINSHIP_ALREADY_ADDED"
+    KINSHIP_ADDER_LIMIT_REACHED = "KINSHIP_ADDER_LIMIT_REACHED"
+    KINSHIP_MEMBER_LIMIT_REACHED = "KINSHIP_MEMBER_LIMIT_REACHED"
+    DOCUMENT_REQUIRED = "DOCUMENT_REQUIRED"
+    DOCUMENT_EMPTY = "DOCUMENT_EMPTY"
+    DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+    DOCUMENT_TYPE_NOT_ALLOWED = "DOCUMENT_TYPE_NOT_ALLOWED"
+    TOO_MANY_DOCUMENTS = "TOO_MANY_DOCUMENTS"
+    REASON_REQUIRED = "REASON_REQUIRED"
+    INVALID_KINSHIP_STATE = "INVALID_KINSHIP_STATE"
+    INVALID_PAYMENT_PASSWORD = "INVALID_PAYMENT_PASSWORD"  # noqa: S105 (a code, not a secret)
+    MEMBER_INSURANCE_NOT_EFFECTIVE = "MEMBER_INSURANCE_NOT_EFFECTIVE"
+    INVALID_AREA_CODE = "INVALID_AREA_CODE"
+    # Settlement at designated institutions
+    PATIENT_NOT_INSURED = "PATIENT_NOT_INSURED"
+    AMOUNT_NOT_POSITIVE = "AMOUNT_NOT_POSITIVE"
+    AMOUNT_TOO_LARGE = "AMOUNT_TOO_LARGE"
+    AMOUNT_NEGATIVE = "AMOUNT_NEGATIVE"
+    FUND_PAID_EXCEEDS_TOTAL = "FUND_PAID_EXCEEDS_TOTAL"
+    INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    MEDICAL_TYPE_NOT_ALLOWED = "MEDICAL_TYPE_NOT_ALLOWED"
+    SETTLEMENT_ALREADY_REVERSED = "SETTLEMENT_ALREADY_REVERSED"
+    REVERSAL_WINDOW_CLOSED = "REVERSAL_WINDOW_CLOSED"
+    SETTLEMENT_NOT_SUPPORTED = "SETTLEMENT_NOT_SUPPORTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An expected "no" from a province (or from the gateway's early checks).
+
+    Adapters give only the ``code``; the gateway knows which input ``field`` of
+    the operation a code points at.
+    """
+
+    code: RefusalCode
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """A pooling area (统筹区): a GB/T 2260 city code and its name."""
+
+    code: str
+    name: str
+
+    @property
+    def province_code(self) -> str:
+        return self.code[:2]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An insured person as their province knows them."""
+
+    cert_no: str
+    name: str
+    area: Area
+    insurance_type: InsuranceType
+    insurance_status: InsuranceStatus
+    balance: Decimal | None  # personal-account balance; None for resident insurance
+    phone: str | None = None
+
+    @property
+    def is_employee(self) -> bool:
+        return self.insurance_type is InsuranceType.EMPLOYEE
+
+    @property
+    def is_in_force(self) -> bool:
+        return self.insurance_status is InsuranceStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class CivilRelative:
+    """One entry of a person's civil record: ``cert_no`` is their ``relation``."""
+
+    cert_no: str
+    name: str
+    relation: Relation
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    cert_no: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A mutual-aid binding as the province records it. ``id`` is the province's own."""
+
+    id: str
+    authorizer: Party
+    beneficiary: Party
+    relation: Relation  # the beneficiary's relation to the authorizer
+    status: BindingStatus
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    """``request_id``: the province's key for this request (`new_request_id`); sent again
+    with the same id, the province answers as it did the first time."""
+
+    authorizer_cert_no: str
+    beneficiary_cert_no: str
+    beneficiary_name: str
+    relation: Relation
+    commitment_signed: bool
+    request_id: str | None = None  # None: the adapter makes one
+
+
+def new_request_id() -> str:
+    """A request id every dialect can carry: ``GJ``, the time to the second, 10 hex
+    digits (26 ASCII characters, as the national platform's ``msgid``)."""
+    return f"GJ{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:10]}"
+
+
+class MedicalType(enum.Enum):
+    OUTPATIENT = "OUTPATIENT"  # 门诊
+    INPATIENT = "INPATIENT"  # 住院
+    PHARMACY = "PHARMACY"  # 定点药店购药
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRequest:
+    """A designated institution's bill for a patient, after the pooled fund's share.
+
+    ``idempotency_key`` is the institution's own: the same key from the same
+    institution is the same settlement, however often it is sent.
+    """
+
+    institution_code: str
+    idempotency_key: str
+    patient_cert_no: str
+    medical_type: MedicalType
+    total: Decimal
+    fund_paid: Decimal
+    request_id: str | None = None  # as for `BindRequest`
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """A settlement as the province records it (national platform outputs in brackets)."""
+
+    id: str
+    institution_code: str
+    patient: Party
+    medical_type: MedicalType
+    total: Decimal  # medfee_sumamt
+    fund_paid: Decimal  # fund_pay_sumamt
+    self_pay: Decimal  # psn_part_amt
+    own_account_paid: Decimal  # acct_pay
+    mutual_aid_paid: Decimal  # acct_mulaid_pay
+    mutual_aid_payer: Party | None
+    cash_due: Decimal  # psn_cash_pay
+    patient_balance_after: Decimal | None  # balc
+    payer_balance_after: Decimal | None
+    settled_at: dt.datetime
+    reversed_at: dt.datetime | None = None
+    reversal_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        """What every province's answer must satisfy: parsed inside `_reading`, an answer
+        that breaks it is a contract error."""
+        parts = (self.total, self.fund_paid, self.self_pay, self.own_account_paid)
+        if min(*parts, self.mutual_aid_paid, self.cash_due) < 0:
+            raise ValueError("a negative amount")
+        if self.fund_paid + self.self_pay != self.total:
+            raise ValueError("fund paid and self-pay do not add up to the total")
+        if self.own_account_paid + self.mutual_aid_paid + self.cash_due != self.self_pay:
+            raise ValueError("the parts do not add up to the self-pay part")
+        if (self.mutual_aid_paid > 0) != (self.mutual_aid_payer is not None):
+            raise ValueError("mutual aid paid needs its payer, and a payer needs a payment")
+
+
+# -- a dialect's values ------------------------------------------------------------
+
+
+def text(value: object) -> str:
+    """A dialect's text field, checked to be a string (use inside `_reading`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r}")
+    return value
+
+
+def parse_money(value: object) -> Decimal:
+    """A CNY amount from a dialect's string, as `Decimal` with two places; never via float."""
+    if isinstance(value, float) or value is None or isinstance(value, bool):
+        raise ValueError(f"not a money string: {value!r}")
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return amount.quantize(Decimal("0.01"))
