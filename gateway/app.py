@@ -59,6 +59,7 @@ from gateway.replays import Replays
 from gateway.schema import build_schema
 from gateway.settlement import Settlements
 from gateway.store import Store
+from gateway.writes import Writes
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ def create_app(
                 )
                 journal = Journal(store)
                 outbox = Outbox(store, provinces, journal)
+                replays = Replays(store, provinces)
+                writes = Writes(outbox, replays)
                 mutual_aid = MutualAid(provinces, directory, outbox)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
                 app.state.services = Services(
@@ -250,7 +253,8 @@ def create_app(
                     audit=AuditLog(store),
                     metrics=metrics,
                     outbox=outbox,
-                    replays=Replays(store, provinces),
+                    replays=replays,
+                    writes=writes,
                 )
                 metrics.watch(provinces, outbox)
                 resilience = settings.resilience

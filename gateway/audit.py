@@ -374,12 +374,12 @@ class Audited(SchemaExtension):
         operation = chosen(document, ctx.operation_name)
         if services is None or document is None or operation is None:
             return  # nothing parsed, nothing done
-        used = top_fields(operation, document)
+        used = top_fields(operation, document, ctx.variables)
         mutation = operation.operation is OperationType.MUTATION
         if not (
             mutation
             or AUDITED_QUERIES.intersection(used)
-            or AUDITED_ME_FIELDS.intersection(me_fields(operation, document))
+            or AUDITED_ME_FIELDS.intersection(me_fields(operation, document, ctx.variables))
         ):
             return
         ran = bool(self._ran) or not (ctx.result is not None and ctx.result.errors)

@@ -1,12 +1,19 @@
-"""What resolvers reach: the long-lived services and the per-request context."""
+"""What resolvers reach: the long-lived services and the per-request context.
+
+Resolvers are typed against what they use of it (`gateway.types.RequestContext`),
+not against these classes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from graphql import DocumentNode
 from strawberry.dataloader import DataLoader
+from strawberry.extensions import SchemaExtension
 
 from gateway.audit import AuditLog
 from gateway.auth import Caller
@@ -20,12 +27,14 @@ from gateway.messages import Language
 from gateway.metrics import Metrics
 from gateway.mutual_aid import MutualAid
 from gateway.outbox import Outbox
+from gateway.prefetch import Prefetch
 from gateway.provinces import Provinces
 from gateway.ratelimit import RateLimiter
 from gateway.records import Journal
 from gateway.replays import Replays
 from gateway.settlement import Settlements
 from gateway.store import Store
+from gateway.writes import Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,7 @@ class Services:
     metrics: Metrics
     outbox: Outbox
     replays: Replays
+    writes: Writes  # every write, once per idempotency key
 
 
 @dataclass(slots=True)
@@ -58,15 +68,28 @@ class Context:
     request_id: str
     caller: Caller | None
     client: str | None = None  # the client's address, for rate limits
-    # work started ahead for this request (`gateway.schema.Ahead`): cancelled when the
-    # operation ends if no field took it
+    # work started ahead for this request (`prefetch`): cancelled when the operation
+    # ends if no field took it
     leftovers: list[asyncio.Task[Any]] = field(default_factory=list)
+    # the document that runs, fragments and all (set by `Documented` as it starts)
+    document: DocumentNode | None = field(default=None, init=False)
+    prefetch: Prefetch = field(init=False)
     _people: DataLoader[str, Located | None] = field(init=False)
     _links: DataLoader[str, list[KinshipLink]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._people = DataLoader(load_fn=self._load_people)
         self._links = DataLoader(load_fn=self._load_links)
+        services = self.services
+        self.prefetch = Prefetch(
+            directory=services.directory,
+            provinces=services.provinces,
+            family=services.family,
+            mutual_aid=services.mutual_aid,
+            person=self.person,
+            links=self.links,
+            leftovers=self.leftovers,
+        )
 
     def signed_in(self) -> Caller:
         """The caller; without a valid token, an UNAUTHENTICATED error."""
@@ -102,3 +125,20 @@ class Context:
     async def _load_people(self, cert_nos: list[str]) -> list[Located | None]:
         found = await self.services.directory.locate(cert_nos)
         return [found.get(c) for c in cert_nos]
+
+
+class Documented(SchemaExtension):
+    """Puts the document that runs on the request's `Context`, for resolvers that look
+    at what else it asks (`Query.me`, to start work ahead)."""
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if isinstance(ctx.context, Context):
+            ctx.context.document = ctx.graphql_document
+        yield
+
+
+if TYPE_CHECKING:
+    from gateway.types import RequestContext
+
+    _RESOLVERS_SEE: type[RequestContext] = Context  # mypy checks that a Context is one

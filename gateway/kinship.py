@@ -38,6 +38,7 @@ from gateway.config import AuthSettings, KinshipPolicy
 from gateway.directory import Directory, Located
 from gateway.documents import Document, DocumentKind
 from gateway.mutual_aid import MutualAid
+from gateway.outcome import Outcome
 from gateway.store import Store
 
 LINK_KIND = "KinshipLink"
@@ -108,16 +109,6 @@ class AddInput:
     documents: Sequence[Document] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    link: KinshipLink | None = None
-    errors: Sequence[Refusal] = ()
-
-    @classmethod
-    def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
-        return cls(errors=(Refusal(code, field),))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Voucher:
     """What the adder shows when accompanying the member: the member's own code."""
@@ -133,10 +124,8 @@ class Voucher:
     notes: Sequence[str] = field(default=())
 
 
-@dataclass(frozen=True, slots=True)
-class VoucherOutcome:
-    voucher: Voucher | None = None
-    errors: Sequence[Refusal] = ()
+LinkOutcome = Outcome[KinshipLink]  # what a registry write came to
+VoucherOutcome = Outcome[Voucher]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +210,7 @@ class Kinship:
 
     # -- adding ------------------------------------------------------------------------
 
-    async def add(self, adder: str, given: AddInput) -> Outcome:
+    async def add(self, adder: str, given: AddInput) -> LinkOutcome:
         policy = self.policy
         member = normalize(given.member_cert_no)
         if not is_valid(member):
@@ -295,7 +284,7 @@ class Kinship:
         refusal = await self._insert(link, documents)
         if refusal is not None:
             return Outcome.refused(refusal, "memberCertNo")
-        return Outcome(link=await self.link(link.id))
+        return Outcome(value=await self.link(link.id))
 
     async def _rejected_before(self, adder: str, member: str) -> bool:
         async with (
@@ -361,7 +350,7 @@ class Kinship:
 
     # -- deciding ----------------------------------------------------------------------
 
-    async def respond(self, actor: str, link_id: str, *, accept: bool) -> Outcome:
+    async def respond(self, actor: str, link_id: str, *, accept: bool) -> LinkOutcome:
         """The member's face authorization (or refusal) of a request to add them."""
         link = await self.link(link_id)
         if link is None or link.member.cert_no != actor:
@@ -373,7 +362,7 @@ class Kinship:
 
     async def review(
         self, reviewer: Caller, link_id: str, *, approve: bool, reason: str | None
-    ) -> Outcome:
+    ) -> LinkOutcome:
         if REVIEWER not in reviewer.roles:
             return Outcome.refused(RefusalCode.FORBIDDEN, None)  # the role, not the request
         link = await self.link(link_id)
@@ -394,7 +383,7 @@ class Kinship:
         status: LinkStatus,
         by: str,
         reason: str | None,
-    ) -> Outcome:
+    ) -> LinkOutcome:
         changed = await self._move(
             link.id,
             expected,
@@ -404,7 +393,7 @@ class Kinship:
         )
         if not changed:  # someone else decided first
             return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "requestId")
-        return Outcome(link=await self.link(link.id))
+        return Outcome(value=await self.link(link.id))
 
     async def _move(
         self,
@@ -426,7 +415,7 @@ class Kinship:
 
     # -- using -------------------------------------------------------------------------
 
-    async def activate(self, actor: str, link_id: str, password: str) -> Outcome:
+    async def activate(self, actor: str, link_id: str, password: str) -> LinkOutcome:
         """The adder activates the member's e-voucher and sets its payment password."""
         link = await self.link(link_id)
         if link is None or link.adder.cert_no != actor:
@@ -448,24 +437,24 @@ class Kinship:
         )
         if not changed:
             return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
-        return Outcome(link=await self.link(link.id))
+        return Outcome(value=await self.link(link.id))
 
-    async def remove(self, actor: str, link_id: str) -> Outcome:
+    async def remove(self, actor: str, link_id: str) -> LinkOutcome:
         """Either side ends the link, whatever its live state."""
         link = await self.link(link_id)
         if link is None or actor not in (link.adder.cert_no, link.member.cert_no):
             return Outcome.refused(RefusalCode.FORBIDDEN, "memberId")
         if not await self._move(link.id, None, LinkStatus.REMOVED, "ended_at = ?", (_now(),)):
             return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
-        return Outcome(link=await self.link(link.id))
+        return Outcome(value=await self.link(link.id))
 
     async def voucher(self, actor: str, link_id: str, treatment_area: str | None) -> VoucherOutcome:
         """A short-lived signed code of the member's e-voucher, for an active adder only."""
         link = await self.link(link_id)
         if link is None or link.adder.cert_no != actor:
-            return VoucherOutcome(errors=(Refusal(RefusalCode.FORBIDDEN, "memberId"),))
+            return VoucherOutcome.refused(RefusalCode.FORBIDDEN, "memberId")
         if link.status is not LinkStatus.ACTIVE:
-            return VoucherOutcome(errors=(Refusal(RefusalCode.INVALID_KINSHIP_STATE, "memberId"),))
+            return VoucherOutcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
         people = await self._directory.locate([actor, link.member.cert_no])
         member = people.get(link.member.cert_no)
         if member is None or not member.person.is_in_force:
@@ -474,7 +463,7 @@ class Kinship:
         adder = people.get(actor)
         area = treatment_area or (adder.person.area.code if adder else member.person.area.code)
         if not (len(area) == 6 and area.isascii() and area.isdigit()):
-            return VoucherOutcome(errors=(Refusal(RefusalCode.INVALID_AREA_CODE, "treatmentArea"),))
+            return VoucherOutcome.refused(RefusalCode.INVALID_AREA_CODE, "treatmentArea")
         bound = False
         if adder is not None:
             bindings = await self._mutual_aid.bindings_of(actor, adder.adapter)
@@ -519,7 +508,7 @@ class Kinship:
                 (link.id, issued.isoformat(), area),
             )
         return VoucherOutcome(
-            Voucher(
+            value=Voucher(
                 code=code,
                 expires_at=expires,
                 qr_svg=segno.make(code, error="m").svg_inline(scale=4),

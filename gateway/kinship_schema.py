@@ -14,7 +14,7 @@ import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from adapters.base import Party, Refusal, RefusalCode
+from adapters.base import Party, RefusalCode
 from gateway import documents
 from gateway.audit import NOTHING_TOLD, Told
 from gateway.auth import REVIEWER
@@ -23,18 +23,20 @@ from gateway.config import KinshipPolicy
 from gateway.documents import Document, DocumentKind
 from gateway.errors import GatewayError
 from gateway.ids import decode_id, encode_id
+from gateway.keys import key_ok, new_key
 from gateway.kinship import (
     LINK_KIND,
     AddInput,
     KinshipLink,
+    LinkOutcome,
     LinkStatus,
-    Outcome,
     Use,
+    Voucher,
     VoucherOutcome,
     password_ok,
 )
 from gateway.messages import note_message
-from gateway.outbox import KeyReused, key_ok, new_key
+from gateway.outcome import Outcome
 from gateway.types import (
     IDEMPOTENCY_KEY,
     Area,
@@ -207,16 +209,17 @@ class KinshipPayload:
     told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whom the link concerns
 
     @classmethod
-    def of(cls, outcome: Outcome, info: Info_, key: str | None = None) -> KinshipPayload:
+    def of(cls, outcome: LinkOutcome, info: Info_) -> KinshipPayload:
         link, told = None, NOTHING_TOLD
-        if outcome.link is not None:
+        if outcome.value is not None:
             caller = info.context.caller_cert_no()
-            link = KinshipLinkType.of(outcome.link, caller, info.context.services.kinship.policy)
-            told = Told.of(caller, outcome.link.adder.cert_no, outcome.link.member.cert_no)
+            kept = outcome.value
+            link = KinshipLinkType.of(kept, caller, info.context.services.kinship.policy)
+            told = Told.of(caller, kept.adder.cert_no, kept.member.cert_no)
         return cls(
             link=link,
             errors=[UserError.of(e, info) for e in outcome.errors],
-            idempotency_key=key,
+            idempotency_key=outcome.key,
             told=told,
         )
 
@@ -257,11 +260,10 @@ class KinshipVoucherPayload:
     told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whose voucher it shows
 
     @classmethod
-    def of(
-        cls, outcome: VoucherOutcome, info: Info_, key: str | None = None
-    ) -> KinshipVoucherPayload:
+    def of(cls, outcome: VoucherOutcome, info: Info_) -> KinshipVoucherPayload:
         errors = [UserError.of(e, info) for e in outcome.errors]
-        voucher = outcome.voucher
+        key = outcome.key
+        voucher = outcome.value
         if voucher is None:
             return cls(voucher=None, errors=errors, idempotency_key=key)
         caller = info.context.caller_cert_no()
@@ -396,26 +398,12 @@ async def _once(
     key: str | None,
     operation: str,
     request: dict[str, Any],
-    run: Callable[[], Awaitable[T]],
+    run: Callable[[], Awaitable[Outcome[T]]],
     kind: type[T],
-    refused: Callable[[RefusalCode], T],
-) -> tuple[T, str]:
-    """Run a registry write once per idempotency key (`gateway.replays`)."""
-    key = new_key() if key is None else key
-    if not key_ok(key):
-        return refused(RefusalCode.INVALID_IDEMPOTENCY_KEY), key
+) -> Outcome[T]:
+    """A registry write, once per idempotency key (`gateway.writes`), by the caller."""
     scope = info.context.caller_cert_no()
-    try:
-        outcome = await info.context.services.replays.once(
-            scope, key, operation, request, run, kind
-        )
-    except KeyReused:
-        return refused(RefusalCode.IDEMPOTENCY_KEY_REUSED), key
-    return outcome, key
-
-
-def _refused(code: RefusalCode) -> Outcome:
-    return Outcome.refused(code, "idempotencyKey")
+    return await info.context.services.writes.run(scope, key, operation, request, run, kind)
 
 
 @strawberry.type
@@ -428,7 +416,7 @@ class KinshipMutations:
         for given in input.documents[: kinship.policy.max_documents + 1]:
             document = await _read(given, kinship.policy.max_document_bytes)
             if isinstance(document, RefusalCode):
-                return KinshipPayload.of(Outcome.refused(document, "documents"), info)
+                return KinshipPayload.of(LinkOutcome.refused(document, "documents"), info)
             read.append(document)
         added = AddInput(
             member_cert_no=input.member_cert_no,
@@ -444,16 +432,15 @@ class KinshipMutations:
             "channel": str(input.channel.value),  # type: ignore[attr-defined]
             "documents": [hashlib.sha256(d.content).hexdigest() for d in read],
         }
-        outcome, key = await _once(
+        outcome = await _once(
             info,
             input.idempotency_key,
             "ADD_KINSHIP_MEMBER",
             request,
             lambda: kinship.add(caller, added),
-            Outcome,
-            _refused,
+            KinshipLink,
         )
-        return KinshipPayload.of(outcome, info, key)
+        return KinshipPayload.of(outcome, info)
 
     @strawberry.mutation(
         description="The member accepts (face authorization) or declines being added."
@@ -464,16 +451,15 @@ class KinshipMutations:
         caller = info.context.insured()
         kinship = info.context.services.kinship
         link_id = registry_id(request_id)
-        outcome, key = await _once(
+        outcome = await _once(
             info,
             idempotency_key,
             "RESPOND_TO_KINSHIP_REQUEST",
             {"link": link_id, "accept": accept},
             lambda: kinship.respond(caller, link_id, accept=accept),
-            Outcome,
-            _refused,
+            KinshipLink,
         )
-        return KinshipPayload.of(outcome, info, key)
+        return KinshipPayload.of(outcome, info)
 
     @strawberry.mutation(description="A reviewer approves, or rejects with a reason.")
     async def review_kinship_request(
@@ -487,16 +473,15 @@ class KinshipMutations:
         caller = info.context.signed_in()
         kinship = info.context.services.kinship
         link_id = registry_id(request_id)
-        outcome, key = await _once(
+        outcome = await _once(
             info,
             idempotency_key,
             "REVIEW_KINSHIP_REQUEST",
             {"link": link_id, "approve": approve, "reason": reason},
             lambda: kinship.review(caller, link_id, approve=approve, reason=reason),
-            Outcome,
-            _refused,
+            KinshipLink,
         )
-        return KinshipPayload.of(outcome, info, key)
+        return KinshipPayload.of(outcome, info)
 
     @strawberry.mutation(
         description="The adder activates an approved member's e-voucher with a payment password."
@@ -515,9 +500,9 @@ class KinshipMutations:
         if key_ok(key) and not password_ok(payment_password):
             # judged by the input alone, before the key keeps anything: a corrected
             # password may follow under the same key
-            refused = Outcome.refused(RefusalCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
-            return KinshipPayload.of(refused, info, key)
-        outcome, key = await _once(
+            refused = LinkOutcome.refused(RefusalCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
+            return KinshipPayload.of(refused.under(key), info)
+        outcome = await _once(
             info,
             key,
             ACTIVATE,
@@ -527,10 +512,9 @@ class KinshipMutations:
             # (never a second activation, nor a hint of whether the password matched).
             {"link": link_id},
             lambda: kinship.activate(caller, link_id, payment_password),
-            Outcome,
-            _refused,
+            KinshipLink,
         )
-        return KinshipPayload.of(outcome, info, key)
+        return KinshipPayload.of(outcome, info)
 
     @strawberry.mutation(
         description="Issues a short-lived code of a member's e-voucher, for an adder whose"
@@ -547,16 +531,15 @@ class KinshipMutations:
         caller = info.context.insured()
         kinship = info.context.services.kinship
         link_id = registry_id(member_id)
-        outcome, key = await _once(
+        outcome = await _once(
             info,
             idempotency_key,
             "KINSHIP_VOUCHER",
             {"link": link_id, "treatment_area": treatment_area},
             lambda: kinship.voucher(caller, link_id, treatment_area),
-            VoucherOutcome,
-            lambda code: VoucherOutcome(errors=(Refusal(code, "idempotencyKey"),)),
+            Voucher,
         )
-        return KinshipVoucherPayload.of(outcome, info, key)
+        return KinshipVoucherPayload.of(outcome, info)
 
     @strawberry.mutation(description="Either side ends a kinship link.")
     async def remove_kinship_member(
@@ -565,13 +548,12 @@ class KinshipMutations:
         caller = info.context.insured()
         kinship = info.context.services.kinship
         link_id = registry_id(member_id)
-        outcome, key = await _once(
+        outcome = await _once(
             info,
             idempotency_key,
             "REMOVE_KINSHIP_MEMBER",
             {"link": link_id},
             lambda: kinship.remove(caller, link_id),
-            Outcome,
-            _refused,
+            KinshipLink,
         )
-        return KinshipPayload.of(outcome, info, key)
+        return KinshipPayload.of(outcome, info)

@@ -54,7 +54,7 @@ class RateLimit(SchemaExtension):
         context = ctx.context
         operation = chosen(ctx.graphql_document, ctx.operation_name)
         if operation is not None and ctx.graphql_document is not None:
-            used = top_fields(operation, ctx.graphql_document)
+            used = top_fields(operation, ctx.graphql_document, ctx.variables)
             # every use counts: each mutation field, each diagnosis (aliases included)
             if operation.operation is OperationType.MUTATION:
                 hits = len(used)

@@ -1,4 +1,5 @@
-"""Idempotency keys for the gateway's own writes (the kinship registry).
+"""Each key's outcome, for the writes the gateway makes in its own store (the kinship
+registry); `gateway.writes` is the way in.
 
 A province's writes go through the outbox (`gateway.outbox`); writes the gateway
 makes in its own store cannot end with an unknown outcome, but a client whose
@@ -20,14 +21,15 @@ first outcome back.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from adapters.base import UpstreamUnavailable
+from adapters.base import Refusal, UpstreamUnavailable
 from gateway.codec import NotFederated, decode, encode
-from gateway.outbox import KeyReused, Locks
+from gateway.keys import KeyReused, fingerprint
+from gateway.outbox import Locks
+from gateway.outcome import Outcome
 from gateway.provinces import Provinces
 from gateway.store import Store
 
@@ -39,11 +41,6 @@ T = TypeVar("T")
 LEGACY = {
     "ACTIVATE_KINSHIP_MEMBER": "an HMAC of the payment password was in its fingerprint",
 }
-
-
-def fingerprint(operation: str, request: Mapping[str, Any]) -> str:
-    body = json.dumps({"operation": operation, **request}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class Replays:
@@ -71,11 +68,11 @@ class Replays:
         key: str,
         operation: str,
         request: Mapping[str, Any],
-        run: Callable[[], Awaitable[T]],
+        run: Callable[[], Awaitable[Outcome[T]]],
         kind: type[T],
-    ) -> T:
-        """``run()`` once per ``(scope, key)``; a repeat gets its outcome (a ``kind``).
-        ``request`` identifies the request: never a secret (see the module)."""
+    ) -> Outcome[T]:
+        """``run()`` once per ``(scope, key)``; a repeat gets its outcome (its value a
+        ``kind``). ``request`` identifies the request: never a secret (see the module)."""
         await self._scrub()
         wanted = fingerprint(operation, request)
         async with self._busy.hold((scope, key)):  # the same key at once: one at a time
@@ -84,7 +81,7 @@ class Replays:
                 if kept[0] != wanted:
                     raise KeyReused(key)
                 try:
-                    return decode(kind, json.loads(kept[1]), self._provinces)
+                    return _decoded(kind, json.loads(kept[1]), self._provinces)
                 except NotFederated as exc:  # its province was since left out
                     raise UpstreamUnavailable(
                         f"replay of {operation}: {exc}", province=exc.province, reached=False
@@ -99,7 +96,7 @@ class Replays:
                         key,
                         operation,
                         wanted,
-                        json.dumps(encode(outcome), ensure_ascii=False),
+                        json.dumps(_encoded(outcome), ensure_ascii=False),
                         dt.datetime.now(dt.UTC).isoformat(),
                     ),
                 )
@@ -115,3 +112,18 @@ class Replays:
         ):
             row = await cur.fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _encoded(outcome: Outcome[Any]) -> dict[str, Any]:
+    return {"value": encode(outcome.value), "errors": encode(outcome.errors)}
+
+
+# Where rows written before `gateway.outcome` kept a value (by the outcome's kind).
+_EARLIER_VALUES = ("link", "voucher")
+
+
+def _decoded(kind: type[T], data: Mapping[str, Any], provinces: Provinces) -> Outcome[T]:
+    name = next((n for n in ("value", *_EARLIER_VALUES) if n in data), None)
+    value = None if name is None or data[name] is None else decode(kind, data[name], provinces)
+    errors = tuple(decode(Refusal, e) for e in data.get("errors", ()))
+    return Outcome(value=value, errors=errors)

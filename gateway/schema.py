@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import strawberry
-from graphql import (
-    BooleanValueNode,
-    FieldNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    SelectionNode,
-    SelectionSetNode,
-    VariableNode,
-)
+from graphql import GraphQLError, GraphQLSchema
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
@@ -28,10 +17,10 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from adapters.base import BreakerState, ProvinceAdapter, UpstreamError
 from gateway.audit import Audited
 from gateway.audit_schema import AuditQueries
 from gateway.certno import mask_phone
+from gateway.context import Documented
 from gateway.diagnosis_schema import DiagnosisQueries
 from gateway.directory import Located
 from gateway.errors import ErrorBoundary
@@ -40,7 +29,9 @@ from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQue
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindInput, Outcome
 from gateway.node_schema import NodeQueries
+from gateway.operation import me_fields
 from gateway.outbox import new_key
+from gateway.prefetch import Ahead
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
     AuthorizationRecordConnection,
@@ -76,98 +67,20 @@ class MutualAidBindings:
     as_beneficiary: list[MutualAidBinding]
 
 
-T = TypeVar("T")
-
-log = logging.getLogger(__name__)
-
-
-class Ahead:
-    """Work started before the caller was located, on the province remembered for them
-    (`Query.me`); each field takes its result once, or asks for itself."""
-
-    def __init__(self, home: ProvinceAdapter | None, leftovers: list[asyncio.Task[Any]]) -> None:
-        self.home = home
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._leftovers = leftovers  # cancelled when the operation ends (`Measured`)
-
-    def start(self, name: str, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        task = asyncio.ensure_future(work)
-        task.add_done_callback(_taken)
-        self._tasks[name] = task
-        self._leftovers.append(task)
-        return task
-
-    def take(self, name: str) -> asyncio.Task[Any] | None:
-        return self._tasks.pop(name, None)
-
-    def cancel(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
-
-
-def _taken(task: asyncio.Task[Any]) -> None:
-    """A result nobody awaits (its field failed first) is not an unhandled error; a
-    province's fault is its field's to report, anything else is logged here."""
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None and not isinstance(error, UpstreamError):
-        log.error("work started ahead failed", exc_info=error)
-
-
 def _asked_of_me(info: Info_) -> set[str]:
-    """The fields this `me` is asked for, through fragments, as ``@skip`` and
-    ``@include`` leave them."""
-    raw = info._raw_info
-    # graphql-core 3.3 declares its VariableValues here; Strawberry hands a plain dict
-    given: Any = raw.variable_values
-    variables: Mapping[str, Any] = getattr(given, "coerced", given) or {}
-    found: set[str] = set()
-    expanded: set[str] = set()  # each fragment once: the walk stays linear in the document
-
-    def walk(selections: SelectionSetNode | None) -> None:
-        for node in selections.selections if selections else ():
-            if not _included(node, variables):
-                continue
-            if isinstance(node, FieldNode):
-                found.add(node.name.value)
-            elif isinstance(node, InlineFragmentNode):
-                walk(node.selection_set)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in expanded:
-                fragment = raw.fragments.get(node.name.value)
-                if fragment is not None:
-                    expanded.add(node.name.value)
-                    walk(fragment.selection_set)
-
-    for node in raw.field_nodes:
-        walk(node.selection_set)
-    return found
-
-
-def _included(node: SelectionNode, variables: Mapping[str, Any]) -> bool:
-    """``@skip(if:)`` and ``@include(if:)``, with literal or variable conditions."""
-    for directive in node.directives or ():
-        name = directive.name.value
-        if name not in ("skip", "include"):
-            continue
-        value: Any = None
-        for argument in directive.arguments or ():
-            if argument.name.value == "if":
-                given = argument.value
-                if isinstance(given, BooleanValueNode):
-                    value = given.value
-                elif isinstance(given, VariableNode):
-                    value = variables.get(given.name.value)
-        if (name == "skip" and value is True) or (name == "include" and value is False):
-            return False
-    return True
+    """The fields asked of this `me` (the one answered under its response key), as
+    ``@skip`` and ``@include`` leave them."""
+    document = info.context.document
+    if document is None:
+        return set()
+    key = str(info.path.key)
+    return me_fields(info.operation, document, info.variable_values, key=key)
 
 
 @strawberry.type
 class Me:
     located: strawberry.Private[Located]
-    ahead: strawberry.Private[Ahead] = dataclasses.field(default_factory=lambda: Ahead(None, []))
+    ahead: strawberry.Private[Ahead] = dataclasses.field(default_factory=Ahead)
 
     @strawberry.field
     def cert_no(self) -> str:
@@ -344,39 +257,10 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
 
     @strawberry.field(description="The caller; null when no federated province insures them.")
     async def me(self, info: Info_) -> Me | None:
+        # what the fields asked need starts on the caller's remembered province while
+        # their own province is asked who they are
         caller = info.context.insured()
-        services = info.context.services
-        # Where the caller is insured is remembered: what their family screen and
-        # bindings need is asked of the provinces at once, while the caller's own
-        # province is asked who they are (used if it says the same province).
-        asked = _asked_of_me(info)
-        home_code = (
-            (await services.directory.remembered([caller])).get(caller)
-            if asked & {"family", "mutualAidBindings"}
-            else None
-        )
-        home = services.provinces.get(home_code) if home_code else None
-        if home is not None and home.breaker_state is not BreakerState.CLOSED:
-            home = None  # after an outage, guesses must not take the breaker's one probe
-        ahead = Ahead(home, info.context.leftovers)
-        if home is not None:
-            family = services.family
-            if "family" in asked:
-                links = info.context.links(caller)
-                facts = ahead.start("family", family.facts(caller, home, links))
-            if "mutualAidBindings" in asked and "family" in asked:
-                # the family screen asks for the caller's bindings too: no second request
-                ahead.start("bindings", family.bindings_of_caller(facts, home))
-            elif "mutualAidBindings" in asked:
-                ahead.start("bindings", services.mutual_aid.bindings_of(caller, home))
-        try:
-            located = await info.context.person(caller)
-        except BaseException:
-            ahead.cancel()
-            raise
-        if located is None or located.adapter is not ahead.home:
-            ahead.cancel()  # not insured, or elsewhere now: each field asks for itself
-            ahead = Ahead(None, info.context.leftovers)
+        located, ahead = await info.context.prefetch.locate(caller, _asked_of_me(info))
         return None if located is None else Me(located=located, ahead=ahead)
 
 
@@ -439,7 +323,27 @@ class Mutation(KinshipMutations, SettlementMutations):
 
 
 class _Schema(strawberry.Schema):
-    validated: Validated  # the documents it has parsed and validated, kept
+    """The graph, with the documents it has parsed and validated (`validated`)."""
+
+    def __init__(
+        self,
+        *,
+        validated: Validated,
+        extensions: Sequence[type[SchemaExtension] | Callable[[], SchemaExtension]],
+    ) -> None:
+        super().__init__(
+            query=Query,
+            mutation=Mutation,
+            extensions=extensions,
+            config=StrawberryConfig(scalar_map={Money: _MONEY}),
+        )
+        self.validated = validated
+
+    @property
+    def graphql_schema(self) -> GraphQLSchema:
+        """The graphql-core schema Strawberry built from the graph: the extensions check
+        documents and variables against it (`gateway.operation.graphql_schema`)."""
+        return self._schema
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -466,17 +370,11 @@ def build_schema(*, introspection: bool = True, limits: Limits = Limits()) -> st
         # aliases and cost in one pass before graphql-core's rules
         lambda: Parsed(validated),
         lambda: Validation(limits, validated),
+        Documented,  # the document on the request's context, for `Query.me`
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    built = _Schema(
-        query=Query,
-        mutation=Mutation,
-        extensions=extensions,
-        config=StrawberryConfig(scalar_map={Money: _MONEY}),
-    )
-    built.validated = validated
-    return built
+    return _Schema(validated=validated, extensions=extensions)
 
 
 schema = build_schema()

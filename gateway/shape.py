@@ -53,7 +53,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from gateway.operation import CACHED_QUERY_BYTES
+from gateway.operation import CACHED_QUERY_BYTES, graphql_schema
 from gateway.variables import text_refusal
 
 CONNECTION_PAGE = 20  # a connection's default `first`
@@ -324,7 +324,7 @@ class Validation(SchemaExtension):
             yield  # nothing parsed: nothing to validate
             return
         if not self._validated.holds(document):
-            schema = ctx.schema._schema
+            schema = graphql_schema(ctx.schema)
             errors = check(schema, document, self.limits) or validate_document(
                 schema, document, ctx.validation_rules
             )

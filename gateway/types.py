@@ -1,4 +1,5 @@
-"""The GraphQL types every part of the graph shares: scalars, enums, people, refusals."""
+"""The GraphQL types every part of the graph shares: scalars, enums, people, refusals,
+and what resolvers see of the request (`RequestContext`)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,32 @@ import datetime as dt
 import enum
 import re
 from decimal import Decimal
-from typing import NewType
+from typing import NewType, Protocol
 
 import strawberry
+from graphql import DocumentNode
 from strawberry.types import Info
 
 from adapters import base
 from adapters.base import Binding, Policy, ProvinceAdapter, Refusal
 from gateway import channels
+from gateway.audit import AuditLog
+from gateway.auth import Caller
 from gateway.certno import mask_cert_no, mask_name
-from gateway.context import Context
+from gateway.diagnosis import Diagnostics
+from gateway.directory import Located
+from gateway.family import Family
 from gateway.ids import encode_id
-from gateway.messages import refusal_message
-from gateway.mutual_aid import BINDING_KIND
+from gateway.kinship import Kinship, KinshipLink
+from gateway.messages import Language, refusal_message
+from gateway.mutual_aid import BINDING_KIND, MutualAid
+from gateway.prefetch import Prefetch
+from gateway.provinces import Provinces
+from gateway.records import Journal
+from gateway.replays import Replays
+from gateway.settlement import Settlements
 from gateway.variables import InputError
+from gateway.writes import Writes
 
 Money = NewType("Money", Decimal)
 
@@ -61,7 +74,51 @@ ErrorCode = strawberry.enum(
     base.RefusalCode, name="ErrorCode", description="Why an operation was refused."
 )
 
-Info_ = Info[Context, None]
+
+class ResolverServices(Protocol):
+    """The long-lived services resolvers use (`gateway.context.Services` has them)."""
+
+    @property
+    def provinces(self) -> Provinces: ...
+    @property
+    def mutual_aid(self) -> MutualAid: ...
+    @property
+    def kinship(self) -> Kinship: ...
+    @property
+    def settlements(self) -> Settlements: ...
+    @property
+    def diagnostics(self) -> Diagnostics: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def family(self) -> Family: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def replays(self) -> Replays: ...
+    @property
+    def writes(self) -> Writes: ...
+
+
+class RequestContext(Protocol):
+    """What resolvers use of the per-request context (`gateway.context.Context` is one)."""
+
+    @property
+    def services(self) -> ResolverServices: ...
+    @property
+    def lang(self) -> Language: ...
+    @property
+    def document(self) -> DocumentNode | None: ...
+    @property
+    def prefetch(self) -> Prefetch: ...
+    def signed_in(self) -> Caller: ...
+    def caller_cert_no(self) -> str: ...
+    def insured(self) -> str: ...
+    async def person(self, cert_no: str) -> Located | None: ...
+    async def links(self, cert_no: str) -> list[KinshipLink]: ...
+
+
+Info_ = Info[RequestContext, None]
 
 
 @strawberry.enum(

@@ -30,7 +30,7 @@ from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 
 from gateway.messages import Language, fault_message
-from gateway.operation import chosen
+from gateway.operation import chosen, graphql_schema
 
 MAX_ERRORS = 10
 # Free text (names, reasons): no control characters but tab and line breaks (a
@@ -145,7 +145,7 @@ class Variables(SchemaExtension):
         operation = chosen(ctx.graphql_document, ctx.operation_name)
         if operation is not None and operation.variable_definitions:
             lang: Language = getattr(ctx.context, "lang", "zh")
-            errors = refusals(ctx.schema._schema, operation, ctx.variables or {}, lang)
+            errors = refusals(graphql_schema(ctx.schema), operation, ctx.variables or {}, lang)
             if errors:
                 ctx.result = GraphQLExecutionResult(data=None, errors=errors)
         yield
