@@ -236,7 +236,7 @@ def create_app(
                 outbox = Outbox(store, provinces, journal)
                 replays = Replays(store, provinces)
                 writes = Writes(outbox, replays)
-                mutual_aid = MutualAid(provinces, directory, outbox)
+                mutual_aid = MutualAid(provinces, directory, writes)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
                 app.state.services = Services(
                     settings=settings,
@@ -245,7 +245,7 @@ def create_app(
                     directory=directory,
                     mutual_aid=mutual_aid,
                     kinship=kinship,
-                    settlements=Settlements(provinces, directory, outbox),
+                    settlements=Settlements(provinces, directory, writes),
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                     family=Family(provinces, kinship, directory),

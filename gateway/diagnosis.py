@@ -18,7 +18,8 @@ from adapters.base import BindingStatus, Party, RefusalCode, Relation
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory, Located
 from gateway.kinship import Kinship
-from gateway.mutual_aid import BindInput, MutualAid, Outcome
+from gateway.mutual_aid import BindInput, MutualAid
+from gateway.outcome import Outcome
 
 
 class Reason(enum.Enum):

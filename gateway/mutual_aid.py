@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 
@@ -26,8 +26,10 @@ from gateway.certno import is_valid, normalize
 from gateway.channels import Channel
 from gateway.directory import Directory, Located
 from gateway.ids import decode_id
-from gateway.outbox import KeyReused, Operation, Outbox, Sent, Write, key_ok, new_key
+from gateway.outbox import Operation, Write
+from gateway.outcome import Outcome
 from gateway.provinces import Provinces
+from gateway.writes import Writes
 
 BINDING_KIND = "MutualAidBinding"
 
@@ -56,39 +58,7 @@ class BindInput:
     commitment_signed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A binding with the province that holds it, or the refusals; for a dry run,
-    the status the binding would have. ``submitted``: sent, the province's answer
-    not known yet (the reconciler will learn it); ``key``: the idempotency key."""
-
-    binding: Binding | None = None
-    adapter: ProvinceAdapter | None = None
-    errors: Sequence[Refusal] = ()
-    dry_run: bool = False
-    expected: BindingStatus | None = None
-    submitted: bool = False
-    key: str | None = None
-
-    @classmethod
-    def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
-        return cls(errors=(Refusal(code, field),))
-
-    @classmethod
-    def of(cls, sent: Sent, field: str | None = "bindingId") -> Outcome:
-        """The outcome of a write sent through the outbox; refusals concern ``field``."""
-        answer = sent.answer
-        if answer is None:
-            return cls(adapter=sent.adapter, submitted=True, key=sent.key)
-        if isinstance(answer, Refusal):
-            return cls(errors=(Refusal(answer.code, field),), key=sent.key)
-        if not isinstance(answer, Binding):
-            raise TypeError(f"a binding write answered with {type(answer).__name__}")
-        return cls(binding=answer, adapter=sent.adapter, key=sent.key)
-
-
-_KEY_INVALID = Outcome.refused(RefusalCode.INVALID_IDEMPOTENCY_KEY, "idempotencyKey")
-_KEY_REUSED = Outcome.refused(RefusalCode.IDEMPOTENCY_KEY_REUSED, "idempotencyKey")
+BindingOutcome = Outcome[Binding]  # what a binding write came to
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +119,21 @@ def judge(
     return None
 
 
-def _refused(code: RefusalCode) -> Outcome:
+def _refused(code: RefusalCode) -> BindingOutcome:
     """A refusal of `bindMutualAid`, pointing at the input it concerns."""
-    return Outcome.refused(code, _BIND_FIELDS.get(code))
+    return BindingOutcome.refused(code, _BIND_FIELDS.get(code))
+
+
+def _on_binding(code: RefusalCode) -> str:
+    """Where a refusal of acting on a binding points: the binding."""
+    return "bindingId"
 
 
 class MutualAid:
-    def __init__(self, provinces: Provinces, directory: Directory, outbox: Outbox) -> None:
+    def __init__(self, provinces: Provinces, directory: Directory, writes: Writes) -> None:
         self._provinces = provinces
         self._directory = directory
-        self._outbox = outbox
+        self._writes = writes
 
     async def bind(
         self,
@@ -168,7 +143,7 @@ class MutualAid:
         dry_run: bool = False,
         channel: Channel | None = None,
         key: str | None = None,
-    ) -> Outcome:
+    ) -> BindingOutcome:
         """Bind, after the gateway's early checks; ``dry_run`` stops after the checks and
         says what would happen (the province's own checks are not run).
 
@@ -179,10 +154,7 @@ class MutualAid:
             checked = await self.check(authorizer, given)
             if isinstance(checked, Outcome):
                 return dataclasses.replace(checked, dry_run=True)
-            return Outcome(adapter=checked.adapter, dry_run=True, expected=checked.expected)
-        key = new_key() if key is None else key
-        if not key_ok(key):
-            return _KEY_INVALID
+            return BindingOutcome(adapter=checked.adapter, dry_run=True, expected=checked.expected)
         asked = Write(
             Operation.BIND,
             "",
@@ -195,40 +167,22 @@ class MutualAid:
             },
             channel,
         )
-        write = await self._outbox.recorded(authorizer, key)
-        if write is None:
+
+        async def check() -> str | Refusal:
             checked = await self.check(authorizer, given)
-            if isinstance(checked, Outcome):  # refused here: kept as the key's outcome
-                return await self._refuse(authorizer, key, asked, checked)
-            write = dataclasses.replace(asked, province=checked.adapter.code)
-        elif write.fingerprint != asked.fingerprint:
-            return _KEY_REUSED
-        outcome = await self._send(authorizer, key, write, "beneficiaryCertNo")
-        if outcome.errors:
-            code = outcome.errors[0].code
-            if code is RefusalCode.PERSON_NOT_FOUND:  # as above: no existence oracle
-                code = RefusalCode.PERSON_INFO_MISMATCH
-            return dataclasses.replace(_refused(code), key=key)
+            return checked.errors[0] if isinstance(checked, Outcome) else checked.adapter.code
+
+        outcome = await self._writes.send(authorizer, key, asked, check, _BIND_FIELDS.get, Binding)
+        refusal = outcome.errors[0] if outcome.errors else None
+        if (
+            refusal is not None
+            and refusal.code is RefusalCode.PERSON_NOT_FOUND
+            and outcome.adapter is not None  # the province's: it does not know the beneficiary
+        ):  # as in `check`: no existence oracle
+            return _refused(RefusalCode.PERSON_INFO_MISMATCH).under(outcome.key or "")
         return outcome
 
-    async def _send(self, scope: str, key: str, write: Write, field: str | None) -> Outcome:
-        try:
-            return Outcome.of(await self._outbox.send(scope, key, write), field)
-        except KeyReused:
-            return _KEY_REUSED
-
-    async def _refuse(self, scope: str, key: str, write: Write, refused: Outcome) -> Outcome:
-        """The gateway's refusal, recorded under the key (a repeat gets it again); if
-        the key got another outcome meanwhile, that one."""
-        try:
-            sent = await self._outbox.refused(scope, key, write, refused.errors[0])
-        except KeyReused:
-            return _KEY_REUSED
-        if isinstance(sent.answer, Refusal):
-            return dataclasses.replace(Outcome(errors=(sent.answer,)), key=key)
-        return Outcome.of(sent)
-
-    async def check(self, authorizer: str, given: BindInput) -> Outcome | Plan:
+    async def check(self, authorizer: str, given: BindInput) -> BindingOutcome | Plan:
         """The binding the province would be asked for, or the first reason it would fail."""
         beneficiary = normalize(given.beneficiary_cert_no)
         if not is_valid(beneficiary):
@@ -237,7 +191,7 @@ class MutualAid:
             return _refused(RefusalCode.SELF_BINDING_NOT_ALLOWED)
         people = await self._directory.locate([authorizer, beneficiary])
         if authorizer not in people:
-            return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
+            return BindingOutcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
         if beneficiary not in people:
             # the same answer as a wrong name: no one learns whether an ID number is insured
             return _refused(RefusalCode.PERSON_INFO_MISMATCH)
@@ -283,12 +237,12 @@ class MutualAid:
         accept: bool,
         channel: Channel | None = None,
         key: str | None = None,
-    ) -> Outcome:
-        async def allowed(binding: Binding) -> Outcome | None:
+    ) -> BindingOutcome:
+        def allowed(binding: Binding) -> RefusalCode | None:
             if binding.beneficiary.cert_no != actor:
-                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+                return RefusalCode.FORBIDDEN
             if binding.status is not BindingStatus.PENDING_CONFIRMATION:
-                return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+                return RefusalCode.INVALID_BINDING_STATE
             return None
 
         return await self._act(
@@ -302,12 +256,12 @@ class MutualAid:
         *,
         channel: Channel | None = None,
         key: str | None = None,
-    ) -> Outcome:
-        async def allowed(binding: Binding) -> Outcome | None:
+    ) -> BindingOutcome:
+        def allowed(binding: Binding) -> RefusalCode | None:
             if binding.authorizer.cert_no != actor:
-                return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
+                return RefusalCode.FORBIDDEN
             if not binding.status.is_live:
-                return Outcome.refused(RefusalCode.INVALID_BINDING_STATE, "bindingId")
+                return RefusalCode.INVALID_BINDING_STATE
             return None
 
         return await self._act(Operation.UNBIND, actor, binding_id, {}, allowed, channel, key)
@@ -318,35 +272,25 @@ class MutualAid:
         actor: str,
         binding_id: str,
         extra: dict[str, bool],
-        allowed: Callable[[Binding], Awaitable[Outcome | None]],
+        allowed: Callable[[Binding], RefusalCode | None],
         channel: Channel | None,
         key: str | None,
-    ) -> Outcome:
-        """Act on an existing binding through the outbox, once per idempotency key."""
-        key = new_key() if key is None else key
-        if not key_ok(key):
-            return _KEY_INVALID
+    ) -> BindingOutcome:
+        """Act on an existing binding, once per idempotency key: ``allowed`` says whether
+        ``actor`` may, of the binding as the province holds it now."""
         decoded = decode_id(binding_id, BINDING_KIND)
-        if decoded is None or decoded[0] not in self._provinces:
-            return Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
-        province, upstream_id = decoded
+        known = decoded is not None and decoded[0] in self._provinces
+        province, upstream_id = decoded if decoded is not None and known else ("", binding_id)
         asked = Write(
             operation, province, {"binding_id": upstream_id, "actor": actor, **extra}, channel
         )
-        write = await self._outbox.recorded(actor, key)
-        if write is None:
-            found = await self.find(actor, binding_id)
-            refused = (
-                Outcome.refused(RefusalCode.FORBIDDEN, "bindingId")
-                if found is None
-                else await allowed(found[0])
-            )
-            if refused is not None:
-                return await self._refuse(actor, key, asked, refused)
-            write = asked
-        elif write.fingerprint != asked.fingerprint:
-            return _KEY_REUSED
-        return await self._send(actor, key, write, "bindingId")
+
+        async def check() -> str | Refusal:
+            found = await self.find(actor, binding_id) if known else None
+            refused = RefusalCode.FORBIDDEN if found is None else allowed(found[0])
+            return province if refused is None else Refusal(refused, "bindingId")
+
+        return await self._writes.send(actor, key, asked, check, _on_binding, Binding)
 
     async def bindings_of(
         self, cert_no: str, home: ProvinceAdapter

@@ -42,10 +42,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
-import hashlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -69,6 +67,7 @@ from adapters.base import (
 )
 from gateway.channels import Channel
 from gateway.codec import decode, encode
+from gateway.keys import KeyReused, fingerprint
 from gateway.provinces import Provinces
 from gateway.records import Event, Journal
 from gateway.store import Store
@@ -107,12 +106,7 @@ class Write:
     def fingerprint(self) -> str:
         # what the caller asked for: the province follows from it, and may be known
         # only after the gateway's checks
-        body = json.dumps(
-            {"operation": self.operation.value, **self.request},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(body.encode()).hexdigest()
+        return fingerprint(self.operation.value, self.request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +122,6 @@ class Sent:
     @property
     def submitted(self) -> bool:
         return self.answer is None
-
-
-class KeyReused(Exception):
-    """The idempotency key was used for another request by the same caller."""
 
 
 class Locks:
@@ -156,15 +146,6 @@ class Locks:
                 del self._held[key]
             else:
                 self._held[key] = (lock, users - 1)
-
-
-def new_key() -> str:
-    return uuid.uuid4().hex
-
-
-def key_ok(key: str) -> bool:
-    """An idempotency key: 1 to 64 printable ASCII characters, no spaces."""
-    return 0 < len(key) <= 64 and key.isascii() and key.isprintable() and " " not in key
 
 
 def refused_unread(error: UpstreamError) -> bool:

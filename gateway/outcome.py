@@ -23,7 +23,8 @@ class Outcome(Generic[T]):
     """What a write came to: its ``value`` (a binding, a settlement, a kinship link...)
     or the refusals, each pointing at the input it concerns (``errors``).
 
-    ``adapter``: the province that holds the value; ``submitted``: sent, the
+    ``adapter``: the province that holds the value, or that refused (None: the
+    gateway's own checks refused); ``submitted``: sent, the
     province's answer not known yet (the outbox will learn it); ``key``: the
     idempotency key it went under. A dry run (``dry_run``) did nothing and says what
     would have been made (``expected``).

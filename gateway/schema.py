@@ -27,10 +27,9 @@ from gateway.errors import ErrorBoundary
 from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.metrics import Measured
-from gateway.mutual_aid import BindInput, Outcome
+from gateway.mutual_aid import BindingOutcome, BindInput
 from gateway.node_schema import NodeQueries
 from gateway.operation import me_fields
-from gateway.outbox import new_key
 from gateway.prefetch import Ahead
 from gateway.ratelimit import RateLimit
 from gateway.records_schema import (
@@ -212,11 +211,11 @@ class MutualAidBindingPayload:
     )
 
     @classmethod
-    def of(cls, outcome: Outcome, info: Info_) -> MutualAidBindingPayload:
+    def of(cls, outcome: BindingOutcome, info: Info_) -> MutualAidBindingPayload:
         binding = None
-        if outcome.binding is not None and outcome.adapter is not None:
+        if outcome.value is not None and outcome.adapter is not None:
             binding = MutualAidBinding.of(
-                outcome.binding, outcome.adapter, info.context.caller_cert_no()
+                outcome.value, outcome.adapter, info.context.caller_cert_no()
             )
         return cls(
             binding=binding,
@@ -271,7 +270,6 @@ class Mutation(KinshipMutations, SettlementMutations):
         self, info: Info_, input: BindMutualAidInput
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
-        key = new_key() if input.idempotency_key is None else input.idempotency_key
         outcome = await info.context.services.mutual_aid.bind(
             caller,
             BindInput(
@@ -282,9 +280,9 @@ class Mutation(KinshipMutations, SettlementMutations):
             ),
             dry_run=input.dry_run,
             channel=input.channel,
-            key=key,
+            key=input.idempotency_key,
         )
-        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
+        return MutualAidBindingPayload.of(outcome, info)
 
     @strawberry.mutation(description="The invited relative accepts or declines a binding.")
     async def respond_to_mutual_aid_binding(
@@ -298,11 +296,10 @@ class Mutation(KinshipMutations, SettlementMutations):
         ] = None,
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
-        key = new_key() if idempotency_key is None else idempotency_key
         outcome = await info.context.services.mutual_aid.respond(
-            caller, binding_id, accept=accept, channel=channel, key=key
+            caller, binding_id, accept=accept, channel=channel, key=idempotency_key
         )
-        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
+        return MutualAidBindingPayload.of(outcome, info)
 
     @strawberry.mutation(description="The authorizer ends a binding.")
     async def unbind_mutual_aid(
@@ -315,11 +312,10 @@ class Mutation(KinshipMutations, SettlementMutations):
         ] = None,
     ) -> MutualAidBindingPayload:
         caller = info.context.insured()
-        key = new_key() if idempotency_key is None else idempotency_key
         outcome = await info.context.services.mutual_aid.unbind(
-            caller, binding_id, channel=channel, key=key
+            caller, binding_id, channel=channel, key=idempotency_key
         )
-        return MutualAidBindingPayload.of(dataclasses.replace(outcome, key=key), info)
+        return MutualAidBindingPayload.of(outcome, info)
 
 
 class _Schema(strawberry.Schema):

@@ -12,14 +12,11 @@ answer is safe too.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from adapters.base import (
     MedicalType,
-    ProvinceAdapter,
     Refusal,
     RefusalCode,
     Settlement,
@@ -28,8 +25,11 @@ from gateway.auth import INSTITUTION, Caller
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory
 from gateway.ids import decode_id
-from gateway.outbox import KeyReused, Operation, Outbox, Sent, Write, key_ok, new_key
+from gateway.keys import key_ok, new_key
+from gateway.outbox import Operation, Write
+from gateway.outcome import Outcome
 from gateway.provinces import Provinces
+from gateway.writes import Writes
 
 SETTLEMENT_KIND = "Settlement"
 # The largest bill the graph takes: every province's system holds it (12 digits).
@@ -65,38 +65,40 @@ class SettleInput:
     idempotency_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """``submitted``: sent, the province's answer not known yet; ``key``: the
-    idempotency key the write was sent under."""
-
-    settlement: Settlement | None = None
-    adapter: ProvinceAdapter | None = None
-    errors: Sequence[Refusal] = ()
-    submitted: bool = False
-    key: str | None = None
-
-    @classmethod
-    def refused(cls, code: RefusalCode, field: str | None) -> Outcome:
-        return cls(errors=(Refusal(code, field),))
+SettlementOutcome = Outcome[Settlement]  # what a settlement write came to
 
 
-def _refused(code: RefusalCode) -> Outcome:
-    return Outcome.refused(code, _SETTLE_FIELDS.get(code))
+def _refused(code: RefusalCode) -> SettlementOutcome:
+    return SettlementOutcome.refused(code, _SETTLE_FIELDS.get(code))
 
 
-def _outcome(sent: Sent, field: str | None) -> Outcome:
-    """A settlement write's outcome; a refusal concerns ``field`` (None: its own)."""
-    answer, key = sent.answer, sent.key
-    if answer is None:
-        return Outcome(adapter=sent.adapter, submitted=True, key=key)
-    if isinstance(answer, Refusal):
-        code = answer.code
-        refused = Outcome.refused(code, field) if field else _refused(code)
-        return dataclasses.replace(refused, key=key)
-    if not isinstance(answer, Settlement):
-        raise TypeError(f"a settlement write answered with {type(answer).__name__}")
-    return Outcome(settlement=answer, adapter=sent.adapter, key=key)
+def judge_bill(given: SettleInput, institution_kind: str) -> RefusalCode | None:
+    """The first thing wrong with what a bill claims, for an institution of this kind.
+
+    Pure: it asks nothing. The idempotency key first (every write checks it first),
+    then the amounts (a bill the fund paid in full is a bill: ``fund_paid`` may equal
+    ``total``), the kind of care, and the patient's ID number.
+    """
+    if not key_ok(given.idempotency_key):
+        return RefusalCode.INVALID_IDEMPOTENCY_KEY
+    if given.total <= 0:
+        return RefusalCode.AMOUNT_NOT_POSITIVE
+    if given.total > MAX_AMOUNT:
+        return RefusalCode.AMOUNT_TOO_LARGE
+    if given.fund_paid < 0:
+        return RefusalCode.AMOUNT_NEGATIVE
+    if given.fund_paid > given.total:
+        return RefusalCode.FUND_PAID_EXCEEDS_TOTAL
+    if given.medical_type not in MEDICAL_TYPES[institution_kind]:
+        return RefusalCode.MEDICAL_TYPE_NOT_ALLOWED
+    if not is_valid(normalize(given.patient_cert_no)):
+        return RefusalCode.INVALID_CERT_NO
+    return None
+
+
+def _on_settlement(code: RefusalCode) -> str:
+    """Where a refusal of acting on a settlement points: the settlement."""
+    return "settlementId"
 
 
 def _scope(institution: str) -> str:
@@ -105,36 +107,24 @@ def _scope(institution: str) -> str:
 
 
 class Settlements:
-    def __init__(self, provinces: Provinces, directory: Directory, outbox: Outbox) -> None:
+    def __init__(self, provinces: Provinces, directory: Directory, writes: Writes) -> None:
         self._provinces = provinces
         self._directory = directory
-        self._outbox = outbox
+        self._writes = writes
 
-    async def _send(self, scope: str, key: str, write: Write, field: str | None) -> Outcome:
-        try:
-            return _outcome(await self._outbox.send(scope, key, write), field)
-        except KeyReused:
-            return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-
-    async def settle(self, caller: Caller, given: SettleInput) -> Outcome:
+    async def settle(self, caller: Caller, given: SettleInput) -> SettlementOutcome:
+        """Check the bill, then send it once per the institution's key. What the bill
+        claims is checked first, and refusing it keeps nothing: the corrected bill may
+        follow under the same key. A patient the gateway cannot find is the key's
+        answer (as the province's refusal would be)."""
+        key = given.idempotency_key
         institution = caller.institution
         if INSTITUTION not in caller.roles or institution is None:
-            return Outcome.refused(RefusalCode.FORBIDDEN, None)
-        if not key_ok(given.idempotency_key):
-            return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY)
-        if given.total <= 0:
-            return _refused(RefusalCode.AMOUNT_NOT_POSITIVE)
-        if given.total > MAX_AMOUNT:
-            return _refused(RefusalCode.AMOUNT_TOO_LARGE)
-        if given.fund_paid < 0:
-            return _refused(RefusalCode.AMOUNT_NEGATIVE)
-        if given.fund_paid > given.total:
-            return _refused(RefusalCode.FUND_PAID_EXCEEDS_TOTAL)
-        if given.medical_type not in MEDICAL_TYPES[institution.kind]:
-            return _refused(RefusalCode.MEDICAL_TYPE_NOT_ALLOWED)
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
+        refused = judge_bill(given, institution.kind)
+        if refused is not None:
+            return _refused(refused).under(key)
         patient = normalize(given.patient_cert_no)
-        if not is_valid(patient):
-            return _refused(RefusalCode.INVALID_CERT_NO)
         asked = Write(
             Operation.SETTLE,
             "",
@@ -147,44 +137,40 @@ class Settlements:
                 "fund_paid": f"{given.fund_paid:.2f}",
             },
         )
-        scope = _scope(institution.code)
-        write = await self._outbox.recorded(scope, given.idempotency_key)
-        if write is None:  # a new bill: checked here first (a retry goes as it is)
+
+        async def check() -> str | Refusal:
             found = (await self._directory.locate([patient])).get(patient)
-            if found is None or not found.person.is_in_force:
-                code = RefusalCode.PATIENT_NOT_INSURED if found else RefusalCode.PERSON_NOT_FOUND
-                try:  # kept as the key's outcome: a repeat gets it again
-                    sent = await self._outbox.refused(
-                        scope, given.idempotency_key, asked, Refusal(code)
-                    )
-                except KeyReused:
-                    return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-                return _outcome(sent, None)
-            write = dataclasses.replace(asked, province=found.adapter.code)
-        elif write.fingerprint != asked.fingerprint:
-            return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED)
-        # a refusal is pointed at the input it concerns
-        return await self._send(scope, given.idempotency_key, write, None)
+            if found is None:
+                return Refusal(RefusalCode.PERSON_NOT_FOUND, "patientCertNo")
+            if not found.person.is_in_force:
+                return Refusal(RefusalCode.PATIENT_NOT_INSURED, "patientCertNo")
+            return found.adapter.code
+
+        scope = _scope(institution.code)
+        return await self._writes.send(
+            scope, given.idempotency_key, asked, check, _SETTLE_FIELDS.get, Settlement
+        )
 
     async def reverse(
         self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None
-    ) -> Outcome:
+    ) -> SettlementOutcome:
         """The institution that settled undoes it, the same day, once."""
+        key = new_key() if key is None else key
         institution = caller.institution
         if INSTITUTION not in caller.roles or institution is None:
-            return Outcome.refused(RefusalCode.FORBIDDEN, None)
-        key = new_key() if key is None else key
-        if not key_ok(key):
-            return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY)
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
+        if not key_ok(key):  # before the reason, as for every write
+            return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY).under(key)
         reason = reason.strip()
         if not reason:
-            return Outcome.refused(RefusalCode.REASON_REQUIRED, "reason")
+            return SettlementOutcome.refused(RefusalCode.REASON_REQUIRED, "reason").under(key)
         decoded = decode_id(settlement_id, SETTLEMENT_KIND)
         if decoded is None or decoded[0] not in self._provinces:
-            return Outcome.refused(RefusalCode.FORBIDDEN, "settlementId")
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, "settlementId").under(key)
         write = Write(
             Operation.REVERSE,
             decoded[0],
             {"settlement_id": decoded[1], "institution": institution.code, "reason": reason},
         )
-        return await self._send(_scope(institution.code), key, write, "settlementId")
+        scope = _scope(institution.code)
+        return await self._writes.send(scope, key, write, None, _on_settlement, Settlement)

@@ -12,8 +12,7 @@ from adapters import base
 from adapters.base import ProvinceAdapter
 from gateway.audit import NOTHING_TOLD, Told
 from gateway.ids import encode_id
-from gateway.outbox import new_key
-from gateway.settlement import SETTLEMENT_KIND, Outcome, SettleInput
+from gateway.settlement import SETTLEMENT_KIND, SettleInput, SettlementOutcome
 from gateway.types import (
     IDEMPOTENCY_KEY,
     FamilyLink,
@@ -121,17 +120,17 @@ class SettlementPayload:
     told: strawberry.Private[Told] = NOTHING_TOLD  # for the audit: whose balances it shows
 
     @classmethod
-    def of(cls, outcome: Outcome, key: str, info: Info_) -> SettlementPayload:
+    def of(cls, outcome: SettlementOutcome, info: Info_) -> SettlementPayload:
         settlement, told = None, NOTHING_TOLD
-        if outcome.settlement is not None and outcome.adapter is not None:
+        if outcome.value is not None and outcome.adapter is not None:
             caller = info.context.caller_cert_no()
-            settlement = Settlement.of(outcome.settlement, outcome.adapter, caller)
-            told = shown(outcome.settlement, caller)
+            settlement = Settlement.of(outcome.value, outcome.adapter, caller)
+            told = shown(outcome.value, caller)
         return cls(
             settlement=settlement,
             errors=[UserError.of(e, info) for e in outcome.errors],
             status=WriteStatus.SUBMITTED if outcome.submitted else WriteStatus.DONE,
-            idempotency_key=key,
+            idempotency_key=outcome.key or "",  # every write answers under its key
             told=told,
         )
 
@@ -183,7 +182,7 @@ class SettlementMutations:
                 idempotency_key=input.idempotency_key,
             ),
         )
-        return SettlementPayload.of(outcome, input.idempotency_key, info)
+        return SettlementPayload.of(outcome, info)
 
     @strawberry.mutation(
         description="The institution that settled undoes a settlement of the same day, once."
@@ -198,8 +197,7 @@ class SettlementMutations:
         ] = None,
     ) -> SettlementPayload:
         caller = info.context.signed_in()
-        key = new_key() if idempotency_key is None else idempotency_key
         outcome = await info.context.services.settlements.reverse(
-            caller, settlement_id, reason, key=key
+            caller, settlement_id, reason, key=idempotency_key
         )
-        return SettlementPayload.of(outcome, key, info)
+        return SettlementPayload.of(outcome, info)

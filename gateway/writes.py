@@ -48,7 +48,8 @@ Check = Callable[[], Awaitable[str | Refusal]]
 
 
 def _point(refusal: Refusal, fields: Fields) -> Refusal:
-    return refusal if refusal.field is not None else Refusal(refusal.code, fields(refusal.code))
+    """A province's refusal (adapters give only a code), pointed at the input it concerns."""
+    return Refusal(refusal.code, fields(refusal.code))
 
 
 class Writes:
@@ -120,8 +121,9 @@ def _outcome(sent: Sent, fields: Fields, kind: type[T]) -> Outcome[T]:
     answer, key = sent.answer, sent.key
     if answer is None:
         return Outcome(adapter=sent.adapter, submitted=True, key=key)
-    if isinstance(answer, Refusal):
-        return Outcome(errors=(_point(answer, fields),), key=key)
+    if isinstance(answer, Refusal):  # the province's (it has an adapter), or the check's
+        refusal = answer if sent.adapter is None else _point(answer, fields)
+        return Outcome(errors=(refusal,), adapter=sent.adapter, key=key)
     if not isinstance(answer, kind):
         raise TypeError(f"a write answered with {type(answer).__name__}, not {kind.__name__}")
     return Outcome(value=answer, adapter=sent.adapter, key=key)
