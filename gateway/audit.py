@@ -40,6 +40,7 @@ from graphql import (
     EnumValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLResolveInfo,
     ObjectFieldNode,
     OperationDefinitionNode,
@@ -55,25 +56,13 @@ from strawberry.types import ExecutionContext
 
 from gateway.certno import is_valid, normalize
 from gateway.channels import Channel
+from gateway.errors import GatewayError
+from gateway.marks import watched
 from gateway.operation import CACHED_QUERY_BYTES, chosen, me_fields, top_fields
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-# Queries that read other people's data (or can): audited like mutations.
-AUDITED_QUERIES = frozenset(
-    {"node", "mutualAidDiagnosis", "kinshipReviewQueue", "kinshipUsage", "auditLog"}
-)
-AUDITED_ME_FIELDS = frozenset(
-    {
-        "family",
-        "kinshipMembers",
-        "addedMeAsMember",
-        "mutualAidBindings",
-        "spendingRecords",
-        "authorizationRecords",
-    }
-)
 _CERT = re.compile(r"^[0-9]{17}[0-9Xx]$")
 _CHANNELS = frozenset(c.value for c in Channel)
 
@@ -376,10 +365,11 @@ class Audited(SchemaExtension):
             return  # nothing parsed, nothing done
         used = top_fields(operation, document, ctx.variables)
         mutation = operation.operation is OperationType.MUTATION
+        watching = watched(ctx.schema)  # the fields marked audited (`gateway.marks`)
         if not (
             mutation
-            or AUDITED_QUERIES.intersection(used)
-            or AUDITED_ME_FIELDS.intersection(me_fields(operation, document, ctx.variables))
+            or watching.audited.intersection(used)
+            or watching.audited_of_me.intersection(me_fields(operation, document, ctx.variables))
         ):
             return
         ran = bool(self._ran) or not (ctx.result is not None and ctx.result.errors)
@@ -407,5 +397,16 @@ class Audited(SchemaExtension):
         )
         try:
             await services.audit.append(entry)
-        except Exception:  # the answer stands; the operator hears of the gap
+        except Exception:
             log.exception("request %s: not audited", context.request_id)
+            if not mutation:
+                # A read of other people's data that leaves no trace is not answered
+                # (fails closed). A write stands: it may be done at its province, and
+                # an error would read as "not done" (docs/security.md).
+                withheld = GatewayError("AUDIT_UNAVAILABLE", context.lang)
+                error = GraphQLError(
+                    str(withheld), original_error=withheld, extensions=withheld.extensions
+                )
+                if ctx.result is not None:  # in place: it is the object that is answered
+                    ctx.result.data = None
+                    ctx.result.errors = [error]

@@ -10,6 +10,7 @@ from gateway.audit import Entry
 from gateway.auth import ADMIN
 from gateway.certno import mask_cert_no
 from gateway.errors import GatewayError
+from gateway.marks import AUDITED
 from gateway.types import Info_
 
 
@@ -58,7 +59,8 @@ class AuditEntry:
 @strawberry.type
 class AuditQueries:
     @strawberry.field(
-        description="The audit log, newest first (ADMIN role): `before` a seq to page back."
+        description="The audit log, newest first (ADMIN role): `before` a seq to page back.",
+        metadata=AUDITED,
     )
     async def audit_log(
         self, info: Info_, first: int = 50, before: int | None = None

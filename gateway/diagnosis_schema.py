@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from gateway.diagnosis import Diagnosis, Reason
+from gateway.marks import AUDITED_AND_LIMITED
 from gateway.messages import reason_message
 from gateway.types import Info_, PersonRef
 
@@ -48,7 +49,8 @@ class MutualAidDiagnosis:
 class DiagnosisQueries:
     @strawberry.field(
         description="Would mutual aid pay for this relative from the caller's account today?"
-        " If not, why, and what to do."
+        " If not, why, and what to do.",
+        metadata=AUDITED_AND_LIMITED,
     )
     async def mutual_aid_diagnosis(self, info: Info_, relative_cert_no: str) -> MutualAidDiagnosis:
         caller = info.context.insured()

@@ -31,12 +31,13 @@ class GatewayError(Exception):
         self.extensions: dict[str, Any] = {"code": code, **extensions}
 
 
+# graphql-core reports a document over the token limit and one that does not parse as
+# the same exception (GraphQLSyntaxError); only its message tells them apart. Every
+# other refusal before execution is coded where it is made (`gateway.shape`,
+# `gateway.variables`), or is graphql-core's validation.
 _REQUEST_ERRORS = (  # the first marker found in the message names the error
     ("Document contains more than", "TOO_MANY_TOKENS"),
     ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
-    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
-    ("aliases found", "TOO_MANY_ALIASES"),
-    ("The query's cost", "QUERY_TOO_COSTLY"),
 )
 _SUGGESTION = re.compile(r" ?Did you mean .*\?$")
 

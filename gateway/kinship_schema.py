@@ -35,6 +35,7 @@ from gateway.kinship import (
     VoucherOutcome,
     password_ok,
 )
+from gateway.marks import AUDITED
 from gateway.messages import note_message
 from gateway.outcome import Outcome
 from gateway.types import (
@@ -363,7 +364,8 @@ async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | Refus
 @strawberry.type
 class KinshipQueries:
     @strawberry.field(
-        description="The codes issued of a member's e-voucher, newest first (adder or member)."
+        description="The codes issued of a member's e-voucher, newest first (adder or member).",
+        metadata=AUDITED,
     )
     async def kinship_usage(self, info: Info_, member_id: strawberry.ID) -> KinshipUsagePayload:
         caller = info.context.insured()
@@ -373,7 +375,9 @@ class KinshipQueries:
             errors=[UserError.of(r, info) for r in refusals],
         )
 
-    @strawberry.field(description="Requests waiting for review, oldest first (REVIEWER role).")
+    @strawberry.field(
+        description="Requests waiting for review, oldest first (REVIEWER role).", metadata=AUDITED
+    )
     async def kinship_review_queue(self, info: Info_) -> list[KinshipLinkType]:
         caller = info.context.signed_in()
         if REVIEWER not in caller.roles:

@@ -43,7 +43,7 @@ JSON = "application/json"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 # The status of a request that was not executed, when the client takes
 # application/graphql-response+json (GraphQL over HTTP); any other code is 400.
-_REQUEST_STATUS = {"RATE_LIMITED": 429, "INTERNAL_ERROR": 500}
+_REQUEST_STATUS = {"RATE_LIMITED": 429, "INTERNAL_ERROR": 500, "AUDIT_UNAVAILABLE": 503}
 
 
 def negotiate(accept: str | None) -> str | None:

@@ -225,6 +225,10 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "The provincial system gave an answer we could not read.",
     ),
     "INTERNAL_ERROR": ("系统繁忙,请稍后再试", "Something went wrong on our side."),
+    "AUDIT_UNAVAILABLE": (
+        "系统暂时无法记录本次查询,请稍后再试",
+        "This read cannot be recorded just now, so it is not answered: try again later.",
+    ),
     # refused at the HTTP edge, before any GraphQL ran
     "BAD_REQUEST": (
         "请求格式不正确:请以 JSON 对象发送 GraphQL 请求",

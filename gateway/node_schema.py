@@ -8,6 +8,7 @@ from gateway.auth import REVIEWER
 from gateway.ids import decode_id
 from gateway.kinship import LINK_KIND, LinkStatus
 from gateway.kinship_schema import KinshipLinkType, registry_id
+from gateway.marks import AUDITED
 from gateway.mutual_aid import BINDING_KIND
 from gateway.settlement import SETTLEMENT_KIND
 from gateway.settlement_schema import Settlement
@@ -19,7 +20,8 @@ class NodeQueries:
     @strawberry.field(
         description="A binding, kinship link or settlement by its id, if the caller takes part"
         " in it (a reviewer sees kinship requests too); null otherwise, as for an id that"
-        " names nothing."
+        " names nothing.",
+        metadata=AUDITED,
     )
     async def node(self, info: Info_, id: strawberry.ID) -> FamilyLink | None:
         caller = info.context.signed_in()

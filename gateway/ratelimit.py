@@ -1,4 +1,5 @@
-"""Rate limits on what costs or reveals most: every mutation, and the diagnosis.
+"""Rate limits on what costs or reveals most: every mutation, and the query fields
+marked limited where they are declared (`gateway.marks`: the diagnosis).
 
 Counted per subject (the token's ID number) and per client address, in moving
 windows (the `limits` library), in this process's memory: with several gateway
@@ -20,10 +21,8 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.config import RateLimits
 from gateway.errors import GatewayError
+from gateway.marks import watched
 from gateway.operation import chosen, top_fields
-
-# Queries limited like mutations: they answer questions about other people.
-LIMITED_QUERIES = frozenset({"mutualAidDiagnosis"})
 
 
 class RateLimiter:
@@ -55,11 +54,13 @@ class RateLimit(SchemaExtension):
         operation = chosen(ctx.graphql_document, ctx.operation_name)
         if operation is not None and ctx.graphql_document is not None:
             used = top_fields(operation, ctx.graphql_document, ctx.variables)
-            # every use counts: each mutation field, each diagnosis (aliases included)
+            # every use counts: each mutation field, each query field marked limited
+            # (`gateway.marks`), aliases included
             if operation.operation is OperationType.MUTATION:
                 hits = len(used)
             else:
-                hits = sum(name in LIMITED_QUERIES for name in used)
+                limited = watched(ctx.schema).limited
+                hits = sum(name in limited for name in used)
             if hits:
                 caller = getattr(context, "caller", None)
                 wait = await context.services.rate_limiter.retry_after(

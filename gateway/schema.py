@@ -26,6 +26,7 @@ from gateway.directory import Located
 from gateway.errors import ErrorBoundary
 from gateway.family_schema import FamilyMember, member_of
 from gateway.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
+from gateway.marks import AUDITED, Watched
 from gateway.metrics import Measured
 from gateway.mutual_aid import BindingOutcome, BindInput
 from gateway.node_schema import NodeQueries
@@ -113,11 +114,16 @@ class Me:
         balance = self.located.person.balance
         return None if balance is None else Account(balance=Money(balance))
 
-    @strawberry.field(description="The relatives I added to my e-voucher (亲情账户), newest first.")
+    @strawberry.field(
+        description="The relatives I added to my e-voucher (亲情账户), newest first.",
+        metadata=AUDITED,
+    )
     async def kinship_members(self, info: Info_) -> list[KinshipLinkType]:
         return await self._kinship(info, adder=True)
 
-    @strawberry.field(description="The people who added me to their e-voucher, newest first.")
+    @strawberry.field(
+        description="The people who added me to their e-voucher, newest first.", metadata=AUDITED
+    )
     async def added_me_as_member(self, info: Info_) -> list[KinshipLinkType]:
         return await self._kinship(info, adder=False)
 
@@ -133,7 +139,8 @@ class Me:
     @strawberry.field(
         description="支出明细: payments mutual aid made, newest first. As AUTHORIZER, what my"
         " account paid for relatives; as BENEFICIARY, what was paid for me and by whom."
-        " Dates are Beijing dates, both included; at most 100 a page."
+        " Dates are Beijing dates, both included; at most 100 a page.",
+        metadata=AUDITED,
     )
     async def spending_records(
         self,
@@ -151,7 +158,8 @@ class Me:
 
     @strawberry.field(
         description="授权记录: what happened to my mutual-aid bindings (created, confirmed,"
-        " declined, unbound), when and through which channel, newest first."
+        " declined, unbound), when and through which channel, newest first.",
+        metadata=AUDITED,
     )
     async def authorization_records(
         self,
@@ -168,7 +176,8 @@ class Me:
 
     @strawberry.field(
         description="The family screen: every relative once (the civil record's, and anyone"
-        " linked by either feature), with mutual aid and the kinship account side by side."
+        " linked by either feature), with mutual aid and the kinship account side by side.",
+        metadata=AUDITED,
     )
     async def family(self, info: Info_) -> list[FamilyMember]:
         me = self.located.person.cert_no
@@ -177,7 +186,7 @@ class Me:
         facts = await (started or family.facts(me, self.located.adapter, info.context.links(me)))
         return [member_of(m, me, info) for m in family.screen(self.located, facts)]
 
-    @strawberry.field
+    @strawberry.field(metadata=AUDITED)
     async def mutual_aid_bindings(self, info: Info_) -> MutualAidBindings:
         me = self.located.person.cert_no
         started = self.ahead.take("bindings")
@@ -334,6 +343,7 @@ class _Schema(strawberry.Schema):
             config=StrawberryConfig(scalar_map={Money: _MONEY}),
         )
         self.validated = validated
+        self.watched = Watched.of(self)  # the fields audited and limited, as declared
 
     @property
     def graphql_schema(self) -> GraphQLSchema:
