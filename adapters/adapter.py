@@ -22,11 +22,11 @@ from adapters.faults import (
     UpstreamUnavailable,
 )
 from adapters.guard import Guard
+from adapters.payer import bound_authorizers, choose_payer
 from adapters.policy import Policy, china_date, policy_in_force
 from adapters.transport import MAX_ANSWER_BYTES, AdapterSettings, exchange
 from adapters.vocabulary import (
     Binding,
-    BindingStatus,
     BindRequest,
     CivilRelative,
     Party,
@@ -198,37 +198,26 @@ class ProvinceAdapter(abc.ABC):
     async def funded_authorizer(
         self, beneficiary: str, *, owed: Decimal | None = None
     ) -> Party | None:
-        """Who pays for ``beneficiary`` by mutual aid under the national rule: of the
-        authorizers actively bound to them, the one with the largest balance above zero
-        (the earliest binding on a tie); None if nobody. With ``owed`` (a self-pay part),
-        also None when the beneficiary's own account covers it. Two reads at most.
+        """Who pays for ``beneficiary`` by mutual aid under the national rule
+        (`adapters.payer.choose_payer`): of the authorizers actively bound to them, the
+        one with the largest balance above zero (the earliest binding on a tie); None if
+        nobody. With ``owed`` (a self-pay part), also None when the beneficiary's own
+        account covers it, or the province does not know them. Two reads at most.
 
         For adapters whose province must be told who pays, and for the gateway's answers.
         """
-        bound = sorted(
-            (
-                b
-                for b in await self.bindings_of([beneficiary])
-                if b.status is BindingStatus.ACTIVE and b.beneficiary.cert_no == beneficiary
-            ),
-            key=lambda b: b.created_at,  # stable: listing order among equals
-        )
-        authorizers = {b.authorizer.cert_no: b.authorizer for b in bound}
+        authorizers = bound_authorizers(await self.bindings_of([beneficiary]), beneficiary)
         if not authorizers:
             return None
-        asked = [*([beneficiary] if owed is not None else []), *authorizers]
+        asked = [*([beneficiary] if owed is not None else []), *(p.cert_no for p in authorizers)]
         found = await self.find_persons(asked)
-        if owed is not None:
-            own = found.get(beneficiary)
-            if own is None or (own.balance or Decimal(0)) >= owed:
-                return None  # unknown (the province refuses the bill) or covered
-        best: tuple[Decimal, Party] | None = None
-        for cert_no, party in authorizers.items():
-            person = found.get(cert_no)
-            money = person.balance if person is not None else None
-            if money is not None and money > 0 and (best is None or money > best[0]):
-                best = (money, party)
-        return None if best is None else best[1]
+        own = found.get(beneficiary)
+        if owed is not None and own is None:
+            return None  # unknown to the province: it refuses the bill
+        candidates = [
+            (p, found[p.cert_no].balance if p.cert_no in found else None) for p in authorizers
+        ]
+        return choose_payer(owed, None if own is None else own.balance, candidates)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -3,7 +3,8 @@
 Relatives are everyone the caller's civil record relates them to and anyone
 linked to them by mutual aid or a kinship account. For each: who they are,
 where they are insured, and for each feature both directions with a verdict
-judged by the same rules as binding and the diagnosis (`mutual_aid.judge`).
+judged by the same rules as binding and the diagnosis (`mutual_aid.judge`), adding
+a kinship member (`kinship.judge_kinship`) and who pays (`adapters.payer`).
 
 One screen asks each province at most once per kind of fact, however large
 the family: the caller's civil record (one `relatives`), the relatives' insurance (one
@@ -17,7 +18,8 @@ import asyncio
 import datetime as dt
 import enum
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from adapters.base import (
     Binding,
@@ -29,10 +31,19 @@ from adapters.base import (
     Relation,
     UpstreamError,
 )
+from adapters.payer import bound_authorizers, choose_payer
 from gateway.beijing import china_date
 from gateway.diagnosis import Reason, reason_for
 from gateway.directory import Directory, Located
-from gateway.kinship import Kinship, KinshipLink, LinkStatus, age_on
+from gateway.kinship import (
+    Kinship,
+    KinshipLink,
+    LinkStatus,
+    Taken,
+    age_on,
+    documents_needed,
+    judge_kinship,
+)
 from gateway.mutual_aid import judge
 from gateway.provinces import Provinces
 
@@ -131,6 +142,9 @@ class Facts:
     theirs: dict[str, list[Binding]]
     failed: dict[str, UpstreamError]
     adders: dict[str, int]
+    # whoever else is actively bound to a relative the caller is bound to, off the
+    # screen: their balance says who pays for that relative
+    co_authorizers: dict[str, Located] = field(default_factory=dict)
 
 
 class Family:
@@ -211,12 +225,25 @@ class Family:
             for party in (binding.authorizer, binding.beneficiary)
             if party.cert_no != caller and party.cert_no not in names
         }
-        if extra:
+        # whoever else is bound to a relative the caller is bound to: the largest balance
+        # pays (`adapters.payer`), so where they are insured too, in the same round
+        others = {
+            party.cert_no
+            for binding, _ in held
+            if binding.status is BindingStatus.ACTIVE and binding.authorizer.cert_no == caller
+            for party in bound_authorizers(
+                theirs.get(binding.beneficiary.cert_no, ()), binding.beneficiary.cert_no
+            )
+            if party.cert_no != caller and party.cert_no not in names and party.cert_no not in extra
+        }
+        co_authorizers: dict[str, Located] = {}
+        if extra or others:
             for cert_no, (name, related) in extra.items():
                 names[cert_no], relation[cert_no] = name, related
-            more_located, more_unlocated = await self._directory.locate_all(extra)
-            located.update(more_located)
-            unlocated.update(more_unlocated)
+            more_located, more_unlocated = await self._directory.locate_all([*extra, *others])
+            for cert_no, where in more_located.items():
+                (located if cert_no in extra else co_authorizers)[cert_no] = where
+            unlocated.update((c, e) for c, e in more_unlocated.items() if c in extra)
         return Facts(
             civil=civil,
             links=links,
@@ -228,6 +255,7 @@ class Family:
             theirs=theirs,
             failed=failed,
             adders=await self._kinship.live_adders(list(names)),
+            co_authorizers=co_authorizers,
         )
 
     async def bindings_of_caller(
@@ -283,14 +311,15 @@ class Family:
                         relation[cert_no] if cert_no in on_record else None,
                         i_authorize,
                         [*theirs.get(caller, []), *theirs.get(cert_no, [])],
+                        _payer(me, cert_no, facts),
                     ),
                     kinship=self._kinship_verdict(
+                        me,
                         where,
                         relation[cert_no] if cert_no in on_record else None,
                         i_added,
-                        my_links,
-                        adders.get(cert_no, 0),
-                        age,
+                        Taken(members=my_links, adders=adders.get(cert_no, 0)),
+                        today,
                     ),
                     unlocated=unlocated.get(cert_no),
                     bindings_failed=bindings_failed,
@@ -337,6 +366,7 @@ class Family:
         civil: Relation | None,
         mine: tuple[Binding, ProvinceAdapter] | None,
         bindings: Sequence[Binding],
+        payer: Party | None,
     ) -> MutualAidVerdict:
         empty = me.person.is_employee and (me.person.balance or 0) <= 0
         if mine is not None and mine[0].status is BindingStatus.ACTIVE:
@@ -347,7 +377,11 @@ class Family:
                 return MutualAidVerdict(
                     MutualAidState.BOUND, Reason.RELATIVE_INSURANCE_NOT_IN_FORCE
                 )
-            return MutualAidVerdict(MutualAidState.BOUND, Reason.BALANCE_ZERO if empty else None)
+            if empty:
+                return MutualAidVerdict(MutualAidState.BOUND, Reason.BALANCE_ZERO)
+            if them is not None and payer is not None and payer.cert_no != me.person.cert_no:
+                return MutualAidVerdict(MutualAidState.BOUND, Reason.ANOTHER_AUTHORIZER_PAYS)
+            return MutualAidVerdict(MutualAidState.BOUND)
         if mine is not None and mine[0].status is BindingStatus.PENDING_CONFIRMATION:
             return MutualAidVerdict(
                 MutualAidState.PENDING_CONFIRMATION, Reason.SPOUSE_NOT_CONFIRMED
@@ -363,28 +397,44 @@ class Family:
 
     def _kinship_verdict(
         self,
+        me: Located,
         them: Located | None,
         civil: Relation | None,
         mine: KinshipLink | None,
-        my_links: int,
-        their_adders: int,
-        age: int | None,
+        taken: Taken,
+        today: dt.date,
     ) -> KinshipVerdict:
+        """Whether the caller could add them, by the rules `Kinship.add` judges with
+        (the relation as the civil record states it: none, when off the record)."""
         policy = self._kinship.policy
         if mine is not None and mine.status.is_live:
             return KinshipVerdict(_KINSHIP_STATES[mine.status])
-        not_possible = KinshipState.NOT_POSSIBLE
         if them is None:
-            return KinshipVerdict(not_possible, RefusalCode.PERSON_NOT_FOUND)
-        if civil is not None and civil not in policy.allowed_relations:
-            return KinshipVerdict(not_possible, RefusalCode.RELATION_NOT_ALLOWED)
-        if my_links >= policy.max_members:
-            return KinshipVerdict(not_possible, RefusalCode.KINSHIP_ADDER_LIMIT_REACHED)
-        if their_adders >= policy.max_adders:
-            return KinshipVerdict(not_possible, RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED)
+            return KinshipVerdict(KinshipState.NOT_POSSIBLE, RefusalCode.PERSON_NOT_FOUND)
+        refused = judge_kinship(
+            me, them, civil, civil=civil, taken=taken, policy=policy, today=today
+        )
+        if refused is not None:
+            return KinshipVerdict(KinshipState.NOT_POSSIBLE, refused)
         # off the civil record, only a document (and a reviewer) can show the relation
-        needs = civil is None or age is None or age <= policy.review_age
+        needs = documents_needed(
+            them.person.cert_no, verified=civil is not None, policy=policy, today=today
+        )
         return KinshipVerdict(KinshipState.CAN_ADD, documents_needed=needs)
+
+
+def _payer(me: Located, relative: str, facts: Facts) -> Party | None:
+    """Who pays for ``relative`` by mutual aid (`adapters.payer`): of the authorizers
+    actively bound to them, the largest balance the screen knows of."""
+
+    def balance(cert_no: str) -> Decimal | None:
+        if cert_no == me.person.cert_no:
+            return me.person.balance
+        where = facts.located.get(cert_no) or facts.co_authorizers.get(cert_no)
+        return None if where is None else where.person.balance
+
+    authorizers = bound_authorizers(facts.theirs.get(relative, ()), relative)
+    return choose_payer(None, None, [(p, balance(p.cert_no)) for p in authorizers])
 
 
 def _merge(into: Bindings, more: Bindings) -> None:

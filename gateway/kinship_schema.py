@@ -241,11 +241,16 @@ class KinshipVoucher:
         description="The member is insured elsewhere: register (异地就医备案) first."
     )
     self_pay_from_mutual_aid: bool = strawberry.field(
-        description="The adder has an active mutual-aid binding on the member and a balance:"
-        " the self-pay part can be paid from the adder's personal account (at settlement,"
-        " the bound authorizer with the largest balance pays)."
+        description="Mutual aid pays the member's self-pay part (what their own account"
+        " cannot): someone, the adder or another, has an active mutual-aid binding on the"
+        " member and a balance."
     )
-    mutual_aid_payer: PersonRef | None
+    mutual_aid_payer: PersonRef | None = strawberry.field(
+        description="Whose personal account pays it, by the national rule: of the authorizers"
+        " actively bound to the member, the one with the largest balance (the earliest"
+        " binding on a tie); not necessarily the adder. The notes say whether the adder's"
+        " own mutual aid would pay."
+    )
     notes: list[Note]
 
 

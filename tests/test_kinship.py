@@ -17,7 +17,7 @@ import jwt
 import pytest
 from starlette.applications import Starlette
 
-from gateway.auth import REVIEWER, mint_token
+from gateway.auth import INSTITUTION, REVIEWER, Institution, mint_token
 from gateway.certno import check_character
 from gateway.config import KinshipPolicy, Settings
 from gateway.ids import decode_id, encode_id
@@ -785,14 +785,72 @@ async def test_mutual_aid_pays_the_self_pay_part_when_also_bound(gql: GraphQL) -
     assert [n["code"] for n in shown["notes"]] == ["MUTUAL_AID_PAYS_SELF_PAY"]
 
 
-async def test_a_mutual_aid_binding_of_someone_else_does_not_pay(gql: GraphQL) -> None:
+async def test_a_mutual_aid_binding_of_someone_else_pays_but_not_from_the_adders_account(
+    gql: GraphQL,
+) -> None:
+    """The national rule: whoever is bound to the member with a balance pays, whoever
+    shows the code; the adder's own account pays only through a binding of theirs."""
     # 李秀英 binds 王浩 for mutual aid; 王建国 only has the kinship link
     bound = await bind_for_mutual_aid(gql, "hb_li_xiuying", "hb_wang_hao")
     assert bound["binding"]["status"] == "ACTIVE"
     link = await active(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
     shown = (await voucher(gql, "hb_wang_jianguo", link["id"]))["voucher"]
-    assert shown["selfPayFromMutualAid"] is False
-    assert shown["mutualAidPayer"] is None
+    assert shown["selfPayFromMutualAid"] is True
+    assert shown["mutualAidPayer"] == masked("hb_li_xiuying")  # his wife: 1200.00
+    assert [n["code"] for n in shown["notes"]] == ["KINSHIP_IS_NOT_MUTUAL_AID"]
+
+
+async def test_the_voucher_names_the_bound_authorizer_with_the_largest_balance(
+    gql: GraphQL,
+) -> None:
+    # both parents bind 王浩: 王建国 has 3200.00, 李秀英 1200.00
+    for parent in ("hb_wang_jianguo", "hb_li_xiuying"):
+        assert (await bind_for_mutual_aid(gql, parent, "hb_wang_hao"))["errors"] == []
+    hers = await active(gql, "hb_li_xiuying", "hb_wang_hao", "CHILD")
+    shown = (await voucher(gql, "hb_li_xiuying", hers["id"]))["voucher"]
+    assert shown["selfPayFromMutualAid"] is True
+    assert shown["mutualAidPayer"] == masked("hb_wang_jianguo")  # not the adder
+    # her own binding and balance: her account would pay, were it the largest
+    assert [n["code"] for n in shown["notes"]] == ["MUTUAL_AID_PAYS_SELF_PAY"]
+
+    his = await consented(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
+    linked(await activate(gql, "hb_wang_jianguo", his["id"]), "ACTIVE")
+    shown = (await voucher(gql, "hb_wang_jianguo", his["id"]))["voucher"]
+    assert shown["mutualAidPayer"] == full("hb_wang_jianguo")
+
+
+async def test_an_emptied_adder_bound_beside_a_funded_authorizer_is_told_so(
+    gql: GraphQL,
+) -> None:
+    # 李秀英 alone binds 王浩, and a bill empties her account (1200.00 of 1300.00)
+    assert (await bind_for_mutual_aid(gql, "hb_li_xiuying", "hb_wang_hao"))["errors"] == []
+    cashier = mint_token(
+        "11010119900101001" + check_character("11010119900101001"),
+        gql.auth,
+        roles=frozenset({INSTITUTION}),
+        institution=Institution("H13010001", "HOSPITAL"),
+    )
+    settled = await gql(
+        "mutation($i: SettleInput!) { settle(input: $i) { settlement { mutualAidPaid } } }",
+        {
+            "i": {
+                "patientCertNo": person("hb_wang_hao")["certNo"],
+                "medicalType": "OUTPATIENT",
+                "totalAmount": "1300.00",
+                "fundPaid": "0.00",
+                "idempotencyKey": "empty-her-account",
+            }
+        },
+        token=cashier,
+    )
+    assert settled["data"]["settle"]["settlement"] == {"mutualAidPaid": "1200.00"}, settled
+    # then 王建国 binds him too: his account pays now, not hers
+    assert (await bind_for_mutual_aid(gql, "hb_wang_jianguo", "hb_wang_hao"))["errors"] == []
+    link = await active(gql, "hb_li_xiuying", "hb_wang_hao", "CHILD")
+    shown = (await voucher(gql, "hb_li_xiuying", link["id"]))["voucher"]
+    assert shown["selfPayFromMutualAid"] is True
+    assert shown["mutualAidPayer"] == masked("hb_wang_jianguo")
+    assert [n["code"] for n in shown["notes"]] == ["MUTUAL_AID_NO_BALANCE"]
 
 
 async def test_usage_lists_each_voucher_newest_first_for_the_two_sides(gql: GraphQL) -> None:
