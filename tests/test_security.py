@@ -357,7 +357,11 @@ async def test_queries_travel_by_post_only(gql: GraphQL) -> None:
     response = await gql.client.get(
         "/graphql", params={"query": "{ provinces { code } }"}, headers={"Accept": "*/*"}
     )
-    assert response.status_code >= 400
+    # a client error, coded like every refusal of a request (a 500 would be a bug)
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_REQUEST"]
 
 
 async def test_uploads_need_a_token_that_verifies(gql: GraphQL) -> None:
