@@ -63,6 +63,7 @@ from gateway.kinship import LINK_KIND, age_on
 from gateway.messages import reason_message, refusal_message, state_message
 from gateway.mutual_aid import BINDING_KIND, judge
 from gateway.provinces import adapter_classes
+from gateway.refusals import GatewayCode
 
 REGISTRY = "gateway"  # the "province" part of a kinship link's global id
 LIVE_LINKS = ("PENDING_CONSENT", "PENDING_REVIEW", "APPROVED", "ACTIVE")
@@ -507,9 +508,9 @@ class Dashboard:
         if civil is not None and civil not in policy.allowed_relations:
             return KinshipState.NOT_POSSIBLE, RefusalCode.RELATION_NOT_ALLOWED, False
         if my_links >= policy.max_members:
-            return KinshipState.NOT_POSSIBLE, RefusalCode.KINSHIP_ADDER_LIMIT_REACHED, False
+            return KinshipState.NOT_POSSIBLE, GatewayCode.KINSHIP_ADDER_LIMIT_REACHED, False
         if their_adders >= policy.max_adders:
-            return KinshipState.NOT_POSSIBLE, RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED, False
+            return KinshipState.NOT_POSSIBLE, GatewayCode.KINSHIP_MEMBER_LIMIT_REACHED, False
         needs = civil is None or age is None or age <= policy.review_age
         return KinshipState.CAN_ADD, None, needs
 

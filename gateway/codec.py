@@ -2,7 +2,7 @@
 of an outcome (the outbox's answers, replayed local writes).
 
 Handles what the vocabulary is made of: nested dataclasses, enums, `Decimal`
-money, datetimes, optional values, sequences (decoded as tuples) and province
+money, datetimes, optional values, a union of enums, sequences (decoded as tuples) and province
 adapters (kept by their code; decoding needs the provinces to find them again).
 """
 
@@ -63,8 +63,10 @@ def _decode(hint: Any, value: Any, provinces: Mapping[str, ProvinceAdapter] | No
         return None
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _decode(inner, value, provinces)
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) > 1:  # enums that share no value (a refusal's code): the one it is in
+            return _one_of(inner, value)
+        return _decode(inner[0], value, provinces)
     if origin in (tuple, list, collections.abc.Sequence):
         (inner, *_) = typing.get_args(hint)
         return tuple(_decode(inner, v, provinces) for v in value)
@@ -81,3 +83,14 @@ def _decode(hint: Any, value: Any, provinces: Mapping[str, ProvinceAdapter] | No
     if hint is dt.datetime:
         return dt.datetime.fromisoformat(value)
     return value
+
+
+def _one_of(enums: list[Any], value: Any) -> enum.Enum:
+    for hint in enums:
+        if not (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+            raise TypeError(f"cannot decode a union of {enums}")
+        try:
+            return hint(value)
+        except ValueError:
+            continue
+    raise ValueError(f"{value!r} is none of {[e.__name__ for e in enums]}")

@@ -14,12 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from adapters.base import BindingStatus, Party, RefusalCode, Relation
+from adapters.base import (
+    BindingStatus,
+    Party,
+    RefusalCode,
+    Relation,
+)
 from gateway.certno import is_valid, normalize
 from gateway.directory import Directory, Located
 from gateway.kinship import Kinship
 from gateway.mutual_aid import BindInput, MutualAid
 from gateway.outcome import Outcome
+from gateway.refusals import Code
 
 
 class Reason(enum.Enum):
@@ -42,7 +48,7 @@ class Reason(enum.Enum):
 
 
 # What a refusal of the binding checks means as a reason.
-_FROM_REFUSAL = {
+_FROM_REFUSAL: dict[Code, Reason] = {
     RefusalCode.CROSS_AREA_NOT_ALLOWED: Reason.CROSS_AREA_NOT_ALLOWED,
     RefusalCode.CROSS_PROVINCE_NOT_ALLOWED: Reason.CROSS_PROVINCE_NOT_ALLOWED,
     RefusalCode.RELATION_NOT_ALLOWED: Reason.RELATION_NOT_ALLOWED,
@@ -54,7 +60,7 @@ _FROM_REFUSAL = {
 }
 
 
-def reason_for(code: RefusalCode) -> Reason:
+def reason_for(code: Code) -> Reason:
     """What a refusal of the binding rules means to someone asking why."""
     return _FROM_REFUSAL.get(code, Reason.NOT_BOUND)
 

@@ -10,7 +10,8 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
-from adapters.base import RefusalCode, Relation
+from adapters.base import Relation
+from gateway.refusals import Code, GatewayCode
 
 _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -51,10 +52,10 @@ def sniff(content: bytes) -> str | None:
     return None
 
 
-def check(content: bytes, *, max_bytes: int) -> str | RefusalCode:
+def check(content: bytes, *, max_bytes: int) -> str | Code:
     """The content's media type, or why it is refused."""
     if not content:
-        return RefusalCode.DOCUMENT_EMPTY
+        return GatewayCode.DOCUMENT_EMPTY
     if len(content) > max_bytes:
-        return RefusalCode.DOCUMENT_TOO_LARGE
-    return sniff(content) or RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED
+        return GatewayCode.DOCUMENT_TOO_LARGE
+    return sniff(content) or GatewayCode.DOCUMENT_TYPE_NOT_ALLOWED

@@ -46,6 +46,7 @@ from gateway.kinship import (
 )
 from gateway.mutual_aid import judge
 from gateway.provinces import Provinces
+from gateway.refusals import Code
 
 
 class AgeBand(enum.Enum):
@@ -94,7 +95,7 @@ class MutualAidVerdict:
 @dataclass(frozen=True, slots=True)
 class KinshipVerdict:
     state: KinshipState
-    reason: RefusalCode | None = None
+    reason: Code | None = None
     documents_needed: bool = False
 
 

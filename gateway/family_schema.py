@@ -18,6 +18,7 @@ from gateway.types import (
     PersonRef,
     Province,
     Relation,
+    error_code,
 )
 
 AgeBandType = strawberry.enum(AgeBand, name="AgeBand")
@@ -159,7 +160,7 @@ def member_of(member: Member, caller: str, info: Info_) -> FamilyMember:
             else KinshipLinkType.of(member.added_me, caller, policy),
             verdict=KinshipVerdict(
                 state=kin.state,
-                reason=kin.reason,
+                reason=None if kin.reason is None else error_code(kin.reason),
                 documents_needed=kin.documents_needed,
                 message=kin_message,
             ),

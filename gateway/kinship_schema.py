@@ -14,7 +14,7 @@ import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from adapters.base import Party, RefusalCode
+from adapters.base import Party
 from gateway import documents
 from gateway.audit import NOTHING_TOLD, Told
 from gateway.auth import REVIEWER
@@ -38,6 +38,7 @@ from gateway.kinship import (
 from gateway.marks import AUDITED
 from gateway.messages import note_message
 from gateway.outcome import Outcome
+from gateway.refusals import Code, GatewayCode
 from gateway.types import (
     IDEMPOTENCY_KEY,
     Area,
@@ -349,13 +350,13 @@ class AddKinshipMemberInput:
     idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_KEY)
 
 
-async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | RefusalCode:
+async def _read(given: KinshipDocumentInput, max_bytes: int) -> Document | Code:
     upload: Any = given.file
     if not isinstance(upload, UploadFile):  # a value in the JSON, not a file in the form
-        return RefusalCode.DOCUMENT_REQUIRED
+        return GatewayCode.DOCUMENT_REQUIRED
     content: bytes = await upload.read(max_bytes + 1)
     checked = documents.check(content, max_bytes=max_bytes)
-    if isinstance(checked, RefusalCode):
+    if isinstance(checked, Code):
         return checked
     return Document(
         kind=given.kind,
@@ -424,7 +425,7 @@ class KinshipMutations:
         read = []
         for given in input.documents[: kinship.policy.max_documents + 1]:
             document = await _read(given, kinship.policy.max_document_bytes)
-            if isinstance(document, RefusalCode):
+            if isinstance(document, Code):
                 return KinshipPayload.of(LinkOutcome.refused(document, "documents"), info)
             read.append(document)
         added = AddInput(
@@ -509,7 +510,7 @@ class KinshipMutations:
         if key_ok(key) and not password_ok(payment_password):
             # judged by the input alone, before the key keeps anything: a corrected
             # password may follow under the same key
-            refused = LinkOutcome.refused(RefusalCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
+            refused = LinkOutcome.refused(GatewayCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
             return KinshipPayload.of(refused.under(key), info)
         outcome = await _once(
             info,

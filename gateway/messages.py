@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from adapters.base import RefusalCode
 from gateway.headers import weighted
+from gateway.refusals import Code, GatewayCode
 
 Language = str  # "zh" or "en"
 
-_REFUSALS: dict[RefusalCode, tuple[str, str]] = {
+_REFUSALS: dict[Code, tuple[str, str]] = {
     RefusalCode.INVALID_CERT_NO: (
         "身份证号码格式不正确",
         "The ID number is not valid.",
@@ -36,7 +37,7 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "亲属关系与户籍记录不符",
         "The relation does not match the civil record.",
     ),
-    RefusalCode.SELF_BINDING_NOT_ALLOWED: (
+    GatewayCode.SELF_BINDING_NOT_ALLOWED: (
         "不能为自己绑定家庭共济",
         "You cannot bind yourself for mutual aid.",
     ),
@@ -72,61 +73,61 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "无权进行此操作",
         "You may not do this.",
     ),
-    RefusalCode.KINSHIP_SELF_NOT_ALLOWED: (
+    GatewayCode.KINSHIP_SELF_NOT_ALLOWED: (
         "不能将本人添加为亲情账户成员",
         "You cannot add yourself as a kinship member.",
     ),
-    RefusalCode.KINSHIP_ALREADY_ADDED: (
+    GatewayCode.KINSHIP_ALREADY_ADDED: (
         "已添加该亲属,或添加申请正在处理中",
         "You have already added this relative, or the request is in progress.",
     ),
-    RefusalCode.KINSHIP_ADDER_LIMIT_REACHED: (
+    GatewayCode.KINSHIP_ADDER_LIMIT_REACHED: (
         "您添加的亲情账户成员已达上限(5人,含各渠道及审核中的申请)",
         "You have added as many kinship members as allowed (5, across all channels,"
         " pending requests included).",
     ),
-    RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED: (
+    GatewayCode.KINSHIP_MEMBER_LIMIT_REACHED: (
         "该亲属已被2人添加为亲情账户成员,不能再被添加",
         "This relative has already been added by 2 people, the most allowed.",
     ),
-    RefusalCode.DOCUMENT_REQUIRED: (
+    GatewayCode.DOCUMENT_REQUIRED: (
         "请上传出生医学证明或户口簿",
         "Please upload a birth certificate or the household register.",
     ),
-    RefusalCode.DOCUMENT_EMPTY: (
+    GatewayCode.DOCUMENT_EMPTY: (
         "上传的文件是空的",
         "The uploaded file is empty.",
     ),
-    RefusalCode.DOCUMENT_TOO_LARGE: (
+    GatewayCode.DOCUMENT_TOO_LARGE: (
         "上传的文件过大",
         "The uploaded file is too large.",
     ),
-    RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED: (
+    GatewayCode.DOCUMENT_TYPE_NOT_ALLOWED: (
         "仅支持 JPEG、PNG 或 PDF 文件",
         "Only JPEG, PNG or PDF files are accepted.",
     ),
-    RefusalCode.TOO_MANY_DOCUMENTS: (
+    GatewayCode.TOO_MANY_DOCUMENTS: (
         "上传的文件过多",
         "Too many files were uploaded.",
     ),
-    RefusalCode.REASON_REQUIRED: (
+    GatewayCode.REASON_REQUIRED: (
         "驳回时请填写原因",
         "Please give a reason for the rejection.",
     ),
-    RefusalCode.INVALID_KINSHIP_STATE: (
+    GatewayCode.INVALID_KINSHIP_STATE: (
         "该亲情账户当前状态不允许此操作",
         "The kinship link's current status does not allow this.",
     ),
-    RefusalCode.INVALID_PAYMENT_PASSWORD: (
+    GatewayCode.INVALID_PAYMENT_PASSWORD: (
         "支付密码须为6位数字,且不能是相同或连续的数字",
         "The payment password must be 6 digits, not all the same or in sequence.",
     ),
-    RefusalCode.MEMBER_INSURANCE_NOT_EFFECTIVE: (
+    GatewayCode.MEMBER_INSURANCE_NOT_EFFECTIVE: (
         "该亲属的医保尚未生效(或已暂停),暂不能激活电子凭证",
         "The relative's insurance is not in force yet (or is paused): the e-voucher"
         " cannot be activated.",
     ),
-    RefusalCode.INVALID_AREA_CODE: (
+    GatewayCode.INVALID_AREA_CODE: (
         "就医地区划代码应为6位数字",
         "The treatment area must be a 6-digit area code.",
     ),
@@ -138,19 +139,19 @@ _REFUSALS: dict[RefusalCode, tuple[str, str]] = {
         "医疗费用总额应大于零",
         "The total must be greater than zero.",
     ),
-    RefusalCode.AMOUNT_TOO_LARGE: (
+    GatewayCode.AMOUNT_TOO_LARGE: (
         "医疗费用总额超出可结算范围",
         "The total is larger than any bill the platform settles.",
     ),
-    RefusalCode.AMOUNT_NEGATIVE: (
+    GatewayCode.AMOUNT_NEGATIVE: (
         "基金支付金额不能为负数",
         "The amount the fund paid cannot be negative.",
     ),
-    RefusalCode.FUND_PAID_EXCEEDS_TOTAL: (
+    GatewayCode.FUND_PAID_EXCEEDS_TOTAL: (
         "基金支付金额不能大于医疗费用总额",
         "The fund cannot pay more than the total.",
     ),
-    RefusalCode.INVALID_IDEMPOTENCY_KEY: (
+    GatewayCode.INVALID_IDEMPOTENCY_KEY: (
         "请求唯一标识应为1至64位可见字符,不含空格",
         "The idempotency key must be 1 to 64 visible characters without spaces.",
     ),
@@ -250,7 +251,11 @@ _FAULTS: dict[str, tuple[str, str]] = {
 }
 
 
-def refusal_message(code: RefusalCode, lang: Language) -> str:
+# Every refusal code, the provinces' and the gateway's: the graph's `ErrorCode`.
+REFUSAL_CODES: tuple[Code, ...] = tuple(_REFUSALS)
+
+
+def refusal_message(code: Code, lang: Language) -> str:
     zh, en = _REFUSALS[code]
     return en if lang == "en" else zh
 

@@ -18,7 +18,6 @@ from adapters.base import (
     BindingStatus,
     BindRequest,
     ProvinceAdapter,
-    Refusal,
     RefusalCode,
     Relation,
 )
@@ -29,14 +28,15 @@ from gateway.ids import decode_id
 from gateway.outbox import Operation, Write
 from gateway.outcome import Outcome
 from gateway.provinces import Provinces
+from gateway.refusals import Code, GatewayCode, Refused
 from gateway.writes import Writes
 
 BINDING_KIND = "MutualAidBinding"
 
 # The input of `bindMutualAid` each refusal points at (none: the caller's own state).
-_BIND_FIELDS: dict[RefusalCode, str] = {
+_BIND_FIELDS: dict[Code, str] = {
     RefusalCode.INVALID_CERT_NO: "beneficiaryCertNo",
-    RefusalCode.SELF_BINDING_NOT_ALLOWED: "beneficiaryCertNo",
+    GatewayCode.SELF_BINDING_NOT_ALLOWED: "beneficiaryCertNo",
     RefusalCode.PERSON_NOT_FOUND: "beneficiaryCertNo",
     RefusalCode.PERSON_INFO_MISMATCH: "beneficiaryName",
     RefusalCode.BENEFICIARY_NOT_INSURED: "beneficiaryCertNo",
@@ -78,7 +78,7 @@ def judge(
     civil: Relation | EllipsisType | None = ...,
     bindings: Sequence[Binding] | None = None,
     commitment_signed: bool = True,
-) -> RefusalCode | None:
+) -> Code | None:
     """The first of the gateway's binding rules that ``auth`` binding ``bene`` breaks.
 
     Pure: it asks nothing. ``civil`` is the relation the civil record states (None:
@@ -119,12 +119,12 @@ def judge(
     return None
 
 
-def _refused(code: RefusalCode) -> BindingOutcome:
+def _refused(code: Code) -> BindingOutcome:
     """A refusal of `bindMutualAid`, pointing at the input it concerns."""
     return BindingOutcome.refused(code, _BIND_FIELDS.get(code))
 
 
-def _on_binding(code: RefusalCode) -> str:
+def _on_binding(code: Code) -> str:
     """Where a refusal of acting on a binding points: the binding."""
     return "bindingId"
 
@@ -168,7 +168,7 @@ class MutualAid:
             channel,
         )
 
-        async def check() -> str | Refusal:
+        async def check() -> str | Refused:
             checked = await self.check(authorizer, given)
             return checked.errors[0] if isinstance(checked, Outcome) else checked.adapter.code
 
@@ -188,7 +188,7 @@ class MutualAid:
         if not is_valid(beneficiary):
             return _refused(RefusalCode.INVALID_CERT_NO)
         if beneficiary == authorizer:
-            return _refused(RefusalCode.SELF_BINDING_NOT_ALLOWED)
+            return _refused(GatewayCode.SELF_BINDING_NOT_ALLOWED)
         people = await self._directory.locate([authorizer, beneficiary])
         if authorizer not in people:
             return BindingOutcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
@@ -238,7 +238,7 @@ class MutualAid:
         channel: Channel | None = None,
         key: str | None = None,
     ) -> BindingOutcome:
-        def allowed(binding: Binding) -> RefusalCode | None:
+        def allowed(binding: Binding) -> Code | None:
             if binding.beneficiary.cert_no != actor:
                 return RefusalCode.FORBIDDEN
             if binding.status is not BindingStatus.PENDING_CONFIRMATION:
@@ -257,7 +257,7 @@ class MutualAid:
         channel: Channel | None = None,
         key: str | None = None,
     ) -> BindingOutcome:
-        def allowed(binding: Binding) -> RefusalCode | None:
+        def allowed(binding: Binding) -> Code | None:
             if binding.authorizer.cert_no != actor:
                 return RefusalCode.FORBIDDEN
             if not binding.status.is_live:
@@ -272,7 +272,7 @@ class MutualAid:
         actor: str,
         binding_id: str,
         extra: dict[str, bool],
-        allowed: Callable[[Binding], RefusalCode | None],
+        allowed: Callable[[Binding], Code | None],
         channel: Channel | None,
         key: str | None,
     ) -> BindingOutcome:
@@ -285,10 +285,10 @@ class MutualAid:
             operation, province, {"binding_id": upstream_id, "actor": actor, **extra}, channel
         )
 
-        async def check() -> str | Refusal:
+        async def check() -> str | Refused:
             found = await self.find(actor, binding_id) if known else None
             refused = RefusalCode.FORBIDDEN if found is None else allowed(found[0])
-            return province if refused is None else Refusal(refused, "bindingId")
+            return province if refused is None else Refused(refused, "bindingId")
 
         return await self._writes.send(actor, key, asked, check, _on_binding, Binding)
 

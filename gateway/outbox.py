@@ -70,11 +70,14 @@ from gateway.codec import decode, encode
 from gateway.keys import KeyReused, fingerprint
 from gateway.provinces import Provinces
 from gateway.records import Event, Journal
+from gateway.refusals import Refused
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-Answer = Binding | Settlement | Refusal
+Answer = Binding | Settlement | Refused
+# What a province answers a write with (its refusal becomes the gateway's `Refused`).
+Answered = Binding | Settlement | Refusal
 _T = TypeVar("_T")
 
 
@@ -159,7 +162,7 @@ def refused_unread(error: UpstreamError) -> bool:
 # -- how each operation is sent ----------------------------------------------------------
 
 
-async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
     return await adapter.bind(
         BindRequest(
             authorizer_cert_no=r["authorizer"],
@@ -172,17 +175,17 @@ async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Ans
     )
 
 
-async def _respond(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+async def _respond(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
     return await adapter.respond(
         r["binding_id"], actor=r["actor"], accept=r["accept"], request_id=rid
     )
 
 
-async def _unbind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+async def _unbind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
     return await adapter.unbind(r["binding_id"], actor=r["actor"], request_id=rid)
 
 
-async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
     return await adapter.settle(
         SettleRequest(
             institution_code=r["institution"],
@@ -196,13 +199,13 @@ async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> A
     )
 
 
-async def _reverse(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answer:
+async def _reverse(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
     return await adapter.reverse(
         r["settlement_id"], institution_code=r["institution"], reason=r["reason"], request_id=rid
     )
 
 
-_SEND: dict[Operation, Callable[[ProvinceAdapter, Mapping[str, Any], str], Awaitable[Answer]]] = {
+_SEND: dict[Operation, Callable[[ProvinceAdapter, Mapping[str, Any], str], Awaitable[Answered]]] = {
     Operation.BIND: _bind,
     Operation.RESPOND: _respond,
     Operation.UNBIND: _unbind,
@@ -225,7 +228,7 @@ def _event(write: Write) -> Event | None:
 # -- answers as JSON ----------------------------------------------------------------------
 
 
-_KINDS: dict[str, type[Answer]] = {"binding": Binding, "settlement": Settlement, "refusal": Refusal}
+_KINDS: dict[str, type[Answer]] = {"binding": Binding, "settlement": Settlement, "refusal": Refused}
 
 
 def _encode_answer(answer: Answer) -> str:
@@ -290,7 +293,7 @@ class Outbox:
         adapter = self._provinces.get(row.write.province)
         if row.state is State.DONE and row.answer is not None:
             answer = _decode_answer(row.answer)
-            if adapter is not None or isinstance(answer, Refusal):
+            if adapter is not None or isinstance(answer, Refused):
                 return Sent(answer, adapter, key)
         if adapter is None:  # a province since left out of the configuration
             if row.state in (State.PENDING, State.UNKNOWN):
@@ -322,7 +325,7 @@ class Outbox:
         task.add_done_callback(self._running.discard)
         return task
 
-    async def refused(self, scope: str, key: str, write: Write, refusal: Refusal) -> Sent:
+    async def refused(self, scope: str, key: str, write: Write, refusal: Refused) -> Sent:
         """Record the gateway's own refusal of ``write`` under the key (a repeat gets it
         again, whatever has changed since); the first outcome if the key has one."""
         row, _ = await self._claim(scope, key, write, refusal)
@@ -339,7 +342,7 @@ class Outbox:
         return None if row is None else row.write
 
     async def _claim(
-        self, scope: str, key: str, write: Write, refusal: Refusal | None = None
+        self, scope: str, key: str, write: Write, refusal: Refused | None = None
     ) -> tuple[_Row, bool]:
         """The row for ``(scope, key)``: the one recorded before, or a new one (True);
         with ``refusal``, a new one is recorded as answered by it."""
@@ -399,7 +402,7 @@ class Outbox:
                 return _decode_answer(current.answer)
             never_sent = fresh or (current is not None and current.state is State.FAILED)
             try:
-                answer = await _SEND[row.write.operation](adapter, row.write.request, row.id)
+                answered = await _SEND[row.write.operation](adapter, row.write.request, row.id)
             except UpstreamError as exc:
                 failed = refused_unread(exc) or (never_sent and not exc.reached)
                 state = State.FAILED if failed else State.UNKNOWN
@@ -410,6 +413,7 @@ class Outbox:
                 log.exception("write %s: the adapter failed; it may have been sent", row.id)
                 await self._record(row, self._failed(row, State.UNKNOWN, "INTERNAL_ERROR"))
                 return None
+            answer = Refused.of(answered) if isinstance(answered, Refusal) else answered
             await self._record(row, self._done(row, adapter, answer))
             return answer
 

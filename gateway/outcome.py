@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from adapters.base import BindingStatus, ProvinceAdapter, Refusal, RefusalCode
+from adapters.base import BindingStatus, ProvinceAdapter
+from gateway.refusals import Code, Refused
 
 T = TypeVar("T")
 KEY_FIELD = "idempotencyKey"  # where a refusal of the key points
 
 # Where a refusal points: the input field each code concerns (None: none of them).
-Fields = Callable[[RefusalCode], str | None]
+Fields = Callable[[Code], str | None]
 
 
 # Not slotted: a slotted frozen generic cannot be made through its alias
@@ -31,7 +32,7 @@ class Outcome(Generic[T]):
     """
 
     value: T | None = None
-    errors: Sequence[Refusal] = ()
+    errors: Sequence[Refused] = ()
     adapter: ProvinceAdapter | None = None
     submitted: bool = False
     key: str | None = None
@@ -39,8 +40,8 @@ class Outcome(Generic[T]):
     expected: BindingStatus | None = None
 
     @classmethod
-    def refused(cls, code: RefusalCode, field: str | None = None) -> Outcome[T]:
-        return cls(errors=(Refusal(code, field),))
+    def refused(cls, code: Code, field: str | None = None) -> Outcome[T]:
+        return cls(errors=(Refused(code, field),))
 
     def under(self, key: str) -> Outcome[T]:
         """The same outcome, as the answer to the request under ``key``."""

@@ -25,12 +25,13 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from adapters.base import Refusal, UpstreamUnavailable
+from adapters.base import UpstreamUnavailable
 from gateway.codec import NotFederated, decode, encode
 from gateway.keys import KeyReused, fingerprint
 from gateway.outbox import Locks
 from gateway.outcome import Outcome
 from gateway.provinces import Provinces
+from gateway.refusals import Refused
 from gateway.store import Store
 
 T = TypeVar("T")
@@ -125,5 +126,5 @@ _EARLIER_VALUES = ("link", "voucher")
 def _decoded(kind: type[T], data: Mapping[str, Any], provinces: Provinces) -> Outcome[T]:
     name = next((n for n in ("value", *_EARLIER_VALUES) if n in data), None)
     value = None if name is None or data[name] is None else decode(kind, data[name], provinces)
-    errors = tuple(decode(Refusal, e) for e in data.get("errors", ()))
+    errors = tuple(decode(Refused, e) for e in data.get("errors", ()))
     return Outcome(value=value, errors=errors)

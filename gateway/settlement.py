@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from adapters.base import (
     MedicalType,
-    Refusal,
     RefusalCode,
     Settlement,
 )
@@ -29,6 +28,7 @@ from gateway.keys import key_ok, new_key
 from gateway.outbox import Operation, Write
 from gateway.outcome import Outcome
 from gateway.provinces import Provinces
+from gateway.refusals import Code, GatewayCode, Refused
 from gateway.writes import Writes
 
 SETTLEMENT_KIND = "Settlement"
@@ -42,15 +42,15 @@ MEDICAL_TYPES = {
 }
 
 # The input of `settle` each refusal points at.
-_SETTLE_FIELDS: dict[RefusalCode, str] = {
+_SETTLE_FIELDS: dict[Code, str] = {
     RefusalCode.INVALID_CERT_NO: "patientCertNo",
     RefusalCode.PERSON_NOT_FOUND: "patientCertNo",
     RefusalCode.PATIENT_NOT_INSURED: "patientCertNo",
     RefusalCode.AMOUNT_NOT_POSITIVE: "totalAmount",
-    RefusalCode.AMOUNT_TOO_LARGE: "totalAmount",
-    RefusalCode.AMOUNT_NEGATIVE: "fundPaid",
-    RefusalCode.FUND_PAID_EXCEEDS_TOTAL: "fundPaid",
-    RefusalCode.INVALID_IDEMPOTENCY_KEY: "idempotencyKey",
+    GatewayCode.AMOUNT_TOO_LARGE: "totalAmount",
+    GatewayCode.AMOUNT_NEGATIVE: "fundPaid",
+    GatewayCode.FUND_PAID_EXCEEDS_TOTAL: "fundPaid",
+    GatewayCode.INVALID_IDEMPOTENCY_KEY: "idempotencyKey",
     RefusalCode.IDEMPOTENCY_KEY_REUSED: "idempotencyKey",
     RefusalCode.MEDICAL_TYPE_NOT_ALLOWED: "medicalType",
 }
@@ -68,11 +68,11 @@ class SettleInput:
 SettlementOutcome = Outcome[Settlement]  # what a settlement write came to
 
 
-def _refused(code: RefusalCode) -> SettlementOutcome:
+def _refused(code: Code) -> SettlementOutcome:
     return SettlementOutcome.refused(code, _SETTLE_FIELDS.get(code))
 
 
-def judge_bill(given: SettleInput, institution_kind: str) -> RefusalCode | None:
+def judge_bill(given: SettleInput, institution_kind: str) -> Code | None:
     """The first thing wrong with what a bill claims, for an institution of this kind.
 
     Pure: it asks nothing. The idempotency key first (every write checks it first),
@@ -80,15 +80,15 @@ def judge_bill(given: SettleInput, institution_kind: str) -> RefusalCode | None:
     ``total``), the kind of care, and the patient's ID number.
     """
     if not key_ok(given.idempotency_key):
-        return RefusalCode.INVALID_IDEMPOTENCY_KEY
+        return GatewayCode.INVALID_IDEMPOTENCY_KEY
     if given.total <= 0:
         return RefusalCode.AMOUNT_NOT_POSITIVE
     if given.total > MAX_AMOUNT:
-        return RefusalCode.AMOUNT_TOO_LARGE
+        return GatewayCode.AMOUNT_TOO_LARGE
     if given.fund_paid < 0:
-        return RefusalCode.AMOUNT_NEGATIVE
+        return GatewayCode.AMOUNT_NEGATIVE
     if given.fund_paid > given.total:
-        return RefusalCode.FUND_PAID_EXCEEDS_TOTAL
+        return GatewayCode.FUND_PAID_EXCEEDS_TOTAL
     if given.medical_type not in MEDICAL_TYPES[institution_kind]:
         return RefusalCode.MEDICAL_TYPE_NOT_ALLOWED
     if not is_valid(normalize(given.patient_cert_no)):
@@ -96,7 +96,7 @@ def judge_bill(given: SettleInput, institution_kind: str) -> RefusalCode | None:
     return None
 
 
-def _on_settlement(code: RefusalCode) -> str:
+def _on_settlement(code: Code) -> str:
     """Where a refusal of acting on a settlement points: the settlement."""
     return "settlementId"
 
@@ -138,12 +138,12 @@ class Settlements:
             },
         )
 
-        async def check() -> str | Refusal:
+        async def check() -> str | Refused:
             found = (await self._directory.locate([patient])).get(patient)
             if found is None:
-                return Refusal(RefusalCode.PERSON_NOT_FOUND, "patientCertNo")
+                return Refused(RefusalCode.PERSON_NOT_FOUND, "patientCertNo")
             if not found.person.is_in_force:
-                return Refusal(RefusalCode.PATIENT_NOT_INSURED, "patientCertNo")
+                return Refused(RefusalCode.PATIENT_NOT_INSURED, "patientCertNo")
             return found.adapter.code
 
         scope = _scope(institution.code)
@@ -160,10 +160,10 @@ class Settlements:
         if INSTITUTION not in caller.roles or institution is None:
             return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
         if not key_ok(key):  # before the reason, as for every write
-            return _refused(RefusalCode.INVALID_IDEMPOTENCY_KEY).under(key)
+            return _refused(GatewayCode.INVALID_IDEMPOTENCY_KEY).under(key)
         reason = reason.strip()
         if not reason:
-            return SettlementOutcome.refused(RefusalCode.REASON_REQUIRED, "reason").under(key)
+            return SettlementOutcome.refused(GatewayCode.REASON_REQUIRED, "reason").under(key)
         decoded = decode_id(settlement_id, SETTLEMENT_KIND)
         if decoded is None or decoded[0] not in self._provinces:
             return SettlementOutcome.refused(RefusalCode.FORBIDDEN, "settlementId").under(key)

@@ -14,7 +14,7 @@ from graphql import DocumentNode
 from strawberry.types import Info
 
 from adapters import base
-from adapters.base import Binding, Policy, ProvinceAdapter, Refusal
+from adapters.base import Binding, Policy, ProvinceAdapter
 from gateway import channels
 from gateway.audit import AuditLog
 from gateway.auth import Caller
@@ -24,11 +24,12 @@ from gateway.directory import Located
 from gateway.family import Family
 from gateway.ids import encode_id
 from gateway.kinship import Kinship, KinshipLink
-from gateway.messages import Language, refusal_message
+from gateway.messages import REFUSAL_CODES, Language, refusal_message
 from gateway.mutual_aid import BINDING_KIND, MutualAid
 from gateway.prefetch import Prefetch
 from gateway.provinces import Provinces
 from gateway.records import Journal
+from gateway.refusals import Code, Refused
 from gateway.replays import Replays
 from gateway.settlement import Settlements
 from gateway.variables import InputError
@@ -70,9 +71,17 @@ ChannelType = strawberry.enum(channels.Channel, name="Channel")
 InsuranceType = strawberry.enum(base.InsuranceType)
 InsuranceStatus = strawberry.enum(base.InsuranceStatus)
 BindingStatus = strawberry.enum(base.BindingStatus)
+# The graph's one enum of refusals, the provinces' and the gateway's (`gateway.refusals`),
+# in the order their messages are listed.
+_ErrorCode = enum.Enum("ErrorCode", [(code.name, code.value) for code in REFUSAL_CODES])  # type: ignore[misc]
 ErrorCode = strawberry.enum(
-    base.RefusalCode, name="ErrorCode", description="Why an operation was refused."
+    _ErrorCode, name="ErrorCode", description="Why an operation was refused."
 )
+
+
+def error_code(code: Code) -> enum.Enum:
+    """A refusal's code as the graph shows it."""
+    return _ErrorCode[code.name]
 
 
 class ResolverServices(Protocol):
@@ -211,9 +220,9 @@ class UserError:
     field: str | None
 
     @classmethod
-    def of(cls, refusal: Refusal, info: Info_) -> UserError:
+    def of(cls, refusal: Refused, info: Info_) -> UserError:
         return cls(
-            code=refusal.code,
+            code=error_code(refusal.code),
             message=refusal_message(refusal.code, info.context.lang),
             field=refusal.field,
         )

@@ -34,22 +34,23 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from adapters.base import Refusal, RefusalCode
+from adapters.base import RefusalCode
 from gateway.keys import KeyReused, key_ok, new_key
 from gateway.outbox import Outbox, Sent, Write
 from gateway.outcome import KEY_FIELD, Fields, Outcome
+from gateway.refusals import GatewayCode, Refused
 from gateway.replays import Replays
 
 T = TypeVar("T")
 
 
 # A new write's check: the province to send it to, or the rules' refusal.
-Check = Callable[[], Awaitable[str | Refusal]]
+Check = Callable[[], Awaitable[str | Refused]]
 
 
-def _point(refusal: Refusal, fields: Fields) -> Refusal:
+def _point(refusal: Refused, fields: Fields) -> Refused:
     """A province's refusal (adapters give only a code), pointed at the input it concerns."""
-    return Refusal(refusal.code, fields(refusal.code))
+    return Refused(refusal.code, fields(refusal.code))
 
 
 class Writes:
@@ -77,7 +78,7 @@ class Writes:
         """
         key = new_key() if key is None else key
         if not key_ok(key):
-            return Outcome[T].refused(RefusalCode.INVALID_IDEMPOTENCY_KEY, KEY_FIELD).under(key)
+            return Outcome[T].refused(GatewayCode.INVALID_IDEMPOTENCY_KEY, KEY_FIELD).under(key)
         try:
             sent = await self._send(scope, key, asked, check)
         except KeyReused:
@@ -91,7 +92,7 @@ class Writes:
                 raise KeyReused(key)
             return await self._outbox.send(scope, key, recorded)
         where = asked.province if check is None else await check()
-        if isinstance(where, Refusal):  # kept: a repeat gets the same refusal
+        if isinstance(where, Refused):  # kept: a repeat gets the same refusal
             return await self._outbox.refused(scope, key, asked, where)
         return await self._outbox.send(scope, key, dataclasses.replace(asked, province=where))
 
@@ -109,7 +110,7 @@ class Writes:
         identifies the request in its fingerprint: never a secret."""
         key = new_key() if key is None else key
         if not key_ok(key):
-            return Outcome[T].refused(RefusalCode.INVALID_IDEMPOTENCY_KEY, KEY_FIELD).under(key)
+            return Outcome[T].refused(GatewayCode.INVALID_IDEMPOTENCY_KEY, KEY_FIELD).under(key)
         try:
             outcome = await self._replays.once(scope, key, operation, request, do, kind)
         except KeyReused:
@@ -121,7 +122,7 @@ def _outcome(sent: Sent, fields: Fields, kind: type[T]) -> Outcome[T]:
     answer, key = sent.answer, sent.key
     if answer is None:
         return Outcome(adapter=sent.adapter, submitted=True, key=key)
-    if isinstance(answer, Refusal):  # the province's (it has an adapter), or the check's
+    if isinstance(answer, Refused):  # the province's (it has an adapter), or the check's
         refusal = answer if sent.adapter is None else _point(answer, fields)
         return Outcome(errors=(refusal,), adapter=sent.adapter, key=key)
     if not isinstance(answer, kind):

@@ -18,10 +18,12 @@ from gateway.config import KinshipPolicy
 from gateway.directory import Located
 from gateway.documents import DocumentKind
 from gateway.kinship import LinkStatus, Taken, age_on, documents_needed, judge_kinship
+from gateway.refusals import Code, GatewayCode
 
 TODAY = dt.date(2026, 6, 15)
 POLICY = KinshipPolicy()  # 5 members, 2 adders, review at 16 or younger
 R = RefusalCode
+G = GatewayCode
 BIRTH, REGISTER = DocumentKind.BIRTH_CERTIFICATE, DocumentKind.HOUSEHOLD_REGISTER
 SPOUSE, PARENT, CHILD = Relation.SPOUSE, Relation.PARENT, Relation.CHILD
 
@@ -70,7 +72,7 @@ def judged(
     documents: Collection[DocumentKind] | None = (),
     taken: Taken | None = None,
     policy: KinshipPolicy = POLICY,
-) -> RefusalCode | None:
+) -> Code | None:
     return judge_kinship(
         ADDER,
         member,
@@ -87,7 +89,7 @@ def judged(
 
 
 def test_no_one_adds_themselves() -> None:
-    assert judged(ADDER) is R.KINSHIP_SELF_NOT_ALLOWED
+    assert judged(ADDER) is G.KINSHIP_SELF_NOT_ALLOWED
 
 
 @pytest.mark.parametrize("relation", list(Relation), ids=lambda r: r.value)
@@ -119,7 +121,7 @@ def test_an_adult_off_the_civil_record_needs_the_household_register() -> None:
     assert judged(aged(30), CHILD, civil=None) is R.RELATION_NOT_VERIFIED
     assert judged(aged(30), CHILD, civil=None, documents=[REGISTER]) is None
     # an adult's birth certificate is no path: it is as if none were given
-    assert judged(aged(30), CHILD, civil=None, documents=[BIRTH]) is R.DOCUMENT_REQUIRED
+    assert judged(aged(30), CHILD, civil=None, documents=[BIRTH]) is G.DOCUMENT_REQUIRED
 
 
 def test_without_the_civil_record_no_document_is_judged() -> None:
@@ -144,24 +146,24 @@ def test_without_the_civil_record_no_document_is_judged() -> None:
     ],
 )
 def test_sixteen_or_younger_needs_a_document_older_consents(member: Located, minor: bool) -> None:
-    assert judged(member) is (R.DOCUMENT_REQUIRED if minor else None)
+    assert judged(member) is (G.DOCUMENT_REQUIRED if minor else None)
     assert documents_needed(member.person.cert_no, verified=True, policy=POLICY, today=TODAY) is (
         minor
     )
     assert judged(member, documents=[REGISTER]) is None
-    assert judged(member, documents=[BIRTH]) is (None if minor else R.DOCUMENT_REQUIRED)
+    assert judged(member, documents=[BIRTH]) is (None if minor else G.DOCUMENT_REQUIRED)
 
 
 def test_an_age_that_cannot_be_read_counts_as_a_minors() -> None:
     unreadable = someone("130102" + "20230230" + "0017")  # 30 February
     assert age_on(unreadable.person.cert_no, TODAY) is None
-    assert judged(unreadable) is R.DOCUMENT_REQUIRED
+    assert judged(unreadable) is G.DOCUMENT_REQUIRED
     assert judged(unreadable, documents=[BIRTH]) is None
 
 
 def test_the_review_age_is_data() -> None:
     eighteen = KinshipPolicy(review_age=18)
-    assert judged(aged(18), policy=eighteen) is R.DOCUMENT_REQUIRED
+    assert judged(aged(18), policy=eighteen) is G.DOCUMENT_REQUIRED
     assert judged(aged(19), policy=eighteen) is None
     assert judged(aged(17)) is None
 
@@ -185,20 +187,20 @@ def test_documents_are_needed_for_a_minor_or_an_unverified_relation() -> None:
     [
         pytest.param(Taken(), None, id="nothing taken"),
         pytest.param(Taken(members=4), None, id="the adder's fifth"),
-        pytest.param(Taken(members=5), R.KINSHIP_ADDER_LIMIT_REACHED, id="the adder's sixth"),
+        pytest.param(Taken(members=5), G.KINSHIP_ADDER_LIMIT_REACHED, id="the adder's sixth"),
         pytest.param(Taken(adders=1), None, id="the member's second adder"),
-        pytest.param(Taken(adders=2), R.KINSHIP_MEMBER_LIMIT_REACHED, id="the member's third"),
-        pytest.param(Taken(added=True), R.KINSHIP_ALREADY_ADDED, id="added already"),
+        pytest.param(Taken(adders=2), G.KINSHIP_MEMBER_LIMIT_REACHED, id="the member's third"),
+        pytest.param(Taken(added=True), G.KINSHIP_ALREADY_ADDED, id="added already"),
         pytest.param(
-            Taken(members=5, adders=2, added=True), R.KINSHIP_ALREADY_ADDED, id="all: twice first"
+            Taken(members=5, adders=2, added=True), G.KINSHIP_ALREADY_ADDED, id="all: twice first"
         ),
         pytest.param(
-            Taken(members=5, adders=2), R.KINSHIP_ADDER_LIMIT_REACHED, id="both: the adder's first"
+            Taken(members=5, adders=2), G.KINSHIP_ADDER_LIMIT_REACHED, id="both: the adder's first"
         ),
     ],
 )
 def test_an_adder_has_five_members_and_a_member_two_adders(
-    taken: Taken, expected: RefusalCode | None
+    taken: Taken, expected: Code | None
 ) -> None:
     assert judged(aged(30), taken=taken) is expected
 
@@ -206,17 +208,17 @@ def test_an_adder_has_five_members_and_a_member_two_adders(
 def test_the_limits_are_data() -> None:
     one_each = KinshipPolicy(max_members=1, max_adders=1)
     assert judged(aged(30), taken=Taken(members=1), policy=one_each) is (
-        R.KINSHIP_ADDER_LIMIT_REACHED
+        G.KINSHIP_ADDER_LIMIT_REACHED
     )
     assert judged(aged(30), taken=Taken(adders=1), policy=one_each) is (
-        R.KINSHIP_MEMBER_LIMIT_REACHED
+        G.KINSHIP_MEMBER_LIMIT_REACHED
     )
 
 
 def test_the_limits_come_after_the_rules_of_the_person() -> None:
     full = Taken(members=5, adders=2, added=True)
     assert judged(aged(30), Relation.PARENT_IN_LAW, taken=full) is R.RELATION_NOT_ALLOWED
-    assert judged(aged(3), taken=full) is R.DOCUMENT_REQUIRED
+    assert judged(aged(3), taken=full) is G.DOCUMENT_REQUIRED
 
 
 def test_places_taken_are_counted_from_the_live_links_of_either() -> None:

@@ -493,12 +493,12 @@ def test_answers_round_trip_through_the_store() -> None:
         BindingStatus,
         MedicalType,
         Party,
-        Refusal,
         RefusalCode,
         Relation,
         Settlement,
     )
     from gateway.outbox import _decode_answer, _encode_answer
+    from gateway.refusals import GatewayCode, Refused
 
     binding = Binding(
         id="B1",
@@ -509,8 +509,12 @@ def test_answers_round_trip_through_the_store() -> None:
         created_at=dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC),
     )
     assert _decode_answer(_encode_answer(binding)) == binding
-    refusal = Refusal(RefusalCode.BINDING_LIMIT_REACHED)
-    assert _decode_answer(_encode_answer(refusal)) == refusal
+    # a province's refusal and the gateway's own (its checks' answer is kept too)
+    for refusal in (
+        Refused(RefusalCode.BINDING_LIMIT_REACHED),
+        Refused(GatewayCode.SELF_BINDING_NOT_ALLOWED, "beneficiaryCertNo"),
+    ):
+        assert _decode_answer(_encode_answer(refusal)) == refusal
     settled = Settlement(
         id="S1",
         institution_code="H13010001",

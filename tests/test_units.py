@@ -33,6 +33,7 @@ from gateway.ids import decode_id, encode_id
 from gateway.logs import MaskingFormatter, mask_cert_nos
 from gateway.messages import preferred_language
 from gateway.provinces import Provinces, adapter_classes
+from gateway.refusals import GatewayCode
 from tests.browser import served
 from tests.conftest import ROSTER
 from tests.keys import AUTH as KEYS_AUTH
@@ -88,6 +89,25 @@ def test_personal_data_is_masked_the_same_way_everywhere() -> None:
 )
 def test_english_only_when_the_request_prefers_it(header: str | None, lang: str) -> None:
     assert preferred_language(header) == lang
+
+
+def test_refusal_codes_are_the_provinces_and_the_gateways_each_with_messages() -> None:
+    """A province's vocabulary holds only what a province may answer; the gateway's own
+    codes are its own; the graph's ErrorCode is both, every code with both messages."""
+    from gateway.messages import REFUSAL_CODES, refusal_message
+    from gateway.schema import schema
+
+    province = {c.value for c in RefusalCode}
+    gateway = {c.value for c in GatewayCode}
+    assert not province & gateway
+    assert {c.value for c in REFUSAL_CODES} == province | gateway
+    assert len(REFUSAL_CODES) == len(province) + len(gateway)
+    listed = schema.as_str().split("enum ErrorCode {", 1)[1].split("}", 1)[0].split()
+    assert set(listed) == province | gateway
+    for code in REFUSAL_CODES:
+        zh, en = refusal_message(code, "zh"), refusal_message(code, "en")
+        assert zh
+        assert en != zh
 
 
 def test_global_ids_round_trip_and_garbage_decodes_to_nothing() -> None:
@@ -195,13 +215,13 @@ def test_log_lines_never_carry_a_full_id_number() -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (b"", RefusalCode.DOCUMENT_EMPTY),
+        (b"", GatewayCode.DOCUMENT_EMPTY),
         (b"%PDF-1.7 ...", "application/pdf"),
         (b"\x89PNG\r\n\x1a\n....", "image/png"),
         (b"\xff\xd8\xff\xe0....", "image/jpeg"),
-        (b"GIF89a....", RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED),
-        (b"<html>%PDF-", RefusalCode.DOCUMENT_TYPE_NOT_ALLOWED),
-        (b"%PDF-" + b"x" * 20, RefusalCode.DOCUMENT_TOO_LARGE),
+        (b"GIF89a....", GatewayCode.DOCUMENT_TYPE_NOT_ALLOWED),
+        (b"<html>%PDF-", GatewayCode.DOCUMENT_TYPE_NOT_ALLOWED),
+        (b"%PDF-" + b"x" * 20, GatewayCode.DOCUMENT_TOO_LARGE),
     ],
 )
 def test_documents_are_judged_by_their_bytes(content: bytes, expected: object) -> None:

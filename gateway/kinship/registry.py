@@ -10,16 +10,17 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from adapters.base import Party, RefusalCode, Relation
+from adapters.base import Party, Relation
 from gateway.channels import Channel
 from gateway.documents import Document, DocumentKind
 from gateway.kinship.links import LIVE, DocumentInfo, KinshipLink, LinkStatus
+from gateway.refusals import Code
 from gateway.store import Store
 
 _LIVE_SQL = "(" + ", ".join(sorted(f"'{status.value}'" for status in LIVE)) + ")"
 
 # Given the live links' (adder, member) pairs that involve the adder or the member.
-Check = Callable[[Sequence[tuple[str, str]]], RefusalCode | None]
+Check = Callable[[Sequence[tuple[str, str]]], Code | None]
 
 
 def _when(value: str | None) -> dt.datetime | None:
@@ -38,7 +39,7 @@ class Registry:
 
     async def insert(
         self, link: KinshipLink, documents: Sequence[Document], check: Check
-    ) -> RefusalCode | None:
+    ) -> Code | None:
         """``check`` the live links of both and insert, in one turn: no race between."""
         async with self._store.transaction() as db:
             async with db.execute(

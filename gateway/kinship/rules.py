@@ -12,11 +12,15 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from types import EllipsisType
 
-from adapters.base import RefusalCode, Relation
+from adapters.base import (
+    RefusalCode,
+    Relation,
+)
 from gateway.certno import birth_date
 from gateway.config import KinshipPolicy
 from gateway.directory import Located
 from gateway.documents import DocumentKind
+from gateway.refusals import Code, GatewayCode
 
 _FOR_A_MINOR = frozenset({DocumentKind.BIRTH_CERTIFICATE, DocumentKind.HOUSEHOLD_REGISTER})
 _FOR_AN_ADULT = frozenset({DocumentKind.HOUSEHOLD_REGISTER})  # no birth certificate path
@@ -80,7 +84,7 @@ def judge_kinship(
     civil: Relation | EllipsisType | None = ...,
     documents: Collection[DocumentKind] | None = None,
     taken: Taken | None = None,
-) -> RefusalCode | None:
+) -> Code | None:
     """The first rule ``adder`` adding ``member`` as their ``relation`` breaks, or None.
 
     Pure: it asks nothing. ``relation``: the member's relation to the adder (None: not
@@ -91,7 +95,7 @@ def judge_kinship(
     with ``civil`` only). ``today``: the Beijing date the member's age is counted on.
     """
     if adder.person.cert_no == member.person.cert_no:
-        return RefusalCode.KINSHIP_SELF_NOT_ALLOWED
+        return GatewayCode.KINSHIP_SELF_NOT_ALLOWED
     if relation is not None and relation not in policy.allowed_relations:
         return RefusalCode.RELATION_NOT_ALLOWED
     if not isinstance(civil, EllipsisType):
@@ -101,16 +105,16 @@ def judge_kinship(
             minor = is_minor(member.person.cert_no, policy, today)
             usable = [kind for kind in documents if kind in usable_documents(minor)]
             if not usable and (len(documents) > 0 or minor):
-                return RefusalCode.DOCUMENT_REQUIRED
+                return GatewayCode.DOCUMENT_REQUIRED
             if not usable and civil is None:
                 # the member's consent cannot stand in for an unknown relation: a document can
                 return RefusalCode.RELATION_NOT_VERIFIED
     if taken is None:
         return None
     if taken.added:
-        return RefusalCode.KINSHIP_ALREADY_ADDED
+        return GatewayCode.KINSHIP_ALREADY_ADDED
     if taken.members >= policy.max_members:
-        return RefusalCode.KINSHIP_ADDER_LIMIT_REACHED
+        return GatewayCode.KINSHIP_ADDER_LIMIT_REACHED
     if taken.adders >= policy.max_adders:
-        return RefusalCode.KINSHIP_MEMBER_LIMIT_REACHED
+        return GatewayCode.KINSHIP_MEMBER_LIMIT_REACHED
     return None

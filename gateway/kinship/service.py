@@ -15,7 +15,10 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from adapters.base import Party, Refusal, RefusalCode
+from adapters.base import (
+    Party,
+    RefusalCode,
+)
 from gateway.auth import REVIEWER, Caller
 from gateway.beijing import china_date
 from gateway.certno import is_valid, normalize
@@ -28,19 +31,20 @@ from gateway.kinship.rules import Taken, is_minor, judge_kinship, usable_documen
 from gateway.kinship.vouchers import Use, VoucherOutcome, Vouchers
 from gateway.mutual_aid import MutualAid
 from gateway.outcome import Outcome
+from gateway.refusals import Code, GatewayCode, Refused
 from gateway.store import Store
 
 LinkOutcome = Outcome[KinshipLink]  # what a registry write came to
 
 # The input of `addKinshipMember` each refusal of the rules points at.
-_ADD_FIELDS: dict[RefusalCode, str] = {
+_ADD_FIELDS: dict[Code, str] = {
     RefusalCode.RELATION_NOT_ALLOWED: "relation",
     RefusalCode.RELATION_NOT_VERIFIED: "relation",
-    RefusalCode.DOCUMENT_REQUIRED: "documents",
+    GatewayCode.DOCUMENT_REQUIRED: "documents",
 }
 
 
-def _refused(code: RefusalCode) -> LinkOutcome:
+def _refused(code: Code) -> LinkOutcome:
     return Outcome.refused(code, _ADD_FIELDS.get(code, "memberCertNo"))
 
 
@@ -69,9 +73,9 @@ class Kinship:
         if not is_valid(member):
             return Outcome.refused(RefusalCode.INVALID_CERT_NO, "memberCertNo")
         if member == adder:
-            return Outcome.refused(RefusalCode.KINSHIP_SELF_NOT_ALLOWED, "memberCertNo")
+            return Outcome.refused(GatewayCode.KINSHIP_SELF_NOT_ALLOWED, "memberCertNo")
         if len(given.documents) > policy.max_documents:
-            return Outcome.refused(RefusalCode.TOO_MANY_DOCUMENTS, "documents")
+            return Outcome.refused(GatewayCode.TOO_MANY_DOCUMENTS, "documents")
         people = await self._directory.locate([adder, member])
         if adder not in people:
             return Outcome.refused(RefusalCode.PERSON_NOT_FOUND, None)
@@ -91,7 +95,7 @@ class Kinship:
         stated = next((r.relation.inverse for r in civil if r.cert_no == adder), None)
         kinds = [d.kind for d in given.documents]
 
-        def judged(taken: Taken | None = None) -> RefusalCode | None:
+        def judged(taken: Taken | None = None) -> Code | None:
             return judge_kinship(
                 who,
                 found,
@@ -157,7 +161,7 @@ class Kinship:
         if link is None or link.member.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")
         if link.status is not LinkStatus.PENDING_CONSENT:
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "requestId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "requestId")
         status = LinkStatus.APPROVED if accept else LinkStatus.DECLINED
         return await self._decide(link, LinkStatus.PENDING_CONSENT, status, actor, None)
 
@@ -170,10 +174,10 @@ class Kinship:
         if link is None or reviewer.cert_no in (link.adder.cert_no, link.member.cert_no):
             return Outcome.refused(RefusalCode.FORBIDDEN, "requestId")  # not one's own
         if link.status is not LinkStatus.PENDING_REVIEW:
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "requestId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "requestId")
         reason = (reason or "").strip() or None
         if not approve and reason is None:
-            return Outcome.refused(RefusalCode.REASON_REQUIRED, "reason")
+            return Outcome.refused(GatewayCode.REASON_REQUIRED, "reason")
         status = LinkStatus.APPROVED if approve else LinkStatus.REJECTED
         return await self._decide(link, LinkStatus.PENDING_REVIEW, status, reviewer.cert_no, reason)
 
@@ -193,7 +197,7 @@ class Kinship:
             (now(), by, reason),
         )
         if not changed:  # someone else decided first
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "requestId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "requestId")
         return Outcome(value=await self.link(link.id))
 
     # -- using -------------------------------------------------------------------------
@@ -204,12 +208,12 @@ class Kinship:
         if link is None or link.adder.cert_no != actor:
             return Outcome.refused(RefusalCode.FORBIDDEN, "memberId")
         if link.status is not LinkStatus.APPROVED:
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "memberId")
         if not password_ok(password):
-            return Outcome.refused(RefusalCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
+            return Outcome.refused(GatewayCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
         member = (await self._directory.locate([link.member.cert_no])).get(link.member.cert_no)
         if member is None or not member.person.is_in_force:
-            return Outcome.refused(RefusalCode.MEMBER_INSURANCE_NOT_EFFECTIVE, "memberId")
+            return Outcome.refused(GatewayCode.MEMBER_INSURANCE_NOT_EFFECTIVE, "memberId")
         hashed = await asyncio.to_thread(hash_password, password)  # slow on purpose
         changed = await self._registry.move(
             link.id,
@@ -219,7 +223,7 @@ class Kinship:
             (now(), hashed),
         )
         if not changed:
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "memberId")
         return Outcome(value=await self.link(link.id))
 
     async def remove(self, actor: str, link_id: str) -> LinkOutcome:
@@ -231,7 +235,7 @@ class Kinship:
             link.id, None, LinkStatus.REMOVED, "ended_at = ?", (now(),)
         )
         if not ended:
-            return Outcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
+            return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "memberId")
         return Outcome(value=await self.link(link.id))
 
     async def voucher(self, actor: str, link_id: str, treatment_area: str | None) -> VoucherOutcome:
@@ -240,14 +244,14 @@ class Kinship:
         if link is None or link.adder.cert_no != actor:
             return VoucherOutcome.refused(RefusalCode.FORBIDDEN, "memberId")
         if link.status is not LinkStatus.ACTIVE:
-            return VoucherOutcome.refused(RefusalCode.INVALID_KINSHIP_STATE, "memberId")
+            return VoucherOutcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "memberId")
         return await self._vouchers.issue(link, treatment_area)
 
-    async def usage(self, actor: str, link_id: str) -> tuple[list[Use], Sequence[Refusal]]:
+    async def usage(self, actor: str, link_id: str) -> tuple[list[Use], Sequence[Refused]]:
         """The codes issued of the member's voucher, newest first: for the adder or the member."""
         link = await self.link(link_id)
         if link is None or actor not in (link.adder.cert_no, link.member.cert_no):
-            return [], (Refusal(RefusalCode.FORBIDDEN, "memberId"),)
+            return [], (Refused(RefusalCode.FORBIDDEN, "memberId"),)
         return [Use(at, area) for at, area in await self._registry.uses(link.id)], ()
 
     # -- reading -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import jwt
 import segno
 
-from adapters.base import Party, RefusalCode
+from adapters.base import Party
 from adapters.payer import bound_authorizers, choose_payer
 from gateway.config import AuthSettings
 from gateway.directory import Directory, Located
@@ -22,6 +22,7 @@ from gateway.kinship.links import KinshipLink
 from gateway.kinship.registry import Registry
 from gateway.mutual_aid import MutualAid
 from gateway.outcome import Outcome
+from gateway.refusals import GatewayCode
 
 VOUCHER_AUDIENCE = "gongji-kinship-voucher"
 
@@ -130,11 +131,11 @@ class Vouchers:
         people = await self._directory.locate([actor, link.member.cert_no])
         member = people.get(link.member.cert_no)
         if member is None or not member.person.is_in_force:
-            return VoucherOutcome.refused(RefusalCode.MEMBER_INSURANCE_NOT_EFFECTIVE, "memberId")
+            return VoucherOutcome.refused(GatewayCode.MEMBER_INSURANCE_NOT_EFFECTIVE, "memberId")
         adder = people.get(actor)
         area = treatment_area or (adder.person.area.code if adder else member.person.area.code)
         if not area_ok(area):
-            return VoucherOutcome.refused(RefusalCode.INVALID_AREA_CODE, "treatmentArea")
+            return VoucherOutcome.refused(GatewayCode.INVALID_AREA_CODE, "treatmentArea")
         authorizers, payer = await self._mutual_aid_for(member, people)
         adder_bound = adder is not None and any(p.cert_no == actor for p in authorizers)
         funded = adder_bound and adder is not None and (adder.person.balance or 0) > 0
