@@ -61,6 +61,10 @@ from adapters.faults import (
 from adapters.guard import (
     Guard,
 )
+from adapters.payer import (
+    bound_authorizers,
+    choose_payer,
+)
 from adapters.policy import (
     CHINA,
     Policy,
@@ -122,7 +126,9 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "bound_authorizers",
     "china_date",
+    "choose_payer",
     "deadline_passed",
     "new_request_id",
     "parse_money",

@@ -72,7 +72,7 @@ class BindingStatus(enum.Enum):
 class RefusalCode(enum.Enum):
     """What a province may refuse with: adapters map their dialect's codes onto this
     closed list. (Refusals only the gateway gives, for rules only it keeps, are the
-    gateway's own: `gateway.refusals.GatewayCode`.)"""
+    gateway's own: `gateway.common.refusals.GatewayCode`.)"""
 
     INVALID_CERT_NO = "INVALID_CERT_NO"
     PERSON_NOT_FOUND = "PERSON_NOT_FOUND"

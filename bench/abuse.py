@@ -54,7 +54,7 @@ from bench import common, dashboard, families
 from bench.abusive import Abuse, corpus
 from bench.common import LOOPBACK, ROOT
 from bench.load import summary
-from gateway.config import RateLimits, Settings
+from gateway.ops.config import RateLimits, Settings
 
 # The targets.
 CPU_RATIO = 1.0  # an entry's CPU time per request, over one dashboard's

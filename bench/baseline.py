@@ -13,7 +13,7 @@ its inputs allow:
 
 It reuses what is not the gateway's plumbing: the adapters for the dialects
 (`AdapterSettings.make_client`, `ProvinceAdapter.configured`), the binding rules
-(`gateway.mutual_aid.judge`), the messages, masking and ids, and token
+(`gateway.rules.mutual_aid.judge`), the messages, masking and ids, and token
 verification. Not GraphQL, not the gateway's services. Like the gateway it keeps
 its state in SQLite through one aiosqlite connection (a copy of the gateway's
 store: kinship links, remembered locations), and appends one audit row per request.
@@ -50,20 +50,20 @@ from adapters.base import (
     Relation,
     UpstreamError,
 )
-from gateway import logs
-from gateway.auth import InvalidToken, bearer, verify_token
-from gateway.beijing import china_date
-from gateway.certno import mask_cert_no, mask_name
-from gateway.config import KinshipPolicy, Settings
-from gateway.diagnosis import Reason, reason_for
-from gateway.directory import Located
-from gateway.family import AgeBand, KinshipState, MutualAidState
-from gateway.ids import encode_id
-from gateway.kinship import LINK_KIND, age_on
-from gateway.messages import reason_message, refusal_message, state_message
-from gateway.mutual_aid import BINDING_KIND, judge
-from gateway.provinces import adapter_classes
-from gateway.refusals import GatewayCode
+from gateway.common.auth import InvalidToken, bearer, verify_token
+from gateway.common.beijing import china_date
+from gateway.common.certno import mask_cert_no, mask_name
+from gateway.common.ids import encode_id
+from gateway.common.messages import reason_message, refusal_message, state_message
+from gateway.common.refusals import GatewayCode
+from gateway.ops import logs
+from gateway.ops.config import KinshipPolicy, Settings
+from gateway.provinces.directory import Located
+from gateway.provinces.federated import adapter_classes
+from gateway.rules.diagnosis import Reason, reason_for
+from gateway.rules.family import AgeBand, KinshipState, MutualAidState
+from gateway.rules.kinship import LINK_KIND, age_on
+from gateway.rules.mutual_aid import BINDING_KIND, judge
 
 REGISTRY = "gateway"  # the "province" part of a kinship link's global id
 LIVE_LINKS = ("PENDING_CONSENT", "PENDING_REVIEW", "APPROVED", "ACTIVE")

@@ -38,9 +38,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import common, families, profiling, report
 from bench import load as bench_load
 from bench.common import LOOPBACK, ROOT, cpu_seconds, proc_status
-from gateway.auth import mint_token
-from gateway.config import Settings
-from gateway.provinces import adapter_classes
+from gateway.common.auth import mint_token
+from gateway.ops.config import Settings
+from gateway.provinces.federated import adapter_classes
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 
 PROVINCES = ("hebei", "jiangsu", "henan")

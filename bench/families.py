@@ -19,7 +19,7 @@ provinces and each province holds bindings:
 ====  ===========  ==============================  =======================================
 
 Every kinship link is consented to by the member (APPROVED) and activated (ACTIVE).
-ID numbers are valid GB 11643 numbers (check character from `gateway.certno`).
+ID numbers are valid GB 11643 numbers (check character from `gateway.common.certno`).
 
     .venv/bin/python -m bench.families --out roster.json   # the roster alone
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.certno import check_character, is_valid
+from gateway.common.certno import check_character, is_valid
 
 AREAS = {
     "130100": "河北省石家庄市",

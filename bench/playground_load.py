@@ -21,8 +21,8 @@ import statistics
 
 from playwright.async_api import Page, expect
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.edge.app import create_app
+from gateway.ops.config import Settings
 from tests.browser import chromium, served
 
 

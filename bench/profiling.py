@@ -7,7 +7,7 @@
 * `profile`: cProfile over a number of dashboards, the top functions and the
   gateway's self time by component.
 
-The app is `gateway.app.create_app` with its provinces' transports replaced
+The app is `gateway.edge.app.create_app` with its provinces' transports replaced
 (``transports=``) by real HTTP transports to the served sandboxes, wrapped to
 record; requests reach it through `httpx.ASGITransport` (so uvicorn's own HTTP
 parsing is not in the profile). Its store is a copy of the served gateway's.
@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.edge.app import create_app
+from gateway.ops.config import Settings
 
 
 @dataclass(slots=True)

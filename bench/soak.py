@@ -49,8 +49,8 @@ from adapters.base import ProvinceAdapter
 from adapters.hebei import HebeiAdapter
 from adapters.henan import HenanAdapter
 from adapters.jiangsu import JiangsuAdapter
-from gateway.auth import Institution, mint_token
-from gateway.config import AuthSettings
+from gateway.common.auth import Institution, mint_token
+from gateway.ops.config import AuthSettings
 from sandbox.engine import load_roster
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 

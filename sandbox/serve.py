@@ -118,7 +118,7 @@ def spawn_sandbox(
     ``popen`` goes to `subprocess.Popen` (e.g. ``stderr=subprocess.DEVNULL``). It does
     not wait: call `wait_ready`.
     """
-    args = [sys.executable, "-m", "gateway.cli", "sandbox", name]
+    args = [sys.executable, "-m", "gateway.edge.cli", "sandbox", name]
     args += ["--host", host, "--port", str(port), "--data-dir", str(data_dir), *extra_args]
     return subprocess.Popen(args, **popen)  # noqa: S603 (our own interpreter and CLI)
 
@@ -133,7 +133,7 @@ def spawn_gateway(
 ) -> subprocess.Popen[bytes]:
     """Start ``gongji --config CONFIG serve`` in a new process; wait for it with
     ``wait_ready(url, process=..., path="/readyz")``."""
-    args = [sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"]
+    args = [sys.executable, "-m", "gateway.edge.cli", "--config", str(config), "serve"]
     args += ["--host", host, "--port", str(port), "--data-dir", str(data_dir)]
     return subprocess.Popen(args, **popen)  # noqa: S603 (our own interpreter and CLI)
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gateway.app import create_app
-from gateway.auth import mint_token
-from gateway.config import AuthSettings, Settings
-from gateway.provinces import adapter_classes, sandbox_factory
+from gateway.common.auth import mint_token
+from gateway.edge.app import create_app
+from gateway.ops.config import AuthSettings, Settings
+from gateway.provinces.federated import adapter_classes, sandbox_factory
 from sandbox.engine import ProvinceSystem
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.config import AuthSettings
+from gateway.ops.config import AuthSettings
 
 KID = "test-2026"
 _KEY = ec.generate_private_key(ec.SECP256R1())

@@ -19,7 +19,7 @@ import pytest
 
 from bench import dashboard
 from bench.abusive import corpus
-from gateway.shape import Limits, check
+from gateway.graph.shape import Limits, check
 from tests.conftest import GraphQL, person
 
 
@@ -72,7 +72,7 @@ def test_the_measure_visits_each_fragment_once() -> None:
     from graphql import parse
 
     from bench.abusive import fragment_chain
-    from gateway.schema import schema
+    from gateway.graph.schema import schema
 
     document = parse(fragment_chain(300, "__typename"), max_tokens=None)
     with counted(100_000) as calls:
@@ -180,7 +180,7 @@ async def test_a_variable_that_does_not_fit_is_bad_user_input_naming_it(
 async def test_a_refused_variable_leaves_no_personal_data_in_answer_or_log(
     gql: GraphQL, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)  # as served: aiosqlite's DEBUG lines are off (gateway.logs)
+    caplog.set_level(logging.INFO)  # as served: aiosqlite's DEBUG lines are off (gateway.ops.logs)
     relative = person("hb_li_xiuying")
     given = {
         "beneficiaryCertNo": relative["certNo"],
@@ -314,8 +314,8 @@ async def test_an_upload_with_a_bad_token_is_refused_unread_with_a_jwks_url() ->
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from gateway.config import AuthSettings, RateLimits
-    from gateway.limits import BodyLimit
+    from gateway.edge.limits import BodyLimit
+    from gateway.ops.config import AuthSettings, RateLimits
     from tests.browser import served
     from tests.keys import AUTH as KEYS_AUTH
     from tests.keys import JWKS_FILE, provider_token

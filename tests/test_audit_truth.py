@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
-import gateway.replays
-from gateway.auth import ADMIN, mint_token
-from gateway.certno import check_character, mask_cert_no
-from gateway.config import RateLimits, Settings
-from gateway.kinship import verify_password
-from gateway.kinship_schema import ACTIVATE as ACTIVATE_OPERATION
+import gateway.state.replays
+from gateway.common.auth import ADMIN, mint_token
+from gateway.common.certno import check_character, mask_cert_no
+from gateway.graph.kinship_schema import ACTIVATE as ACTIVATE_OPERATION
+from gateway.ops.config import RateLimits, Settings
+from gateway.rules.kinship import verify_password
 from tests.conftest import GraphQL, person
 
 ADMIN_CERT = "11010119850101001" + check_character("11010119850101001")
@@ -244,13 +244,13 @@ async def test_nothing_kept_of_an_activation_yields_the_password_to_a_fast_hash(
     gql: GraphQL, app: Starlette, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fingerprints: list[tuple[str, dict[str, Any]]] = []
-    real = gateway.replays.fingerprint
+    real = gateway.state.replays.fingerprint
 
     def spied(operation: str, request: Any) -> str:
         fingerprints.append((operation, dict(request)))
         return real(operation, request)
 
-    monkeypatch.setattr(gateway.replays, "fingerprint", spied)
+    monkeypatch.setattr(gateway.state.replays, "fingerprint", spied)
     link_id = await approved_link(gql)
     done = await gql(ACTIVATE, {"id": link_id, "p": PASSWORD, "k": "act"}, as_="hb_wang_jianguo")
     assert done["data"]["activateKinshipMember"]["link"]["status"] == "ACTIVE"
@@ -284,7 +284,7 @@ async def test_the_same_key_with_another_password_replays_and_learns_nothing(
     gql: GraphQL, app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fingerprints: list[str] = []
-    real = gateway.replays.fingerprint
+    real = gateway.state.replays.fingerprint
 
     def spied(operation: str, request: Any) -> str:
         value = real(operation, request)
@@ -292,7 +292,7 @@ async def test_the_same_key_with_another_password_replays_and_learns_nothing(
             fingerprints.append(value)
         return value
 
-    monkeypatch.setattr(gateway.replays, "fingerprint", spied)
+    monkeypatch.setattr(gateway.state.replays, "fingerprint", spied)
     link_id = await approved_link(gql)
     first = await gql(ACTIVATE, {"id": link_id, "p": PASSWORD, "k": "act"}, as_="hb_wang_jianguo")
     db = app.state.services.store._db
@@ -332,7 +332,7 @@ async def test_rows_an_earlier_version_kept_of_activations_are_dropped(
     gql: GraphQL, app: Starlette
 ) -> None:
     db = app.state.services.store._db
-    legacy = gateway.replays.fingerprint(
+    legacy = gateway.state.replays.fingerprint(
         "ACTIVATE_KINSHIP_MEMBER", {"link": "l", "password": "a keyed hash of six digits"}
     )
     await db.execute(

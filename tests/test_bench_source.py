@@ -9,8 +9,8 @@ from bench import common
 # A status whose first column is a space (modified in the work tree only) comes first:
 # stripping the output before slicing once cut the first letter off its path.
 STATUS = (
-    " M gateway/schema.py\n"
-    "M  gateway/shape.py\n"
+    " M gateway/graph/schema.py\n"
+    "M  gateway/graph/shape.py\n"
     "MM docs/frontend.md\n"
     " D gateway/old.py\n"
     "R  gateway/a.py -> gateway/b.py\n"
@@ -21,8 +21,8 @@ STATUS = (
 
 def test_porcelain_lines_are_status_then_path_from_the_fourth_column() -> None:
     assert common.porcelain(STATUS) == [
-        (" M", "gateway/schema.py"),
-        ("M ", "gateway/shape.py"),
+        (" M", "gateway/graph/schema.py"),
+        ("M ", "gateway/graph/shape.py"),
         ("MM", "docs/frontend.md"),
         (" D", "gateway/old.py"),
         ("R ", "gateway/b.py"),
@@ -47,8 +47,8 @@ def test_the_source_names_every_file_changed_outside_bench_whole(
         "commit": "abc1234",
         "tree": "git working tree",
         "uncommitted": [
-            "gateway/schema.py",
-            "gateway/shape.py",
+            "gateway/graph/schema.py",
+            "gateway/graph/shape.py",
             "docs/frontend.md",
             "gateway/old.py",
             "gateway/b.py",

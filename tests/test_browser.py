@@ -21,8 +21,8 @@ import pytest
 from graphql import OperationDefinitionNode, parse, print_ast
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
-from gateway.app import create_app
-from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
+from gateway.edge.app import create_app
+from gateway.ops.config import PLAYGROUND_DIR, AuthSettings, Settings
 from tests.browser import CHROMIUM, FIREFOX, chromium, served
 from tests.conftest import ROOT
 

@@ -13,12 +13,12 @@ import httpx
 import jwt
 import pytest
 
-import gateway.cli
-from gateway.auth import verify_token
-from gateway.cli import build_parser, faults_from_args, main
-from gateway.config import AuthSettings
-from gateway.provinces import sandbox_factory
-from gateway.schema import schema
+import gateway.edge.cli
+from gateway.common.auth import verify_token
+from gateway.edge.cli import build_parser, faults_from_args, main
+from gateway.graph.schema import schema
+from gateway.ops.config import AuthSettings
+from gateway.provinces.federated import sandbox_factory
 from sandbox.faults import OFF, Faults, faults_of
 from tests.conftest import ROOT
 
@@ -85,7 +85,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         f'[provinces.hebei]\nbase_url = "http://127.0.0.1:{sandbox_port}"\ntimeout = 3.0\n',
         encoding="utf-8",
     )
-    gongji = [sys.executable, "-m", "gateway.cli"]
+    gongji = [sys.executable, "-m", "gateway.edge.cli"]
     procs = [
         subprocess.Popen(
             [*gongji, "sandbox", "hebei", "--port", str(sandbox_port), "--data-dir", str(tmp_path)],
@@ -201,8 +201,8 @@ def test_sandbox_serves_with_the_faults_and_roster_asked_for(
 
         return create
 
-    monkeypatch.setattr(gateway.cli, "sandbox_factory", factory)
-    monkeypatch.setattr(gateway.cli.uvicorn, "run", lambda app, **_: served.append(app))
+    monkeypatch.setattr(gateway.edge.cli, "sandbox_factory", factory)
+    monkeypatch.setattr(gateway.edge.cli.uvicorn, "run", lambda app, **_: served.append(app))
     argv = ["sandbox", "henan", "--data-dir", str(tmp_path), "--roster", str(roster)]
     assert main([*argv, "--drop-rate", "0.5", "--latency-ms", "5"]) == 0
     assert faults_of(served[0]) == Faults(drop_rate=0.5, latency_ms=5)

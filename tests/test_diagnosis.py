@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import Settings
+from gateway.ops.config import Settings
 from tests.conftest import WANG_EIGHT, GraphQL, person
 
 DIAGNOSE = """query Diagnose($c: String!) {

@@ -11,10 +11,10 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters.base import ProvinceAdapter
-from gateway.auth import INSTITUTION, Institution, mint_token
-from gateway.certno import check_character, mask_cert_no, mask_name
-from gateway.config import Settings
-from gateway.provinces import adapter_classes
+from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.common.certno import check_character, mask_cert_no, mask_name
+from gateway.ops.config import Settings
+from gateway.provinces.federated import adapter_classes
 from tests.conftest import PEOPLE, WANG_EIGHT, GraphQL, gateway, person
 
 FAMILY = """{ me { family {

@@ -22,10 +22,10 @@ from adapters.base import (
     Person,
     Relation,
 )
-from gateway.certno import mask_cert_no, mask_name
-from gateway.context import Services
-from gateway.directory import Located
-from gateway.family import Facts, MutualAidState
+from gateway.common.certno import mask_cert_no, mask_name
+from gateway.graph.context import Services
+from gateway.provinces.directory import Located
+from gateway.rules.family import Facts, MutualAidState
 from tests.conftest import PEOPLE, GraphQL, person
 
 FAMILY = """{ me { family {

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.provinces import sandbox_factory, sandbox_names
+from gateway.provinces.federated import sandbox_factory, sandbox_names
 from sandbox.app import sandbox_app
 from sandbox.faults import OFF, DroppedConnection, Faults, faults_of, set_faults
 from sandbox.hebei import RULES

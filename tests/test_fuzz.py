@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from hypothesis_graphql import from_schema
 from hypothesis_graphql.nodes import String
 
-from gateway.app import create_app
-from gateway.auth import mint_token
-from gateway.config import Settings
+from gateway.common.auth import mint_token
+from gateway.edge.app import create_app
+from gateway.ops.config import Settings
 
 SDL = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text(encoding="utf-8")
 LEAKS = ("Traceback", "sqlite", "http://", 'File "', "Exception")

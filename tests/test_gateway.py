@@ -13,11 +13,11 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters.base import AdapterSettings
-from gateway.app import create_app
-from gateway.auth import mint_token
-from gateway.config import AuthSettings, Settings
-from gateway.provinces import adapter_classes
-from gateway.schema import schema
+from gateway.common.auth import mint_token
+from gateway.edge.app import create_app
+from gateway.graph.schema import schema
+from gateway.ops.config import AuthSettings, Settings
+from gateway.provinces.federated import adapter_classes
 from tests.conftest import ROOT, GraphQL, Recording, Sandboxes, gateway, person
 
 ME = "{ me { name insuredArea { code } account { balance } } }"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import INSTITUTION, Institution, mint_token
-from gateway.ids import encode_id
+from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.common.ids import encode_id
 from sandbox.engine import ProvinceSystem
 from tests.conftest import WANG_EIGHT, GraphQL, Provinces, gateway, person
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import RateLimits, Settings
+from gateway.edge.app import create_app
+from gateway.ops.config import RateLimits, Settings
 from sandbox.serve import serving
 from tests.conftest import GraphQL, gateway
 

@@ -33,8 +33,8 @@ from starlette.routing import Route
 from adapters.base import BindingStatus
 from adapters.hebei import HebeiAdapter
 from adapters.jiangsu import JiangsuAdapter
-from gateway.auth import INSTITUTION, Institution, mint_token
-from gateway.config import AuthSettings
+from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.ops.config import AuthSettings
 from sandbox.serve import (
     LOOPBACK,
     free_port,

@@ -17,10 +17,10 @@ import jwt
 import pytest
 from starlette.applications import Starlette
 
-from gateway.auth import INSTITUTION, REVIEWER, Institution, mint_token
-from gateway.certno import check_character
-from gateway.config import KinshipPolicy, Settings
-from gateway.ids import decode_id, encode_id
+from gateway.common.auth import INSTITUTION, REVIEWER, Institution, mint_token
+from gateway.common.certno import check_character
+from gateway.common.ids import decode_id, encode_id
+from gateway.ops.config import KinshipPolicy, Settings
 from tests.conftest import GraphQL, person
 
 VOUCHER_AUDIENCE = "gongji-kinship-voucher"

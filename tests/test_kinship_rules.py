@@ -1,4 +1,4 @@
-"""`gateway.kinship.judge_kinship`, the pure rules of adding a kinship member, at each
+"""`gateway.rules.kinship.judge_kinship`, the pure rules of adding a kinship member, at each
 boundary: relations, the civil record, ages and documents, the two limits, and which
 states of a link take a place. The national `KinshipPolicy` is data; judging asks
 nothing (the province here answers no request)."""
@@ -13,12 +13,12 @@ import pytest
 
 from adapters.base import Area, InsuranceStatus, InsuranceType, Person, RefusalCode, Relation
 from adapters.hebei import HebeiAdapter
-from gateway.certno import check_character
-from gateway.config import KinshipPolicy
-from gateway.directory import Located
-from gateway.documents import DocumentKind
-from gateway.kinship import LinkStatus, Taken, age_on, documents_needed, judge_kinship
-from gateway.refusals import Code, GatewayCode
+from gateway.common.certno import check_character
+from gateway.common.refusals import Code, GatewayCode
+from gateway.ops.config import KinshipPolicy
+from gateway.provinces.directory import Located
+from gateway.rules.documents import DocumentKind
+from gateway.rules.kinship import LinkStatus, Taken, age_on, documents_needed, judge_kinship
 
 TODAY = dt.date(2026, 6, 15)
 POLICY = KinshipPolicy()  # 5 members, 2 adders, review at 16 or younger

@@ -1,4 +1,4 @@
-"""What the gateway watches is declared with each field (`gateway.marks`): the audit and
+"""What the gateway watches is declared with each field (`gateway.graph.marks`): the audit and
 the rate limit follow the marks, a field that shows other people cannot be left
 unmarked, and a read of other people that the audit cannot record is not answered."""
 
@@ -16,10 +16,10 @@ from graphql import (
     get_named_type,
 )
 
-from gateway.audit import AuditLog
-from gateway.marks import Watched, watched
-from gateway.operation import graphql_schema
-from gateway.schema import build_schema
+from gateway.graph.audit import AuditLog
+from gateway.graph.marks import Watched, watched
+from gateway.graph.operation import graphql_schema
+from gateway.graph.schema import build_schema
 from tests.conftest import GraphQL
 
 # A type that shows a person: it carries an ID number (masked or not).

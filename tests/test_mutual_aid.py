@@ -13,9 +13,9 @@ from typing import Any
 import jwt
 import pytest
 
-from gateway.auth import mint_token
-from gateway.config import AuthSettings
-from gateway.ids import encode_id
+from gateway.common.auth import mint_token
+from gateway.common.ids import encode_id
+from gateway.ops.config import AuthSettings
 from tests.conftest import PEOPLE, GraphQL, person
 
 BINDING = (

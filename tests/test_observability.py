@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import logs, tracing
-from gateway.config import Settings, Tracing
+from gateway.ops import logs, tracing
+from gateway.ops.config import Settings, Tracing
 from tests.conftest import GraphQL, person
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-import gateway.cli
-from gateway.app import create_app
-from gateway.cli import main
-from gateway.config import Settings
-from gateway.store import LOCK_FILE, DataDirInUse
+import gateway.edge.cli
+from gateway.edge.app import create_app
+from gateway.edge.cli import main
+from gateway.ops.config import Settings
+from gateway.state.store import LOCK_FILE, DataDirInUse
 from sandbox.serve import free_port, spawn_gateway, stop, wait_ready
 
 # counted per address (anonymous: no subject), refused as UNAUTHENTICATED after that
@@ -103,7 +103,7 @@ def test_serve_believes_forwarded_headers_only_from_the_proxies_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[dict[str, Any]] = []
-    monkeypatch.setattr(gateway.cli.uvicorn, "run", lambda app, **options: ran.append(options))
+    monkeypatch.setattr(gateway.edge.cli.uvicorn, "run", lambda app, **options: ran.append(options))
     monkeypatch.setattr(gc, "freeze", lambda: None)  # this is a test process, not a server
     monkeypatch.setattr(gc, "set_threshold", lambda *thresholds: None)
     config = tmp_path / "gongji.toml"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
-import gateway.shape
+import gateway.graph.shape
 from tests.conftest import GraphQL
 
 
@@ -17,13 +17,13 @@ async def test_each_document_is_parsed_and_validated_once(
     gql: GraphQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated: list[Any] = []
-    real = gateway.shape.validate_document
+    real = gateway.graph.shape.validate_document
 
     def counting(*args: Any) -> Any:
         validated.append(args[1])
         return real(*args)
 
-    monkeypatch.setattr(gateway.shape, "validate_document", counting)
+    monkeypatch.setattr(gateway.graph.shape, "validate_document", counting)
     query = "query Once { provinces { code name } }"
     for _ in range(3):
         assert (await gql(query))["data"]["provinces"][0]["code"] == "13"
@@ -51,7 +51,7 @@ async def test_fields_left_out_by_include_are_not_fetched(
 ) -> None:
     from collections import Counter
 
-    from gateway.provinces import adapter_classes
+    from gateway.provinces.federated import adapter_classes
     from tests.test_family import counted
 
     await gql("{ me { name } }", as_="hb_wang_jianguo")  # where he is insured: remembered
@@ -72,8 +72,8 @@ async def test_fields_left_out_by_include_are_not_fetched(
 async def test_large_or_refused_documents_are_not_kept_in_the_caches(
     app: Starlette, gql: GraphQL
 ) -> None:
-    from gateway import audit
-    from gateway.operation import CACHED_QUERY_BYTES
+    from gateway.graph import audit
+    from gateway.graph.operation import CACHED_QUERY_BYTES
 
     [schema] = [r.endpoint.schema for r in app.routes if getattr(r, "path", "") == "/graphql"]
     kept = schema.validated._documents
@@ -106,7 +106,7 @@ async def test_large_or_refused_documents_are_not_kept_in_the_caches(
 
 async def test_a_forgotten_location_stays_forgotten() -> None:
     """A read racing a forget cannot put the forgotten location back in memory."""
-    from gateway.store import Store
+    from gateway.state.store import Store
 
     store = await Store.open(None)
     try:

@@ -16,21 +16,21 @@ from graphql import parse, validate
 from starlette.applications import Starlette
 
 from adapters.base import AdapterSettings
-from gateway.app import create_app
-from gateway.auth import verify_token
-from gateway.cli import main as gongji
-from gateway.config import PLAYGROUND_DIR, AuthSettings, Settings
-from gateway.playground import (
+from gateway.common.auth import verify_token
+from gateway.edge.app import create_app
+from gateway.edge.cli import main as gongji
+from gateway.edge.playground import (
     CONTENT_SECURITY_POLICY,
     accepts_gzip,
     load_examples,
     load_personas,
 )
-from gateway.provinces import adapter_classes, open_provinces
-from gateway.reset import reset_world, world_files
-from gateway.reset import run as reset_world_command
-from gateway.schema import schema
-from gateway.store import LOCK_FILE
+from gateway.graph.schema import schema
+from gateway.ops.config import PLAYGROUND_DIR, AuthSettings, Settings
+from gateway.provinces.federated import adapter_classes, open_provinces
+from gateway.state.reset import reset_world, world_files
+from gateway.state.reset import run as reset_world_command
+from gateway.state.store import LOCK_FILE
 from tests.conftest import PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
 from tests.keys import AUTH, JWKS_FILE, SECRET
 
@@ -352,7 +352,7 @@ async def test_reset_starts_the_sandbox_world_over(
     assert "sandbox/henan.sqlite3-shm" in said
     assert sorted(p.name for p in data_dir.rglob("*.sqlite3*")) == []
     assert (data_dir / "notes.txt").read_text() == "mine"
-    assert (data_dir / LOCK_FILE).exists()  # the lock file stays (gateway.store)
+    assert (data_dir / LOCK_FILE).exists()  # the lock file stays (gateway.state.store)
     assert await bind_their_daughter(settings) == ["ACTIVE"]  # a fresh world
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from adapters.base import Binding, BindingStatus, Party, Relation
-from gateway.auth import INSTITUTION, Institution, mint_token
-from gateway.certno import check_character
-from gateway.records import Filters, authorizations
+from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.common.certno import check_character
+from gateway.state.records import Filters, authorizations
 from tests.conftest import GraphQL, person
 
 STAFF = "11010119900101001" + check_character("11010119900101001")

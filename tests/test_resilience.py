@@ -24,10 +24,10 @@ from starlette.applications import Starlette
 
 from adapters.base import AdapterSettings, Guard
 from adapters.henan import HenanAdapter
-from gateway.app import create_app
-from gateway.config import Caching, Resilience, Settings
-from gateway.context import Services
-from gateway.outbox import Reconciler
+from gateway.edge.app import create_app
+from gateway.graph.context import Services
+from gateway.ops.config import Caching, Resilience, Settings
+from gateway.state.outbox import Reconciler
 from tests.conftest import GraphQL, Provinces, person
 
 NAMES = {"13": "hebei", "32": "jiangsu", "41": "henan"}
@@ -364,7 +364,7 @@ async def test_a_repeat_while_unknown_asks_the_province_itself(provinces: Provin
 
 
 async def test_a_lost_settlement_is_charged_once(provinces: Provinces) -> None:
-    from gateway.auth import Institution, mint_token
+    from gateway.common.auth import Institution, mint_token
 
     switch = provinces.switches["hebei"]
     settle = """mutation($i: SettleInput!) { settle(input: $i) {
@@ -497,8 +497,8 @@ def test_answers_round_trip_through_the_store() -> None:
         Relation,
         Settlement,
     )
-    from gateway.outbox import _decode_answer, _encode_answer
-    from gateway.refusals import GatewayCode, Refused
+    from gateway.common.refusals import GatewayCode, Refused
+    from gateway.state.outbox import _decode_answer, _encode_answer
 
     binding = Binding(
         id="B1",
@@ -682,7 +682,7 @@ async def test_a_request_cut_off_by_the_deadline_counts_as_a_timeout(
 
 
 async def test_the_same_key_at_once_runs_a_registry_write_once() -> None:
-    from gateway.outbox import Locks
+    from gateway.state.outbox import Locks
 
     locks = Locks()
     order: list[str] = []

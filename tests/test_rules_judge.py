@@ -1,4 +1,4 @@
-"""`gateway.mutual_aid.judge`, the pure binding rules, at each boundary.
+"""`gateway.rules.mutual_aid.judge`, the pure binding rules, at each boundary.
 
 Each province's rules are its declared `Policy` (data); ``judge`` reads them and asks
 nothing. The sandboxes enforce the same rules again, so a rule of ``judge`` off by one
@@ -28,8 +28,8 @@ from adapters.base import (
     RefusalCode,
     Relation,
 )
-from gateway.directory import Located
-from gateway.mutual_aid import judge
+from gateway.provinces.directory import Located
+from gateway.rules.mutual_aid import judge
 
 ADAPTERS: dict[str, type[ProvinceAdapter]] = {
     ep.name: ep.load() for ep in entry_points(group="gongji.adapters")

@@ -26,10 +26,10 @@ from adapters.base import (
     ProvinceAdapter,
     UpstreamTimeout,
 )
-from gateway.outbox import Operation, Outbox, Write
-from gateway.provinces import Provinces
-from gateway.records import Event, Journal
-from gateway.store import Store
+from gateway.provinces.federated import Provinces
+from gateway.state.outbox import Operation, Outbox, Write
+from gateway.state.records import Event, Journal
+from gateway.state.store import Store
 
 AUTHORIZER, BENEFICIARY = "130102197603150016", "130602195001200010"
 WRITE = Write(

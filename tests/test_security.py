@@ -8,11 +8,11 @@ import jwt
 import pytest
 
 from adapters.base import AdapterSettings
-from gateway.auth import ADMIN, Institution, mint_token
-from gateway.certno import check_character
-from gateway.config import RateLimits, Settings
-from gateway.schema import build_schema
-from gateway.shape import Limits
+from gateway.common.auth import ADMIN, Institution, mint_token
+from gateway.common.certno import check_character
+from gateway.graph.schema import build_schema
+from gateway.graph.shape import Limits
+from gateway.ops.config import RateLimits, Settings
 from tests.conftest import GraphQL, Sandboxes, gateway, person
 from tests.keys import AUTH
 

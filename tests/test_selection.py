@@ -1,4 +1,4 @@
-"""What an operation asks for, as one walker reads it (`gateway.operation`): fields that
+"""What an operation asks for, as one walker reads it (`gateway.graph.operation`): fields that
 ``@skip`` or ``@include`` leave out do not run, so the rate limit does not count them,
 the audit does not record them, and nothing is fetched ahead for them."""
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from graphql import OperationDefinitionNode, parse
 
-from gateway.config import RateLimits, Settings
-from gateway.operation import me_fields, top_fields
-from gateway.provinces import adapter_classes
+from gateway.graph.operation import me_fields, top_fields
+from gateway.ops.config import RateLimits, Settings
+from gateway.provinces.federated import adapter_classes
 from tests.conftest import GraphQL, person
 from tests.test_audit_truth import audit, bind_input
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.auth import ADMIN, INSTITUTION, Institution, mint_token
-from gateway.certno import check_character
+from gateway.common.auth import ADMIN, INSTITUTION, Institution, mint_token
+from gateway.common.certno import check_character
 from tests.conftest import GraphQL, person
 
 STAFF = "11010119900101001" + check_character("11010119900101001")  # the cashier

@@ -15,10 +15,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
-from gateway import documents, kinship
-from gateway.auth import INSTITUTION, Institution, InvalidToken, mint_token, verify_token
-from gateway.beijing import china_date
-from gateway.certno import (
+from gateway.common.auth import INSTITUTION, Institution, InvalidToken, mint_token, verify_token
+from gateway.common.beijing import china_date
+from gateway.common.certno import (
     birth_date,
     check_character,
     is_valid,
@@ -27,13 +26,14 @@ from gateway.certno import (
     mask_phone,
     normalize,
 )
-from gateway.channels import Channel
-from gateway.config import AuthSettings, KinshipPolicy, Settings
-from gateway.ids import decode_id, encode_id
-from gateway.logs import MaskingFormatter, mask_cert_nos
-from gateway.messages import preferred_language
-from gateway.provinces import Provinces, adapter_classes
-from gateway.refusals import GatewayCode
+from gateway.common.channels import Channel
+from gateway.common.ids import decode_id, encode_id
+from gateway.common.messages import preferred_language
+from gateway.common.refusals import GatewayCode
+from gateway.ops.config import AuthSettings, KinshipPolicy, Settings
+from gateway.ops.logs import MaskingFormatter, mask_cert_nos
+from gateway.provinces.federated import Provinces, adapter_classes
+from gateway.rules import documents, kinship
 from tests.browser import served
 from tests.conftest import ROSTER
 from tests.keys import AUTH as KEYS_AUTH
@@ -94,8 +94,8 @@ def test_english_only_when_the_request_prefers_it(header: str | None, lang: str)
 def test_refusal_codes_are_the_provinces_and_the_gateways_each_with_messages() -> None:
     """A province's vocabulary holds only what a province may answer; the gateway's own
     codes are its own; the graph's ErrorCode is both, every code with both messages."""
-    from gateway.messages import REFUSAL_CODES, refusal_message
-    from gateway.schema import schema
+    from gateway.common.messages import REFUSAL_CODES, refusal_message
+    from gateway.graph.schema import schema
 
     province = {c.value for c in RefusalCode}
     gateway = {c.value for c in GatewayCode}

@@ -2,7 +2,7 @@
 
 The gateway's edge refuses text with a control character (no province's XML can carry
 one), so these tests send such a reversal from behind the edge, through the outbox as
-the gateway does (`gateway.settlement.Settlements.reverse`), to the real adapter and the
+the gateway does (`gateway.rules.settlement.Settlements.reverse`), to the real adapter and the
 province's sandbox. Each province answers in its own words that it could not read the
 request (Henan ``9999 报文格式错误``: the request is no XML; Hebei ``-1 入参校验失败``;
 Jiangsu HTTP 400 with ``40000``) and does nothing: the adapter says the request did
@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from adapters.base import UpstreamContractError
-from gateway.auth import INSTITUTION, Caller, Institution
-from gateway.ids import decode_id
-from gateway.outbox import Outbox, Reconciler
-from gateway.settlement import SETTLEMENT_KIND
+from gateway.common.auth import INSTITUTION, Caller, Institution
+from gateway.common.ids import decode_id
+from gateway.rules.settlement import SETTLEMENT_KIND
+from gateway.state.outbox import Outbox, Reconciler
 from tests.conftest import GraphQL, Provinces
 from tests.test_resilience import fast, running, services
 from tests.test_write_truth import CASHIER, NOW, REVERSE, SETTLE, bill, cashier

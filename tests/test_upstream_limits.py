@@ -24,8 +24,8 @@ import pytest
 
 from adapters.base import AdapterSettings, UpstreamContractError, UpstreamTimeout
 from adapters.hebei import HebeiAdapter
-from gateway.config import Settings, province_settings
-from gateway.provinces import sandbox_factory
+from gateway.ops.config import Settings, province_settings
+from gateway.provinces.federated import sandbox_factory
 from tests.conftest import Sandboxes, gateway, person
 
 KiB = 1024

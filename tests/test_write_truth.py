@@ -27,11 +27,11 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters.base import UpstreamContractError
-from gateway.app import create_app
-from gateway.auth import INSTITUTION, Institution, mint_token
-from gateway.config import Settings
-from gateway.outbox import Reconciler
-from gateway.store import Store
+from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.edge.app import create_app
+from gateway.ops.config import Settings
+from gateway.state.outbox import Reconciler
+from gateway.state.store import Store
 from sandbox.serve import serving
 from tests.conftest import GraphQL, Provinces, person
 from tests.test_resilience import (

@@ -1,0 +1,331 @@
+"""The ASGI app: lifespan-made services, GraphQL at /graphql; /healthz (alive) and
+/readyz (the store writable, each province's breaker) for orchestrators.
+
+In sandbox mode a browser opening /graphql gets the playground (`gateway.edge.playground`);
+in production mode there is no page and no persona route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+from cross_web import HTTPException
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from gateway.common.auth import Caller, InvalidToken, bearer, verify_token
+from gateway.common.messages import preferred_language
+from gateway.edge.limits import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    BodyLimit,
+    negotiate,
+    request_error,
+    request_status,
+)
+from gateway.edge.playground import Playground
+from gateway.graph.audit import AuditLog
+from gateway.graph.context import Context, Services
+from gateway.graph.metrics import Metrics
+from gateway.graph.ratelimit import RateLimiter
+from gateway.graph.schema import build_schema
+from gateway.ops.config import Settings
+from gateway.ops.logs import REQUEST_ID
+from gateway.provinces.directory import Directory
+from gateway.provinces.federated import open_provinces
+from gateway.rules.diagnosis import Diagnostics
+from gateway.rules.family import Family
+from gateway.rules.kinship import Kinship
+from gateway.rules.mutual_aid import MutualAid
+from gateway.rules.settlement import Settlements
+from gateway.state.outbox import Outbox, Reconciler
+from gateway.state.records import Journal
+from gateway.state.replays import Replays
+from gateway.state.store import Store
+from gateway.state.writes import Writes
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestIds:
+    """Every request gets an id: the edge proxy's ``X-Request-Id`` when it is a plain
+    token (anything else could forge log lines), else a new one. It is on every log
+    line logged while the request is served, in its errors, and in the answer's
+    ``X-Request-Id`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+class _GraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: BaseSchema, playground: Playground | None) -> None:
+        # Uploads (kinship documents) come as GraphQL multipart requests. Tokens
+        # travel in a header, never a cookie, so a cross-site form cannot use them.
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if playground else None,
+            multipart_uploads_enabled=True,
+            # POST only: a query in a URL ends up in access logs and proxies' caches
+            allow_queries_via_get=False,
+        )
+        self.playground = playground
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson: several times faster than the standard library on large answers."""
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """orjson: strict UTF-8, and nesting bounded (1,024 levels) without recursing in
+        Python; what it refuses is a 400 (`orjson.JSONDecodeError` is a
+        `json.JSONDecodeError`)."""
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A GraphQL request is a JSON object (a list would be a batch: refused)."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the body must be a JSON object")
+        return parsed
+
+    async def parse_multipart(self, request: Any) -> dict[str, str]:
+        """A multipart request whose ``operations`` or ``map`` is not what the upload
+        spec says (not JSON, the wrong shapes, pointing nowhere) is a 400."""
+        try:
+            return await super().parse_multipart(request)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            raise HTTPException(400, "the multipart request does not follow the spec") from exc
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """GraphQL over HTTP: the answer in the media type the client accepts
+        (`negotiate`); with ``application/graphql-response+json``, a request that was
+        not executed (it did not parse, validate or fit its variables) has a 4xx status
+        and no ``data``. A request the view cannot take (a malformed body, a wrong
+        method) is answered as a GraphQL error with a code, never plain text.
+        Strawberry reads a multipart form (uploads) but leaves its files open: they
+        are closed."""
+        media = JSON
+        try:
+            if isinstance(request, Request) and request.method == "POST":
+                chosen = negotiate(request.headers.get("accept"))
+                if chosen is None:
+                    raise HTTPException(406, "no acceptable media type")
+                request.state.media = media = chosen
+            response = await super().run(request, context, root_value)
+            if media == GRAPHQL_RESPONSE_JSON and isinstance(response, Response):
+                response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+                response.status_code = getattr(request.state, "status", response.status_code)
+            return response
+        except HTTPException as exc:
+            lang = preferred_language(request.headers.get("accept-language"))
+            return request_error(exc.status_code, lang, media)
+        finally:
+            if isinstance(request, Request):
+                await request.close()
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> Any:
+        """With ``application/graphql-response+json``, a result that never ran (every
+        error before execution, so none with a path) has no ``data`` and a 4xx status."""
+        processed = await super().process_result(request, result)
+        media = getattr(request.state, "media", JSON) if isinstance(request, Request) else JSON
+        errors = result.errors or []
+        executed = result.data is not None or any(e.path is not None for e in errors)
+        if media == GRAPHQL_RESPONSE_JSON and errors and not executed:
+            processed.pop("data", None)
+            request.state.status = request_status(errors)
+        return processed
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.playground is None:  # the view renders an IDE only when given one
+            return Response(status_code=404)
+        return await self.playground.page(request)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        services: Services = request.app.state.services
+        lang = preferred_language(request.headers.get("accept-language"))
+        caller: Caller | None = None
+        token = bearer(request.headers.get("authorization"))
+        if token is not None:
+            auth = services.settings.auth
+            try:
+                if auth.jwks_url is not None:  # the key set may be fetched: not on the loop
+                    caller = await asyncio.to_thread(verify_token, token, auth)
+                else:
+                    caller = verify_token(token, auth)
+            except InvalidToken as exc:
+                log.info("rejected token: %s", exc)
+        request_id = REQUEST_ID.get()
+        if request_id == "-":  # not through the app's middleware (never in practice)
+            request_id = uuid.uuid4().hex
+        return Context(
+            services=services,
+            lang=lang,
+            request_id=request_id,
+            caller=caller,
+            client=request.client.host if request.client else None,
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> Starlette:
+    """The gateway. ``transports`` replaces the network for named provinces (tests)."""
+
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        data_dir = settings.data_dir
+        store = await Store.open(data_dir / "gateway.sqlite3" if data_dir else None)
+        try:
+            async with open_provinces(
+                settings.provinces,
+                data_dir=data_dir,
+                disabled=settings.disabled,
+                transports=transports,
+                sandboxes=not settings.production,
+                measure=metrics.measure,
+            ) as provinces:
+                directory = Directory(
+                    provinces, store, civil_record_ttl=settings.cache.civil_record_seconds
+                )
+                journal = Journal(store)
+                outbox = Outbox(store, provinces, journal)
+                replays = Replays(store, provinces)
+                writes = Writes(outbox, replays)
+                mutual_aid = MutualAid(provinces, directory, writes)
+                kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
+                app.state.services = Services(
+                    settings=settings,
+                    store=store,
+                    provinces=provinces,
+                    directory=directory,
+                    mutual_aid=mutual_aid,
+                    kinship=kinship,
+                    settlements=Settlements(provinces, directory, writes),
+                    diagnostics=Diagnostics(mutual_aid, kinship, directory),
+                    journal=journal,
+                    family=Family(provinces, kinship, directory),
+                    rate_limiter=RateLimiter(settings.limits),
+                    audit=AuditLog(store),
+                    metrics=metrics,
+                    outbox=outbox,
+                    replays=replays,
+                    writes=writes,
+                )
+                metrics.watch(provinces, outbox)
+                resilience = settings.resilience
+                reconciler = Reconciler(
+                    outbox,
+                    interval=resilience.reconcile_interval,
+                    pending_after=resilience.pending_after,
+                )
+                # the server drains requests in flight before this lifespan ends
+                running = asyncio.create_task(reconciler.run(), name="reconciler")
+                try:
+                    yield
+                finally:
+                    running.cancel()  # a write it was resending stays for next time
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+        finally:
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        """Ready when the store takes writes; every province's breaker is reported (an
+        open one does not make the gateway unready: the others are still served)."""
+        services: Services | None = getattr(request.app.state, "services", None)
+        if services is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await asyncio.wait_for(services.store.check_writable(), timeout=2.0)
+            store = "ok"
+        except Exception:
+            log.exception("readiness: the store does not take writes")
+            store = "failing"
+        provinces = {
+            code: {"name": adapter.name, "breaker": adapter.breaker_state.value}
+            for code, adapter in services.provinces.items()
+        }
+        ready = store == "ok"
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "store": store, "provinces": provinces},
+            status_code=200 if ready else 503,
+        )
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/graphql")
+
+    playground = (
+        None
+        if settings.production
+        else Playground(settings.playground_dir, settings.roster, settings.auth)
+    )
+    graphql = _GraphQL(build_schema(introspection=settings.allows_introspection), playground)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+    ]
+    if playground is not None:
+        routes += [Route("/", root), *playground.routes()]
+    # the largest upload: every document at its largest, and room for the rest
+    kinship = settings.kinship
+    max_bytes = kinship.max_documents * kinship.max_document_bytes + 1024 * 1024
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestIds),
+            Middleware(
+                BodyLimit, max_upload_bytes=max_bytes, limits=settings.limits, auth=settings.auth
+            ),
+        ],
+    )

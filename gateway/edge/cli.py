@@ -1,0 +1,216 @@
+"""``gongji``: serve the gateway, mint sandbox tokens, run a sandbox province, start the
+sandbox world over, export the SDL."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from gateway.common.auth import INSTITUTION_KINDS, ROLES, Institution, mint_token
+from gateway.ops import logs
+from gateway.ops.config import Settings
+from gateway.provinces.federated import sandbox_factory, sandbox_names
+
+RESET_HELP = "start the sandbox world over (the gateway stopped): the next start seeds it afresh"
+GC_YOUNG = 5000  # the collector's first threshold while serving
+
+if TYPE_CHECKING:
+    from sandbox.faults import Faults
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gongji", description=__doc__)
+    parser.add_argument("--config", type=Path, help="a TOML file (see docs/configuration.md)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (the playground at /graphql)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+
+    token = commands.add_parser("token", help="print a sandbox token for an ID number")
+    token.add_argument("cert_no")
+    token.add_argument(
+        "--role", action="append", default=[], choices=sorted(ROLES), help="a role to carry"
+    )
+    token.add_argument("--institution", help="the institution code (with --role INSTITUTION)")
+    token.add_argument(
+        "--institution-kind", default="HOSPITAL", choices=INSTITUTION_KINDS, help="its kind"
+    )
+
+    sandbox = commands.add_parser("sandbox", help="run one sandbox province over HTTP")
+    sandbox.add_argument("province", choices=sandbox_names())
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=9000)
+    sandbox.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+    sandbox.add_argument(
+        "--roster", type=Path, help="the people to seed a fresh state with (default: the fixtures)"
+    )
+    add_fault_arguments(sandbox)
+
+    reset = commands.add_parser("reset", help=RESET_HELP, description=RESET_HELP)
+    reset.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+
+    export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.add_argument("--output", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
+    logs.configure(fmt=settings.logs_as)
+
+    if args.command == "serve":
+        from gateway.edge.app import create_app
+        from gateway.ops import tracing
+        from gateway.state.store import DataDirInUse, check_data_dir
+
+        if settings.data_dir is not None:
+            try:  # one process per data directory: say so before anything starts
+                check_data_dir(settings.data_dir)
+            except (DataDirInUse, OSError) as exc:
+                print(f"gongji serve: {exc}", file=sys.stderr)
+                return 2
+
+        provider = tracing.configure(settings.tracing)
+
+        what = "GraphQL" if settings.production else "playground and GraphQL"
+        url = f"http://{args.host}:{args.port}/graphql"
+        print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
+        app = create_app(settings)
+        # What is loaded by now (modules, the schema) lives as long as the process: kept
+        # out of the collector's full passes. Young objects are collected after GC_YOUNG
+        # net allocations instead of 700 (a family dashboard leaves about 650): about
+        # once every eight dashboards instead of about once each (bench/RESULTS.md).
+        gc.collect()  # what is already garbage is not frozen with the rest
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+        proxies = settings.limits.trusted_proxies
+        try:
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                log_config=None,
+                # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
+                # stops the reconciler); a write cut off here is answered SUBMITTED and
+                # resumed at the next start
+                timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
+                # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
+                # default uvicorn believes them from loopback, where any local client could
+                # forge its address (the rate limit per address, the audit's client)
+                proxy_headers=bool(proxies),
+                forwarded_allow_ips=list(proxies),
+            )
+        finally:
+            if provider is not None:
+                provider.shutdown()  # the last spans go out
+    elif args.command == "token":
+        try:
+            institution = (
+                Institution(args.institution, args.institution_kind) if args.institution else None
+            )
+            roles = frozenset(args.role)
+            print(mint_token(args.cert_no, settings.auth, roles=roles, institution=institution))
+        except ValueError as exc:
+            print(f"gongji token: {exc}", file=sys.stderr)
+            return 2
+    elif args.command == "sandbox":
+        from sandbox.engine import load_roster
+        from sandbox.faults import set_faults
+
+        try:
+            faults = faults_from_args(args)
+            roster = load_roster(args.roster) if args.roster else None
+        except (OSError, ValueError) as exc:
+            print(f"gongji sandbox: {exc}", file=sys.stderr)
+            return 2
+        app = sandbox_factory(args.province)(data_dir=settings.data_dir, roster=roster)
+        set_faults(app, faults)
+        url = f"http://{args.host}:{args.port}"
+        note = f"fault mode {json.dumps(faults.to_json())}" if faults.active else "no faults"
+        print(f"Sandbox {args.province} on {url} ({note}; {url}/_faults changes them)")
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    elif args.command == "reset":
+        from gateway.state.reset import run as reset_world
+
+        return reset_world(settings)
+    elif args.command == "export-schema":
+        from gateway.graph.schema import schema
+
+        sdl = schema.as_str() + "\n"
+        if args.output:
+            args.output.write_text(sdl, encoding="utf-8")
+        else:
+            sys.stdout.write(sdl)
+    return 0
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fault-mode flags of ``gongji sandbox`` (see docs/configuration.md)."""
+    group = parser.add_argument_group("fault mode (all off by default)")
+    group.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="N", help="delay every request"
+    )
+    group.add_argument(
+        "--jitter-ms", type=float, default=0.0, metavar="N", help="plus a random 0..N ms"
+    )
+    group.add_argument(
+        "--error-rate", type=float, default=0.0, metavar="F", help="answer 503 (0..1)"
+    )
+    group.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="handle the request, then close the connection unanswered (0..1)",
+    )
+    group.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="handle the request, answer garbage with status 200 (0..1)",
+    )
+    group.add_argument(
+        "--hang", action="store_true", help="answer nothing until PUT /_faults says otherwise"
+    )
+    group.add_argument(
+        "--fault-path",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="apply faults only to paths starting so (repeatable; default: all)",
+    )
+    group.add_argument(
+        "--fault-seed", type=int, metavar="N", help="seed the rates' random generator"
+    )
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The `Faults` the fault-mode flags ask for; `ValueError` when they are invalid."""
+    from sandbox.faults import Faults
+
+    return Faults(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        malformed_rate=args.malformed_rate,
+        hang=args.hang,
+        paths=tuple(args.fault_path),
+        seed=args.fault_seed,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,347 @@
+"""Settings, read once from a TOML file and the environment, then passed in."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from adapters.base import AdapterSettings, Policy, Relation
+from gateway.ops.logs import LOG_FORMATS, LogFormat
+
+Mode = Literal["sandbox", "production"]
+MODES: tuple[Mode, ...] = ("sandbox", "production")
+
+_ROOT = Path(__file__).resolve().parents[2]  # gateway/ops/config.py: the project
+# The playground package (GraphiQL and its assets, built by scripts/install) and
+# the synthetic people its personas are drawn from: the sandbox provinces' roster.
+PLAYGROUND_DIR = _ROOT / "playground"
+ROSTER = _ROOT / "fixtures" / "roster.json"
+
+# The documented development secret. Only for the sandbox: override it with
+# GONGJI_JWT_SECRET or `[auth] secret` in the config file anywhere else.
+DEV_JWT_SECRET = "gongji-sandbox-development-secret-not-for-production"  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    secret: str = DEV_JWT_SECRET
+    issuer: str = "gongji-sandbox"
+    audience: str = "gongji"
+    token_ttl_seconds: int = 12 * 3600
+    leeway_seconds: int = 30
+    # Production: the identity provider's public keys (RS256 or ES256), as a JWKS file
+    # or URL. With either, tokens are verified with those keys only, never the secret.
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+
+    @property
+    def is_development(self) -> bool:
+        return self.secret == DEV_JWT_SECRET
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.jwks_file is not None or self.jwks_url is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """``[limits]``: operations per window, e.g. ``per_subject = "60/minute"``; counted for
+    every mutation and every diagnosis, per subject (token) and per client address."""
+
+    per_subject: str = "60/minute"
+    per_address: str = "300/minute"
+    # A GraphQL request as JSON (uploads, multipart, have [kinship]'s limits): the
+    # largest document within the token limit, with its variables, is far smaller.
+    max_json_bytes: int = 64 * 1024
+    # All of a request's header names and values together, and how many there are.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (addresses or
+    # networks); none by default: the client address is the connection's.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("max_json_bytes", "max_header_bytes", "max_headers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"limits.{name} must be a positive whole number, not {value!r}")
+        proxies = self.trusted_proxies
+        if isinstance(proxies, str) or not all(isinstance(p, str) for p in proxies):
+            raise ValueError("limits.trusted_proxies is a list of addresses or networks")
+        object.__setattr__(self, "trusted_proxies", tuple(proxies))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KinshipPolicy:
+    """The national rules of kinship accounts (亲情账户), as data: ``[kinship]``."""
+
+    max_members: int = 5  # an adder's members, across all channels, pending ones too
+    max_adders: int = 2  # adders of one member
+    review_age: int = 16  # a member this old or younger needs a document and review
+    allowed_relations: frozenset[Relation] = frozenset(
+        {
+            Relation.SPOUSE,
+            Relation.PARENT,
+            Relation.CHILD,
+            Relation.GRANDPARENT,
+            Relation.GRANDCHILD,
+            Relation.SIBLING,
+        }
+    )
+    max_documents: int = 3
+    max_document_bytes: int = 5 * 1024 * 1024
+    review_working_days: tuple[int, int] = (1, 2)
+    voucher_ttl_seconds: int = 120
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> KinshipPolicy:
+        table = dict(table)
+        if "allowed_relations" in table:
+            table["allowed_relations"] = frozenset(Relation(r) for r in table["allowed_relations"])
+        if "review_working_days" in table:
+            table["review_working_days"] = tuple(table["review_working_days"])
+        return cls(**table)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the app needs. ``data_dir=None`` keeps all state in memory (tests).
+
+    ``mode="sandbox"`` (the default) serves the playground and its personas and
+    may run provinces in-process; ``"production"`` serves the graph only, needs a
+    ``base_url`` for every province and a signing secret of its own.
+    """
+
+    mode: Mode = "sandbox"
+    data_dir: Path | None = Path("var")
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    # Per province (by its entry-point name); a province absent here, or without
+    # a base_url, is served by its in-process sandbox.
+    provinces: Mapping[str, AdapterSettings] = field(default_factory=dict)
+    # Installed provinces left out by configuration (`enabled = false`).
+    disabled: frozenset[str] = frozenset()
+    # None: on in sandbox mode, off in production.
+    introspection: bool | None = None
+    playground_dir: Path = PLAYGROUND_DIR
+    roster: Path = ROSTER
+    kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
+    limits: RateLimits = field(default_factory=RateLimits)
+    resilience: Resilience = field(default_factory=lambda: Resilience())
+    # None: text in sandbox mode, JSON lines in production
+    log_format: LogFormat | None = None
+    tracing: Tracing = field(default_factory=lambda: Tracing())
+    cache: Caching = field(default_factory=lambda: Caching())
+
+    def __post_init__(self) -> None:
+        _mode(self.mode)
+        if self.production:
+            if not self.auth.asymmetric:
+                raise ValueError(
+                    "production mode verifies tokens with the identity provider's public keys:"
+                    " set [auth] jwks_file or jwks_url (RS256 or ES256)"
+                )
+            if self.auth.is_development:
+                raise ValueError(
+                    "production mode needs a signing secret of its own (it signs kinship"
+                    " vouchers): [auth] secret or GONGJI_JWT_SECRET, not the development one"
+                )
+            if len(self.auth.secret.encode()) < 32:
+                raise ValueError("the signing secret must be at least 32 bytes long")
+        elif self.auth.asymmetric:
+            raise ValueError("sandbox mode signs its own tokens: no jwks_file or jwks_url")
+        elif not self.auth.is_development:
+            # The playground mints tokens for anyone who asks: with a secret of
+            # one's own, a forgotten `mode` would hand out real tokens.
+            raise ValueError(
+                "a signing secret of your own means a real deployment: set"
+                ' mode = "production" (sandbox mode uses the development secret)'
+            )
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def logs_as(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.production else "text"
+
+    @property
+    def allows_introspection(self) -> bool:
+        return self.introspection if self.introspection is not None else not self.production
+
+    @classmethod
+    def load(
+        cls,
+        config_file: Path | None = None,
+        *,
+        data_dir: Path | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Settings:
+        raw: dict[str, Any] = {}
+        path = config_file or (
+            Path(environ["GONGJI_CONFIG"]) if "GONGJI_CONFIG" in environ else None
+        )
+        if path is not None:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        auth_raw = dict(raw.get("auth", {}))
+        if "GONGJI_JWT_SECRET" in environ:
+            auth_raw["secret"] = environ["GONGJI_JWT_SECRET"]
+        if "jwks_file" in auth_raw:
+            auth_raw["jwks_file"] = Path(auth_raw["jwks_file"])
+        chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
+        tables = {name: dict(table) for name, table in raw.get("provinces", {}).items()}
+        disabled = frozenset(n for n, t in tables.items() if not t.pop("enabled", True))
+        playground = dict(raw.get("playground", {}))
+        extra: dict[str, Any] = {}
+        if "dir" in playground:
+            extra["playground_dir"] = Path(playground.pop("dir"))
+        if "roster" in playground:
+            extra["roster"] = Path(playground.pop("roster"))
+        if playground:
+            raise ValueError(f"playground: unknown settings {sorted(playground)}")
+        introspection = raw.get("graphql", {}).get("introspection")
+        if introspection is not None and not isinstance(introspection, bool):
+            raise ValueError("graphql.introspection must be true or false")
+        return cls(
+            mode=_mode(environ.get("GONGJI_MODE") or raw.get("mode", "sandbox")),
+            introspection=introspection,
+            data_dir=Path(chosen_dir),
+            auth=AuthSettings(**auth_raw),
+            provinces={name: province_settings(name, table) for name, table in tables.items()},
+            disabled=disabled,
+            kinship=KinshipPolicy.from_table(raw.get("kinship", {})),
+            limits=RateLimits(**raw.get("limits", {})),
+            resilience=Resilience(**raw.get("resilience", {})),
+            log_format=_log_format(
+                environ.get("GONGJI_LOG_FORMAT") or raw.get("logging", {}).get("format")
+            ),
+            tracing=Tracing(**raw.get("tracing", {})),
+            cache=Caching(**raw.get("cache", {})),
+            **extra,
+        )
+
+
+def _log_format(value: object) -> LogFormat | None:
+    if value is None:
+        return None
+    for fmt in LOG_FORMATS:
+        if value == fmt:
+            return fmt
+    raise ValueError(f"logging.format must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+
+
+def _mode(value: object) -> Mode:
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
+
+
+def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
+    """``[provinces.NAME]`` → `AdapterSettings`.
+
+    ``policy`` overrides fields of the adapter's declared policies; each
+    ``[[provinces.NAME.policies]]`` adds a dated policy (a rule change ahead).
+    """
+    table = dict(table)
+    overrides = dict(table.pop("policy", {}))
+    extra = [_policy(p) for p in table.pop("policies", [])]
+    numbers: dict[str, type[int] | type[float]] = {
+        "connect_timeout": float,
+        "timeout": float,
+        "max_connections": int,
+        "retries": int,
+        "retry_wait": float,
+        "retry_wait_max": float,
+        "breaker_threshold": int,
+        "breaker_reset": float,
+        "max_answer_bytes": int,
+    }
+    unknown = set(table) - {"base_url", *numbers}
+    if unknown:
+        raise ValueError(f"provinces.{name}: unknown settings {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for setting, kind in numbers.items():
+        if setting not in table:
+            continue
+        value = table[setting]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"provinces.{name}.{setting}: a number, not {value!r}")
+        if kind is int and value != int(value):
+            raise ValueError(f"provinces.{name}.{setting}: a whole number, not {value!r}")
+        # retries may be 0 (reads tried once); everything else must be above 0
+        if value < 0 or (value == 0 and setting != "retries"):
+            raise ValueError(f"provinces.{name}.{setting} must be positive, not {value!r}")
+        values[setting] = kind(value)
+    return AdapterSettings(
+        base_url=str(table.get("base_url", "")),
+        policy_overrides=overrides,
+        extra_policies=tuple(extra),
+        **values,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Caching:
+    """``[cache]``: slow-changing facts remembered by the gateway, with their expiry.
+
+    ``civil_record_seconds``: a person's civil record (their relatives), for the
+    family screen; binding still asks the province every time. 0 turns it off.
+    (Where each person is insured is remembered in the store until a province no
+    longer finds them.)
+    """
+
+    civil_record_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.civil_record_seconds < 0:
+            raise ValueError("cache.civil_record_seconds: 0 (off) or more")
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """``[tracing]``: OpenTelemetry traces of each operation and each upstream call.
+
+    ``exporter``: ``"none"`` (the default: no spans are recorded, and the hooks
+    cost next to nothing), ``"console"`` (spans printed, for a developer) or
+    ``"otlp"`` (sent to ``endpoint`` over OTLP/HTTP; needs the ``otlp`` extra).
+    """
+
+    exporter: Literal["none", "console", "otlp"] = "none"
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "gongji"
+
+    def __post_init__(self) -> None:
+        if self.exporter not in ("none", "console", "otlp"):
+            raise ValueError(f"tracing.exporter: none, console or otlp, not {self.exporter!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """``[resilience]``: how the reconciler settles writes whose outcome is unknown.
+
+    Every ``reconcile_interval`` seconds it sends again the writes whose answer
+    was lost, and those still pending ``pending_after`` seconds after they were
+    recorded (a process that died with them in flight); ``shutdown_grace`` is how
+    long a stopping gateway waits for requests in flight.
+    """
+
+    reconcile_interval: float = 2.0
+    pending_after: float = 30.0
+    shutdown_grace: float = 20.0
+
+    def __post_init__(self) -> None:
+        if min(self.reconcile_interval, self.pending_after, self.shutdown_grace) <= 0:
+            raise ValueError("resilience: every setting is a positive number of seconds")
+
+
+def _policy(table: Mapping[str, Any]) -> Policy:
+    table = dict(table)
+    effective_from = table.pop("effective_from")
+    return Policy(effective_from=effective_from).with_changes(**table)

@@ -1,0 +1,176 @@
+"""Settlement at designated institutions: the gateway checks the bill, the province pays it.
+
+What the province does (its system is authoritative and keeps the money): the
+self-pay part (total minus what the pooled fund paid) comes from the patient's
+own personal account, then from exactly one authorizer bound to the patient,
+the one with the largest balance, up to that balance; the rest is cash due.
+Each adapter knows whether its province picks that authorizer itself or must
+be told. The institution's idempotency key makes a retried bill the same
+settlement; the province holds the key with the money, so a retry after a lost
+answer is safe too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from adapters.base import (
+    MedicalType,
+    RefusalCode,
+    Settlement,
+)
+from gateway.common.auth import INSTITUTION, Caller
+from gateway.common.certno import is_valid, normalize
+from gateway.common.ids import decode_id
+from gateway.common.refusals import Code, GatewayCode, Refused
+from gateway.provinces.directory import Directory
+from gateway.provinces.federated import Provinces
+from gateway.state.keys import key_ok, new_key
+from gateway.state.outbox import Operation, Write
+from gateway.state.outcome import Outcome
+from gateway.state.writes import Writes
+
+SETTLEMENT_KIND = "Settlement"
+# The largest bill the graph takes: every province's system holds it (12 digits).
+MAX_AMOUNT = Decimal("99999999.99")
+
+# What each kind of institution may settle.
+MEDICAL_TYPES = {
+    "HOSPITAL": frozenset({MedicalType.OUTPATIENT, MedicalType.INPATIENT}),
+    "PHARMACY": frozenset({MedicalType.PHARMACY}),
+}
+
+# The input of `settle` each refusal points at.
+_SETTLE_FIELDS: dict[Code, str] = {
+    RefusalCode.INVALID_CERT_NO: "patientCertNo",
+    RefusalCode.PERSON_NOT_FOUND: "patientCertNo",
+    RefusalCode.PATIENT_NOT_INSURED: "patientCertNo",
+    RefusalCode.AMOUNT_NOT_POSITIVE: "totalAmount",
+    GatewayCode.AMOUNT_TOO_LARGE: "totalAmount",
+    GatewayCode.AMOUNT_NEGATIVE: "fundPaid",
+    GatewayCode.FUND_PAID_EXCEEDS_TOTAL: "fundPaid",
+    GatewayCode.INVALID_IDEMPOTENCY_KEY: "idempotencyKey",
+    RefusalCode.IDEMPOTENCY_KEY_REUSED: "idempotencyKey",
+    RefusalCode.MEDICAL_TYPE_NOT_ALLOWED: "medicalType",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SettleInput:
+    patient_cert_no: str
+    medical_type: MedicalType
+    total: Decimal
+    fund_paid: Decimal
+    idempotency_key: str
+
+
+SettlementOutcome = Outcome[Settlement]  # what a settlement write came to
+
+
+def _refused(code: Code) -> SettlementOutcome:
+    return SettlementOutcome.refused(code, _SETTLE_FIELDS.get(code))
+
+
+def judge_bill(given: SettleInput, institution_kind: str) -> Code | None:
+    """The first thing wrong with what a bill claims, for an institution of this kind.
+
+    Pure: it asks nothing. The idempotency key first (every write checks it first),
+    then the amounts (a bill the fund paid in full is a bill: ``fund_paid`` may equal
+    ``total``), the kind of care, and the patient's ID number.
+    """
+    if not key_ok(given.idempotency_key):
+        return GatewayCode.INVALID_IDEMPOTENCY_KEY
+    if given.total <= 0:
+        return RefusalCode.AMOUNT_NOT_POSITIVE
+    if given.total > MAX_AMOUNT:
+        return GatewayCode.AMOUNT_TOO_LARGE
+    if given.fund_paid < 0:
+        return GatewayCode.AMOUNT_NEGATIVE
+    if given.fund_paid > given.total:
+        return GatewayCode.FUND_PAID_EXCEEDS_TOTAL
+    if given.medical_type not in MEDICAL_TYPES[institution_kind]:
+        return RefusalCode.MEDICAL_TYPE_NOT_ALLOWED
+    if not is_valid(normalize(given.patient_cert_no)):
+        return RefusalCode.INVALID_CERT_NO
+    return None
+
+
+def _on_settlement(code: Code) -> str:
+    """Where a refusal of acting on a settlement points: the settlement."""
+    return "settlementId"
+
+
+def _scope(institution: str) -> str:
+    """Whose keys: an institution's are its own, whatever province a bill goes to."""
+    return f"institution:{institution}"
+
+
+class Settlements:
+    def __init__(self, provinces: Provinces, directory: Directory, writes: Writes) -> None:
+        self._provinces = provinces
+        self._directory = directory
+        self._writes = writes
+
+    async def settle(self, caller: Caller, given: SettleInput) -> SettlementOutcome:
+        """Check the bill, then send it once per the institution's key. What the bill
+        claims is checked first, and refusing it keeps nothing: the corrected bill may
+        follow under the same key. A patient the gateway cannot find is the key's
+        answer (as the province's refusal would be)."""
+        key = given.idempotency_key
+        institution = caller.institution
+        if INSTITUTION not in caller.roles or institution is None:
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
+        refused = judge_bill(given, institution.kind)
+        if refused is not None:
+            return _refused(refused).under(key)
+        patient = normalize(given.patient_cert_no)
+        asked = Write(
+            Operation.SETTLE,
+            "",
+            {
+                "institution": institution.code,
+                "idempotency_key": given.idempotency_key,
+                "patient": patient,
+                "medical_type": given.medical_type.value,
+                "total": f"{given.total:.2f}",
+                "fund_paid": f"{given.fund_paid:.2f}",
+            },
+        )
+
+        async def check() -> str | Refused:
+            found = (await self._directory.locate([patient])).get(patient)
+            if found is None:
+                return Refused(RefusalCode.PERSON_NOT_FOUND, "patientCertNo")
+            if not found.person.is_in_force:
+                return Refused(RefusalCode.PATIENT_NOT_INSURED, "patientCertNo")
+            return found.adapter.code
+
+        scope = _scope(institution.code)
+        return await self._writes.send(
+            scope, given.idempotency_key, asked, check, _SETTLE_FIELDS.get, Settlement
+        )
+
+    async def reverse(
+        self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None
+    ) -> SettlementOutcome:
+        """The institution that settled undoes it, the same day, once."""
+        key = new_key() if key is None else key
+        institution = caller.institution
+        if INSTITUTION not in caller.roles or institution is None:
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
+        if not key_ok(key):  # before the reason, as for every write
+            return _refused(GatewayCode.INVALID_IDEMPOTENCY_KEY).under(key)
+        reason = reason.strip()
+        if not reason:
+            return SettlementOutcome.refused(GatewayCode.REASON_REQUIRED, "reason").under(key)
+        decoded = decode_id(settlement_id, SETTLEMENT_KIND)
+        if decoded is None or decoded[0] not in self._provinces:
+            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, "settlementId").under(key)
+        write = Write(
+            Operation.REVERSE,
+            decoded[0],
+            {"settlement_id": decoded[1], "institution": institution.code, "reason": reason},
+        )
+        scope = _scope(institution.code)
+        return await self._writes.send(scope, key, write, None, _on_settlement, Settlement)
