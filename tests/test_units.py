@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import logging
 import types
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,16 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from adapters.base import Party, Policy, RefusalCode, Relation, parse_money, policy_in_force
+from adapters.base import (
+    MedicalType,
+    Party,
+    Policy,
+    RefusalCode,
+    Relation,
+    Settlement,
+    parse_money,
+    policy_in_force,
+)
 from gateway.common.auth import INSTITUTION, Institution, InvalidToken, mint_token, verify_token
 from gateway.common.beijing import china_date
 from gateway.common.certno import (
@@ -133,6 +143,64 @@ def test_the_policy_in_force_is_the_latest_one_already_effective() -> None:
     assert policy_in_force([new, old], dt.date(2027, 1, 1)) is new
     with pytest.raises(LookupError):
         policy_in_force([new], dt.date(2026, 1, 1))
+
+
+def test_a_policy_allows_one_relative_at_least_and_reads_its_overrides() -> None:
+    with pytest.raises(ValueError, match="max_relatives"):
+        Policy(effective_from=dt.date(2024, 1, 1), max_relatives=0)
+    one = Policy(effective_from=dt.date(2024, 1, 1), max_relatives=1)
+    changed = one.with_changes(
+        effective_from="2026-01-09", allowed_relations=["SIBLING", Relation.SPOUSE]
+    )
+    assert changed.effective_from == dt.date(2026, 1, 9)
+    assert changed.allowed_relations == frozenset({Relation.SIBLING, Relation.SPOUSE})
+    assert changed.max_relatives == 1
+    assert one.with_changes(cross_city=True) == dataclasses.replace(one, cross_city=True)
+
+
+def _settlement(**amounts: object) -> Settlement:
+    fields: dict[str, object] = {
+        "total": Decimal("300.00"),
+        "fund_paid": Decimal("100.00"),
+        "self_pay": Decimal("200.00"),
+        "own_account_paid": Decimal("50.00"),
+        "mutual_aid_paid": Decimal("120.00"),
+        "mutual_aid_payer": Party("130102197603150016", "王建国"),
+        "cash_due": Decimal("30.00"),
+        **amounts,
+    }
+    return Settlement(
+        id="S1",
+        institution_code="H13010001",
+        patient=Party("130102197807020029", "李秀英"),
+        medical_type=MedicalType.OUTPATIENT,
+        patient_balance_after=None,
+        payer_balance_after=None,
+        settled_at=dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_settlement_adds_up_or_is_not_made() -> None:
+    """What every province's answer must satisfy (an answer that breaks it is a contract
+    error): no negative part, fund and self-pay make the total, own account, mutual aid
+    and cash make the self-pay part, and mutual aid paid has its payer and only then."""
+    assert _settlement().cash_due == Decimal("30.00")
+    nobody = {"mutual_aid_paid": Decimal(0), "mutual_aid_payer": None, "cash_due": Decimal(150)}
+    assert _settlement(**nobody).mutual_aid_payer is None
+    zero = Decimal(0)
+    parts = ("total", "fund_paid", "self_pay", "own_account_paid", "mutual_aid_paid", "cash_due")
+    for part in parts:  # each part below zero is refused before the sums are weighed
+        with pytest.raises(ValueError, match="negative"):
+            _settlement(**{part: Decimal("-0.01")})
+    with pytest.raises(ValueError, match="total"):
+        _settlement(total=Decimal("300.01"))
+    with pytest.raises(ValueError, match="self-pay part"):
+        _settlement(cash_due=Decimal("30.01"))
+    with pytest.raises(ValueError, match="payer"):  # paid, nobody paying
+        _settlement(mutual_aid_payer=None)
+    with pytest.raises(ValueError, match="payer"):  # a payer who paid nothing
+        _settlement(mutual_aid_paid=zero, cash_due=Decimal(150))
 
 
 def test_a_policy_change_is_a_configuration_change(tmp_path: Path) -> None:
