@@ -91,3 +91,14 @@ def test_an_adapter_uses_only_its_base_never_another_province_nor_the_gateway(
         ):
             wrong.append(f"line {line}: {name}")
     assert wrong == []
+
+
+def test_idempotency_keys_are_made_by_the_write_path_only() -> None:
+    """`gateway.state.writes` makes a key when the client sends none; a resolver or a
+    rule that made its own would answer under a key the write path never kept."""
+    makers = [
+        str(path.relative_to(ROOT))
+        for path in gateway_modules()
+        if room(path) != "state" and "new_key" in path.read_text("utf-8")
+    ]
+    assert makers == []

@@ -49,8 +49,9 @@ from gateway.rules.kinship import (
     VoucherOutcome,
     password_ok,
 )
-from gateway.state.keys import key_ok, new_key
+from gateway.state.keys import key_ok
 from gateway.state.outcome import Outcome
+from gateway.state.writes import refuse
 
 T = TypeVar("T")
 
@@ -506,12 +507,12 @@ class KinshipMutations:
         caller = info.context.insured()
         kinship = info.context.services.kinship
         link_id = registry_id(member_id)
-        key = new_key() if idempotency_key is None else idempotency_key
-        if key_ok(key) and not password_ok(payment_password):
+        key = idempotency_key
+        if (key is None or key_ok(key)) and not password_ok(payment_password):
             # judged by the input alone, before the key keeps anything: a corrected
             # password may follow under the same key
-            refused = LinkOutcome.refused(GatewayCode.INVALID_PAYMENT_PASSWORD, "paymentPassword")
-            return KinshipPayload.of(refused.under(key), info)
+            code = GatewayCode.INVALID_PAYMENT_PASSWORD
+            return KinshipPayload.of(refuse(KinshipLink, key, code, "paymentPassword"), info)
         outcome = await _once(
             info,
             key,

@@ -26,10 +26,10 @@ from gateway.common.ids import decode_id
 from gateway.common.refusals import Code, GatewayCode, Refused
 from gateway.provinces.directory import Directory
 from gateway.provinces.federated import Provinces
-from gateway.state.keys import key_ok, new_key
+from gateway.state.keys import key_ok
 from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
-from gateway.state.writes import Writes
+from gateway.state.writes import Writes, refuse
 
 SETTLEMENT_KIND = "Settlement"
 # The largest bill the graph takes: every province's system holds it (12 digits).
@@ -155,18 +155,18 @@ class Settlements:
         self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None
     ) -> SettlementOutcome:
         """The institution that settled undoes it, the same day, once."""
-        key = new_key() if key is None else key
         institution = caller.institution
         if INSTITUTION not in caller.roles or institution is None:
-            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, None).under(key)
-        if not key_ok(key):  # before the reason, as for every write
-            return _refused(GatewayCode.INVALID_IDEMPOTENCY_KEY).under(key)
+            return refuse(Settlement, key, RefusalCode.FORBIDDEN)
+        if key is not None and not key_ok(key):  # before the reason, as for every write
+            code = GatewayCode.INVALID_IDEMPOTENCY_KEY
+            return refuse(Settlement, key, code, _SETTLE_FIELDS.get(code))
         reason = reason.strip()
         if not reason:
-            return SettlementOutcome.refused(GatewayCode.REASON_REQUIRED, "reason").under(key)
+            return refuse(Settlement, key, GatewayCode.REASON_REQUIRED, "reason")
         decoded = decode_id(settlement_id, SETTLEMENT_KIND)
         if decoded is None or decoded[0] not in self._provinces:
-            return SettlementOutcome.refused(RefusalCode.FORBIDDEN, "settlementId").under(key)
+            return refuse(Settlement, key, RefusalCode.FORBIDDEN, "settlementId")
         write = Write(
             Operation.REVERSE,
             decoded[0],

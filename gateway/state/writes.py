@@ -10,6 +10,11 @@
      └──▶ new ──▶ the rules' check ──▶ a refusal ───▶ kept as the key's outcome
                                    └─▶ where to ───▶ done, and kept as the key's outcome
 
+What is judged before the path is taken (the caller's role, the input alone: a bill's
+amounts, a password's form) keeps nothing: `refuse` answers it under the client's key,
+or one made for it, and the corrected request may follow under the same key. Keys are
+made here and nowhere else.
+
 A write is done in one of two places:
 
 - at a province (`Writes.send`): bindings, settlements, reversals. The outbox
@@ -35,7 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from adapters.base import RefusalCode
-from gateway.common.refusals import GatewayCode, Refused
+from gateway.common.refusals import Code, GatewayCode, Refused
 from gateway.state.keys import KeyReused, key_ok, new_key
 from gateway.state.outbox import Outbox, Sent, Write
 from gateway.state.outcome import KEY_FIELD, Fields, Outcome
@@ -51,6 +56,12 @@ Check = Callable[[], Awaitable[str | Refused]]
 def _point(refusal: Refused, fields: Fields) -> Refused:
     """A province's refusal (adapters give only a code), pointed at the input it concerns."""
     return Refused(refusal.code, fields(refusal.code))
+
+
+def refuse(kind: type[T], key: str | None, code: Code, field: str | None = None) -> Outcome[T]:
+    """A refusal judged before the write path is taken: nothing is kept; it answers
+    under ``key``, or a key made for it (a ``kind`` write's outcome)."""
+    return Outcome[T].refused(code, field).under(new_key() if key is None else key)
 
 
 class Writes:
