@@ -19,6 +19,7 @@ from gateway.ops.config import KinshipPolicy
 from gateway.provinces.directory import Located
 from gateway.rules.documents import DocumentKind
 from gateway.rules.kinship import LinkStatus, Taken, age_on, documents_needed, judge_kinship
+from tests.doubles import Nowhere
 
 TODAY = dt.date(2026, 6, 15)
 POLICY = KinshipPolicy()  # 5 members, 2 adders, review at 16 or younger
@@ -26,11 +27,6 @@ R = RefusalCode
 G = GatewayCode
 BIRTH, REGISTER = DocumentKind.BIRTH_CERTIFICATE, DocumentKind.HOUSEHOLD_REGISTER
 SPOUSE, PARENT, CHILD = Relation.SPOUSE, Relation.PARENT, Relation.CHILD
-
-
-class Nowhere(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"judging asked a province: {request.method} {request.url}")
 
 
 PROVINCE = HebeiAdapter(httpx.AsyncClient(transport=Nowhere()))

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import (
-    Area,
     Binding,
     BindingStatus,
-    InsuranceStatus,
-    InsuranceType,
     Party,
-    Person,
-    Policy,
-    ProvinceAdapter,
     Relation,
 )
 from adapters.payer import bound_authorizers, choose_payer
+from tests.doubles import Ledger
 
 A, B, C = Party("A", "甲"), Party("B", "乙"), Party("C", "丙")
 PATIENT = "P"
@@ -137,55 +129,6 @@ def test_among_bindings_made_at_once_the_listing_order_holds_and_each_is_once() 
 
 
 # -- the same rule as the province adapter's reads --------------------------------------------
-
-
-class Nowhere(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"a request was sent: {request.method} {request.url}")
-
-
-class Ledger(ProvinceAdapter):
-    """A province held in memory: bindings and balances."""
-
-    code: ClassVar[str] = "13"
-    name: ClassVar[str] = "甲省"
-    policies: ClassVar[tuple[Policy, ...]] = (Policy(effective_from=dt.date(2020, 1, 1)),)
-
-    def __init__(self, balances: dict[str, Decimal | None], bindings: Sequence[Binding]) -> None:
-        super().__init__(httpx.AsyncClient(transport=Nowhere()))
-        self.balances = balances
-        self.bindings = list(bindings)
-
-    async def find_persons(self, cert_nos: Sequence[str]) -> dict[str, Person]:
-        area = Area("130100", "某市")
-        return {
-            c: Person(
-                c,
-                c,
-                area,
-                InsuranceType.RESIDENT if self.balances[c] is None else InsuranceType.EMPLOYEE,
-                InsuranceStatus.ACTIVE,
-                self.balances[c],
-            )
-            for c in cert_nos
-            if c in self.balances
-        }
-
-    async def relatives(self, cert_no: str) -> list[Any]:
-        raise AssertionError("the payer rule asked for relatives")
-
-    async def bindings_of(self, cert_nos: Sequence[str]) -> list[Binding]:
-        return [
-            b
-            for b in self.bindings
-            if b.authorizer.cert_no in cert_nos or b.beneficiary.cert_no in cert_nos
-        ]
-
-    async def bind(self, request: Any) -> Any:
-        raise AssertionError("the payer rule asked to bind")
-
-    async def unbind(self, binding_id: str, *, actor: str, request_id: str | None = None) -> Any:
-        raise AssertionError("the payer rule asked to unbind")
 
 
 MONEY = st.sampled_from([None, "0.00", "0.01", "5.00", "5.00", "300.00"]).map(d)

@@ -30,6 +30,7 @@ from adapters.base import (
 )
 from gateway.provinces.directory import Located
 from gateway.rules.mutual_aid import judge
+from tests.doubles import Nowhere
 
 ADAPTERS: dict[str, type[ProvinceAdapter]] = {
     ep.name: ep.load() for ep in entry_points(group="gongji.adapters")
@@ -39,11 +40,6 @@ EMPLOYEE, RESIDENT = InsuranceType.EMPLOYEE, InsuranceType.RESIDENT
 ACTIVE, PENDING = BindingStatus.ACTIVE, BindingStatus.PENDING_CONFIRMATION
 SPOUSE, PARENT, CHILD = Relation.SPOUSE, Relation.PARENT, Relation.CHILD
 R = RefusalCode
-
-
-class Nowhere(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"judge asked a province: {request.method} {request.url}")
 
 
 class Rules(ProvinceAdapter):

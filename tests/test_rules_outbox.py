@@ -30,6 +30,7 @@ from gateway.provinces.federated import Provinces
 from gateway.state.outbox import Operation, Outbox, Write
 from gateway.state.records import Event, Journal
 from gateway.state.store import Store
+from tests.doubles import Nowhere
 
 AUTHORIZER, BENEFICIARY = "130102197603150016", "130602195001200010"
 WRITE = Write(
@@ -43,11 +44,6 @@ WRITE = Write(
         "commitment_signed": True,
     },
 )
-
-
-class Nowhere(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"a request was sent: {request.method} {request.url}")
 
 
 class Counter(ProvinceAdapter):

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
 from xml.etree import ElementTree as ET
 
 import httpx
@@ -21,16 +19,10 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters.base import (
-    Area,
     Binding,
     BindingStatus,
-    InsuranceStatus,
-    InsuranceType,
     MedicalType,
     Party,
-    Person,
-    Policy,
-    ProvinceAdapter,
     Relation,
     Settlement,
     SettleRequest,
@@ -38,64 +30,12 @@ from adapters.base import (
 from adapters.henan import HenanAdapter
 from adapters.jiangsu import JiangsuAdapter
 from tests.conftest import Provinces, person
+from tests.doubles import Ledger
 
 PATIENT = "P"
 T0 = dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC)
 ACTIVE, PENDING = BindingStatus.ACTIVE, BindingStatus.PENDING_CONFIRMATION
 CENT = Decimal("0.01")
-
-
-class Nowhere(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"a request was sent: {request.method} {request.url}")
-
-
-class Ledger(ProvinceAdapter):
-    """A province held in memory: its bindings and balances, and the reads asked of it."""
-
-    code: ClassVar[str] = "13"
-    name: ClassVar[str] = "甲省"
-    policies: ClassVar[tuple[Policy, ...]] = (Policy(effective_from=dt.date(2020, 1, 1)),)
-
-    def __init__(self, balances: dict[str, Decimal | None], bindings: Sequence[Binding]) -> None:
-        super().__init__(httpx.AsyncClient(transport=Nowhere()))
-        self.balances = balances
-        self.bindings = list(bindings)
-        self.reads: list[tuple[str, list[str]]] = []
-
-    async def find_persons(self, cert_nos: Sequence[str]) -> dict[str, Person]:
-        self.reads.append(("find_persons", list(cert_nos)))
-        kind = {True: InsuranceType.RESIDENT, False: InsuranceType.EMPLOYEE}
-        return {
-            c: Person(
-                c,
-                c,
-                Area("130100", "某市"),
-                kind[self.balances[c] is None],
-                InsuranceStatus.ACTIVE,
-                self.balances[c],
-            )
-            for c in cert_nos
-            if c in self.balances
-        }
-
-    async def relatives(self, cert_no: str) -> list[Any]:
-        raise AssertionError("the payer rule asked for relatives")
-
-    async def bindings_of(self, cert_nos: Sequence[str]) -> list[Binding]:
-        self.reads.append(("bindings_of", list(cert_nos)))
-        wanted = set(cert_nos)
-        return [
-            b
-            for b in self.bindings
-            if b.authorizer.cert_no in wanted or b.beneficiary.cert_no in wanted
-        ]
-
-    async def bind(self, request: Any) -> Any:
-        raise AssertionError("the payer rule asked to bind")
-
-    async def unbind(self, binding_id: str, *, actor: str, request_id: str | None = None) -> Any:
-        raise AssertionError("the payer rule asked to unbind")
 
 
 def bound(
