@@ -219,6 +219,23 @@ class ProvinceAdapter(abc.ABC):
         ]
         return choose_payer(owed, None if own is None else own.balance, candidates)
 
+    async def payer_to_name(self, request: SettleRequest) -> str | None:
+        """For a province that must be told who pays: the authorizer to name for this
+        bill's self-pay part (`funded_authorizer`), or None.
+
+        A read refused unread (``reached`` False) says nothing of the settlement, which
+        may have been sent before under the same id (its payer forgotten since, as by a
+        restart): its outcome stays unknown, so the error says it may have reached.
+        """
+        owed = request.total - request.fund_paid
+        try:
+            payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
+        except UpstreamContractError as exc:
+            if exc.reached:
+                raise
+            raise self._contract_error(f"choosing the payer: {exc}") from exc
+        return None if payer is None else payer.cert_no
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -114,7 +114,6 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
-    UpstreamContractError,
     new_request_id,
     parse_money,
 )
@@ -336,7 +335,7 @@ class HenanAdapter(ProvinceAdapter):
         first = request.request_id or new_request_id()
         for seq in (first, _second_try(first)):
             # the payer named under this id before, if it was sent: the same request again
-            payer = await self._named.once(seq, lambda: self._payer(request))
+            payer = await self._named.once(seq, lambda: self.payer_to_name(request))
             retcode, body = await self._service(
                 "Settle", [*fields, ("sqrsfzh", payer or "")], allowed, seq=seq
             )
@@ -349,22 +348,6 @@ class HenanAdapter(ProvinceAdapter):
         raise self._contract_error(
             f"service Settle: retcode {_PAYER_NOT_BOUND} twice (the payer chosen is not bound)"
         )
-
-    async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer (the base's national rule), or None.
-
-        A read refused unread (``reached`` False) says nothing of the settlement, which
-        may have been sent before under the same id (its payer forgotten since, as by a
-        restart): its outcome stays unknown, so the error says it may have reached.
-        """
-        owed = request.total - request.fund_paid
-        try:
-            payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
-        except UpstreamContractError as exc:
-            if exc.reached:
-                raise
-            raise self._contract_error(f"choosing the payer: {exc}") from exc
-        return None if payer is None else payer.cert_no
 
     async def reverse(
         self,

@@ -81,7 +81,6 @@ from adapters.base import (
     Relation,
     Settlement,
     SettleRequest,
-    UpstreamContractError,
     new_request_id,
     parse_money,
     text,
@@ -289,11 +288,11 @@ class JiangsuAdapter(ProvinceAdapter):
         request_id = request.request_id or new_request_id()
         async with self._settling:
             # the payer named under each id before, if it was sent: the same request again
-            payer = await self._named.once(request_id, lambda: self._payer(request))
+            payer = await self._named.once(request_id, lambda: self.payer_to_name(request))
             code, data = await self._settle_naming(request, payer, request_id)
             if code == _PAYER_NOT_BOUND:  # unbound since we looked (or since a first send)
                 second = _second_try(request_id)
-                payer = await self._named.once(second, lambda: self._payer(request))
+                payer = await self._named.once(second, lambda: self.payer_to_name(request))
                 code, data = await self._settle_naming(request, payer, second)
         if code == _PAYER_NOT_BOUND:
             raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
@@ -331,22 +330,6 @@ class JiangsuAdapter(ProvinceAdapter):
         data = await self._ok("GET", _SETTLEMENTS, params={"certNos": ",".join(cert_nos)})
         with self._reading(f"GET {_SETTLEMENTS}"):
             return [_settlement(s) for s in data]
-
-    async def _payer(self, request: SettleRequest) -> str | None:
-        """The authorizer to name as payer (the base's national rule), or None.
-
-        A read refused unread (``reached`` False) says nothing of the settlement, which
-        may have been sent before under the same id (its payer forgotten since, as by a
-        restart): its outcome stays unknown, so the error says it may have reached.
-        """
-        owed = request.total - request.fund_paid
-        try:
-            payer = await self.funded_authorizer(request.patient_cert_no, owed=owed)
-        except UpstreamContractError as exc:
-            if exc.reached:
-                raise
-            raise self._contract_error(f"choosing the payer: {exc}") from exc
-        return None if payer is None else payer.cert_no
 
     async def _settle_naming(
         self, request: SettleRequest, payer: str | None, request_id: str
