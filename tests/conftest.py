@@ -125,11 +125,19 @@ class Recording(httpx.AsyncBaseTransport):
 
 
 class Sandboxes:
-    """Every province's sandbox in memory, each behind a `Recording` transport."""
+    """Every province's sandbox in memory, each behind a `Recording` transport; used
+    as ``async with Sandboxes() as boxes: await boxes.start()``, which stops them."""
 
     def __init__(self) -> None:
         self.transports: dict[str, Recording] = {}
         self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Sandboxes:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
 
     async def start(self, delay: float = 0.0) -> None:
         for name in adapter_classes():
@@ -188,6 +196,14 @@ class Provinces:
 
     async def bindings(self, name: str, key: str) -> list[dict[str, Any]]:
         return await self.system(name).bindings_of([person(key)["certNo"]])
+
+
+async def stored(
+    app: Starlette, sql: str, parameters: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """What the gateway's store holds, read (or written) through its own transaction."""
+    async with app.state.services.store.transaction() as db:
+        return [tuple(row) for row in await db.execute_fetchall(sql, parameters)]
 
 
 @contextlib.asynccontextmanager

@@ -76,7 +76,7 @@ def test_the_measure_visits_each_fragment_once() -> None:
 
     document = parse(fragment_chain(300, "__typename"), max_tokens=None)
     with counted(100_000) as calls:
-        errors = check(schema._schema, document, Limits())
+        errors = check(schema.graphql_schema, document, Limits())
     assert [e.extensions["code"] for e in errors if e.extensions] == ["TOO_MANY_REPEATS"]
     assert calls[0] < 20_000
 

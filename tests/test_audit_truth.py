@@ -18,7 +18,7 @@ from gateway.common.certno import check_character, mask_cert_no
 from gateway.graph.kinship_schema import ACTIVATE as ACTIVATE_OPERATION
 from gateway.ops.config import RateLimits, Settings
 from gateway.rules.kinship import verify_password
-from tests.conftest import GraphQL, person
+from tests.conftest import GraphQL, person, stored
 
 ADMIN_CERT = "11010119850101001" + check_character("11010119850101001")
 AUDIT = """{ auditLog(first: 50) { seq operation fields targets channel outcome actor } }"""
@@ -226,17 +226,16 @@ def fast_derivations(password: str, keys: list[bytes]) -> set[str]:
 
 async def dump(app: Starlette) -> list[tuple[str, str, str]]:
     """Every column value of every row of every table: (table, column, value as text)."""
-    db = app.state.services.store._db
-    async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cur:
-        tables = [row[0] for row in await cur.fetchall()]
+    tables = await stored(app, "SELECT name FROM sqlite_master WHERE type = 'table'")
     values = []
-    for table in tables:
-        async with db.execute(f'SELECT * FROM "{table}"') as cur:  # noqa: S608
-            columns = [d[0] for d in cur.description]
-            for row in await cur.fetchall():
-                for column, value in zip(columns, row, strict=True):
-                    text = value.hex() if isinstance(value, bytes) else str(value)
-                    values.append((table, column, text))
+    async with app.state.services.store.transaction() as db:
+        for (table,) in tables:
+            async with db.execute(f'SELECT * FROM "{table}"') as cur:  # noqa: S608
+                columns = [d[0] for d in cur.description]
+                for row in await cur.fetchall():
+                    for column, value in zip(columns, row, strict=True):
+                        text = value.hex() if isinstance(value, bytes) else str(value)
+                        values.append((table, column, text))
     return values
 
 
@@ -295,11 +294,9 @@ async def test_the_same_key_with_another_password_replays_and_learns_nothing(
     monkeypatch.setattr(gateway.state.replays, "fingerprint", spied)
     link_id = await approved_link(gql)
     first = await gql(ACTIVATE, {"id": link_id, "p": PASSWORD, "k": "act"}, as_="hb_wang_jianguo")
-    db = app.state.services.store._db
 
     async def replay_rows() -> list[Any]:
-        async with db.execute("SELECT * FROM replay ORDER BY scope, idempotency_key") as cur:
-            return list(await cur.fetchall())
+        return await stored(app, "SELECT * FROM replay ORDER BY scope, idempotency_key")
 
     kept = await replay_rows()
     answers = [
@@ -311,9 +308,10 @@ async def test_the_same_key_with_another_password_replays_and_learns_nothing(
     assert first["data"]["activateKinshipMember"]["link"]["status"] == "ACTIVE"
     assert len(set(fingerprints)) == 1  # the password is not part of the request's identity
     assert await replay_rows() == kept
-    async with db.execute("SELECT password_hash FROM kinship_link WHERE status = 'ACTIVE'") as cur:
-        (stored,) = await cur.fetchone()
-    assert verify_password(PASSWORD, stored)
+    ((kept_hash,),) = await stored(
+        app, "SELECT password_hash FROM kinship_link WHERE status = 'ACTIVE'"
+    )
+    assert verify_password(PASSWORD, kept_hash)
 
 
 async def test_a_malformed_password_keeps_nothing_so_a_corrected_one_may_follow(
@@ -331,19 +329,17 @@ async def test_a_malformed_password_keeps_nothing_so_a_corrected_one_may_follow(
 async def test_rows_an_earlier_version_kept_of_activations_are_dropped(
     gql: GraphQL, app: Starlette
 ) -> None:
-    db = app.state.services.store._db
     legacy = gateway.state.replays.fingerprint(
         "ACTIVATE_KINSHIP_MEMBER", {"link": "l", "password": "a keyed hash of six digits"}
     )
-    await db.execute(
+    await stored(
+        app,
         "INSERT INTO replay (scope, idempotency_key, operation, fingerprint, outcome, at)"
         " VALUES ('130102197603150016', 'old', 'ACTIVATE_KINSHIP_MEMBER', ?, '{}', '')",
         (legacy,),
     )
-    await db.commit()
     await approved_link(gql)  # the registry's first write of this process
-    async with db.execute("SELECT operation, fingerprint FROM replay") as cur:
-        rows = list(await cur.fetchall())
+    rows = await stored(app, "SELECT operation, fingerprint FROM replay")
     assert ("ACTIVATE_KINSHIP_MEMBER", legacy) not in rows
     assert {r[0] for r in rows} == {"ADD_KINSHIP_MEMBER", "RESPOND_TO_KINSHIP_REQUEST"}
 

@@ -66,7 +66,7 @@ async def test_a_failing_province_is_a_coded_error_that_leaks_nothing(
 
 async def test_a_province_that_is_down_does_not_stop_the_others() -> None:
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         transports: dict[str, httpx.AsyncBaseTransport] = dict(boxes.transports)
         transports["henan"] = failing(lambda r: httpx.Response(503))
@@ -109,7 +109,7 @@ async def test_an_internal_fault_is_masked_with_a_request_id(
 
 async def test_the_province_of_a_person_is_asked_of_all_then_remembered() -> None:
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         async with gateway(dict(boxes.transports)) as gql:
             await gql(ME, as_="js_chen_zhiqiang")
@@ -134,7 +134,7 @@ async def test_provinces_are_asked_concurrently_not_one_after_another() -> None:
             overlap = max(overlap, sum(t.in_flight for t in boxes.transports.values()) + 1)
             return await self.inner.handle_async_request(request)
 
-    async with boxes._stack:
+    async with boxes:
         await boxes.start(delay=0.02)
         transports = {n: Overlap(t) for n, t in boxes.transports.items()}
         async with gateway(dict(transports)) as gql:
@@ -151,7 +151,7 @@ async def test_a_wrongly_remembered_province_is_corrected_by_looking_again(
     tmp_path: Path, stale: str
 ) -> None:
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         settings = Settings(data_dir=tmp_path)
         async with gateway(dict(boxes.transports), settings) as gql:
@@ -223,7 +223,7 @@ async def test_the_caller_sees_themself_unmasked_and_others_masked(gql: GraphQL)
 
 async def test_a_persons_page_asks_their_province_once_per_kind_of_fact() -> None:
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         async with gateway(dict(boxes.transports)) as gql:
             await gql(ME, as_="hb_wang_jianguo")  # the province is now remembered
@@ -258,7 +258,7 @@ async def test_a_province_that_trickles_its_answer_hits_the_whole_request_deadli
         data_dir=None, provinces={"hebei": AdapterSettings(base_url="http://hb", timeout=0.05)}
     )
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         transports: dict[str, httpx.AsyncBaseTransport] = {**boxes.transports, "hebei": slow}
         async with gateway(transports, settings) as gql:
@@ -269,7 +269,7 @@ async def test_a_province_that_trickles_its_answer_hits_the_whole_request_deadli
 
 async def test_an_outage_does_not_make_the_gateway_forget_where_people_are(tmp_path: Path) -> None:
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         settings = Settings(data_dir=tmp_path)
         async with gateway(dict(boxes.transports), settings) as gql:

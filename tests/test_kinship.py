@@ -21,7 +21,7 @@ from gateway.common.auth import INSTITUTION, REVIEWER, Institution, mint_token
 from gateway.common.certno import check_character
 from gateway.common.ids import decode_id, encode_id
 from gateway.ops.config import KinshipPolicy, Settings
-from tests.conftest import GraphQL, person
+from tests.conftest import GraphQL, person, stored
 
 VOUCHER_AUDIENCE = "gongji-kinship-voucher"
 # A reviewer of the service: not in the roster, not insured anywhere we know.
@@ -683,16 +683,13 @@ async def test_the_payment_password_is_stored_hashed(gql: GraphQL, app: Starlett
     link = await consented(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD")
     activated = linked(await activate(gql, "hb_wang_jianguo", link["id"], GOOD_PASSWORD), "ACTIVE")
     assert activated["id"] == link["id"]
-    db = app.state.services.store._db
-    async with db.execute("SELECT password_hash FROM kinship_link WHERE status = 'ACTIVE'") as cur:
-        rows = list(await cur.fetchall())
+    rows = await stored(app, "SELECT password_hash FROM kinship_link WHERE status = 'ACTIVE'")
     assert len(rows) == 1
-    (stored,) = rows[0]
-    assert stored.startswith("scrypt$")
-    assert GOOD_PASSWORD not in stored
-    async with db.execute("SELECT * FROM kinship_link") as cur:
-        everything = repr(list(await cur.fetchall()))
-    assert GOOD_PASSWORD not in everything.replace(stored, "")
+    (kept_hash,) = rows[0]
+    assert kept_hash.startswith("scrypt$")
+    assert GOOD_PASSWORD not in kept_hash
+    everything = repr(await stored(app, "SELECT * FROM kinship_link"))
+    assert GOOD_PASSWORD not in everything.replace(kept_hash, "")
 
 
 # -- the voucher ----------------------------------------------------------------------

@@ -650,7 +650,7 @@ async def test_binding_yourself_has_its_own_code_and_asks_no_province() -> None:
     from tests.conftest import Sandboxes, gateway
 
     sandboxes = Sandboxes()
-    async with sandboxes._stack:
+    async with sandboxes:
         await sandboxes.start()
         transports: dict[str, Any] = dict(sandboxes.transports)
         async with gateway(transports) as gql:

@@ -167,7 +167,7 @@ def test_every_example_is_valid_against_the_schema() -> None:
 
     assert len(examples) >= 10
     for example in examples:
-        errors = validate(schema._schema, parse(example.document))
+        errors = validate(schema.graphql_schema, parse(example.document))
         assert not errors, (example.title, errors)
         for text in (example.variables, example.headers):
             assert not text or isinstance(json.loads(text), dict), example.title
@@ -408,7 +408,7 @@ def production(**changes: Any) -> Settings:
 
 async def test_production_serves_neither_the_playground_nor_personas() -> None:
     sandboxes = Sandboxes()
-    async with sandboxes._stack:
+    async with sandboxes:
         await sandboxes.start()
         app = create_app(production(), transports=dict(sandboxes.transports))
         async with (
@@ -445,7 +445,7 @@ async def test_production_serves_neither_the_playground_nor_personas() -> None:
 )
 async def test_introspection_follows_the_settings(settings: Settings, allowed: bool) -> None:
     sandboxes = Sandboxes()
-    async with sandboxes._stack:
+    async with sandboxes:
         await sandboxes.start()
         async with gateway(dict(sandboxes.transports), settings) as gql:
             result = await gql(INTROSPECTION)

@@ -52,7 +52,7 @@ async def test_syntax_and_validation_errors_are_coded(gql: GraphQL) -> None:
 
 async def test_production_does_not_map_the_schema_through_suggestions() -> None:
     sandboxes = Sandboxes()
-    async with sandboxes._stack:
+    async with sandboxes:
         await sandboxes.start()
         production = Settings(
             mode="production",

@@ -288,7 +288,7 @@ async def test_a_bomb_is_the_contract_fault_of_its_province_alone(bomb: bytes) -
     )
     sent: list[httpx.AsyncByteStream] = []
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         transports: dict[str, httpx.AsyncBaseTransport] = {
             **boxes.transports,
@@ -346,7 +346,7 @@ async def test_a_trickling_province_times_out_at_its_deadline_and_holds_up_no_ot
         provinces={"hebei": AdapterSettings(base_url="http://hb", timeout=1.0, retries=0)},
     )
     boxes = Sandboxes()
-    async with boxes._stack:
+    async with boxes:
         await boxes.start()
         hebei_side = Switched(boxes.transports["hebei"])
         transports: dict[str, httpx.AsyncBaseTransport] = {**boxes.transports, "hebei": hebei_side}
