@@ -101,8 +101,10 @@ class ProvinceAdapter(abc.ABC):
         deadline: float = 10.0,
         guard: Guard | None = None,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        policy_date: dt.date | None = None,
     ) -> None:
         self.client = client
+        self._policy_date = policy_date  # None: today in Beijing
         self._deadline = deadline  # seconds for a whole request, however it trickles in
         self._max_answer_bytes = max_answer_bytes  # as sent, and as decoded
         self.guard = guard or Guard()
@@ -124,11 +126,23 @@ class ProvinceAdapter(abc.ABC):
             deadline=settings.timeout,
             guard=Guard.of(settings),
             max_answer_bytes=settings.max_answer_bytes,
+            policy_date=settings.policy_date,
         )
 
     def policy(self, on: dt.date | None = None) -> Policy:
-        """The rules in force on ``on`` (today in Beijing by default)."""
-        return policy_in_force(self._policies, on or china_date())
+        """The rules in force on ``on`` (by default the policy date: today in Beijing,
+        unless a sandbox was started on another)."""
+        return policy_in_force(self._policies, on or self.policy_date)
+
+    @property
+    def policy_date(self) -> dt.date:
+        """The date whose rules are in force: today in Beijing, or the date a sandbox
+        was started on (`AdapterSettings.policy_date`)."""
+        return self._policy_date or china_date()
+
+    def timeline(self) -> tuple[Policy, ...]:
+        """Every version of the rules, past, in force and announced, oldest first."""
+        return tuple(sorted(self._policies, key=lambda p: p.effective_from))
 
     def serves(self, area_code: str) -> bool:
         return area_code.startswith(self.code)

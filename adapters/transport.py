@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class AdapterSettings:
     max_answer_bytes: int = MAX_ANSWER_BYTES
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
+    # the date whose rules are in force (a sandbox demonstrating another era); None:
+    # today in Beijing, always so in production
+    policy_date: dt.date | None = None
 
     def network(self) -> httpx.AsyncBaseTransport:
         """The pooled connections to the province's base URL."""

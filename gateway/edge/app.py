@@ -228,6 +228,7 @@ def create_app(
                 transports=transports,
                 sandboxes=not settings.production,
                 measure=metrics.measure,
+                policy_date=settings.policy_date,
             ) as provinces:
                 directory = Directory(
                     provinces, store, civil_record_ttl=settings.cache.civil_record_seconds

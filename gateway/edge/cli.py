@@ -4,6 +4,7 @@ sandbox world over, export the SDL."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import math
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+    serve.add_argument(
+        "--policy-date",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="sandbox mode: apply the provinces' rules in force on this date (default: today)",
+    )
 
     token = commands.add_parser("token", help="print a sandbox token for an ID number")
     token.add_argument("cert_no")
@@ -66,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.load(args.config, data_dir=getattr(args, "data_dir", None))
+    try:
+        settings = Settings.load(
+            args.config,
+            data_dir=getattr(args, "data_dir", None),
+            policy_date=getattr(args, "policy_date", None),
+        )
+    except ValueError as exc:
+        print(f"gongji: {exc}", file=sys.stderr)
+        return 2
     logs.configure(fmt=settings.logs_as)
 
     if args.command == "serve":

@@ -183,11 +183,23 @@ class PolicyType:
 class Province:
     code: str
     name: str
-    policy: PolicyType
+    policy: PolicyType = strawberry.field(
+        description="The rules in force: today's (in the sandbox, those of the date it was started"
+        " on, `gongji serve --policy-date`)."
+    )
+    policies: list[PolicyType] = strawberry.field(
+        description="Every version of the rules, oldest first: past, in force (the one"
+        " `policy` shows) and announced (an `effectiveFrom` still to come)."
+    )
 
     @classmethod
     def of(cls, adapter: ProvinceAdapter) -> Province:
-        return cls(code=adapter.code, name=adapter.name, policy=PolicyType.of(adapter.policy()))
+        return cls(
+            code=adapter.code,
+            name=adapter.name,
+            policy=PolicyType.of(adapter.policy()),
+            policies=[PolicyType.of(p) for p in adapter.timeline()],
+        )
 
 
 @strawberry.type

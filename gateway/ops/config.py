@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from collections.abc import Mapping
@@ -135,9 +136,17 @@ class Settings:
     log_format: LogFormat | None = None
     tracing: Tracing = field(default_factory=lambda: Tracing())
     cache: Caching = field(default_factory=lambda: Caching())
+    # Sandbox mode only: the date whose provincial rules are in force, to show (and
+    # test) another era; None: today in Beijing. Production always uses today.
+    policy_date: dt.date | None = None
 
     def __post_init__(self) -> None:
         _mode(self.mode)
+        if self.production and self.policy_date is not None:
+            raise ValueError(
+                "production mode applies the rules in force today: policy_date is for"
+                " the sandbox (gongji serve --policy-date) only"
+            )
         if self.production:
             if not self.auth.asymmetric:
                 raise ValueError(
@@ -181,6 +190,7 @@ class Settings:
         config_file: Path | None = None,
         *,
         data_dir: Path | None = None,
+        policy_date: dt.date | None = None,
         environ: Mapping[str, str] = os.environ,
     ) -> Settings:
         raw: dict[str, Any] = {}
@@ -195,6 +205,7 @@ class Settings:
         if "jwks_file" in auth_raw:
             auth_raw["jwks_file"] = Path(auth_raw["jwks_file"])
         chosen_dir = data_dir or environ.get("GONGJI_DATA_DIR") or raw.get("data_dir") or "var"
+        policy_date = policy_date or _date("policy_date", raw.get("policy_date"))
         tables = {name: dict(table) for name, table in raw.get("provinces", {}).items()}
         disabled = frozenset(n for n, t in tables.items() if not t.pop("enabled", True))
         playground = dict(raw.get("playground", {}))
@@ -223,8 +234,19 @@ class Settings:
             ),
             tracing=Tracing(**raw.get("tracing", {})),
             cache=Caching(**raw.get("cache", {})),
+            policy_date=policy_date,
             **extra,
         )
+
+
+def _date(setting: str, value: object) -> dt.date | None:
+    """A date written as TOML writes one (``2025-06-01``) or as its text."""
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{setting} must be a date (YYYY-MM-DD), not {value!r}") from None
 
 
 def _log_format(value: object) -> LogFormat | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -75,12 +76,14 @@ async def open_provinces(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     sandboxes: bool = True,
     measure: Callable[[str, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    policy_date: dt.date | None = None,
 ) -> AsyncIterator[Provinces]:
     """Build every adapter with its pooled client; close them all on exit.
 
     ``transports`` replaces the network for named provinces (tests inject respx
     or fault transports here). ``sandboxes=False`` (production) refuses a
     province without a ``base_url`` instead of running its sandbox in-process.
+    ``policy_date``: the date whose rules every province applies (None: today).
     """
     transports = transports or {}
     async with contextlib.AsyncExitStack() as stack:
@@ -89,6 +92,8 @@ async def open_provinces(
             if name in disabled:
                 continue
             conf = settings.get(name) or AdapterSettings(base_url="")
+            if policy_date is not None:
+                conf = dataclasses.replace(conf, policy_date=policy_date)
             transport = transports.get(name)
             if not (conf.base_url or sandboxes):
                 raise ValueError(
