@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.ops import logs, tracing
 from gateway.ops.config import Settings, Tracing
-from tests.conftest import GraphQL, person
+from tests.conftest import ROOT, GraphQL, person
 
 
 @pytest.fixture
@@ -151,3 +153,16 @@ async def test_upstream_spans_mask_id_numbers_in_paths(
     text = json.dumps(paths)
     for key in ("js_chen_zhiqiang", "js_liu_fang", "js_chen_chen"):
         assert person(key)["certNo"] not in text
+
+
+def test_without_tracing_the_sdk_is_not_loaded() -> None:
+    """The OpenTelemetry SDK is for when tracing is on: a gateway serving without it
+    imports the API only (a fresh interpreter, as `gongji serve` starts)."""
+    code = (
+        "import sys, gateway.edge.app, gateway.edge.cli;"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"

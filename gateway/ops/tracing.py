@@ -3,9 +3,10 @@ a province, off unless ``[tracing] exporter`` says where to send them.
 
 Off (no provider set, ours or a global one), `span` hands out one span that records
 nothing and leaves the context alone: no attributes are built and nothing is
-kept. Spans carry no personal data: the province, the
-method and the path of upstream requests (never their query strings, which can
-hold ID numbers), the operation's kind and name, and the request id.
+kept, and the OpenTelemetry SDK is not even imported (only the API is). Spans
+carry no personal data: the province, the method and the path of upstream
+requests (never their query strings, which can hold ID numbers), the operation's
+kind and name, and the request id.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from gateway.ops.config import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def configure(settings: Tracing) -> TracerProvider | None:
     """Install the exporter the settings name; None when tracing is off."""
     if settings.exporter == "none":
         return None
+    # the SDK only where tracing is on
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
     exporter: SpanExporter
     if settings.exporter == "console":
         exporter = ConsoleSpanExporter()
