@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.common.auth import ADMIN, INSTITUTION, Institution, mint_token
 from gateway.common.certno import check_character
-from tests.conftest import GraphQL, person
+from tests.conftest import GraphQL, Sandboxes, gateway, person
 
 STAFF = "11010119900101001" + check_character("11010119900101001")  # the cashier
 HOSPITAL = Institution("H13010001", "HOSPITAL")
@@ -356,3 +358,60 @@ async def test_a_reversal_is_logged_against_the_people_whose_balances_it_shows(
     # the patient, then the authorizer who paid: named by the answer, not by the arguments
     for entry in (settlement, reversal):
         assert entry["targets"] == ["130102********0017", "130102********0016"]
+
+
+KEYED = """mutation Settle($input: SettleInput!) {
+  settle(input: $input) { settlement { id } errors { code field } idempotencyKey } }"""
+
+
+def bill(patient: str, total: str, key: str, medical_type: str = "OUTPATIENT") -> dict[str, Any]:
+    return {
+        "patientCertNo": person(patient)["certNo"],
+        "medicalType": medical_type,
+        "totalAmount": total,
+        "fundPaid": "0",
+        "idempotencyKey": key,
+    }
+
+
+async def test_every_refusal_answers_under_the_key_the_institution_sent(gql: GraphQL) -> None:
+    """The institution matches answers to bills by its key: a refusal judged from the
+    bill, one of a caller who may not settle, and one of the gateway's check, each
+    comes back under the key sent."""
+    cases = [
+        (bill("hb_wang_jianguo", "0.00", "judged"), token(gql), "AMOUNT_NOT_POSITIVE"),
+        (bill("hb_wang_jing", "10.00", "anyone"), gql.token("hb_wang_jianguo"), "FORBIDDEN"),
+        (bill("gd_lin_hai", "10.00", "nowhere"), token(gql), "PERSON_NOT_FOUND"),
+    ]
+    for given, as_token, code in cases:
+        result = await gql(KEYED, {"input": given}, token=as_token)
+        payload = result["data"]["settle"]
+        assert payload["errors"][0]["code"] == code
+        assert payload["idempotencyKey"] == given["idempotencyKey"]
+
+
+async def test_a_provinces_own_refusal_reaches_the_institution_at_its_field() -> None:
+    """Hebei refuses the bill itself (its patient is insured as far as the gateway can
+    tell): the refusal is the institution's answer, pointed at the patient."""
+    boxes = Sandboxes()
+    async with boxes:
+        await boxes.start()
+        sandbox = boxes.transports["hebei"]
+
+        async def refusing(request: httpx.Request) -> httpx.Response:
+            if json.loads(request.content).get("infno") == "2207":  # settle
+                return httpx.Response(
+                    200, json={"infcode": 2014, "err_msg": "未参保", "output": {}}
+                )
+            return await sandbox.handle_async_request(request)
+
+        transports: dict[str, httpx.AsyncBaseTransport] = dict(boxes.transports)
+        transports["hebei"] = httpx.MockTransport(refusing)
+        async with gateway(transports) as gql:
+            result = await gql(
+                KEYED, {"input": bill("hb_wang_jianguo", "10.00", "h1")}, token=token(gql)
+            )
+    payload = result["data"]["settle"]
+    assert payload["settlement"] is None
+    assert payload["errors"] == [{"code": "PATIENT_NOT_INSURED", "field": "patientCertNo"}]
+    assert payload["idempotencyKey"] == "h1"
