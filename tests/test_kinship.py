@@ -1192,3 +1192,17 @@ async def test_a_weak_payment_password_keeps_nothing_under_its_key(
         activate_keyed, {"id": link["id"], "p": "428613", "k": "act-2"}, as_="hb_wang_jianguo"
     )
     assert again["data"]["activateKinshipMember"]["errors"][0]["code"] == "INVALID_KINSHIP_STATE"
+
+
+async def test_a_registry_write_refused_for_its_key_says_so_under_that_key(gql: GraphQL) -> None:
+    link = linked(await add(gql, "hb_wang_jianguo", "hb_wang_hao", "CHILD"), "PENDING_CONSENT")
+    bad = await gql(KEYED_REMOVE, {"id": link["id"], "k": "has space"}, as_="hb_wang_jianguo")
+    refused = bad["data"]["removeKinshipMember"]
+    assert refused["errors"] == [{"code": "INVALID_IDEMPOTENCY_KEY"}]
+    assert refused["idempotencyKey"] == "has space"
+    assert refused["link"] is None
+    await gql(KEYED_REMOVE, {"id": link["id"], "k": "rm-1"}, as_="hb_wang_jianguo")
+    other = linked(await add(gql, "hb_wang_jianguo", "hb_wang_lei", "CHILD"), "PENDING_CONSENT")
+    reused = await gql(KEYED_REMOVE, {"id": other["id"], "k": "rm-1"}, as_="hb_wang_jianguo")
+    assert reused["data"]["removeKinshipMember"]["errors"] == [{"code": "IDEMPOTENCY_KEY_REUSED"}]
+    assert reused["data"]["removeKinshipMember"]["idempotencyKey"] == "rm-1"

@@ -415,3 +415,35 @@ async def test_a_provinces_own_refusal_reaches_the_institution_at_its_field() ->
     assert payload["settlement"] is None
     assert payload["errors"] == [{"code": "PATIENT_NOT_INSURED", "field": "patientCertNo"}]
     assert payload["idempotencyKey"] == "h1"
+
+
+KEYED_REVERSE = """mutation($id: ID!, $reason: String!, $k: String) {
+  reverseSettlement(settlementId: $id, reason: $reason, idempotencyKey: $k) {
+    settlement { id status } errors { code field } idempotencyKey } }"""
+
+
+async def test_a_reversal_answers_under_its_key_and_a_repeat_gets_the_first_answer(
+    gql: GraphQL,
+) -> None:
+    done = (await settle(gql, "hb_wang_jianguo", "100.00", "0.00"))["settlement"]
+    mine = token(gql)
+
+    async def reverse(reason: str, key: str, as_token: str = mine) -> dict[str, Any]:
+        variables = {"id": done["id"], "reason": reason, "k": key}
+        payload: dict[str, Any] = (await gql(KEYED_REVERSE, variables, token=as_token))["data"][
+            "reverseSettlement"
+        ]
+        assert payload["idempotencyKey"] == key
+        return payload
+
+    person_token = gql.token("hb_wang_jianguo")
+    assert (await reverse("x", "r0", person_token))["errors"][0]["code"] == "FORBIDDEN"
+    assert (await reverse("x", "bad key"))["errors"] == [
+        {"code": "INVALID_IDEMPOTENCY_KEY", "field": "idempotencyKey"}
+    ]
+    assert (await reverse(" ", "r1"))["errors"] == [{"code": "REASON_REQUIRED", "field": "reason"}]
+    first = await reverse("录入错误", "r2")
+    assert first["settlement"]["status"] == "REVERSED"
+    assert await reverse("录入错误", "r2") == first  # the first answer, not ALREADY_REVERSED
+    again = await reverse("录入错误", "r3")
+    assert again["errors"] == [{"code": "SETTLEMENT_ALREADY_REVERSED", "field": "settlementId"}]
