@@ -166,3 +166,10 @@ async def test_a_dry_run_says_what_would_happen_and_does_nothing(gql: GraphQL) -
     real = await bind(gql, "js_chen_zhiqiang", "js_liu_fang", "SPOUSE")
     assert real["dryRun"] is False
     assert real["binding"]["status"] == "PENDING_CONFIRMATION"
+    # confirmation is for a spouse in a province that asks for it, and only then
+    for authorizer, relative, relation in [
+        ("js_chen_zhiqiang", "js_chen_chen", "CHILD"),  # Jiangsu, not a spouse
+        ("hb_wang_jianguo", "hb_li_xiuying", "SPOUSE"),  # a spouse, Hebei does not ask
+    ]:
+        plain = await bind(gql, authorizer, relative, relation, dry_run=True)
+        assert (plain["errors"], plain["expectedStatus"]) == ([], "ACTIVE")

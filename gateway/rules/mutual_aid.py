@@ -16,7 +16,6 @@ from types import EllipsisType
 from adapters.base import (
     Binding,
     BindingStatus,
-    BindRequest,
     ProvinceAdapter,
     RefusalCode,
     Relation,
@@ -63,10 +62,10 @@ BindingOutcome = Outcome[Binding]  # what a binding write came to
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A binding that passed the gateway's checks: what to ask the province for."""
+    """A binding that passed the gateway's checks: which province to ask, and what it
+    should answer."""
 
     adapter: ProvinceAdapter
-    request: BindRequest
     expected: BindingStatus
 
 
@@ -218,16 +217,9 @@ class MutualAid:
         if refused is not None:
             return _refused(refused)
 
-        request = BindRequest(
-            authorizer_cert_no=authorizer,
-            beneficiary_cert_no=beneficiary,
-            beneficiary_name=bene.person.name,
-            relation=given.relation,
-            commitment_signed=given.commitment_signed,
-        )
         confirm = policy.spouse_confirmation and given.relation is Relation.SPOUSE
         expected = BindingStatus.PENDING_CONFIRMATION if confirm else BindingStatus.ACTIVE
-        return Plan(adapter=adapter, request=request, expected=expected)
+        return Plan(adapter=adapter, expected=expected)
 
     async def respond(
         self,
