@@ -449,7 +449,7 @@ async def test_only_a_reviewer_may_review(gql: GraphQL) -> None:
         assert refusal(attempt) == ("FORBIDDEN", None)  # the role, not the request
 
     result = await gql(QUEUE, as_="hb_wang_jianguo")
-    assert result["data"] is None
+    assert result["data"] == {"kinshipReviewQueue": None}  # null at its path, nothing else lost
     assert [e["extensions"]["code"] for e in result["errors"]] == ["FORBIDDEN"]
     # and the request is still waiting, untouched
     queue = (await gql(QUEUE, token=reviewer(gql)))["data"]["kinshipReviewQueue"]

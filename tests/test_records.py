@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.base import Binding, BindingStatus, Party, Relation
-from gateway.common.auth import INSTITUTION, Institution, mint_token
+from gateway.common.auth import ADMIN, INSTITUTION, Institution, mint_token
 from gateway.common.certno import check_character
 from gateway.state.records import Filters, authorizations
 from tests.conftest import GraphQL, person
@@ -243,3 +243,62 @@ async def test_an_authorizer_does_not_see_the_patients_own_part(gql: GraphQL) ->
             "payer": {"certNo": "130102********0016"},
         }
     ]
+
+
+async def test_a_page_of_nothing_or_another_lists_cursor_names_its_argument(
+    gql: GraphQL,
+) -> None:
+    await bind(gql, "hb_wang_jianguo", "hb_wang_lei", "CHILD", None)
+    await settle(gql, "hb_wang_lei", "100.00", "0.00", "paging")
+    spent = await spending(gql, "hb_wang_lei", "BENEFICIARY", first=1)  # his own account paid
+    spending_cursor = spent["pageInfo"]["endCursor"]
+    given = await gql(AUTHORIZATIONS, {"first": 1}, as_="hb_wang_jianguo")
+    authorization_cursor = given["data"]["me"]["authorizationRecords"]["pageInfo"]["endCursor"]
+    assert spending_cursor
+    assert authorization_cursor
+
+    async def refused(query: str, variables: dict[str, Any]) -> str:
+        result = await gql(query, variables, as_="hb_wang_jianguo")
+        assert result["data"]["me"] is None
+        (error,) = result["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        argument: str = error["extensions"]["argument"]
+        return argument
+
+    for first in (0, -1):
+        assert await refused(SPENDING, {"role": "AUTHORIZER", "first": first}) == "first"
+        assert await refused(AUTHORIZATIONS, {"first": first}) == "first"
+    other = {"role": "AUTHORIZER", "first": 5, "after": authorization_cursor}
+    assert await refused(SPENDING, other) == "after"
+    assert await refused(AUTHORIZATIONS, {"first": 5, "after": spending_cursor}) == "after"
+    # a connection's own cursor pages on
+    assert (await spending(gql, "hb_wang_lei", "BENEFICIARY", first=5, after=spending_cursor))[
+        "edges"
+    ] == []
+
+
+STAFF_FIELDS = "{ me { name } auditLog { seq } kinshipReviewQueue { id } }"
+
+
+async def test_staff_fields_asked_by_someone_else_are_null_and_the_rest_is_answered(
+    gql: GraphQL,
+) -> None:
+    result = await gql(STAFF_FIELDS, as_="hb_wang_jianguo")
+    assert result["data"] == {
+        "me": {"name": person("hb_wang_jianguo")["name"]},
+        "auditLog": None,
+        "kinshipReviewQueue": None,
+    }
+    assert sorted((e["path"], e["extensions"]["code"]) for e in result["errors"]) == [
+        (["auditLog"], "FORBIDDEN"),
+        (["kinshipReviewQueue"], "FORBIDDEN"),
+    ]
+
+
+async def test_the_audit_log_pages_from_one(gql: GraphQL) -> None:
+    admin = mint_token(STAFF, gql.auth, roles=frozenset({ADMIN}))
+    query = "query($first: Int!) { auditLog(first: $first) { seq } }"
+    assert (await gql(query, {"first": 1}, token=admin))["data"]["auditLog"] is not None
+    refused = await gql(query, {"first": 0}, token=admin)
+    assert refused["data"] == {"auditLog": None}
+    assert refused["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "first"}

@@ -59,14 +59,18 @@ class AuditEntry:
 @strawberry.type
 class AuditQueries:
     @strawberry.field(
-        description="The audit log, newest first (ADMIN role): `before` a seq to page back.",
+        description="The audit log, newest first (ADMIN role): `before` a seq to page back,"
+        " `first` from 1 to 200. Null, with a FORBIDDEN error at its path, for anyone else:"
+        " the rest of the query is still answered.",
         metadata=AUDITED,
     )
     async def audit_log(
         self, info: Info_, first: int = 50, before: int | None = None
-    ) -> list[AuditEntry]:
+    ) -> list[AuditEntry] | None:
         caller = info.context.signed_in()
         if ADMIN not in caller.roles:
             raise GatewayError("FORBIDDEN", info.context.lang)
-        entries = await info.context.services.audit.newest(max(0, min(first, 200)), before)
+        if first < 1:
+            raise GatewayError("BAD_USER_INPUT", info.context.lang, argument="first")
+        entries = await info.context.services.audit.newest(min(first, 200), before)
         return [AuditEntry.of(e) for e in entries]

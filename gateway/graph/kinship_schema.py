@@ -383,9 +383,12 @@ class KinshipQueries:
         )
 
     @strawberry.field(
-        description="Requests waiting for review, oldest first (REVIEWER role).", metadata=AUDITED
+        description="Requests waiting for review, oldest first (REVIEWER role). Null, with a"
+        " FORBIDDEN error at its path, for anyone else: the rest of the query is still"
+        " answered.",
+        metadata=AUDITED,
     )
-    async def kinship_review_queue(self, info: Info_) -> list[KinshipLinkType]:
+    async def kinship_review_queue(self, info: Info_) -> list[KinshipLinkType] | None:
         caller = info.context.signed_in()
         if REVIEWER not in caller.roles:
             raise GatewayError("FORBIDDEN", info.context.lang)

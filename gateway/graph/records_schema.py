@@ -34,6 +34,11 @@ AuthorizationEvent = strawberry.enum(Event, name="AuthorizationEvent")
 RecordChannel = ChannelType
 
 
+# Each connection's cursors are its own.
+SPENDING = "spending"
+AUTHORIZATIONS = "authorizations"
+
+
 @strawberry.type
 class PageInfo:
     has_next_page: bool
@@ -143,12 +148,18 @@ def _info(page: Page[object]) -> PageInfo:
 
 def _filters(
     info: Info_,
+    connection: str,
+    first: int,
     after: str | None,
     since: dt.date | None,
     until: dt.date | None,
     relative: str | None,
 ) -> Filters:
-    if after is not None and decode_cursor(after) is None:
+    """The filters of a page; a page of no items, or a cursor that is not one of this
+    connection's, is the client's mistake (BAD_USER_INPUT naming the argument)."""
+    if first < 1:
+        raise GatewayError("BAD_USER_INPUT", info.context.lang, argument="first")
+    if after is not None and decode_cursor(connection, after) is None:
         raise GatewayError("BAD_USER_INPUT", info.context.lang, argument="after")
     return Filters(since, until, normalize(relative) if relative else None)
 
@@ -163,6 +174,7 @@ async def spending_records(
     until: dt.date | None,
     relative: str | None,
 ) -> SpendingRecordConnection:
+    filters = _filters(info, SPENDING, first, after, since, until, relative)  # before asking
     me = located.person.cert_no
     # mutual aid settles in the patient's province: mine, and any that binds across provinces
     asked = [
@@ -172,8 +184,8 @@ async def spending_records(
     ]
     answers = await asyncio.gather(*(a.settlements_of([me]) for a in asked))
     found = [(s, a) for a, settled in zip(asked, answers, strict=True) for s in settled]
-    kept = spending(me, role, found, _filters(info, after, since, until, relative))
-    page = paginate(kept, lambda r: r.key, first, after)
+    kept = spending(me, role, found, filters)
+    page = paginate(SPENDING, kept, lambda r: r.key, first, after)
     return SpendingRecordConnection(
         edges=[SpendingRecordEdge(cursor=c, node=SpendingRecord.of(r, me)) for c, r in page.items],
         page_info=_info(page),  # type: ignore[arg-type]
@@ -189,13 +201,14 @@ async def authorization_records(
     until: dt.date | None,
     relative: str | None,
 ) -> AuthorizationRecordConnection:
+    filters = _filters(info, AUTHORIZATIONS, first, after, since, until, relative)
     me = located.person.cert_no
     services = info.context.services
     journal, bindings = await asyncio.gather(
         services.journal.of(me), services.mutual_aid.bindings_of(me, located.adapter)
     )
-    kept = authorizations(me, journal, bindings, _filters(info, after, since, until, relative))
-    page = paginate(kept, lambda r: r.key, first, after)
+    kept = authorizations(me, journal, bindings, filters)
+    page = paginate(AUTHORIZATIONS, kept, lambda r: r.key, first, after)
     return AuthorizationRecordConnection(
         edges=[
             AuthorizationRecordEdge(cursor=c, node=AuthorizationRecordType.of(r, me))

@@ -99,27 +99,38 @@ class Page(Generic[T]):
     has_next: bool
 
 
-def encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+def encode_cursor(connection: str, key: str) -> str:
+    """An opaque cursor of one connection (a cursor of another is not one of its own)."""
+    return base64.urlsafe_b64encode(f"{connection}:{key}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str | None:
+def decode_cursor(connection: str, cursor: str) -> str | None:
+    """The key a cursor of ``connection`` stands for; None for anything else."""
     try:
         padded = (cursor + "=" * (-len(cursor) % 4)).encode()
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, binascii.Error, UnicodeError):
         return None
+    named, _, key = text.partition(":")
+    return key if named == connection and key else None
 
 
-def paginate(items: Sequence[T], key: Callable[[T], str], first: int, after: str | None) -> Page[T]:
-    """Newest first (by ``key``, descending); ``first`` of them after the cursor ``after``."""
-    first = max(0, min(first, MAX_PAGE))
+def paginate(
+    connection: str,
+    items: Sequence[T],
+    key: Callable[[T], str],
+    first: int,
+    after: str | None,
+) -> Page[T]:
+    """Newest first (by ``key``, descending); ``first`` (at most `MAX_PAGE`) of them
+    after the cursor ``after`` (checked by the caller: `decode_cursor`)."""
+    first = min(first, MAX_PAGE)
     ordered = sorted(items, key=key, reverse=True)
     if after is not None:
-        mark = decode_cursor(after)
+        mark = decode_cursor(connection, after)
         ordered = [i for i in ordered if mark is not None and key(i) < mark]
     chosen = ordered[:first]
-    return Page([(encode_cursor(key(i)), i) for i in chosen], len(ordered) > first)
+    return Page([(encode_cursor(connection, key(i)), i) for i in chosen], len(ordered) > first)
 
 
 class Journal:
