@@ -455,3 +455,15 @@ async def test_a_bill_refused_here_after_another_took_its_key_is_told_the_key_is
         "settlement": None,
         "errors": [{"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}],
     }
+
+
+async def test_an_unsigned_commitment_is_refused_by_the_gateway_before_jiangsu_is_asked(
+    world: World,
+) -> None:
+    """Jiangsu asks for the commitment letter (承诺书); the gateway knows it from the
+    policy and refuses an unsigned binding itself, after it has read the civil record."""
+    payload = await world.gql.bind(
+        "js_chen_zhiqiang", "js_chen_chen", "CHILD", commitmentSigned=False
+    )
+    assert refused(payload) == ("COMMITMENT_REQUIRED", "commitmentSigned")
+    assert world.asked["jiangsu"].writes == []
