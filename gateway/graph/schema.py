@@ -42,6 +42,7 @@ from gateway.graph.records_schema import (
 from gateway.graph.settlement_schema import SettlementMutations
 from gateway.graph.shape import Limits, Parsed, Validated, Validation
 from gateway.graph.types import (
+    _DATETIME,
     _MONEY,
     IDEMPOTENCY_KEY,
     Account,
@@ -340,7 +341,7 @@ class _Schema(strawberry.Schema):
             query=Query,
             mutation=Mutation,
             extensions=extensions,
-            config=StrawberryConfig(scalar_map={Money: _MONEY}),
+            config=StrawberryConfig(scalar_map={Money: _MONEY, dt.datetime: _DATETIME}),
         )
         self.validated = validated
         self.watched = Watched.of(self)  # the fields audited and limited, as declared

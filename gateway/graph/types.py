@@ -66,6 +66,30 @@ _MONEY = strawberry.scalar(
     parse_value=parse_money,
 )
 
+
+def beijing_time(moment: dt.datetime) -> str:
+    """Every moment the graph answers with, one way: Beijing time to the second, with
+    its offset (``2026-12-03T14:05:09+08:00``). A moment kept without a zone is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(base.CHINA).isoformat(timespec="seconds")
+
+
+def _parse_moment(value: object) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError("a DateTime needs its offset (e.g. +08:00)")
+    return moment
+
+
+_DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="A moment, in Beijing time to the second with its offset, ISO 8601"
+    ' (e.g. "2026-12-03T14:05:09+08:00").',
+    serialize=beijing_time,
+    parse_value=_parse_moment,
+)
+
 Relation = strawberry.enum(base.Relation, description="A relative's relation to a person.")
 ChannelType = strawberry.enum(channels.Channel, name="Channel")
 InsuranceType = strawberry.enum(base.InsuranceType)
