@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from sandbox.engine import ProvinceRules, ProvinceSystem
+from sandbox.engine import ProvinceSystem, Versions
 from sandbox.faults import FaultMiddleware, Faults, set_faults
 
 # What no province stores as text: the characters XML cannot carry (Henan's parser
@@ -22,12 +23,13 @@ _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def sandbox_app(
     name: str,
-    rules: ProvinceRules,
+    rules: Versions,
     routes: Sequence[BaseRoute],
     *,
     data_dir: Path | None = None,
     roster: dict[str, Any] | None = None,
     faults: Faults | None = None,
+    policy_date: dt.date | None = None,
 ) -> Starlette:
     """A Starlette app for one province; its state lives in ``data_dir/NAME.sqlite3``.
 
@@ -37,13 +39,14 @@ def sandbox_app(
 
     Every sandbox app carries fault mode (`sandbox.faults`): ``faults`` are its
     settings at start (default: off); ``set_faults(app, ...)`` or ``PUT /_faults``
-    change them later.
+    change them later. ``rules``: the province's versions of its rules; the one in
+    force on ``policy_date`` (today in Beijing by default) applies.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         path = data_dir / "sandbox" / f"{name}.sqlite3" if data_dir else None
-        system = await ProvinceSystem.open(rules, path=path, roster=roster)
+        system = await ProvinceSystem.open(rules, path=path, roster=roster, policy_date=policy_date)
         app.state.system = system
         try:
             yield

@@ -98,6 +98,8 @@ class ProvinceRules:
 
     prefix: str
     id_prefix: str
+    # the first day these rules apply; a province's rules are a series of versions
+    effective_from: dt.date = dt.date(2020, 1, 1)
     max_relatives: int = 5
     cross_city: bool = False
     spouse_confirmation: bool = False
@@ -202,30 +204,50 @@ def derive_relations(pairs: Iterable[dict[str, str]]) -> set[tuple[str, str, str
     return out
 
 
-class ProvinceSystem:
-    """One province's records, in SQLite, with the province's rules."""
+# China keeps one time zone: a province's rules change on a Beijing date.
+_BEIJING = dt.timezone(dt.timedelta(hours=8))
+Versions = ProvinceRules | Sequence[ProvinceRules]
 
-    def __init__(self, db: aiosqlite.Connection, rules: ProvinceRules) -> None:
+
+class ProvinceSystem:
+    """One province's records, in SQLite, with the province's rules: the version in force
+    on the policy date (today in Beijing, or the date the sandbox was started on)."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, rules: Versions, policy_date: dt.date | None = None
+    ) -> None:
         self._db = db
-        self.rules = rules
+        versions = (rules,) if isinstance(rules, ProvinceRules) else tuple(rules)
+        self._versions = tuple(sorted(versions, key=lambda r: r.effective_from))
+        self._policy_date = policy_date
         # One connection: every statement, read or write, takes its turn (interleaved
         # cursors and commits of concurrent requests misuse a sqlite3 connection).
         self._turn = asyncio.Lock()
 
+    @property
+    def rules(self) -> ProvinceRules:
+        """The rules in force on the policy date."""
+        on = self._policy_date or dt.datetime.now(_BEIJING).date()
+        in_force = [r for r in self._versions if r.effective_from <= on]
+        if not in_force:
+            raise LookupError(f"no rules in force on {on.isoformat()}")
+        return in_force[-1]
+
     @classmethod
     async def open(
         cls,
-        rules: ProvinceRules,
+        rules: Versions,
         *,
         path: Path | None = None,
         roster: dict[str, Any] | None = None,
+        policy_date: dt.date | None = None,
     ) -> ProvinceSystem:
         """Open (and on first use seed from the roster) the province's database."""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path) if path else ":memory:")
         db.row_factory = aiosqlite.Row
-        system = cls(db, rules)
+        system = cls(db, rules, policy_date)
         try:
             await db.executescript(_SCHEMA)
             async with db.execute("SELECT count(*) FROM civil_person") as cur:

@@ -139,13 +139,19 @@ MESSAGES: dict[tuple[str, str], str] = {
 }
 
 
-def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
+def create_app(
+    *,
+    data_dir: Path | None = None,
+    roster: dict[str, Any] | None = None,
+    policy_date: dt.date | None = None,
+) -> Starlette:
     return sandbox_app(
         "hebei",
         RULES,
         [Route(PATH, call_service, methods=["POST"])],
         data_dir=data_dir,
         roster=roster,
+        policy_date=policy_date,
     )
 
 

@@ -186,13 +186,19 @@ class _BadInput(Exception):
     """The request is well-formed XML but not a valid call (answered with 9999)."""
 
 
-def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
+def create_app(
+    *,
+    data_dir: Path | None = None,
+    roster: dict[str, Any] | None = None,
+    policy_date: dt.date | None = None,
+) -> Starlette:
     return sandbox_app(
         "henan",
         RULES,
         [Route(PATH, service, methods=["POST"])],
         data_dir=data_dir,
         roster=roster,
+        policy_date=policy_date,
     )
 
 

@@ -162,7 +162,12 @@ class _Malformed(Exception):
     """The request does not follow the dialect (answered with 40000, HTTP 400)."""
 
 
-def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = None) -> Starlette:
+def create_app(
+    *,
+    data_dir: Path | None = None,
+    roster: dict[str, Any] | None = None,
+    policy_date: dt.date | None = None,
+) -> Starlette:
     auth = f"{BASE}/mutual-aid/authorizations"
     settlements = f"{BASE}/settlements"
     app = sandbox_app(
@@ -183,6 +188,7 @@ def create_app(*, data_dir: Path | None = None, roster: dict[str, Any] | None = 
         ],
         data_dir=data_dir,
         roster=roster,
+        policy_date=policy_date,
     )
     app.add_exception_handler(HTTPException, _http_error)
     return app

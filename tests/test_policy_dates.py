@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from adapters.base import AdapterSettings, Policy
 from gateway.edge.cli import build_parser
 from gateway.ops.config import Settings
-from tests.conftest import WANG_EIGHT, GraphQL, gateway
+from sandbox.engine import ProvinceSystem, SandboxRefusal
+from sandbox.hebei import RULES
+from tests.conftest import WANG_EIGHT, GraphQL, gateway, person
 
 VERSION = "{ effectiveFrom maxRelatives }"
 PROVINCES = f"{{ provinces {{ code policy {VERSION} policies {VERSION} }} }}"
@@ -97,3 +100,36 @@ def test_the_policy_date_comes_from_the_command_line_or_the_configuration(
     config.write_text('policy_date = "soon"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         Settings.load(config, environ={})
+
+
+async def test_a_sandbox_applies_the_version_of_its_rules_in_force_on_its_policy_date() -> None:
+    """A province's own system changes its rules on a date too: siblings from 2030 in this
+    made-up version of Hebei's; the sandbox started on a date applies that date's."""
+    siblings = replace(
+        RULES,
+        effective_from=dt.date(2030, 1, 1),
+        allowed_relations=RULES.allowed_relations | {"SIBLING"},
+    )
+    lei, jing = person("hb_wang_lei"), person("hb_wang_jing")
+    asked = {
+        "authorizer": lei["certNo"],
+        "beneficiary": jing["certNo"],
+        "beneficiary_name": jing["name"],
+        "relation": "SIBLING",
+        "commitment_signed": True,
+    }
+    before = await ProvinceSystem.open((RULES, siblings), policy_date=dt.date(2029, 12, 31))
+    try:
+        assert before.rules is RULES
+        with pytest.raises(SandboxRefusal) as refused:
+            await before.bind(**asked)
+        assert refused.value.reason == "relation_not_allowed"
+    finally:
+        await before.close()
+    after = await ProvinceSystem.open((RULES, siblings), policy_date=dt.date(2030, 1, 1))
+    try:
+        assert after.rules is siblings
+        bound = await after.bind(**asked)
+        assert bound["status"] == "ACTIVE"
+    finally:
+        await after.close()

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--roster", type=Path, help="the people to seed a fresh state with (default: the fixtures)"
     )
+    sandbox.add_argument(
+        "--policy-date",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="apply the province's rules in force on this date (default: today)",
+    )
     add_fault_arguments(sandbox)
 
     reset = commands.add_parser("reset", help=RESET_HELP, description=RESET_HELP)
@@ -149,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"gongji sandbox: {exc}", file=sys.stderr)
             return 2
-        app = sandbox_factory(args.province)(data_dir=settings.data_dir, roster=roster)
+        app = sandbox_factory(args.province)(
+            data_dir=settings.data_dir, roster=roster, policy_date=args.policy_date
+        )
         set_faults(app, faults)
         url = f"http://{args.host}:{args.port}"
         note = f"fault mode {json.dumps(faults.to_json())}" if faults.active else "no faults"

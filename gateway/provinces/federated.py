@@ -101,7 +101,7 @@ async def open_provinces(
                     f" ([provinces.{name}] base_url, or enabled = false)"
                 )
             if transport is None and not conf.base_url:
-                app = sandbox_factory(name)(data_dir=data_dir)
+                app = sandbox_factory(name)(data_dir=data_dir, policy_date=policy_date)
                 await stack.enter_async_context(app.router.lifespan_context(app))
                 # a sandbox crash is the province failing, not the gateway
                 transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
