@@ -204,8 +204,6 @@ def derive_relations(pairs: Iterable[dict[str, str]]) -> set[tuple[str, str, str
     return out
 
 
-# China keeps one time zone: a province's rules change on a Beijing date.
-_BEIJING = dt.timezone(dt.timedelta(hours=8))
 Versions = ProvinceRules | Sequence[ProvinceRules]
 
 
@@ -226,8 +224,8 @@ class ProvinceSystem:
 
     @property
     def rules(self) -> ProvinceRules:
-        """The rules in force on the policy date."""
-        on = self._policy_date or dt.datetime.now(_BEIJING).date()
+        """The rules in force on the policy date (a Beijing date)."""
+        on = self._policy_date or dt.datetime.now(CHINA).date()
         in_force = [r for r in self._versions if r.effective_from <= on]
         if not in_force:
             raise LookupError(f"no rules in force on {on.isoformat()}")

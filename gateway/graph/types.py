@@ -17,6 +17,7 @@ from adapters import base
 from adapters.base import Binding, Policy, ProvinceAdapter
 from gateway.common import channels
 from gateway.common.auth import Caller
+from gateway.common.beijing import CHINA
 from gateway.common.certno import mask_cert_no, mask_name
 from gateway.common.ids import encode_id
 from gateway.common.messages import REFUSAL_CODES, Language, refusal_message
@@ -72,7 +73,7 @@ def beijing_time(moment: dt.datetime) -> str:
     its offset (``2026-12-03T14:05:09+08:00``). A moment kept without a zone is UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(base.CHINA).isoformat(timespec="seconds")
+    return moment.astimezone(CHINA).isoformat(timespec="seconds")
 
 
 def _parse_moment(value: object) -> dt.datetime:
