@@ -124,7 +124,7 @@ def paginate(
 ) -> Page[T]:
     """Newest first (by ``key``, descending); ``first`` (at most `MAX_PAGE`) of them
     after the cursor ``after`` (checked by the caller: `decode_cursor`)."""
-    first = min(first, MAX_PAGE)
+    first = max(0, min(first, MAX_PAGE))
     ordered = sorted(items, key=key, reverse=True)
     if after is not None:
         mark = decode_cursor(connection, after)
