@@ -24,6 +24,17 @@ A, B, C = Party("A", "甲"), Party("B", "乙"), Party("C", "丙")
 PATIENT = "P"
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 
+# The own account's boundaries, as the pure rule and the adapters' reads both meet them:
+# (own balance, owed, whether an authorizer pays).
+OWN_ACCOUNT_FIRST = [
+    pytest.param("200.00", "199.99", False, id="own account covers more than the bill"),
+    pytest.param("200.00", "200.00", False, id="own account covers the bill exactly"),
+    pytest.param("199.99", "200.00", True, id="own account short by a cent"),
+    pytest.param("0.00", "200.00", True, id="own account empty"),
+    pytest.param(None, "200.00", True, id="no own account (resident insurance)"),
+    pytest.param(None, "0.01", True, id="no own account, one cent owed"),
+]
+
 
 def d(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
@@ -66,15 +77,7 @@ def test_only_money_above_zero_pays(balance: str | None, pays: bool) -> None:
 
 @pytest.mark.parametrize(
     ("own", "owed", "pays"),
-    [
-        pytest.param("200.00", "199.99", False, id="own account covers more than the bill"),
-        pytest.param("200.00", "200.00", False, id="own account covers the bill exactly"),
-        pytest.param("199.99", "200.00", True, id="own account short by a cent"),
-        pytest.param("0.00", "200.00", True, id="own account empty"),
-        pytest.param(None, "200.00", True, id="no own account (resident insurance)"),
-        pytest.param(None, "0.01", True, id="no own account, one cent owed"),
-        pytest.param(None, "0.00", False, id="nothing owed"),
-    ],
+    [*OWN_ACCOUNT_FIRST, pytest.param(None, "0.00", False, id="nothing owed")],
 )
 def test_the_patients_own_account_pays_first(own: str | None, owed: str, pays: bool) -> None:
     candidates = [(A, d("50.00"))]

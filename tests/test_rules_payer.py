@@ -31,6 +31,7 @@ from adapters.henan import HenanAdapter
 from adapters.jiangsu import JiangsuAdapter
 from tests.conftest import Provinces, person
 from tests.doubles import Ledger
+from tests.test_payer import OWN_ACCOUNT_FIRST
 
 PATIENT = "P"
 T0 = dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -129,17 +130,7 @@ async def test_the_patients_own_beneficiaries_never_pay_for_the_patient() -> Non
 # -- the patient's own account first ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("own", "owed", "pays"),
-    [
-        pytest.param("200.00", "199.99", False, id="own account covers more than the bill"),
-        pytest.param("200.00", "200.00", False, id="own account covers the bill exactly"),
-        pytest.param("199.99", "200.00", True, id="own account short by a cent"),
-        pytest.param("0.00", "200.00", True, id="own account empty"),
-        pytest.param(None, "200.00", True, id="no own account (resident insurance)"),
-        pytest.param(None, "0.01", True, id="no own account, one cent owed"),
-    ],
-)
+@pytest.mark.parametrize(("own", "owed", "pays"), OWN_ACCOUNT_FIRST)
 async def test_an_authorizer_pays_only_what_the_patients_own_account_cannot(
     own: str | None, owed: str, pays: bool
 ) -> None:
