@@ -67,6 +67,8 @@ from adapters.payer import (
 )
 from adapters.policy import (
     CHINA,
+    CORE_FAMILY,
+    NEAR_RELATIVES,
     Policy,
     china_date,
     policy_in_force,
@@ -99,7 +101,9 @@ from adapters.vocabulary import (
 
 __all__ = [
     "CHINA",
+    "CORE_FAMILY",
     "MAX_ANSWER_BYTES",
+    "NEAR_RELATIVES",
     "AdapterSettings",
     "Area",
     "BindRequest",

@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from adapters.base import (
+    NEAR_RELATIVES,
     Area,
     Binding,
     BindingStatus,
@@ -130,10 +131,13 @@ class HebeiAdapter(ProvinceAdapter):
     code = "13"
     name = "河北省"
     policies = (
+        Policy(effective_from=dt.date(2023, 1, 1), max_relatives=8, cross_city=True),
+        # Near relatives (illustrative date).
         Policy(
-            effective_from=dt.date(2023, 1, 1),
+            effective_from=dt.date(2024, 10, 1),
             max_relatives=8,
             cross_city=True,
+            allowed_relations=NEAR_RELATIVES,
         ),
     )
 

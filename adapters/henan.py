@@ -96,6 +96,7 @@ from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
 
 from adapters.base import (
+    NEAR_RELATIVES,
     Area,
     Binding,
     BindingStatus,
@@ -194,11 +195,12 @@ class HenanAdapter(ProvinceAdapter):
     code = "41"
     name = "河南省"
     policies = (
+        Policy(effective_from=dt.date(2023, 1, 1), single_binding=True),
+        # Near relatives (illustrative date).
         Policy(
-            effective_from=dt.date(2023, 1, 1),
-            max_relatives=5,
-            cross_city=False,
+            effective_from=dt.date(2025, 1, 1),
             single_binding=True,
+            allowed_relations=NEAR_RELATIVES,
         ),
     )
 

@@ -63,6 +63,7 @@ from urllib.parse import quote
 import httpx
 
 from adapters.base import (
+    NEAR_RELATIVES,
     Area,
     Binding,
     BindingStatus,
@@ -159,6 +160,15 @@ class JiangsuAdapter(ProvinceAdapter):
             cross_city=True,
             spouse_confirmation=True,
             commitment_required=True,
+        ),
+        # Near relatives (illustrative date).
+        Policy(
+            effective_from=dt.date(2024, 9, 1),
+            max_relatives=5,
+            cross_city=True,
+            spouse_confirmation=True,
+            commitment_required=True,
+            allowed_relations=NEAR_RELATIVES,
         ),
     )
 

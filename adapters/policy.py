@@ -11,6 +11,13 @@ from typing import Any
 
 from adapters.vocabulary import Relation
 
+# The relations the seed-era rules allow (2021-2023): spouse, parents and children.
+CORE_FAMILY = frozenset({Relation.SPOUSE, Relation.PARENT, Relation.CHILD})
+# Near relatives (近亲属) as the Civil Code defines them (art. 1045), which mutual aid
+# may cover from 2024 on (国办发〔2024〕38号): the core family, siblings, grandparents
+# and grandchildren. In-laws are not among them.
+NEAR_RELATIVES = CORE_FAMILY | {Relation.SIBLING, Relation.GRANDPARENT, Relation.GRANDCHILD}
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
@@ -23,9 +30,7 @@ class Policy:
     spouse_confirmation: bool = False
     single_binding: bool = False
     commitment_required: bool = False
-    allowed_relations: frozenset[Relation] = frozenset(
-        {Relation.SPOUSE, Relation.PARENT, Relation.CHILD}
-    )
+    allowed_relations: frozenset[Relation] = CORE_FAMILY
 
     def __post_init__(self) -> None:
         if self.max_relatives < 1:

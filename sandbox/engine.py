@@ -92,6 +92,11 @@ class RequestIdReused(Exception):
         self.request_id = request_id
 
 
+CORE_FAMILY = frozenset({"SPOUSE", "PARENT", "CHILD"})
+# Near relatives (近亲属, Civil Code art. 1045), whom mutual aid may cover from 2024 on.
+NEAR_RELATIVES = CORE_FAMILY | {"SIBLING", "GRANDPARENT", "GRANDCHILD"}
+
+
 @dataclass(frozen=True, slots=True)
 class ProvinceRules:
     """The province's own rules, as its system enforces them."""
@@ -105,7 +110,7 @@ class ProvinceRules:
     spouse_confirmation: bool = False
     single_binding: bool = False
     commitment_required: bool = False
-    allowed_relations: frozenset[str] = frozenset({"SPOUSE", "PARENT", "CHILD"})
+    allowed_relations: frozenset[str] = CORE_FAMILY
     # The province must be told which authorizer pays a settlement; a bill that
     # names none gets nothing from mutual aid (else the system picks the largest).
     payer_named: bool = False

@@ -63,6 +63,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ from starlette.routing import Route
 from sandbox.app import sandbox_app, system_of, unreadable_text
 from sandbox.engine import (
     CHINA,
+    NEAR_RELATIVES,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -81,11 +83,11 @@ from sandbox.engine import (
     money_text,
 )
 
-RULES = ProvinceRules(
-    prefix="13",
-    id_prefix="HB",
-    max_relatives=8,
-    cross_city=True,
+# The seed era's rules, then each change on its (illustrative) date.
+SEED = ProvinceRules(prefix="13", id_prefix="HB", max_relatives=8, cross_city=True)
+VERSIONS = (
+    SEED,
+    replace(SEED, effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES),
 )
 
 PATH = "/fsi/api/rsfComIfsService/callService"
@@ -147,7 +149,7 @@ def create_app(
 ) -> Starlette:
     return sandbox_app(
         "hebei",
-        RULES,
+        VERSIONS,
         [Route(PATH, call_service, methods=["POST"])],
         data_dir=data_dir,
         roster=roster,

@@ -93,6 +93,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -105,6 +106,7 @@ from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
 from sandbox.engine import (
+    NEAR_RELATIVES,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -112,13 +114,18 @@ from sandbox.engine import (
     money_text,
 )
 
-RULES = ProvinceRules(
+# The seed era's rules, then each change on its (illustrative) date.
+SEED = ProvinceRules(
     prefix="41",
     id_prefix="HN",
     max_relatives=5,
     cross_city=False,
     single_binding=True,
     payer_named=True,
+)
+VERSIONS = (
+    SEED,
+    replace(SEED, effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES),
 )
 
 PATH = "/hnyb/service"
@@ -194,7 +201,7 @@ def create_app(
 ) -> Starlette:
     return sandbox_app(
         "henan",
-        RULES,
+        VERSIONS,
         [Route(PATH, service, methods=["POST"])],
         data_dir=data_dir,
         roster=roster,

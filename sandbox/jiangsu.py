@@ -71,6 +71,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of, unreadable_text
 from sandbox.engine import (
+    NEAR_RELATIVES,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -89,7 +91,8 @@ from sandbox.engine import (
     money_text,
 )
 
-RULES = ProvinceRules(
+# The seed era's rules, then each change on its (illustrative) date.
+SEED = ProvinceRules(
     prefix="32",
     id_prefix="JS",
     max_relatives=5,
@@ -97,6 +100,10 @@ RULES = ProvinceRules(
     spouse_confirmation=True,
     commitment_required=True,
     payer_named=True,
+)
+VERSIONS = (
+    SEED,
+    replace(SEED, effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES),
 )
 
 BASE = "/api/v1"
@@ -172,7 +179,7 @@ def create_app(
     settlements = f"{BASE}/settlements"
     app = sandbox_app(
         "jiangsu",
-        RULES,
+        VERSIONS,
         [
             Route(f"{BASE}/persons", _endpoint(_persons), methods=["GET"]),
             Route(f"{BASE}/persons/{{certNo}}/relatives", _endpoint(_relatives), methods=["GET"]),

@@ -180,7 +180,6 @@ class Province:
 async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
     factory = SANDBOXES[request.param].load()
     app = factory()
-    rules: ProvinceRules = importlib.import_module(factory.__module__).RULES
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(base_url=BASE_URL, timeout=2.0, verify=TLS) as client,
@@ -188,7 +187,7 @@ async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
     ):
         route = router.route(name="sandbox").mock(side_effect=respx.ASGIHandler(app))
         system: ProvinceSystem = app.state.system
-        yield Province(ADAPTERS[request.param](client), rules, router, route, system)
+        yield Province(ADAPTERS[request.param](client), system.rules, router, route, system)
 
 
 @pytest.fixture
@@ -978,7 +977,7 @@ async def test_a_request_id_reused_for_another_request_is_refused_and_does_nothi
     assert await adapter.bind(pair.request(request_id=rid)) == first  # still kept
 
 
-PAYER_NAMED = [n for n in NAMES if importlib.import_module(SANDBOXES[n].module).RULES.payer_named]
+PAYER_NAMED = [n for n in NAMES if importlib.import_module(SANDBOXES[n].module).SEED.payer_named]
 
 
 @pytest.mark.parametrize("province", PAYER_NAMED, indirect=True)

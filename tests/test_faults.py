@@ -24,7 +24,7 @@ from starlette.routing import Route
 from gateway.provinces.federated import sandbox_factory, sandbox_names
 from sandbox.app import sandbox_app
 from sandbox.faults import OFF, DroppedConnection, Faults, faults_of, set_faults
-from sandbox.hebei import RULES
+from sandbox.hebei import SEED as RULES
 from sandbox.serve import free_port, serving, spawn_sandbox, stop, wait_ready, wait_ready_async
 
 ROSTER = Path(__file__).resolve().parent.parent / "fixtures" / "roster.json"

@@ -583,7 +583,14 @@ async def test_provinces_are_public_and_show_each_policy(gql: GraphQL) -> None:
         "41": [5, False, False, False, True, False],
     }
     for p in provinces.values():
-        assert p["policy"]["allowedRelations"] == ["SPOUSE", "PARENT", "CHILD"]
+        assert p["policy"]["allowedRelations"] == [  # near relatives, since 2024 or 2025
+            "SPOUSE",
+            "PARENT",
+            "CHILD",
+            "SIBLING",
+            "GRANDPARENT",
+            "GRANDCHILD",
+        ]
         assert dt.date.fromisoformat(p["policy"]["effectiveFrom"]) <= dt.date.today()
 
 

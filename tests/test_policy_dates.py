@@ -15,7 +15,7 @@ from adapters.base import AdapterSettings, Policy
 from gateway.edge.cli import build_parser
 from gateway.ops.config import Settings
 from sandbox.engine import ProvinceSystem, SandboxRefusal
-from sandbox.hebei import RULES
+from sandbox.hebei import SEED as RULES
 from tests.conftest import WANG_EIGHT, GraphQL, gateway, person
 
 VERSION = "{ effectiveFrom maxRelatives }"
@@ -53,15 +53,16 @@ async def test_the_timeline_lists_past_and_announced_versions_oldest_first(
     province = hebei(await today(PROVINCES))
     assert province["policies"] == [
         {"effectiveFrom": "2023-01-01", "maxRelatives": 8},
+        {"effectiveFrom": "2024-10-01", "maxRelatives": 8},
         {"effectiveFrom": "2030-01-01", "maxRelatives": 2},
     ]
-    assert province["policy"] == {"effectiveFrom": "2023-01-01", "maxRelatives": 8}
+    assert province["policy"] == {"effectiveFrom": "2024-10-01", "maxRelatives": 8}
 
 
 async def test_on_a_later_policy_date_the_announced_version_is_in_force(in_2030: GraphQL) -> None:
     province = hebei(await in_2030(PROVINCES))
     assert province["policy"] == {"effectiveFrom": "2030-01-01", "maxRelatives": 2}
-    assert len(province["policies"]) == 2  # type: ignore[arg-type]
+    assert len(province["policies"]) == 3  # type: ignore[arg-type]
 
 
 async def test_the_gateway_judges_by_the_rules_of_the_policy_date(

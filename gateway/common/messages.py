@@ -327,9 +327,11 @@ _REASONS: dict[str, tuple[str, str, str, str]] = {
     ),
     "RELATION_NOT_ALLOWED": (
         "该亲属关系不在家庭共济范围内(如配偶的父母)",
-        "家庭共济限于配偶、父母、子女等近亲属",
+        "家庭共济限于本省政策允许的近亲属:配偶、父母、子女,"
+        "以及已放开的省份的兄弟姐妹、祖父母、外祖父母、孙子女、外孙子女",
         "This relation is not one mutual aid allows (a spouse's parent, for example).",
-        "Mutual aid covers a spouse, parents and children.",
+        "Mutual aid covers a spouse, parents and children, and where the province's"
+        " rules allow it, siblings, grandparents and grandchildren.",
     ),
     "RELATION_NOT_VERIFIED": (
         "户籍记录中未查到您与该亲属的关系",
