@@ -55,6 +55,7 @@ from adapters.base import (
     Person,
     Policy,
     ProvinceAdapter,
+    Quota,
     Refusal,
     RefusalCode,
     Relation,
@@ -116,6 +117,9 @@ _REFUSALS: dict[int, RefusalCode] = {
     # 2017 (payer not bound) answers only a named payer; we never name one, so it is a surprise.
     2018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
     2019: RefusalCode.REVERSAL_WINDOW_CLOSED,
+    2020: RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
+    2021: RefusalCode.QUOTA_NOT_ALLOWED,
+    2022: RefusalCode.QUOTA_ABOVE_BALANCE,
 }
 _MED_TYPE = {
     MedicalType.OUTPATIENT: "11",  # 普通门诊
@@ -126,20 +130,17 @@ _MEDICAL_TYPE = {v: k for k, v in _MED_TYPE.items()}
 # Settlement times are Beijing time, as the national platform keeps them.
 _CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
+# The seed era's rules, then each change on its (illustrative) date: near relatives
+# (2024), then relatives insured in other provinces, with a quota (2026).
+_SEED = Policy(effective_from=dt.date(2023, 1, 1), max_relatives=8, cross_city=True)
+_NEAR = _SEED.with_changes(effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES)
+_ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 2, 1), cross_province=True)
+
 
 class HebeiAdapter(ProvinceAdapter):
     code = "13"
     name = "河北省"
-    policies = (
-        Policy(effective_from=dt.date(2023, 1, 1), max_relatives=8, cross_city=True),
-        # Near relatives (illustrative date).
-        Policy(
-            effective_from=dt.date(2024, 10, 1),
-            max_relatives=8,
-            cross_city=True,
-            allowed_relations=NEAR_RELATIVES,
-        ),
-    )
+    policies = (_SEED, _NEAR, _ACROSS)
 
     async def _service(
         self, infno: str, data: Any, *, read: bool = False, msgid: str | None = None
@@ -234,18 +235,18 @@ class HebeiAdapter(ProvinceAdapter):
             return [_binding(b) for b in output["mulaid_list"]]
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
-        return await self._write(
-            "2703",
-            {
-                "auth_certno": request.authorizer_cert_no,
-                "bene_certno": request.beneficiary_cert_no,
-                "bene_psn_name": request.beneficiary_name,
-                "rlts_type": _RLTS_TYPE[request.relation],
-                "cmtm_flag": "1" if request.commitment_signed else "0",
-            },
-            _mulaid,
-            request.request_id,
-        )
+        data = {
+            "auth_certno": request.authorizer_cert_no,
+            "bene_certno": request.beneficiary_cert_no,
+            "bene_psn_name": request.beneficiary_name,
+            "rlts_type": _RLTS_TYPE[request.relation],
+            "cmtm_flag": "1" if request.commitment_signed else "0",
+        }
+        if request.beneficiary_province is not None:  # across provinces, with a quota
+            data["bene_insu_prov"] = f"{request.beneficiary_province}0000"
+        if request.quota is not None:
+            data["quota_amt"] = _amount(request.quota)
+        return await self._write("2703", data, _mulaid, request.request_id)
 
     async def unbind(
         self, binding_id: str, *, actor: str, request_id: str | None = None
@@ -303,7 +304,25 @@ def _binding(raw: dict[str, Any]) -> Binding:
         created_at=dt.datetime.strptime(text(raw["crte_time"]), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=dt.UTC
         ),
+        beneficiary_province=_province(raw.get("bene_insu_prov")),
+        quota=_quota(raw.get("quota_amt"), raw.get("quota_balc")),
     )
+
+
+def _province(admdvs: object) -> str | None:
+    """A province's six-digit division code (``"320000"``) as its prefix (``"32"``)."""
+    if admdvs is None:
+        return None
+    code = text(admdvs)
+    if len(code) != 6 or not code.isascii() or not code.isdigit() or code[2:] != "0000":
+        raise ValueError(f"not a province's division code: {code!r}")
+    return code[:2]
+
+
+def _quota(granted: object, remaining: object) -> Quota | None:
+    if granted is None and remaining is None:
+        return None
+    return Quota(parse_money(granted), parse_money(remaining))
 
 
 def _mulaid(output: dict[str, Any]) -> Binding:

@@ -23,10 +23,14 @@ E112    无权操作该共济绑定                  FORBIDDEN
 E113    共济绑定当前状态不允许此操作        INVALID_BINDING_STATE
 E114    患者参保状态不是正常参保,不能结算  PATIENT_NOT_INSURED
 E115    结算金额不合法                      AMOUNT_NOT_POSITIVE
+        (to Bind: 共济额度不合法)           (to Bind: quota)
 E116    机构流水号已用于另一笔结算          IDEMPOTENCY_KEY_REUSED
 E117    指定的共济授权人未与患者绑定        choose the payer again, once (see below)
 E118    该笔结算已撤销                      SETTLEMENT_ALREADY_REVERSED
 E119    仅可撤销当日结算                    REVERSAL_WINDOW_CLOSED
+E120    暂不支持跨省共济                    CROSS_PROVINCE_NOT_ALLOWED (beneficiaryCertNo)
+E121    省内共济不设共济额度                QUOTA_NOT_ALLOWED (quota)
+E122    共济额度超过个人账户余额            QUOTA_ABOVE_BALANCE (quota)
 9999    报文格式错误, 入参校验失败          `UpstreamContractError`, not reached
         (the request could not be read)
 9999    any other system fault              `UpstreamContractError`
@@ -39,16 +43,30 @@ it refuses) means Henan did nothing with it; so does HTTP 400 or 413 (from Henan
 proxy in front of it). Those are `UpstreamContractError` with ``reached`` False: sent
 again, the same request is refused again, so the gateway does not keep sending it.
 
-Each service answers only its own refusals: E101-E113 for Bind and Unbind; E101
-(the patient is unknown), E114, E115, E116 and E117 for Settle; E112 (not this
-institution's settlement, or none), E118 and E119 for ReverseSettle. A refusal
-from another service's list, or any refusal to a query, is `UpstreamContractError`.
+Each service answers only its own refusals: E101-E113 for Bind and Unbind, and for
+Bind also E115 (the quota) and E120-E122 (across provinces); E101 (the patient is
+unknown), E114, E115, E116 and E117 for Settle; E112 (not this institution's
+settlement, or none), E118 and E119 for ReverseSettle. A refusal from another
+service's list, or any refusal to a query, is `UpstreamContractError`.
 
 Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>`` ->
 ``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), Bind and Unbind
 (-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
 (``<sfzh>*`` -> ``<settlement>*``). Answers are untrusted input: they are parsed
 with defusedxml only, and anything we cannot read becomes `UpstreamContractError`.
+
+Across provinces (跨省共济, Henan's rules from 2026-03-01): Bind for a relative insured
+in another province (`BindRequest.beneficiary_province`, ``"32"``) also sends
+``<bsqrcbsf>``, that province's six-digit division code (``320000``), and for a
+`BindRequest.quota` ``<gjed>``, the quota (共济额度) as a two-decimal string; neither
+is sent when not set. A ``<binding>`` answers ``<bsqrcbsf>``, ``<gjed>`` (granted)
+and ``<gjedye>`` (remaining), all empty (or absent) inside Henan: they become
+`Binding.beneficiary_province` and `Binding.quota`, None inside Henan. A
+``<bsqrcbsf>`` that is not a province's code, a quota with only one of its two
+amounts or with one that is not an amount, or a province without a quota (or the
+reverse), is `UpstreamContractError`. A province that is not two digits
+(``[1-9][0-9]``) or a quota of more than two decimals is the caller's bug
+(`ValueError`, no request).
 
 Settlement: Henan's system must be *told* which authorizer pays by mutual aid
 (``<sqrsfzh>`` in Settle); this adapter chooses. Henan is single-binding, so a
@@ -86,6 +104,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
@@ -110,6 +129,7 @@ from adapters.base import (
     Person,
     Policy,
     ProvinceAdapter,
+    Quota,
     Refusal,
     RefusalCode,
     Relation,
@@ -165,6 +185,14 @@ _REFUSALS: dict[str, RefusalCode] = {
     "E112": RefusalCode.FORBIDDEN,
     "E113": RefusalCode.INVALID_BINDING_STATE,
 }
+# Bind answers these too: its quota, and bindings across provinces (the 2026 rules).
+_BIND_REFUSALS: dict[str, RefusalCode] = {
+    **_REFUSALS,
+    "E115": RefusalCode.AMOUNT_NOT_POSITIVE,  # the quota (共济额度不合法)
+    "E120": RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
+    "E121": RefusalCode.QUOTA_NOT_ALLOWED,
+    "E122": RefusalCode.QUOTA_ABOVE_BALANCE,
+}
 _SETTLE_REFUSALS: dict[str, RefusalCode] = {
     "E101": RefusalCode.PERSON_NOT_FOUND,
     "E114": RefusalCode.PATIENT_NOT_INSURED,
@@ -184,6 +212,15 @@ _YLLB = {
 }
 _MEDICAL_TYPE = {v: k for k, v in _YLLB.items()}
 _CENT = Decimal("0.01")
+# A province: its code in the vocabulary (``32``) and as Henan writes it (``320000``).
+_PROVINCE_CODE = re.compile(r"[1-9][0-9]")
+_BSQRCBSF = re.compile(r"([1-9][0-9])0000")
+
+# The seed era's rules, then each change on its (illustrative) date: near relatives
+# (2025), then relatives insured in other provinces, with a quota (2026).
+_SEED = Policy(effective_from=dt.date(2023, 1, 1), single_binding=True)
+_NEAR = _SEED.with_changes(effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES)
+_ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 3, 1), cross_province=True)
 
 
 def _parse(data: bytes) -> ET.Element:
@@ -194,15 +231,7 @@ def _parse(data: bytes) -> ET.Element:
 class HenanAdapter(ProvinceAdapter):
     code = "41"
     name = "河南省"
-    policies = (
-        Policy(effective_from=dt.date(2023, 1, 1), single_binding=True),
-        # Near relatives (illustrative date).
-        Policy(
-            effective_from=dt.date(2025, 1, 1),
-            single_binding=True,
-            allowed_relations=NEAR_RELATIVES,
-        ),
-    )
+    policies = (_SEED, _NEAR, _ACROSS)
 
     def __init__(self, client: httpx.AsyncClient, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -260,11 +289,15 @@ class HenanAdapter(ProvinceAdapter):
         return body
 
     async def _write(
-        self, service: str, fields: Sequence[tuple[str, str]], request_id: str | None
+        self,
+        service: str,
+        fields: Sequence[tuple[str, str]],
+        request_id: str | None,
+        refusals: Mapping[str, RefusalCode] = _REFUSALS,
     ) -> Binding | Refusal:
-        retcode, body = await self._service(service, fields, _REFUSALS, seq=request_id)
+        retcode, body = await self._service(service, fields, refusals, seq=request_id)
         if retcode != _OK:
-            return Refusal(_REFUSALS[retcode])
+            return Refusal(refusals[retcode])
         with self._reading(f"service {service}"):
             return _binding(_only(body, "binding"))
 
@@ -304,17 +337,18 @@ class HenanAdapter(ProvinceAdapter):
             return [_binding(b) for b in body.findall("binding")]
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
-        return await self._write(
-            "Bind",
-            [
-                ("sqrsfzh", request.authorizer_cert_no),
-                ("bsqrsfzh", request.beneficiary_cert_no),
-                ("bsqrxm", request.beneficiary_name),
-                ("gx", _GX[request.relation]),
-                ("cnsbz", "1" if request.commitment_signed else "0"),
-            ],
-            request.request_id,
-        )
+        fields = [
+            ("sqrsfzh", request.authorizer_cert_no),
+            ("bsqrsfzh", request.beneficiary_cert_no),
+            ("bsqrxm", request.beneficiary_name),
+            ("gx", _GX[request.relation]),
+            ("cnsbz", "1" if request.commitment_signed else "0"),
+        ]
+        if request.beneficiary_province is not None:  # across provinces, with a quota
+            fields.append(("bsqrcbsf", _province_text(request.beneficiary_province)))
+        if request.quota is not None:
+            fields.append(("gjed", _money_text(request.quota)))
+        return await self._write("Bind", fields, request.request_id, _BIND_REFUSALS)
 
     async def unbind(
         self, binding_id: str, *, actor: str, request_id: str | None = None
@@ -441,6 +475,14 @@ def _money_text(amount: Decimal) -> str:
     return str(exact)
 
 
+def _province_text(province: str) -> str:
+    """A province's code (``"32"``) as Henan takes it (``"320000"``). Anything else is
+    the caller's bug."""
+    if not _PROVINCE_CODE.fullmatch(province):
+        raise ValueError(f"not a province's code: {province!r}")
+    return f"{province}0000"
+
+
 def _settlement(raw: ET.Element) -> Settlement:
     """A ``<settlement>`` (`Settlement` checks that it adds up)."""
     total, fund_paid, self_pay = (parse_money(_text(raw, t)) for t in ("fyze", "jjzfze", "grfdje"))
@@ -482,4 +524,30 @@ def _binding(raw: ET.Element) -> Binding:
         relation=_RELATION[_text(raw, "gx")],
         status=_ZT[_text(raw, "zt")],
         created_at=dt.datetime.strptime(_text(raw, "cjsj"), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC),
+        beneficiary_province=_province(raw),
+        quota=_quota(raw),
     )
+
+
+def _province(raw: ET.Element) -> str | None:
+    """``<bsqrcbsf>``, a province's six-digit code (``320000``), as its prefix (``32``);
+    None when empty or absent (inside Henan)."""
+    code = _optional(raw, "bsqrcbsf", missing_ok=True)
+    if code is None:
+        return None
+    found = _BSQRCBSF.fullmatch(code)
+    if found is None:
+        raise ValueError(f"<bsqrcbsf> is not a province's code: {code!r}")
+    return found[1]
+
+
+def _quota(raw: ET.Element) -> Quota | None:
+    """``<gjed>`` (granted) and ``<gjedye>`` (remaining); None when both are empty or
+    absent (inside Henan). `Binding` checks that it goes with a province."""
+    granted = _optional(raw, "gjed", missing_ok=True)
+    remaining = _optional(raw, "gjedye", missing_ok=True)
+    if granted is None and remaining is None:
+        return None
+    if granted is None or remaining is None:
+        raise ValueError("a quota without both <gjed> and <gjedye>")
+    return Quota(parse_money(granted), parse_money(remaining))

@@ -1,6 +1,6 @@
 """Jiangsu (江苏): REST resources in a ``{code, msg, data}`` wrapper, camelCase fields.
 
-``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40019
+``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40022
 (`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement); any other code
 (40400, 40500, 40900, ...) is a contract fault. Code 40000 (a malformed request:
 not JSON, a missing or mistyped field, text with a control character), or HTTP 400
@@ -22,6 +22,15 @@ endpoint                                             verb used by
 /api/v1/settlements                                  POST `settle`
 /api/v1/settlements/{settlementId}/reversal          POST `reverse`
 ==================================================== ==== ==========================
+
+Across provinces (跨省共济, Jiangsu's rules from 2026-01-09: `_ACROSS`): `bind` sends
+the relative's insured province as ``beneficiaryProvince`` (its two-digit code,
+``"41"``) and the quota set aside as ``quota`` (a two-decimal string), each only when
+the request has it; an authorization answers both back, the quota as ``{"granted",
+"remaining"}`` (`Binding.beneficiary_province`, `Binding.quota`; absent or null inside
+Jiangsu). Refusals: 40020 `CROSS_PROVINCE_NOT_ALLOWED`, 40021 `QUOTA_NOT_ALLOWED`,
+40022 `QUOTA_ABOVE_BALANCE`, and 40015 (a quota missing or not above zero)
+`AMOUNT_NOT_POSITIVE`. Either side may cancel such an authorization (`unbind`).
 
 Jiangsu's settlement must be told which authorizer pays (``payerCertNo``), so
 `settle` chooses, in at most two requests before the settlement itself:
@@ -77,6 +86,7 @@ from adapters.base import (
     Person,
     Policy,
     ProvinceAdapter,
+    Quota,
     Refusal,
     RefusalCode,
     Relation,
@@ -130,6 +140,10 @@ _REFUSALS: dict[int, RefusalCode] = {
     40011: RefusalCode.COMMITMENT_REQUIRED,
     40012: RefusalCode.FORBIDDEN,
     40013: RefusalCode.INVALID_BINDING_STATE,
+    40015: RefusalCode.AMOUNT_NOT_POSITIVE,  # a binding's quota (across provinces)
+    40020: RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
+    40021: RefusalCode.QUOTA_NOT_ALLOWED,
+    40022: RefusalCode.QUOTA_ABOVE_BALANCE,
 }
 _SETTLEMENT_REFUSALS: dict[int, RefusalCode] = {
     40001: RefusalCode.PERSON_NOT_FOUND,
@@ -149,28 +163,23 @@ _MEDICAL_TYPE_WORD = {
 }
 _MEDICAL_TYPE = {v: k for k, v in _MEDICAL_TYPE_WORD.items()}
 
+# The seed era's rules, then each change on its (illustrative) date: near relatives
+# (2024), then relatives insured in other provinces, with a quota (2026).
+_SEED = Policy(
+    effective_from=dt.date(2023, 1, 1),
+    max_relatives=5,
+    cross_city=True,
+    spouse_confirmation=True,
+    commitment_required=True,
+)
+_NEAR = _SEED.with_changes(effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES)
+_ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 1, 9), cross_province=True)
+
 
 class JiangsuAdapter(ProvinceAdapter):
     code = "32"
     name = "江苏省"
-    policies = (
-        Policy(
-            effective_from=dt.date(2023, 1, 1),
-            max_relatives=5,
-            cross_city=True,
-            spouse_confirmation=True,
-            commitment_required=True,
-        ),
-        # Near relatives (illustrative date).
-        Policy(
-            effective_from=dt.date(2024, 9, 1),
-            max_relatives=5,
-            cross_city=True,
-            spouse_confirmation=True,
-            commitment_required=True,
-            allowed_relations=NEAR_RELATIVES,
-        ),
-    )
+    policies = (_SEED, _NEAR, _ACROSS)
 
     def __init__(self, client: httpx.AsyncClient, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -262,17 +271,18 @@ class JiangsuAdapter(ProvinceAdapter):
             return [_binding(b) for b in data]
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
-        return await self._write(
-            _AUTHORIZATIONS,
-            {
-                "authorizerCertNo": request.authorizer_cert_no,
-                "beneficiaryCertNo": request.beneficiary_cert_no,
-                "beneficiaryName": request.beneficiary_name,
-                "relation": _RELATION_WORD[request.relation],
-                "commitmentSigned": request.commitment_signed,
-            },
-            request.request_id,
-        )
+        body: dict[str, Any] = {
+            "authorizerCertNo": request.authorizer_cert_no,
+            "beneficiaryCertNo": request.beneficiary_cert_no,
+            "beneficiaryName": request.beneficiary_name,
+            "relation": _RELATION_WORD[request.relation],
+            "commitmentSigned": request.commitment_signed,
+        }
+        if request.beneficiary_province is not None:  # across provinces, with a quota
+            body["beneficiaryProvince"] = request.beneficiary_province
+        if request.quota is not None:
+            body["quota"] = _money_text(request.quota)
+        return await self._write(_AUTHORIZATIONS, body, request.request_id)
 
     async def unbind(
         self, binding_id: str, *, actor: str, request_id: str | None = None
@@ -397,7 +407,28 @@ def _binding(raw: Any) -> Binding:
         relation=_RELATION[raw["relation"]],
         status=_STATE[raw["state"]],
         created_at=_time(raw["createdAt"]),
+        beneficiary_province=_province(raw.get("beneficiaryProvince")),
+        quota=_quota(raw.get("quota")),
     )
+
+
+def _province(value: object) -> str | None:
+    """A province's two-digit code (``"41"``); None when absent or null."""
+    if value is None:
+        return None
+    code = text(value)
+    if len(code) != 2 or not code.isascii() or not code.isdigit() or code[0] == "0":
+        raise ValueError(f"not a province's code: {code!r}")
+    return code
+
+
+def _quota(raw: object) -> Quota | None:
+    """A quota ``{"granted", "remaining"}``; None when absent or null."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError(f"quota is not an object: {raw!r}")
+    return Quota(parse_money(raw["granted"]), parse_money(raw["remaining"]))
 
 
 def _settlement(raw: Any) -> Settlement:

@@ -83,6 +83,8 @@ class RefusalCode(enum.Enum):
     RELATION_NOT_VERIFIED = "RELATION_NOT_VERIFIED"
     CROSS_AREA_NOT_ALLOWED = "CROSS_AREA_NOT_ALLOWED"
     CROSS_PROVINCE_NOT_ALLOWED = "CROSS_PROVINCE_NOT_ALLOWED"
+    QUOTA_NOT_ALLOWED = "QUOTA_NOT_ALLOWED"  # a quota for a binding inside the province
+    QUOTA_ABOVE_BALANCE = "QUOTA_ABOVE_BALANCE"  # more than the authorizer's balance
     BINDING_LIMIT_REACHED = "BINDING_LIMIT_REACHED"
     ALREADY_BOUND = "ALREADY_BOUND"
     DUPLICATE_BINDING = "DUPLICATE_BINDING"
@@ -160,8 +162,29 @@ class Party:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """The amount an authorizer set aside for a relative insured in another province
+    (共济额度): it left their balance when granted; what remains returns when the
+    binding ends."""
+
+    granted: Decimal
+    remaining: Decimal
+
+    def __post_init__(self) -> None:
+        if not Decimal(0) <= self.remaining <= self.granted:
+            raise ValueError("a quota's remaining amount is between nothing and the grant")
+        if self.granted <= 0:
+            raise ValueError("a quota is positive")
+
+
+@dataclass(frozen=True, slots=True)
 class Binding:
-    """A mutual-aid binding as the province records it. ``id`` is the province's own."""
+    """A mutual-aid binding as the province records it. ``id`` is the province's own.
+
+    The authorizer's province holds it. A relative insured in another province
+    (``beneficiary_province``, its code) is bound with a ``quota``; both are None for a
+    binding inside the province.
+    """
 
     id: str
     authorizer: Party
@@ -169,6 +192,16 @@ class Binding:
     relation: Relation  # the beneficiary's relation to the authorizer
     status: BindingStatus
     created_at: dt.datetime
+    beneficiary_province: str | None = None
+    quota: Quota | None = None
+
+    def __post_init__(self) -> None:
+        if (self.beneficiary_province is None) != (self.quota is None):
+            raise ValueError("a binding across provinces has a quota, and only such a one")
+
+    @property
+    def across_provinces(self) -> bool:
+        return self.quota is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +215,9 @@ class BindRequest:
     relation: Relation
     commitment_signed: bool
     request_id: str | None = None  # None: the adapter makes one
+    # A relative insured in another province: its code, and the quota set aside for them.
+    beneficiary_province: str | None = None
+    quota: Decimal | None = None
 
 
 def new_request_id() -> str:

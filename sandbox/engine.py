@@ -54,6 +54,9 @@ REASONS = (
     "relation_not_allowed",
     "relation_not_verified",
     "cross_area",
+    "cross_province",
+    "quota_not_allowed",
+    "quota_above_balance",
     "limit",
     "already_bound",
     "duplicate",
@@ -107,6 +110,9 @@ class ProvinceRules:
     effective_from: dt.date = dt.date(2020, 1, 1)
     max_relatives: int = 5
     cross_city: bool = False
+    # Its employees may bind near relatives insured in another province, with a quota
+    # (共济额度) set aside from their account (the 2026 national rules).
+    cross_province: bool = False
     spouse_confirmation: bool = False
     single_binding: bool = False
     commitment_required: bool = False
@@ -130,7 +136,8 @@ CREATE TABLE IF NOT EXISTS civil_relation (
 CREATE TABLE IF NOT EXISTS binding (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
     authorizer TEXT NOT NULL, beneficiary TEXT NOT NULL, relation TEXT NOT NULL,
-    status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    beneficiary_province TEXT, quota_granted TEXT, quota_remaining TEXT
 );
 CREATE INDEX IF NOT EXISTS binding_authorizer ON binding (authorizer);
 CREATE INDEX IF NOT EXISTS binding_beneficiary ON binding (beneficiary);
@@ -253,6 +260,7 @@ class ProvinceSystem:
         system = cls(db, rules, policy_date)
         try:
             await db.executescript(_SCHEMA)
+            await _add_missing_columns(db)
             async with db.execute("SELECT count(*) FROM civil_person") as cur:
                 row = await cur.fetchone()
             if row is not None and row[0] == 0:
@@ -454,26 +462,51 @@ class ProvinceSystem:
         beneficiary_name: str,
         relation: str,
         commitment_signed: bool,
+        quota: str | None = None,
+        beneficiary_province: str | None = None,
         request_id: str | None = None,
     ) -> dict[str, Any]:
-        """Create a binding, or raise `SandboxRefusal` with the province's reason."""
+        """Create a binding, or raise `SandboxRefusal` with the province's reason.
+
+        A relative insured in another province (``beneficiary_province``, whom this
+        province's records do not hold: the national platform vouches for their
+        insurance) is bound with a ``quota`` (共济额度), which leaves the authorizer's
+        balance at once; an in-province binding takes none.
+        """
         rules = self.rules
 
         async def work() -> dict[str, Any]:
             found = {p["cert_no"]: p for p in await self._persons([authorizer, beneficiary])}
             auth = found.get(authorizer)
             bene = found.get(beneficiary)
+            across = beneficiary_province is not None and beneficiary_province != rules.prefix
             if auth is None:
                 raise SandboxRefusal("person_not_found")
-            if bene is None:
-                raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
-            if bene["name"] != beneficiary_name:
-                raise SandboxRefusal("info_mismatch", "beneficiaryName")
+            if across:
+                if bene is not None:  # one of ours after all: no quota in the province
+                    raise SandboxRefusal("quota_not_allowed", "quota")
+                if not rules.cross_province:
+                    raise SandboxRefusal("cross_province", "beneficiaryCertNo")
+                if quota is None:
+                    raise SandboxRefusal("bad_amount", "quota")
+                set_aside = _positive(quota)
+                name = await self._civil_name(beneficiary)
+                if name is None:
+                    raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
+                if name != beneficiary_name:
+                    raise SandboxRefusal("info_mismatch", "beneficiaryName")
+            else:
+                if quota is not None:
+                    raise SandboxRefusal("quota_not_allowed", "quota")
+                if bene is None:
+                    raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
+                if bene["name"] != beneficiary_name:
+                    raise SandboxRefusal("info_mismatch", "beneficiaryName")
             if auth["insurance_type"] != "EMPLOYEE":
                 raise SandboxRefusal("not_employee")
-            if bene["insurance_status"] != "ACTIVE":
+            if bene is not None and bene["insurance_status"] != "ACTIVE":
                 raise SandboxRefusal("beneficiary_not_insured", "beneficiaryCertNo")
-            if not rules.cross_city and auth["area_code"] != bene["area_code"]:
+            if bene is not None and not rules.cross_city and auth["area_code"] != bene["area_code"]:
                 raise SandboxRefusal("cross_area", "beneficiaryCertNo")
             if relation not in rules.allowed_relations:
                 raise SandboxRefusal("relation_not_allowed", "relation")
@@ -482,7 +515,7 @@ class ProvinceSystem:
                 if actual is not None and actual not in rules.allowed_relations:
                     raise SandboxRefusal("relation_not_allowed", "relation")
                 raise SandboxRefusal("relation_not_verified", "relation")
-            if rules.commitment_required and not commitment_signed:
+            if not across and rules.commitment_required and not commitment_signed:
                 raise SandboxRefusal("commitment", "commitmentSigned")
             live = ",".join(f"'{s}'" for s in LIVE)
             if await self._count(
@@ -492,8 +525,10 @@ class ProvinceSystem:
                 beneficiary,
             ):
                 raise SandboxRefusal("duplicate", "beneficiaryCertNo")
-            if rules.single_binding and (
-                await self._count(
+            if (
+                not across
+                and rules.single_binding
+                and await self._count(
                     f"SELECT count(*) FROM binding WHERE status IN ({live})"  # noqa: S608
                     " AND (beneficiary = ? OR authorizer = ? OR beneficiary = ?)",
                     authorizer,
@@ -510,16 +545,31 @@ class ProvinceSystem:
                 >= rules.max_relatives
             ):
                 raise SandboxRefusal("limit")
-            status = (
-                "PENDING_CONFIRMATION"
-                if rules.spouse_confirmation and relation == "SPOUSE"
-                else "ACTIVE"
-            )
+            confirm = not across and rules.spouse_confirmation and relation == "SPOUSE"
+            status = "PENDING_CONFIRMATION" if confirm else "ACTIVE"
+            granted = None
+            if across:
+                balance = Decimal(auth["balance"] or "0")
+                if set_aside > balance:
+                    raise SandboxRefusal("quota_above_balance", "quota")
+                await self._set_balance(authorizer, balance - set_aside)
+                granted = str(set_aside)
             now = _now()
             cur = await self._db.execute(
                 "INSERT INTO binding (id, authorizer, beneficiary, relation, status, created_at,"
-                " updated_at) VALUES ('', ?, ?, ?, ?, ?, ?)",
-                (authorizer, beneficiary, relation, status, now, now),
+                " updated_at, beneficiary_province, quota_granted, quota_remaining)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    authorizer,
+                    beneficiary,
+                    relation,
+                    status,
+                    now,
+                    now,
+                    beneficiary_province if across else None,
+                    granted,
+                    granted,
+                ),
             )
             binding_id = f"{rules.id_prefix}{cur.lastrowid:08d}"
             await self._db.execute(
@@ -533,6 +583,8 @@ class ProvinceSystem:
             "beneficiary_name": beneficiary_name,
             "relation": relation,
             "commitment_signed": commitment_signed,
+            "quota": quota,
+            "beneficiary_province": beneficiary_province,
         }
         return await self._once(request_id, "bind", given, work)
 
@@ -556,15 +608,35 @@ class ProvinceSystem:
     ) -> dict[str, Any]:
         async def work() -> dict[str, Any]:
             found = await self._binding(binding_id)
-            if found is None or found["authorizer"] != actor:
+            # Across provinces either side may end it; in the province, the authorizer.
+            parties = (found["authorizer"], found["beneficiary"]) if found else ()
+            across = found is not None and found["quota_granted"] is not None
+            if found is None or actor not in (parties if across else parties[:1]):
                 raise SandboxRefusal("forbidden")
             if found["status"] not in LIVE:
                 raise SandboxRefusal("bad_state")
             await self._set_status(binding_id, "UNBOUND")
+            await self._return_quota(found)
             return await self._written(binding_id)
 
         given = {"binding_id": binding_id, "actor": actor}
         return await self._once(request_id, "unbind", given, work)
+
+    async def _return_quota(self, binding: dict[str, Any]) -> None:
+        """What is left of an ended binding's quota goes back to the authorizer's account."""
+        if binding["quota_remaining"] is None:
+            return
+        await self._credit(binding["authorizer"], Decimal(binding["quota_remaining"]))
+        await self._db.execute(
+            "UPDATE binding SET quota_remaining = '0.00' WHERE id = ?", (binding["id"],)
+        )
+
+    async def _civil_name(self, cert_no: str) -> str | None:
+        async with self._db.execute(
+            "SELECT name FROM civil_person WHERE cert_no = ?", (cert_no,)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def _set_status(self, binding_id: str, status: str) -> None:
         await self._db.execute(
@@ -783,12 +855,40 @@ _SETTLEMENT_SELECT = (
 )
 
 
+# Columns added since a data directory may have been made (sqlite adds them in place).
+_ADDED_COLUMNS = {
+    "binding": ("beneficiary_province TEXT", "quota_granted TEXT", "quota_remaining TEXT"),
+}
+
+
+async def _add_missing_columns(db: aiosqlite.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        async with db.execute(f"PRAGMA table_info({table})") as cur:
+            present = {row[1] for row in await cur.fetchall()}
+        for column in columns:
+            if column.split()[0] not in present:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    await db.commit()
+
+
 _BINDING_SELECT = (
     "SELECT b.id, b.authorizer, ca.name AS authorizer_name, b.beneficiary,"
-    " cb.name AS beneficiary_name, b.relation, b.status, b.created_at, b.updated_at"
+    " cb.name AS beneficiary_name, b.relation, b.status, b.created_at, b.updated_at,"
+    " b.beneficiary_province, b.quota_granted, b.quota_remaining"
     " FROM binding b JOIN civil_person ca ON ca.cert_no = b.authorizer"
     " JOIN civil_person cb ON cb.cert_no = b.beneficiary"
 )
+
+
+def _positive(amount: str) -> Decimal:
+    """A positive amount of at most two decimals, or the refusal ``bad_amount``."""
+    try:
+        value = Decimal(amount)
+    except ArithmeticError as exc:
+        raise SandboxRefusal("bad_amount", "quota") from exc
+    if not value.is_finite() or value <= 0 or value != value.quantize(CENT):
+        raise SandboxRefusal("bad_amount", "quota")
+    return value.quantize(CENT)
 
 
 def _now() -> str:

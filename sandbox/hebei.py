@@ -25,7 +25,8 @@ infno  what                             input.data -> output
 2701   civil-record relatives           {"certno"} -> {"rltv_list"}
 2702   mutual-aid bindings of persons   {"certno_list"} -> {"mulaid_list"}
 2703   create a binding                 {"auth_certno", "bene_certno", "bene_psn_name",
-                                         "rlts_type", "cmtm_flag"} -> {"mulaid"}
+                                         "rlts_type", "cmtm_flag"[, "bene_insu_prov",
+                                         "quota_amt"]} -> {"mulaid"}
 2704   end a binding                    {"mulaid_id", "opter_certno"} -> {"mulaid"}
 2207   settle a bill (门诊/住院结算)    {"certno", "med_type", "medfee_sumamt",
                                          "fund_pay_sumamt", "fixmedins_code",
@@ -35,6 +36,14 @@ infno  what                             input.data -> output
 5203   settlements of persons           {"certno_list"} -> {"setlinfo_list"} (newest first)
        (结算信息查询)
 ====== ================================ =========================================
+
+A ``mulaid`` is ``{"mulaid_id", "auth_certno", "auth_psn_name", "bene_certno",
+"bene_psn_name", "rlts_type", "mulaid_stas", "crte_time", "bene_insu_prov", "quota_amt",
+"quota_balc"}``. Across provinces (跨省共济, from the 2026 rules' date): 2703 names the
+relative's insured province (``bene_insu_prov``, its six-digit code: ``"320000"``) and
+the quota set aside (``quota_amt``), which leaves the authorizer's ``balc`` at once;
+``quota_balc`` is what is left of it (null, with the other two, inside Hebei). Either
+side may end such a binding with 2704, and what is left returns to the account.
 
 Settlement follows the national platform. ``med_type`` is 11 outpatient (普通门诊),
 21 inpatient (普通住院) or 41 pharmacy (定点药店购药). Amounts travel as strings of at
@@ -85,10 +94,8 @@ from sandbox.engine import (
 
 # The seed era's rules, then each change on its (illustrative) date.
 SEED = ProvinceRules(prefix="13", id_prefix="HB", max_relatives=8, cross_city=True)
-VERSIONS = (
-    SEED,
-    replace(SEED, effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES),
-)
+NEAR = replace(SEED, effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES)
+VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 2, 1), cross_province=True))
 
 PATH = "/fsi/api/rsfComIfsService/callService"
 
@@ -134,6 +141,9 @@ ERRORS: dict[str, tuple[int, str]] = {
     "payer_not_bound": (2017, "共济人未与参保人建立共济关系"),
     "already_reversed": (2018, "该结算已撤销"),
     "reversal_window": (2019, "仅可撤销当日结算"),
+    "cross_province": (2020, "暂不支持跨省共济"),
+    "quota_not_allowed": (2021, "省内共济不设共济额度"),
+    "quota_above_balance": (2022, "共济额度超过个人账户余额"),
 }
 # The same infcode, in the words of a particular transaction.
 MESSAGES: dict[tuple[str, str], str] = {
@@ -241,6 +251,7 @@ async def _relatives(system: ProvinceSystem, data: Any, msgid: str | None) -> di
 
 def _mulaid(row: dict[str, Any]) -> dict[str, Any]:
     created = dt.datetime.fromisoformat(row["created_at"])
+    province = row["beneficiary_province"]
     return {
         "mulaid_id": row["id"],
         "auth_certno": row["authorizer"],
@@ -250,6 +261,9 @@ def _mulaid(row: dict[str, Any]) -> dict[str, Any]:
         "rlts_type": RLTS_TYPE[row["relation"]],
         "mulaid_stas": MULAID_STAS[row["status"]],
         "crte_time": f"{created.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}",
+        "bene_insu_prov": None if province is None else f"{province}0000",
+        "quota_amt": money_text(row["quota_granted"]),
+        "quota_balc": money_text(row["quota_remaining"]),
     }
 
 
@@ -268,6 +282,8 @@ async def _bind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[st
         beneficiary_name=data["bene_psn_name"],
         relation=relation,
         commitment_signed=data.get("cmtm_flag") == "1",
+        beneficiary_province=_province(data.get("bene_insu_prov")),
+        quota=None if data.get("quota_amt") is None else _amount(data, "quota_amt"),
         request_id=msgid,
     )
     return {"mulaid": _mulaid(row)}
@@ -276,6 +292,15 @@ async def _bind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[st
 async def _unbind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
     row = await system.unbind(data["mulaid_id"], actor=data["opter_certno"], request_id=msgid)
     return {"mulaid": _mulaid(row)}
+
+
+def _province(admdvs: object) -> str | None:
+    """A province's six-digit division code (``"320000"``) as its two-digit prefix."""
+    if admdvs is None:
+        return None
+    if not isinstance(admdvs, str) or re.fullmatch(r"[1-9][0-9]0000", admdvs) is None:
+        raise ValueError(f"bene_insu_prov: {admdvs!r}")
+    return admdvs[:2]
 
 
 def _text(data: Any, key: str, *, limit: int | None = None) -> str:

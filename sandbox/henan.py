@@ -12,7 +12,9 @@ Every answer is HTTP 200 (even for faults: it is a legacy system)::
     <body>...</body></response>
 
 ``retcode`` ``0000`` is success, ``9999`` a system fault (malformed XML, unknown
-service, invalid input), ``E1xx`` a business refusal (see `ERRORS`). Requests
+service, invalid input), ``E1xx`` a business refusal (see `ERRORS`: E101-E113 for
+bindings, E114-E119 for settlement, E120-E122 for bindings across provinces; Bind
+answers E115 too, for a quota that is not an amount above zero). Requests
 are parsed with defusedxml only: entity declarations, external references and
 the like are refused with ``9999``. A request Henan cannot read is not carried
 out, and its ``retmsg`` says so: 报文格式错误 for one that is not XML it parses
@@ -35,8 +37,8 @@ QueryPerson    person info, batched             <sfzh>* -> <person>* (xm, sfzh, 
                                                 cbdq, cbdqmc, xzlx, cbzt, grzhye)
 QueryRelatives civil-record relatives           <sfzh> -> <relative>* (sfzh, xm, gx)
 QueryBindings  mutual-aid bindings of persons   <sfzh>* -> <binding>*
-Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>
-                                                -> <binding>
+Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>,
+                                                <bsqrcbsf>?, <gjed>? -> <binding>
 Unbind         end a binding                    <bdid>, <czrsfzh> -> <binding>
 Settle         settle a bill (门诊/住院/购药结算)   <ddjgbm>, <jglsh>, <hzsfzh>, <yllb>, <fyze>,
                                                 <jjzfze>, <sqrsfzh>? -> <settlement>
@@ -45,8 +47,29 @@ QuerySettle    settlements of persons           <sfzh>* -> <settlement>* (newest
 ============== ================================ ============================================
 
 A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
-(beneficiary), gx (the beneficiary's relation to the authorizer), zt (status)
-and cjsj (created, ``YYYYMMDDHHMMSS`` in UTC).
+(beneficiary), gx (the beneficiary's relation to the authorizer), zt (status),
+cjsj (created, ``YYYYMMDDHHMMSS`` in UTC), and bsqrcbsf, gjed and gjedye (the
+beneficiary's insured province and the quota granted and remaining: see below;
+all three empty inside Henan).
+
+Across provinces (跨省共济, from the 2026 rules' date, 2026-03-01). Bind takes two
+more elements: ``<bsqrcbsf>`` (被共济人参保省份), the province a relative insured
+outside Henan is insured in, as its six-digit division code like ``cbdq``
+(``320000``), and ``<gjed>`` (共济额度), the quota set aside for them, a
+``0.00``-style amount. Both are optional; an empty element is the same as none. A
+``bsqrcbsf`` that is not a province's code (``[1-9][0-9]0000``) or a ``gjed`` that
+is not an amount is input Henan refuses (``9999`` 入参校验失败). The quota leaves
+the authorizer's ``grzhye`` at once; ``<gjedye>`` (共济额度余额) in the
+``<binding>`` is what is left of it. Refusals: E121 (省内共济不设共济额度) for a
+binding inside Henan with a quota (a ``gjed`` without ``bsqrcbsf`` or with
+``410000``), or for a relative Henan insures itself named as insured elsewhere; E120
+(暂不支持跨省共济) for a relative outside Henan before the rules' date; E115
+(共济额度不合法) for one without a ``gjed``, or with one not above zero; E122 for a
+quota above the authorizer's balance. Henan's single-binding rule holds only inside
+the province and the family commitment (cnsbz) is not asked across provinces.
+Either side (the authorizer or the relative) may end such a binding with Unbind;
+what is left of the quota returns to the authorizer's account, and ``gjedye``
+becomes ``0.00``.
 
 Settlement. ``ddjgbm`` is the designated institution's code and ``jglsh`` its
 own serial number for the bill (the idempotency key: the same serial from the
@@ -123,10 +146,8 @@ SEED = ProvinceRules(
     single_binding=True,
     payer_named=True,
 )
-VERSIONS = (
-    SEED,
-    replace(SEED, effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES),
-)
+NEAR = replace(SEED, effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES)
+VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 3, 1), cross_province=True))
 
 PATH = "/hnyb/service"
 MEDIA_TYPE = "text/xml; charset=utf-8"
@@ -155,6 +176,8 @@ YLLB_TYPE = {v: k for k, v in YLLB.items()}
 # An amount as Henan accepts it: yuan with at most two decimals (a sign, so that the
 # system itself can refuse a negative amount with E115).
 _AMOUNT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
+# A province as Henan names it: its six-digit division code (``320000``).
+_PROVINCE = re.compile(r"[1-9][0-9]0000")
 
 OK = ("0000", "成功")
 FAULT = "9999"
@@ -181,11 +204,16 @@ ERRORS: dict[str, tuple[str, str]] = {
     "payer_not_bound": ("E117", "指定的共济授权人未与患者绑定"),
     "already_reversed": ("E118", "该笔结算已撤销"),
     "reversal_window": ("E119", "仅可撤销当日结算"),
+    # across provinces (the 2026 rules)
+    "cross_province": ("E120", "暂不支持跨省共济"),
+    "quota_not_allowed": ("E121", "省内共济不设共济额度"),
+    "quota_above_balance": ("E122", "共济额度超过个人账户余额"),
 }
 
 # Where a service words a shared reason its own way.
 _MESSAGES: dict[tuple[str, str], str] = {
     ("ReverseSettle", "forbidden"): "无权撤销该笔结算",
+    ("Bind", "bad_amount"): "共济额度不合法",
 }
 
 
@@ -305,6 +333,21 @@ def _amount(parent: ET.Element, tag: str) -> str:
     return value
 
 
+def _optional_amount(parent: ET.Element, tag: str) -> str | None:
+    """An amount that may be left out (absent or empty: None)."""
+    return _amount(parent, tag) if _optional(parent, tag) else None
+
+
+def _province(parent: ET.Element, tag: str) -> str | None:
+    """A province's six-digit division code as its two-digit prefix (absent or empty: None)."""
+    value = _optional(parent, tag)
+    if not value:
+        return None
+    if not _PROVINCE.fullmatch(value):
+        raise _BadInput(f"<{tag}> is not a province's code")
+    return value[:2]
+
+
 # -- services ------------------------------------------------------------------------
 
 
@@ -345,6 +388,7 @@ async def _query_relatives(
 
 def _binding(row: dict[str, Any]) -> ET.Element:
     created = dt.datetime.fromisoformat(row["created_at"])
+    province = row["beneficiary_province"]
     return _element(
         "binding",
         {
@@ -356,6 +400,9 @@ def _binding(row: dict[str, Any]) -> ET.Element:
             "gx": GX[row["relation"]],
             "zt": ZT[row["status"]],
             "cjsj": f"{created.astimezone(dt.UTC):%Y%m%d%H%M%S}",
+            "bsqrcbsf": None if province is None else f"{province}0000",
+            "gjed": money_text(row["quota_granted"]),
+            "gjedye": money_text(row["quota_remaining"]),
         },
     )
 
@@ -371,6 +418,8 @@ async def _bind(system: ProvinceSystem, body: ET.Element, seq: str | None) -> li
     authorizer = _required(body, "sqrsfzh")
     beneficiary = _required(body, "bsqrsfzh")
     beneficiary_name = _required(body, "bsqrxm")
+    province = _province(body, "bsqrcbsf")
+    quota = _optional_amount(body, "gjed")
     relation = GX_RELATION.get(_optional(body, "gx"))
     if relation is None:
         raise SandboxRefusal("relation_not_allowed", "relation")
@@ -380,6 +429,8 @@ async def _bind(system: ProvinceSystem, body: ET.Element, seq: str | None) -> li
         beneficiary_name=beneficiary_name,
         relation=relation,
         commitment_signed=_optional(body, "cnsbz") == "1",
+        quota=quota,
+        beneficiary_province=province,
         request_id=seq,
     )
     return [_binding(row)]

@@ -2,13 +2,13 @@
 
 Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
 fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
-a code from `ERRORS` (40001-40019) and ``data: null``; a malformed request
+a code from `ERRORS` (40001-40022) and ``data: null``; a malformed request
 (bad JSON, a missing or mistyped field, an amount that is not a decimal string
 of at most two places, text with a control character, more than `MAX_CERT_NOS`
 ID numbers) is HTTP 400 with code 40000, and nothing is done; an unknown path
-is HTTP 404 with 40400 and a wrong method HTTP 405 with 40500. Spouse bindings
-wait for the spouse's confirmation; every binding needs the commitment letter
-(承诺书) signed.
+is HTTP 404 with 40400 and a wrong method HTTP 405 with 40500. Inside Jiangsu,
+spouse bindings wait for the spouse's confirmation, and every binding needs the
+commitment letter (承诺书) signed (across provinces, see below).
 
 Writes (every POST) may carry an ``X-Request-Id`` header (at most `MAX_REQUEST_ID`
 characters): Jiangsu keeps it with its answer, and the same id again is answered
@@ -29,7 +29,9 @@ endpoint                                           verb request -> data
 /api/v1/mutual-aid/authorizations?certNos=a,b      GET  -> [authorization] (either side)
 /api/v1/mutual-aid/authorizations                  POST {"authorizerCertNo",
                                                          "beneficiaryCertNo", "beneficiaryName",
-                                                         "relation", "commitmentSigned": bool}
+                                                         "relation", "commitmentSigned": bool
+                                                         [, "beneficiaryProvince": "41",
+                                                         "quota": "1000.00"]}
                                                          -> authorization
 /api/v1/mutual-aid/authorizations/{id}/confirmation POST {"certNo", "accept": bool}
                                                          -> authorization (the spouse answers)
@@ -52,8 +54,27 @@ person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
 
 authorization: ``{"authId", "authorizer": {"certNo", "name"}, "beneficiary":
 {"certNo", "name"}, "relation", "state": "WAIT_CONFIRM"|"EFFECTIVE"|"REJECTED"|
-"CANCELLED", "createdAt": "2025-03-01T10:00:00+08:00"}``; ``relation`` is the
-beneficiary's relation to the authorizer, in the words of `RELATION`.
+"CANCELLED", "createdAt": "2025-03-01T10:00:00+08:00", "beneficiaryProvince":
+"41"|null, "quota": {"granted": "1000.00", "remaining": "1000.00"}|null}``;
+``relation`` is the beneficiary's relation to the authorizer, in the words of
+`RELATION`.
+
+Across provinces (跨省共济, allowed from the 2026 rules' date, 2026-01-09): an
+authorization may name a near relative insured in another province,
+``beneficiaryProvince`` (that province's two-digit code: ``"41"``), with the quota set
+aside for them (共济额度, ``quota``: a decimal string of at most two places), which
+leaves the authorizer's ``accountBalance`` at once. Both fields are optional (absent or
+null: an authorization inside Jiangsu); a province that is not two digits, or a quota
+that is not such a string (a JSON number, say), is malformed (40000). The answer
+carries the same ``beneficiaryProvince`` and a ``quota`` of ``{"granted",
+"remaining"}`` (what is left of it); both are null inside Jiangsu. Refusals: 40020
+across provinces before the date; 40021 a quota for a relative insured in Jiangsu
+(or without another province named); 40022 a quota above the authorizer's balance;
+40015 another province named without a quota, or a quota not above zero. Such an
+authorization needs no spouse's confirmation and no commitment letter; either of the
+two (``certNo`` of the authorizer or of the relative) may cancel it, and what is left
+of the quota then returns to the authorizer's account (``remaining`` becomes
+``"0.00"``).
 
 settlement (modelled on the national platform's outputs): ``{"settlementId",
 "institutionCode", "patient": {"certNo", "name"}, "medicalType":
@@ -101,10 +122,8 @@ SEED = ProvinceRules(
     commitment_required=True,
     payer_named=True,
 )
-VERSIONS = (
-    SEED,
-    replace(SEED, effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES),
-)
+NEAR = replace(SEED, effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES)
+VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 1, 9), cross_province=True))
 
 BASE = "/api/v1"
 MAX_CERT_NOS = 100
@@ -159,10 +178,18 @@ ERRORS: dict[str, tuple[int, str]] = {
     "payer_not_bound": (40017, "指定的共济支付人与患者无有效共济授权"),
     "already_reversed": (40018, "该结算已冲正"),
     "reversal_window": (40019, "仅可冲正当日结算"),
+    "cross_province": (40020, "暂不支持跨省共济授权"),
+    "quota_not_allowed": (40021, "省内共济授权不设共济额度"),
+    "quota_above_balance": (40022, "共济额度超过授权人个人账户余额"),
+}
+# The same code, in the words of a particular field (the refusal's ``field``).
+MESSAGES: dict[tuple[str, str], str] = {
+    ("bad_amount", "quota"): "跨省共济须设定大于零的共济额度",
 }
 MEDICAL_TYPE = {"OUTPATIENT": "OUTPATIENT", "INPATIENT": "INPATIENT", "PHARMACY": "PHARMACY"}
 MEDICAL_TYPE_FROM = {v: k for k, v in MEDICAL_TYPE.items()}
 AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
+PROVINCE = re.compile(r"[1-9][0-9]")
 
 
 class _Malformed(Exception):
@@ -225,7 +252,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             data = await handler(system_of(request), request)
         except SandboxRefusal as refusal:
             code, message = ERRORS[refusal.reason]
-            return _answer(code, message)
+            return _answer(code, MESSAGES.get((refusal.reason, refusal.field or ""), message))
         except RequestIdReused:
             return _answer(REQUEST_ID_REUSED, "请求ID已用于其他请求", status=409)
         except (_Malformed, KeyError, TypeError, ValueError):
@@ -285,6 +312,23 @@ def _amount(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def _optional_amount(body: dict[str, Any], key: str) -> str | None:
+    """A field that may be absent or null; present, an amount as `_amount` reads it."""
+    if body.get(key) is None:
+        return None
+    return _amount(body, key)
+
+
+def _province(body: dict[str, Any], key: str) -> str | None:
+    """A province's two-digit code (``"41"``), or None when absent or null."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not PROVINCE.fullmatch(value):
+        raise _Malformed(f"{key} is not a province's two-digit code")
+    return value
+
+
 def _optional_text(body: dict[str, Any], key: str) -> str | None:
     """A field that must be present: a non-empty string, or null."""
     if body[key] is None:
@@ -328,6 +372,12 @@ async def _relatives(system: ProvinceSystem, request: Request) -> list[dict[str,
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
     created = dt.datetime.fromisoformat(row["created_at"])
+    quota = None
+    if row["quota_granted"] is not None:
+        quota = {
+            "granted": money_text(row["quota_granted"]),
+            "remaining": money_text(row["quota_remaining"]),
+        }
     return {
         "authId": row["id"],
         "authorizer": {"certNo": row["authorizer"], "name": row["authorizer_name"]},
@@ -335,6 +385,8 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
         "relation": RELATION[row["relation"]],
         "state": STATE[row["status"]],
         "createdAt": created.astimezone(CST).isoformat(),
+        "beneficiaryProvince": row["beneficiary_province"],
+        "quota": quota,
     }
 
 
@@ -352,6 +404,8 @@ async def _authorize(system: ProvinceSystem, request: Request) -> dict[str, Any]
     name = _text(body, "beneficiaryName")
     word = _text(body, "relation")
     signed = _flag(body, "commitmentSigned")
+    province = _province(body, "beneficiaryProvince")
+    quota = _optional_amount(body, "quota")
     relation = RELATION_FROM.get(word)
     if relation is None:
         raise SandboxRefusal("relation_not_allowed", "relation")
@@ -361,6 +415,8 @@ async def _authorize(system: ProvinceSystem, request: Request) -> dict[str, Any]
         beneficiary_name=name,
         relation=relation,
         commitment_signed=signed,
+        beneficiary_province=province,
+        quota=quota,
         request_id=_request_id(request),
     )
     return _record(row)

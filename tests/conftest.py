@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -236,6 +237,18 @@ async def gql(app: Starlette, settings: Settings) -> AsyncIterator[GraphQL]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield GraphQL(client, settings.auth)
+
+
+# A policy date when every province allows near relatives and none binds across
+# provinces yet (the 2026 rules' dates are later): the era before cross-province aid.
+BEFORE_ACROSS = dt.date(2025, 6, 1)
+
+
+@pytest.fixture
+async def gql_2025() -> AsyncIterator[GraphQL]:
+    """The gateway (and its in-process sandboxes) on `BEFORE_ACROSS`."""
+    async with gateway({}, Settings(data_dir=None, policy_date=BEFORE_ACROSS)) as gql:
+        yield gql
 
 
 @pytest.fixture

@@ -434,16 +434,30 @@ async def test_nobody_but_the_authorizer_can_unbind(
     assert [b.status for b in listed] == [BindingStatus.ACTIVE]
 
 
-async def test_the_declared_policy_agrees_with_the_sandboxs_own_rules(
+async def test_the_declared_policy_agrees_with_the_sandboxs_own_rules_on_every_date(
     province: Province,
 ) -> None:
-    policy, rules = province.adapter.policy(), province.rules
-    assert rules.prefix == province.code
-    flags = ("max_relatives", "cross_city", "spouse_confirmation", "single_binding")
-    for flag in (*flags, "commitment_required"):
-        assert getattr(policy, flag) == getattr(rules, flag), flag
-    assert policy.allowed_relations == {Relation(r) for r in rules.allowed_relations}
-    assert not policy.cross_province  # a sandbox holds only its own province's insured
+    """Every version either side declares: on its first day, the adapter's policy in force
+    and the sandbox's rules in force say the same."""
+    assert province.rules.prefix == province.code
+    versions = importlib.import_module(SANDBOXES[_name(province)].module).VERSIONS
+    days = {p.effective_from for p in province.adapter.timeline()}
+    days |= {r.effective_from for r in versions if r.effective_from >= min(days)}
+    flags = ("max_relatives", "cross_city", "cross_province", "spouse_confirmation")
+    for day in sorted(days):
+        policy = province.adapter.policy(day)
+        rules = policy_in_force_of(versions, day)
+        for flag in (*flags, "single_binding", "commitment_required"):
+            assert getattr(policy, flag) == getattr(rules, flag), (day, flag)
+        assert policy.allowed_relations == {Relation(r) for r in rules.allowed_relations}, day
+
+
+def _name(province: Province) -> str:
+    return next(n for n in NAMES if ADAPTERS[n].code == province.code)
+
+
+def policy_in_force_of(versions: tuple[ProvinceRules, ...], day: dt.date) -> ProvinceRules:
+    return max((r for r in versions if r.effective_from <= day), key=lambda r: r.effective_from)
 
 
 # -- settlement -----------------------------------------------------------------------

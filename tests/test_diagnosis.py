@@ -65,12 +65,19 @@ async def test_with_two_parents_bound_the_larger_balance_pays(gql: GraphQL) -> N
     assert codes(found) == ["ANOTHER_AUTHORIZER_PAYS"]
 
 
+async def test_before_the_2026_rules_another_province_is_a_reason(gql_2025: GraphQL) -> None:
+    found = await diagnose(gql_2025, "hb_liu_yang", "js_zhang_shuzhen")
+    assert found["works"] is False
+    assert codes(found) == ["CROSS_PROVINCE_NOT_ALLOWED", "BALANCE_ZERO"]
+
+
 @pytest.mark.parametrize(
     ("caller", "relative", "expected"),
     [
         ("hb_wang_jianguo", "hb_wang_hao", ["NOT_BOUND"]),
         ("hb_wang_jianguo", "hb_li_fu", ["RELATION_NOT_ALLOWED"]),  # a parent-in-law
-        ("hb_liu_yang", "js_zhang_shuzhen", ["CROSS_PROVINCE_NOT_ALLOWED", "BALANCE_ZERO"]),
+        # his mother, in Jiangsu: he may bind her with a quota, but his account is empty
+        ("hb_liu_yang", "js_zhang_shuzhen", ["NOT_BOUND", "BALANCE_ZERO"]),
         ("hn_zhao_lei", "hn_zhao_fusheng", ["CROSS_AREA_NOT_ALLOWED"]),  # Luoyang
         ("hb_sun_qiang", "hb_sun_meng", ["NOT_EMPLOYEE_INSURED"]),
         ("hb_zhou_min", "hb_zhou_laotai", ["RELATIVE_INSURANCE_NOT_IN_FORCE"]),

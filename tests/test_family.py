@@ -171,8 +171,8 @@ async def test_the_henan_family_single_binding_and_a_removed_link(gql: GraphQL) 
     assert kin(wife) == ("CAN_ADD", None)
 
 
-async def test_across_provinces_and_in_english(gql: GraphQL) -> None:
-    screen = await family(gql, "hb_liu_yang", lang="en")
+async def test_across_provinces_before_2026_and_in_english(gql_2025: GraphQL) -> None:
+    screen = await family(gql_2025, "hb_liu_yang", lang="en")
     mother = screen["js_zhang_shuzhen"]
     assert mother["province"] == {"code": "32"}
     assert aid(mother) == ("NOT_POSSIBLE", "CROSS_PROVINCE_NOT_ALLOWED")
@@ -180,8 +180,17 @@ async def test_across_provinces_and_in_english(gql: GraphQL) -> None:
     assert mother["mutualAid"]["verdict"]["message"].startswith("Cannot be bound")
     daughter = screen["hb_liu_yinuo"]
     assert aid(daughter) == ("CAN_BIND", "BALANCE_ZERO")  # allowed, but his account is empty
-    chinese = await family(gql, "hb_liu_yang")
+    chinese = await family(gql_2025, "hb_liu_yang")
     assert chinese["js_zhang_shuzhen"]["mutualAid"]["verdict"]["message"].startswith("不能")
+
+
+async def test_across_provinces_under_the_2026_rules(gql: GraphQL) -> None:
+    """Both provinces allow it now: his mother in Jiangsu can be bound, with a quota."""
+    son = await family(gql, "hb_liu_tao")
+    assert son["js_zhang_shuzhen"]["province"] == {"code": "32"}
+    assert aid(son["js_zhang_shuzhen"]) == ("CAN_BIND", None)
+    empty = await family(gql, "hb_liu_yang")  # his brother, whose account is empty
+    assert aid(empty["js_zhang_shuzhen"]) == ("CAN_BIND", "BALANCE_ZERO")
 
 
 @pytest.mark.parametrize(("who", "size"), [("hn_zhao_lei", 4), ("hb_wang_jianguo", 10)])

@@ -624,7 +624,10 @@ async def test_a_declined_request_frees_the_adders_place(gql: GraphQL) -> None:
 # -- across provinces -------------------------------------------------------------------
 
 
-async def test_kinship_crosses_provinces_where_mutual_aid_does_not(gql: GraphQL) -> None:
+async def test_kinship_crosses_provinces_where_mutual_aid_did_not_before_2026(
+    gql_2025: GraphQL,
+) -> None:
+    gql = gql_2025
     link = linked(await add(gql, "hb_liu_yang", "js_zhang_shuzhen", "PARENT"), "PENDING_CONSENT")
     assert link["member"] == masked("js_zhang_shuzhen")
     bound = await gql.bind("hb_liu_yang", "js_zhang_shuzhen", "PARENT")

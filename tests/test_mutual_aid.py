@@ -212,14 +212,14 @@ async def refused(
             id="Henan refuses a father insured in another city",
         ),
         pytest.param(
-            (), "hb_liu_yang", "js_zhang_shuzhen", "PARENT", True,
-            "CROSS_PROVINCE_NOT_ALLOWED", "beneficiaryCertNo",
-            id="Hebei refuses a mother insured in Jiangsu",
+            (), "hb_liu_tao", "js_zhang_shuzhen", "PARENT", True,
+            "QUOTA_REQUIRED", "quota",
+            id="Hebei binds a mother insured in Jiangsu only with a quota",
         ),
         pytest.param(
             (), "js_huang_wei", "hn_huang_jianhua", "PARENT", True,
-            "CROSS_PROVINCE_NOT_ALLOWED", "beneficiaryCertNo",
-            id="Jiangsu refuses a father insured in Henan",
+            "QUOTA_REQUIRED", "quota",
+            id="Jiangsu binds a father insured in Henan only with a quota",
         ),
         pytest.param(
             (("hn_zhao_lei", "hn_sun_li", "SPOUSE"), ("hn_zhao_lei", "hn_qian_xiumei", "PARENT")),
@@ -578,9 +578,9 @@ async def test_provinces_are_public_and_show_each_policy(gql: GraphQL) -> None:
         "commitmentRequired",
     )
     assert {code: [p["policy"][r] for r in rules] for code, p in provinces.items()} == {
-        "13": [8, True, False, False, False, False],
-        "32": [5, True, False, True, False, True],
-        "41": [5, False, False, False, True, False],
+        "13": [8, True, True, False, False, False],  # across provinces since 2026
+        "32": [5, True, True, True, False, True],
+        "41": [5, False, True, False, True, False],
     }
     for p in provinces.values():
         assert p["policy"]["allowedRelations"] == [  # near relatives, since 2024 or 2025

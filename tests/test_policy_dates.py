@@ -54,15 +54,16 @@ async def test_the_timeline_lists_past_and_announced_versions_oldest_first(
     assert province["policies"] == [
         {"effectiveFrom": "2023-01-01", "maxRelatives": 8},
         {"effectiveFrom": "2024-10-01", "maxRelatives": 8},
+        {"effectiveFrom": "2026-02-01", "maxRelatives": 8},
         {"effectiveFrom": "2030-01-01", "maxRelatives": 2},
     ]
-    assert province["policy"] == {"effectiveFrom": "2024-10-01", "maxRelatives": 8}
+    assert province["policy"] == {"effectiveFrom": "2026-02-01", "maxRelatives": 8}
 
 
 async def test_on_a_later_policy_date_the_announced_version_is_in_force(in_2030: GraphQL) -> None:
     province = hebei(await in_2030(PROVINCES))
     assert province["policy"] == {"effectiveFrom": "2030-01-01", "maxRelatives": 2}
-    assert len(province["policies"]) == 3  # type: ignore[arg-type]
+    assert len(province["policies"]) == 4  # type: ignore[arg-type]
 
 
 async def test_the_gateway_judges_by_the_rules_of_the_policy_date(

@@ -15,6 +15,7 @@ docs/frontend.md as someone it is for (`SHOWN`, keyed by the operation's name).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import tomllib
@@ -28,7 +29,8 @@ from graphql import OperationDefinitionNode, parse
 
 from gateway.common.auth import ADMIN, INSTITUTION, REVIEWER, Institution, mint_token
 from gateway.common.certno import mask_cert_no, mask_name
-from tests.conftest import PEOPLE, ROOT, GraphQL, person
+from gateway.ops.config import Settings
+from tests.conftest import PEOPLE, ROOT, GraphQL, gateway, person
 
 README = ROOT / "README.md"
 FRONTEND = ROOT / "docs" / "frontend.md"
@@ -426,9 +428,27 @@ async def henan_same_city(walk: Walk, row: Row) -> None:
 
 @step(MUTUAL_AID, "Across provinces")
 async def across_provinces(walk: Walk, row: Row) -> None:
+    [son] = NAME.findall(row.as_)
     [(mother, relation)] = row.relatives(row.do)
-    bound = await walk.bind(row, "刘洋", mother, relation)
-    assert refused(bound) == "CROSS_PROVINCE_NOT_ALLOWED"
+    [balance] = row.amounts(row.as_)
+    [quota] = re.findall(r'quota: "(\d+\.\d\d)"', row.do)
+    assert await walk.balance(son) == Decimal(balance)
+    assert refused(await walk.bind(row, son, mother, relation)) == "QUOTA_REQUIRED"
+    made = done(await walk.bind(row, son, mother, relation, quota=quota))
+    assert made["status"] == "ACTIVE"
+    assert made["quota"] == {"granted": quota, "remaining": quota}
+    assert (made["province"]["code"], made["beneficiaryProvince"]["code"]) == ("13", "32")
+    after = Decimal(balance) - Decimal(quota)
+    assert f"`{after}`" in row.expect
+    assert await walk.balance(son) == after
+    # the era before: another world, on the date the row names
+    day = dt.date.fromisoformat(re.findall(r"--policy-date (\S+)`", row.expect)[0])
+    async with gateway({}, Settings(data_dir=None, policy_date=day)) as before:
+        old = Walk(before, walk.text)
+        assert refused(await old.bind(row, son, mother, relation, quota=quota)) == (
+            "CROSS_PROVINCE_NOT_ALLOWED"
+        )
+    walk.seen.add("CROSS_PROVINCE_NOT_ALLOWED")
 
 
 # -- the kinship table: add a member -------------------------------------------------------

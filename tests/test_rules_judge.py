@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from decimal import Decimal
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from adapters.base import (
     RefusalCode,
     Relation,
 )
+from gateway.common.refusals import GatewayCode
 from gateway.provinces.directory import Located
 from gateway.rules.mutual_aid import judge
 from tests.doubles import Nowhere
@@ -81,8 +83,9 @@ def insured(
     area: str = "130100",
     kind: InsuranceType = EMPLOYEE,
     status: InsuranceStatus = InsuranceStatus.ACTIVE,
+    balance: Decimal | None = None,
 ) -> Person:
-    return Person(cert_no, f"P{cert_no}", Area(area, "某市"), kind, status, None)
+    return Person(cert_no, f"P{cert_no}", Area(area, "某市"), kind, status, balance)
 
 
 def at(adapter: ProvinceAdapter, cert_no: str, **person: Any) -> Located:
@@ -132,11 +135,63 @@ def test_a_resident_beneficiary_in_force_may_be_bound() -> None:
     assert judge(at(here, "A"), at(here, "B", kind=RESIDENT), CHILD) is None
 
 
-def test_another_province_is_refused_unless_the_policy_binds_across_provinces() -> None:
+def test_another_province_is_refused_unless_both_policies_bind_across_provinces() -> None:
     beyond = at(Elsewhere(), "B", area="320100")
+    open_beyond = at(Elsewhere(cross_province=True), "B", area="320100")
     assert judge(at(Rules(), "A"), beyond, CHILD) is R.CROSS_PROVINCE_NOT_ALLOWED
     assert judge(at(Rules(cross_city=True), "A"), beyond, CHILD) is R.CROSS_PROVINCE_NOT_ALLOWED
-    assert judge(at(Rules(cross_province=True), "A"), beyond, CHILD) is None
+    assert judge(at(Rules(cross_province=True), "A"), beyond, CHILD) is (
+        R.CROSS_PROVINCE_NOT_ALLOWED  # the relative's province does not allow it yet
+    )
+    assert judge(at(Rules(), "A"), open_beyond, CHILD) is R.CROSS_PROVINCE_NOT_ALLOWED
+    assert judge(at(Rules(cross_province=True), "A"), open_beyond, CHILD) is None
+
+
+BALANCE = Decimal("1000.00")
+
+
+@pytest.mark.parametrize(
+    ("quota", "expected"),
+    [
+        (None, GatewayCode.QUOTA_REQUIRED),
+        (Decimal("0.00"), R.AMOUNT_NOT_POSITIVE),
+        (Decimal("-1.00"), R.AMOUNT_NOT_POSITIVE),
+        (Decimal("0.01"), None),
+        (BALANCE, None),
+        (BALANCE + Decimal("0.01"), R.QUOTA_ABOVE_BALANCE),
+    ],
+)
+def test_across_provinces_a_quota_is_required_positive_and_within_the_balance(
+    quota: Decimal | None, expected: object
+) -> None:
+    auth = at(Rules(cross_province=True), "A", balance=BALANCE)
+    beyond = at(Elsewhere(cross_province=True), "B", area="320100")
+    assert judge(auth, beyond, CHILD, quota=quota) is expected
+
+
+def test_inside_a_province_a_quota_is_refused() -> None:
+    here = Rules(cross_province=True)
+    auth = at(here, "A", balance=BALANCE)
+    assert judge(auth, at(here, "B"), CHILD, quota=None) is None
+    assert judge(auth, at(here, "B"), CHILD, quota=Decimal("1.00")) is R.QUOTA_NOT_ALLOWED
+
+
+def test_a_provinces_own_binding_rules_do_not_apply_across_provinces() -> None:
+    """The commitment letter and the single binding are rules of bindings inside a
+    province; its relations and its cap still apply."""
+    strict = Rules(
+        cross_province=True, commitment_required=True, single_binding=True, max_relatives=1
+    )
+    auth = at(strict, "A", balance=BALANCE)
+    beyond = at(Elsewhere(cross_province=True), "B", area="320100")
+    unsigned = judge(auth, beyond, CHILD, civil=CHILD, commitment_signed=False, quota=BALANCE)
+    assert unsigned is None
+    others = [binding("X", "A")]  # A is someone's beneficiary: single binding would refuse
+    assert judge(auth, beyond, CHILD, bindings=others, quota=BALANCE) is None
+    assert judge(auth, beyond, CHILD, bindings=bound_by("A", 1), quota=BALANCE) is (
+        R.BINDING_LIMIT_REACHED
+    )
+    assert judge(auth, beyond, Relation.PARENT_IN_LAW, quota=BALANCE) is R.RELATION_NOT_ALLOWED
 
 
 def test_another_city_is_refused_unless_the_policy_binds_across_cities() -> None:

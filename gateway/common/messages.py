@@ -46,8 +46,20 @@ _REFUSALS: dict[Code, tuple[str, str]] = {
         "This province does not allow binding across cities.",
     ),
     RefusalCode.CROSS_PROVINCE_NOT_ALLOWED: (
-        "暂不支持跨省家庭共济",
-        "Binding across provinces is not possible.",
+        "您或亲属的参保省份尚未开通跨省家庭共济",
+        "Your province or your relative's does not allow mutual aid across provinces yet.",
+    ),
+    GatewayCode.QUOTA_REQUIRED: (
+        "跨省共济需设定共济额度",
+        "Binding a relative insured in another province needs a quota.",
+    ),
+    RefusalCode.QUOTA_NOT_ALLOWED: (
+        "省内共济无需设定共济额度",
+        "A binding inside your province takes no quota.",
+    ),
+    RefusalCode.QUOTA_ABOVE_BALANCE: (
+        "共济额度不能超过个人账户余额",
+        "The quota is more than your personal account's balance.",
     ),
     RefusalCode.BINDING_LIMIT_REACHED: (
         "共济家庭成员人数已达上限",
@@ -319,11 +331,12 @@ _REASONS: dict[str, tuple[str, str, str, str]] = {
         "A family member insured in the same city can bind them.",
     ),
     "CROSS_PROVINCE_NOT_ALLOWED": (
-        "您与亲属在不同省份参保,暂不支持跨省共济",
-        "可由与亲属在同一省份参保的家庭成员为其开通",
-        "You and your relative are insured in different provinces: mutual aid does"
-        " not cross provinces yet.",
-        "A family member insured in the same province can bind them.",
+        "您与亲属在不同省份参保,其中一方的省份尚未开通跨省共济",
+        "可由与亲属在同一省份参保的家庭成员为其开通,或待两省开通后设定共济额度绑定",
+        "You and your relative are insured in different provinces, and one of them does"
+        " not allow mutual aid across provinces yet.",
+        "A family member insured in the same province can bind them; or, once both"
+        " provinces allow it, bind them with a quota.",
     ),
     "RELATION_NOT_ALLOWED": (
         "该亲属关系不在家庭共济范围内(如配偶的父母)",

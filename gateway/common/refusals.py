@@ -21,6 +21,7 @@ class GatewayCode(enum.Enum):
     """Refusals only the gateway gives: no adapter maps a province's answer onto these."""
 
     SELF_BINDING_NOT_ALLOWED = "SELF_BINDING_NOT_ALLOWED"  # no one binds themselves
+    QUOTA_REQUIRED = "QUOTA_REQUIRED"  # a binding across provinces names its quota
     # Kinship accounts (亲情账户): the gateway's own registry
     KINSHIP_SELF_NOT_ALLOWED = "KINSHIP_SELF_NOT_ALLOWED"
     KINSHIP_ALREADY_ADDED = "KINSHIP_ALREADY_ADDED"

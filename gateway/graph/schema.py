@@ -247,6 +247,12 @@ class BindMutualAidInput:
     commitment_signed: bool = strawberry.field(
         default=False, description="The caller has signed the commitment letter (承诺书)."
     )
+    quota: Money | None = strawberry.field(
+        default=None,
+        description="For a relative insured in another province (the 2026 rules), and only"
+        " then: the amount set aside for them (共济额度). It leaves the caller's balance at"
+        " once, and what remains returns when the binding ends.",
+    )
     dry_run: bool = strawberry.field(
         default=False,
         description="Only check: say what would happen (the gateway's checks; the province"
@@ -287,6 +293,7 @@ class Mutation(KinshipMutations, SettlementMutations):
                 beneficiary_name=input.beneficiary_name,
                 relation=input.relation,
                 commitment_signed=input.commitment_signed,
+                quota=input.quota,
             ),
             dry_run=input.dry_run,
             channel=input.channel,
@@ -311,7 +318,10 @@ class Mutation(KinshipMutations, SettlementMutations):
         )
         return MutualAidBindingPayload.of(outcome, info)
 
-    @strawberry.mutation(description="The authorizer ends a binding.")
+    @strawberry.mutation(
+        description="The authorizer ends a binding; across provinces the relative may too."
+        " What remains of a quota returns to the authorizer's account."
+    )
     async def unbind_mutual_aid(
         self,
         info: Info_,

@@ -290,6 +290,17 @@ class FamilyLink:
     since: dt.datetime
 
 
+@strawberry.type(
+    name="MutualAidQuota",
+    description="The amount an authorizer set aside for a relative insured in another"
+    " province (共济额度): it left their balance when granted; what remains returns to it"
+    " when the binding ends.",
+)
+class MutualAidQuota:
+    granted: Money
+    remaining: Money = strawberry.field(description="What has not been spent (0.00 once ended).")
+
+
 @strawberry.type(description="An authorizer lets a relative spend their personal account.")
 class MutualAidBinding(FamilyLink):
     id: strawberry.ID
@@ -299,8 +310,24 @@ class MutualAidBinding(FamilyLink):
     )
     authorizer: PersonRef
     beneficiary: PersonRef
-    province: Province
+    province: Province = strawberry.field(
+        description="The province that holds the binding: the authorizer's."
+    )
     created_at: dt.datetime
+    quota: MutualAidQuota | None = strawberry.field(
+        description="Across provinces (the 2026 rules): what was set aside for the relative,"
+        " and what remains of it; null for a binding inside one province."
+    )
+    beneficiary_province_code: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="Where the relative is insured: another province for a binding across"
+        " provinces, else the same as `province`."
+    )
+    def beneficiary_province(self, info: Info_) -> Province | None:
+        code = self.beneficiary_province_code or self.province.code
+        adapter = info.context.services.provinces.get(code)
+        return None if adapter is None else Province.of(adapter)
 
     @classmethod
     def of(cls, binding: Binding, adapter: ProvinceAdapter, caller: str) -> MutualAidBinding:
@@ -319,4 +346,10 @@ class MutualAidBinding(FamilyLink):
             beneficiary=beneficiary,
             province=Province.of(adapter),
             created_at=binding.created_at,
+            quota=None
+            if binding.quota is None
+            else MutualAidQuota(
+                granted=Money(binding.quota.granted), remaining=Money(binding.quota.remaining)
+            ),
+            beneficiary_province_code=binding.beneficiary_province,
         )

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from types import EllipsisType
 
 from adapters.base import (
@@ -28,7 +29,7 @@ from gateway.provinces.directory import Directory, Located
 from gateway.provinces.federated import Provinces
 from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
-from gateway.state.writes import Writes
+from gateway.state.writes import Route, Writes
 
 BINDING_KIND = "MutualAidBinding"
 
@@ -46,6 +47,10 @@ _BIND_FIELDS: dict[Code, str] = {
     RefusalCode.ALREADY_BOUND: "beneficiaryCertNo",
     RefusalCode.DUPLICATE_BINDING: "beneficiaryCertNo",
     RefusalCode.COMMITMENT_REQUIRED: "commitmentSigned",
+    GatewayCode.QUOTA_REQUIRED: "quota",
+    RefusalCode.QUOTA_NOT_ALLOWED: "quota",
+    RefusalCode.QUOTA_ABOVE_BALANCE: "quota",
+    RefusalCode.AMOUNT_NOT_POSITIVE: "quota",
 }
 
 
@@ -55,6 +60,8 @@ class BindInput:
     beneficiary_name: str
     relation: Relation
     commitment_signed: bool
+    # Across provinces: the amount set aside for the relative (共济额度).
+    quota: Decimal | None = None
 
 
 BindingOutcome = Outcome[Binding]  # what a binding write came to
@@ -67,6 +74,7 @@ class Plan:
 
     adapter: ProvinceAdapter
     expected: BindingStatus
+    beneficiary_province: str | None = None  # across provinces: the relative's
 
 
 def judge(
@@ -77,31 +85,43 @@ def judge(
     civil: Relation | EllipsisType | None = ...,
     bindings: Sequence[Binding] | None = None,
     commitment_signed: bool = True,
+    quota: Decimal | EllipsisType | None = ...,
 ) -> Code | None:
     """The first of the gateway's binding rules that ``auth`` binding ``bene`` breaks.
 
     Pure: it asks nothing. ``civil`` is the relation the civil record states (None:
-    none) and ``bindings`` the bindings of either of them; left out, the rules that
-    need them are not judged. The diagnosis and the family screen judge the same way.
+    none), ``bindings`` the bindings of either of them and ``quota`` the amount set
+    aside (None: none); left out, the rules that need them are not judged. The
+    diagnosis and the family screen judge the same way.
+
+    Across provinces (the 2026 rules), both provinces' policies must allow it, a quota
+    no larger than the authorizer's balance is required, and the rules of a binding
+    inside a province (its commitment letter, its single binding) do not apply; the
+    authorizer's province's relations and cap do.
     """
     policy = auth.adapter.policy()
+    across = bene.adapter.code != auth.adapter.code
     if not auth.person.is_employee:
         return RefusalCode.NOT_EMPLOYEE_INSURED
     if not bene.person.is_in_force:
         return RefusalCode.BENEFICIARY_NOT_INSURED
-    if bene.adapter.code != auth.adapter.code:
-        if not policy.cross_province:
+    if across:
+        if not (policy.cross_province and bene.adapter.policy().cross_province):
             return RefusalCode.CROSS_PROVINCE_NOT_ALLOWED
     elif bene.person.area.code != auth.person.area.code and not policy.cross_city:
         return RefusalCode.CROSS_AREA_NOT_ALLOWED
     if relation not in policy.allowed_relations:
         return RefusalCode.RELATION_NOT_ALLOWED
+    if not isinstance(quota, EllipsisType):
+        refused = _judge_quota(auth, quota, across=across)
+        if refused is not None:
+            return refused
     if not isinstance(civil, EllipsisType):
         if civil is not relation:
             if civil is not None and civil not in policy.allowed_relations:
                 return RefusalCode.RELATION_NOT_ALLOWED
             return RefusalCode.RELATION_NOT_VERIFIED
-        if policy.commitment_required and not commitment_signed:
+        if not across and policy.commitment_required and not commitment_signed:
             return RefusalCode.COMMITMENT_REQUIRED
     if bindings is None:
         return None
@@ -109,12 +129,28 @@ def judge(
     live = [x for x in bindings if x.status.is_live]
     if any(x.authorizer.cert_no == a and x.beneficiary.cert_no == b for x in live):
         return RefusalCode.DUPLICATE_BINDING
-    if policy.single_binding and any(
-        x.beneficiary.cert_no in (a, b) or x.authorizer.cert_no == b for x in live
+    if (
+        not across
+        and policy.single_binding
+        and any(x.beneficiary.cert_no in (a, b) or x.authorizer.cert_no == b for x in live)
     ):
         return RefusalCode.ALREADY_BOUND
     if sum(x.authorizer.cert_no == a for x in live) >= policy.max_relatives:
         return RefusalCode.BINDING_LIMIT_REACHED
+    return None
+
+
+def _judge_quota(auth: Located, quota: Decimal | None, *, across: bool) -> Code | None:
+    """A quota is required across provinces and refused inside one; it is positive and
+    no more than the authorizer's balance, which it leaves when granted."""
+    if not across:
+        return None if quota is None else RefusalCode.QUOTA_NOT_ALLOWED
+    if quota is None:
+        return GatewayCode.QUOTA_REQUIRED
+    if quota <= 0:
+        return RefusalCode.AMOUNT_NOT_POSITIVE
+    if quota > (auth.person.balance or Decimal(0)):
+        return RefusalCode.QUOTA_ABOVE_BALANCE
     return None
 
 
@@ -163,13 +199,20 @@ class MutualAid:
                 "beneficiary_name": given.beneficiary_name.strip(),
                 "relation": given.relation.value,
                 "commitment_signed": given.commitment_signed,
+                # only when given: a binding inside a province is asked as it always was
+                **({} if given.quota is None else {"quota": str(given.quota)}),
             },
             channel,
         )
 
-        async def check() -> str | Refused:
+        async def check() -> str | Route | Refused:
             checked = await self.check(authorizer, given)
-            return checked.errors[0] if isinstance(checked, Outcome) else checked.adapter.code
+            if isinstance(checked, Outcome):
+                return checked.errors[0]
+            if checked.beneficiary_province is None:
+                return checked.adapter.code
+            found = {"beneficiary_province": checked.beneficiary_province}
+            return Route(checked.adapter.code, found)
 
         outcome = await self._writes.send(authorizer, key, asked, check, _BIND_FIELDS.get, Binding)
         refusal = outcome.errors[0] if outcome.errors else None
@@ -199,7 +242,7 @@ class MutualAid:
         policy = adapter.policy()
         if bene.person.name != given.beneficiary_name.strip():
             return _refused(RefusalCode.PERSON_INFO_MISMATCH)
-        early = judge(auth, bene, given.relation)  # what needs no further question
+        early = judge(auth, bene, given.relation, quota=given.quota)  # needs no more asking
         if early is not None:
             return _refused(early)
         civil, existing = await asyncio.gather(
@@ -213,13 +256,15 @@ class MutualAid:
             civil=actual,
             bindings=existing,
             commitment_signed=given.commitment_signed,
+            quota=given.quota,
         )
         if refused is not None:
             return _refused(refused)
 
-        confirm = policy.spouse_confirmation and given.relation is Relation.SPOUSE
+        across = bene.adapter.code != adapter.code
+        confirm = not across and policy.spouse_confirmation and given.relation is Relation.SPOUSE
         expected = BindingStatus.PENDING_CONFIRMATION if confirm else BindingStatus.ACTIVE
-        return Plan(adapter=adapter, expected=expected)
+        return Plan(adapter, expected, bene.adapter.code if across else None)
 
     async def respond(
         self,
@@ -250,7 +295,9 @@ class MutualAid:
         key: str | None = None,
     ) -> BindingOutcome:
         def allowed(binding: Binding) -> Code | None:
-            if binding.authorizer.cert_no != actor:
+            # across provinces either of the two may end it; inside one, the authorizer
+            ends = (binding.authorizer, binding.beneficiary) if binding.across_provinces else ()
+            if actor not in (binding.authorizer.cert_no, *(p.cert_no for p in ends)):
                 return RefusalCode.FORBIDDEN
             if not binding.status.is_live:
                 return RefusalCode.INVALID_BINDING_STATE

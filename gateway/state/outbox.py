@@ -97,7 +97,12 @@ class Operation(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """What to ask of which province; ``request`` is JSON-able (see `_SEND`)."""
+    """What to ask of which province; ``request`` is JSON-able (see `_SEND`).
+
+    ``request[FOUND]``, when present, is what the gateway's checks found that the
+    province must be told (the relative's province): kept and sent with the write, but
+    not what the caller asked, so not part of its fingerprint.
+    """
 
     operation: Operation
     province: str
@@ -108,7 +113,11 @@ class Write:
     def fingerprint(self) -> str:
         # what the caller asked for: the province follows from it, and may be known
         # only after the gateway's checks
-        return fingerprint(self.operation.value, self.request)
+        asked = {k: v for k, v in self.request.items() if k != FOUND}
+        return fingerprint(self.operation.value, asked)
+
+
+FOUND = "found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,7 @@ def refused_unread(error: UpstreamError) -> bool:
 
 
 async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    quota = r.get("quota")  # across provinces only
     return await adapter.bind(
         BindRequest(
             authorizer_cert_no=r["authorizer"],
@@ -170,6 +180,8 @@ async def _bind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Ans
             relation=Relation(r["relation"]),
             commitment_signed=r["commitment_signed"],
             request_id=rid,
+            beneficiary_province=r.get(FOUND, {}).get("beneficiary_province"),
+            quota=None if quota is None else Decimal(quota),
         )
     )
 

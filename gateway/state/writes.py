@@ -37,20 +37,31 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from adapters.base import RefusalCode
 from gateway.common.refusals import Code, GatewayCode, Refused
 from gateway.state.keys import KeyReused, key_ok, new_key
-from gateway.state.outbox import Outbox, Sent, Write
+from gateway.state.outbox import FOUND, Outbox, Sent, Write
 from gateway.state.outcome import KEY_FIELD, Fields, Outcome
 from gateway.state.replays import Replays
 
 T = TypeVar("T")
 
 
-# A new write's check: the province to send it to, or the rules' refusal.
-Check = Callable[[], Awaitable[str | Refused]]
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a new write goes, with what the checks found that the province must be
+    told (`Write`'s ``request[FOUND]``)."""
+
+    province: str
+    found: Mapping[str, Any]
+
+
+# A new write's check: the province to send it to (a `Route`, if the province must be
+# told what the checks found), or the rules' refusal.
+Check = Callable[[], Awaitable[str | Route | Refused]]
 
 
 def _point(refusal: Refused, fields: Fields) -> Refused:
@@ -105,6 +116,10 @@ class Writes:
         where = asked.province if check is None else await check()
         if isinstance(where, Refused):  # kept: a repeat gets the same refusal
             return await self._outbox.refused(scope, key, asked, where)
+        if isinstance(where, Route):
+            request = {**asked.request, FOUND: dict(where.found)}
+            asked = dataclasses.replace(asked, province=where.province, request=request)
+            return await self._outbox.send(scope, key, asked)
         return await self._outbox.send(scope, key, dataclasses.replace(asked, province=where))
 
     async def run(
