@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -621,7 +622,15 @@ def test_every_row_of_the_walk_has_a_step_and_every_step_a_row() -> None:
     assert [k for k in STEPS if k not in rows] == [], "steps without a row in the README"
 
 
-async def test_the_readme_walk_runs_top_to_bottom_on_one_fresh_world(gql: GraphQL) -> None:
+async def test_the_readme_walk_runs_top_to_bottom_on_one_fresh_world(tmp_path: Path) -> None:
+    """As a newcomer would: `gongji serve`'s embedded defaults on a new data directory
+    (the store and the sandbox provinces in files, seeded from the roster)."""
+    async with gateway({}, Settings(data_dir=tmp_path / "data")) as gql:
+        await walk_the_readme(gql)
+    assert len(list((tmp_path / "data").glob("**/*.sqlite3"))) == 4  # files, not memory
+
+
+async def walk_the_readme(gql: GraphQL) -> None:
     text = README.read_text("utf-8")
     walk = Walk(gql, text)
     for row in walk_rows(text):
