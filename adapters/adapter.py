@@ -31,6 +31,7 @@ from adapters.vocabulary import (
     CivilRelative,
     Party,
     Person,
+    QuotaHold,
     Refusal,
     RefusalCode,
     Settlement,
@@ -205,6 +206,43 @@ class ProvinceAdapter(abc.ABC):
 
     async def settlements_of(self, cert_nos: Sequence[str]) -> Sequence[Settlement]:
         """Settlements in which one of ``cert_nos`` was the patient or the paying authorizer."""
+        return ()
+
+    # Across provinces (the 2026 rules): a payment in the relative's province from a
+    # quota this province holds. The gateway holds the money here, settles there
+    # (`SettleRequest.funding`), then confirms here what was used, or releases it; a
+    # reversal there is refunded here. A province that binds across provinces
+    # (`Policy.cross_province`) implements all five; the defaults refuse.
+
+    async def hold_quota(
+        self, binding_id: str, *, amount: Decimal, reference: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        """Hold ``amount`` of the binding's quota for the payment the gateway calls
+        ``reference``: `RefusalCode.QUOTA_INSUFFICIENT` if less is left."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def confirm_hold(
+        self, hold_id: str, *, used: Decimal, payment_ref: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        """The payment ``payment_ref`` used ``used`` of the hold (at most all of it);
+        the rest goes back to the quota."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def release_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        """The payment was not made: all of the hold goes back to the quota."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def refund_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        """The payment was reversed: what it used goes back to the quota, once (to the
+        authorizer's account if the binding has ended)."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
+        """Holds on the quotas of bindings in which one of ``cert_nos`` takes part."""
         return ()
 
     # -- provided ------------------------------------------------------------------

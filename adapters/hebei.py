@@ -13,6 +13,11 @@ infno  what                                  adapter method
 2207   settle a bill (门诊/住院结算)         `settle`
 2208   reverse a settlement (结算撤销)       `reverse`
 5203   settlements of persons (结算信息查询) `settlements_of`
+2711   hold on a quota (共济额度冻结)        `hold_quota`
+2712   confirm a hold (冻结转支付)           `confirm_hold`
+2713   release a hold (解冻)                 `release_hold`
+2714   refund a hold (支付退回)              `refund_hold`
+2715   holds of persons (冻结信息查询)       `holds_of`
 ====== ===================================== ==========================================
 
 Answers: ``infcode`` 0 is success, a positive one a business refusal (`_REFUSALS`),
@@ -48,6 +53,7 @@ from adapters.base import (
     BindingStatus,
     BindRequest,
     CivilRelative,
+    HoldStatus,
     InsuranceStatus,
     InsuranceType,
     MedicalType,
@@ -56,6 +62,7 @@ from adapters.base import (
     Policy,
     ProvinceAdapter,
     Quota,
+    QuotaHold,
     Refusal,
     RefusalCode,
     Relation,
@@ -120,6 +127,8 @@ _REFUSALS: dict[int, RefusalCode] = {
     2020: RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
     2021: RefusalCode.QUOTA_NOT_ALLOWED,
     2022: RefusalCode.QUOTA_ABOVE_BALANCE,
+    2023: RefusalCode.QUOTA_INSUFFICIENT,
+    2024: RefusalCode.INVALID_HOLD_STATE,
 }
 _MED_TYPE = {
     MedicalType.OUTPATIENT: "11",  # 普通门诊
@@ -256,20 +265,51 @@ class HebeiAdapter(ProvinceAdapter):
         )
 
     async def settle(self, request: SettleRequest) -> Settlement | Refusal:
-        return await self._write(
-            "2207",
-            {
-                "psn_cert_type": "01",
-                "certno": request.patient_cert_no,
-                "med_type": _MED_TYPE[request.medical_type],
-                "medfee_sumamt": _amount(request.total),
-                "fund_pay_sumamt": _amount(request.fund_paid),
-                "fixmedins_code": request.institution_code,
-                "medins_setl_id": request.idempotency_key,
-            },
-            _setlinfo,
-            request.request_id,
-        )
+        data = {
+            "psn_cert_type": "01",
+            "certno": request.patient_cert_no,
+            "med_type": _MED_TYPE[request.medical_type],
+            "medfee_sumamt": _amount(request.total),
+            "fund_pay_sumamt": _amount(request.fund_paid),
+            "fixmedins_code": request.institution_code,
+            "medins_setl_id": request.idempotency_key,
+        }
+        funding = request.funding
+        if funding is not None:  # from a quota another province holds
+            data["mulaid_prov"] = f"{funding.province}0000"
+            data["mulaid_certno"] = funding.payer
+            data["mulaid_amt"] = _amount(funding.amount)
+            data["mulaid_frz_id"] = funding.hold_id
+        return await self._write("2207", data, _setlinfo, request.request_id)
+
+    async def hold_quota(
+        self, binding_id: str, *, amount: Decimal, reference: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        data = {"mulaid_id": binding_id, "frz_amt": _amount(amount), "biz_ref": reference}
+        return await self._write("2711", data, _frzinfo, request_id)
+
+    async def confirm_hold(
+        self, hold_id: str, *, used: Decimal, payment_ref: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        data = {"frz_id": hold_id, "pay_amt": _amount(used), "setl_ref": payment_ref}
+        return await self._write("2712", data, _frzinfo, request_id)
+
+    async def release_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        return await self._write("2713", {"frz_id": hold_id}, _frzinfo, request_id)
+
+    async def refund_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        return await self._write("2714", {"frz_id": hold_id}, _frzinfo, request_id)
+
+    async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
+        if not cert_nos:
+            return []
+        output = await self._ok("2715", {"certno_list": list(cert_nos)})
+        with self._reading("infno 2715"):
+            return [_hold(h) for h in output["frzinfo_list"]]
 
     async def reverse(
         self,
@@ -338,6 +378,39 @@ def _beijing(stamp: object) -> dt.datetime:
     return dt.datetime.strptime(text(stamp), "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CHINA)
 
 
+_FRZ_STAS = {
+    "1": HoldStatus.HELD,
+    "2": HoldStatus.CONFIRMED,
+    "3": HoldStatus.RELEASED,
+    "4": HoldStatus.REFUNDED,
+}
+
+
+def _hold(raw: dict[str, Any]) -> QuotaHold:
+    province = _province(raw["bene_insu_prov"])
+    if province is None:
+        raise ValueError("a hold names the relative's province")
+    return QuotaHold(
+        id=text(raw["frz_id"]),
+        binding_id=text(raw["mulaid_id"]),
+        authorizer=Party(text(raw["auth_certno"]), text(raw["auth_psn_name"])),
+        beneficiary=Party(text(raw["bene_certno"]), text(raw["bene_psn_name"])),
+        beneficiary_province=province,
+        amount=parse_money(raw["frz_amt"]),
+        used=parse_money(raw["pay_amt"]),
+        status=_FRZ_STAS[raw["frz_stas"]],
+        reference=text(raw["biz_ref"]),
+        payment_ref=None if raw["setl_ref"] is None else text(raw["setl_ref"]),
+        created_at=dt.datetime.strptime(text(raw["crte_time"]), "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=dt.UTC
+        ),
+    )
+
+
+def _frzinfo(output: dict[str, Any]) -> QuotaHold:
+    return _hold(output["frzinfo"])
+
+
 def _optional_money(value: object) -> Decimal | None:
     return None if value is None else parse_money(value)
 
@@ -374,4 +447,6 @@ def _settlement(raw: dict[str, Any]) -> Settlement:
         settled_at=_beijing(raw["setl_time"]),
         reversed_at=reversed_at,
         reversal_reason=reason,
+        mutual_aid_province=_province(raw.get("mulaid_insu_prov")),
+        funding_hold=None if raw.get("mulaid_frz_id") is None else text(raw["mulaid_frz_id"]),
     )

@@ -85,6 +85,8 @@ class RefusalCode(enum.Enum):
     CROSS_PROVINCE_NOT_ALLOWED = "CROSS_PROVINCE_NOT_ALLOWED"
     QUOTA_NOT_ALLOWED = "QUOTA_NOT_ALLOWED"  # a quota for a binding inside the province
     QUOTA_ABOVE_BALANCE = "QUOTA_ABOVE_BALANCE"  # more than the authorizer's balance
+    QUOTA_INSUFFICIENT = "QUOTA_INSUFFICIENT"  # a hold of more than the quota has left
+    INVALID_HOLD_STATE = "INVALID_HOLD_STATE"  # a hold confirmed, released or refunded
     BINDING_LIMIT_REACHED = "BINDING_LIMIT_REACHED"
     ALREADY_BOUND = "ALREADY_BOUND"
     DUPLICATE_BINDING = "DUPLICATE_BINDING"
@@ -233,11 +235,25 @@ class MedicalType(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Funding:
+    """Mutual aid for a bill from another province: ``amount`` held there (`QuotaHold`
+    ``hold_id``) from the quota ``payer`` (insured in ``province``) set aside for the
+    patient. The settling province pays at most that much of the self-pay part from it,
+    after the patient's own account, and touches no balance of its own for it."""
+
+    province: str
+    payer: str  # the authorizer's ID number
+    amount: Decimal
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class SettleRequest:
     """A designated institution's bill for a patient, after the pooled fund's share.
 
     ``idempotency_key`` is the institution's own: the same key from the same
-    institution is the same settlement, however often it is sent.
+    institution is the same settlement, however often it is sent. With ``funding``,
+    mutual aid comes from another province's quota, not from an authorizer here.
     """
 
     institution_code: str
@@ -247,6 +263,41 @@ class SettleRequest:
     total: Decimal
     fund_paid: Decimal
     request_id: str | None = None  # as for `BindRequest`
+    funding: Funding | None = None
+
+
+class HoldStatus(enum.Enum):
+    HELD = "HELD"  # set apart from the quota, for a payment in the relative's province
+    CONFIRMED = "CONFIRMED"  # paid (``used``); what was not used went back to the quota
+    RELEASED = "RELEASED"  # not paid: all of it went back to the quota
+    REFUNDED = "REFUNDED"  # paid, then the payment was reversed: ``used`` came back
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaHold:
+    """Money held from a cross-province binding's quota in the authorizer's province,
+    for one payment in the relative's (共济资金冻结): held, then confirmed with what the
+    payment used or released; a confirmed one is refunded when the payment is reversed.
+    ``reference`` is the gateway's name for the payment; ``payment_ref`` the paying
+    province's settlement, once confirmed."""
+
+    id: str
+    binding_id: str
+    authorizer: Party
+    beneficiary: Party
+    beneficiary_province: str
+    amount: Decimal
+    used: Decimal
+    status: HoldStatus
+    reference: str
+    payment_ref: str | None
+    created_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        if not Decimal(0) <= self.used <= self.amount or self.amount <= 0:
+            raise ValueError("a hold is positive, and uses no more than it holds")
+        if self.status is HoldStatus.HELD and self.used != 0:
+            raise ValueError("a hold still held has used nothing")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,6 +317,9 @@ class Settlement:
     cash_due: Decimal  # psn_cash_pay
     patient_balance_after: Decimal | None  # balc
     payer_balance_after: Decimal | None
+    # Across provinces: the payer's province (None: this one), and the hold there.
+    mutual_aid_province: str | None = None
+    funding_hold: str | None = None
     settled_at: dt.datetime
     reversed_at: dt.datetime | None = None
     reversal_reason: str | None = None

@@ -57,6 +57,8 @@ REASONS = (
     "cross_province",
     "quota_not_allowed",
     "quota_above_balance",
+    "quota_insufficient",
+    "bad_hold_state",
     "limit",
     "already_bound",
     "duplicate",
@@ -152,6 +154,13 @@ CREATE TABLE IF NOT EXISTS settlement (
     UNIQUE (institution, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS settlement_patient ON settlement (patient);
+CREATE TABLE IF NOT EXISTS quota_hold (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    binding_id TEXT NOT NULL, amount TEXT NOT NULL, used TEXT NOT NULL,
+    status TEXT NOT NULL, reference TEXT NOT NULL, payment_ref TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quota_hold_binding ON quota_hold (binding_id);
 CREATE INDEX IF NOT EXISTS settlement_payer ON settlement (payer);
 CREATE TABLE IF NOT EXISTS answered (
     request_id TEXT PRIMARY KEY, operation TEXT NOT NULL, fingerprint TEXT NOT NULL,
@@ -651,6 +660,137 @@ class ProvinceSystem:
             raise LookupError(binding_id)
         return result
 
+    # -- holds on a quota (across provinces) -----------------------------------------
+    #
+    # A payment in the relative's province from a quota held here: held first (the
+    # quota shrinks), then confirmed with what the payment used (the rest comes back)
+    # or released (all of it comes back); a confirmed one is refunded when the payment
+    # is reversed. Money comes back to the quota while the binding lives, else to the
+    # authorizer's account. Each is a write, kept under its request id.
+
+    async def hold(
+        self, binding_id: str, *, amount: str, reference: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        async def work() -> dict[str, Any]:
+            binding = await self._binding(binding_id)
+            if binding is None or binding["quota_remaining"] is None:
+                raise SandboxRefusal("forbidden")
+            if binding["status"] != "ACTIVE":
+                raise SandboxRefusal("bad_state")
+            held = _positive(amount)
+            remaining = Decimal(binding["quota_remaining"])
+            if held > remaining:
+                raise SandboxRefusal("quota_insufficient")
+            await self._set_quota(binding_id, remaining - held)
+            now = _now()
+            cur = await self._db.execute(
+                "INSERT INTO quota_hold (id, binding_id, amount, used, status, reference,"
+                " created_at, updated_at) VALUES ('', ?, ?, '0.00', 'HELD', ?, ?, ?)",
+                (binding_id, str(held), reference, now, now),
+            )
+            hold_id = f"{self.rules.id_prefix}H{cur.lastrowid:08d}"
+            await self._db.execute(
+                "UPDATE quota_hold SET id = ? WHERE seq = ?", (hold_id, cur.lastrowid)
+            )
+            return await self._held(hold_id)
+
+        given = {"binding_id": binding_id, "amount": amount, "reference": reference}
+        return await self._once(request_id, "hold", given, work)
+
+    async def confirm_hold(
+        self, hold_id: str, *, used: str, payment_ref: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        async def work() -> dict[str, Any]:
+            found = await self._held(hold_id, strict=False)
+            if found is None:
+                raise SandboxRefusal("forbidden")
+            if found["status"] != "HELD":
+                raise SandboxRefusal("bad_hold_state")
+            paid = _positive(used, zero=True)
+            held = Decimal(found["amount"])
+            if paid > held:
+                raise SandboxRefusal("bad_amount")
+            await self._give_back(found, held - paid)
+            await self._set_hold(hold_id, "CONFIRMED", used=paid, payment_ref=payment_ref)
+            return await self._held(hold_id)
+
+        given = {"hold_id": hold_id, "used": used, "payment_ref": payment_ref}
+        return await self._once(request_id, "confirm_hold", given, work)
+
+    async def release_hold(self, hold_id: str, *, request_id: str | None = None) -> dict[str, Any]:
+        return await self._end_hold(hold_id, "HELD", "RELEASED", "release_hold", request_id)
+
+    async def refund_hold(self, hold_id: str, *, request_id: str | None = None) -> dict[str, Any]:
+        return await self._end_hold(hold_id, "CONFIRMED", "REFUNDED", "refund_hold", request_id)
+
+    async def _end_hold(
+        self, hold_id: str, was: str, becomes: str, operation: str, request_id: str | None
+    ) -> dict[str, Any]:
+        """A hold's money back: all of a held one (released), what a confirmed one
+        used (refunded)."""
+
+        async def work() -> dict[str, Any]:
+            found = await self._held(hold_id, strict=False)
+            if found is None:
+                raise SandboxRefusal("forbidden")
+            if found["status"] != was:
+                raise SandboxRefusal("bad_hold_state")
+            back = Decimal(found["amount"] if was == "HELD" else found["used"])
+            await self._give_back(found, back)
+            await self._set_hold(hold_id, becomes)
+            return await self._held(hold_id)
+
+        return await self._once(request_id, operation, {"hold_id": hold_id}, work)
+
+    async def holds_of(self, cert_nos: Sequence[str]) -> list[dict[str, Any]]:
+        """Holds on the quotas of bindings in which one of ``cert_nos`` takes part."""
+        marks = ",".join("?" * len(cert_nos))
+        async with (
+            self._turn,
+            self._db.execute(
+                f"{_HOLD_SELECT} WHERE b.authorizer IN ({marks}) OR b.beneficiary IN ({marks})"
+                " ORDER BY h.seq",
+                (*cert_nos, *cert_nos),
+            ) as cur,
+        ):
+            return [dict(row) for row in await cur.fetchall()]
+
+    async def _give_back(self, hold: dict[str, Any], amount: Decimal) -> None:
+        if amount == 0:
+            return
+        binding = await self._binding(hold["binding_id"])
+        if binding is not None and binding["status"] in LIVE:
+            await self._set_quota(binding["id"], Decimal(binding["quota_remaining"]) + amount)
+        elif binding is not None:  # ended: its quota went back already; this follows it
+            await self._credit(binding["authorizer"], amount)
+
+    async def _set_quota(self, binding_id: str, remaining: Decimal) -> None:
+        await self._db.execute(
+            "UPDATE binding SET quota_remaining = ?, updated_at = ? WHERE id = ?",
+            (str(remaining.quantize(CENT)), _now(), binding_id),
+        )
+
+    async def _set_hold(
+        self,
+        hold_id: str,
+        status: str,
+        *,
+        used: Decimal | None = None,
+        payment_ref: str | None = None,
+    ) -> None:
+        await self._db.execute(
+            "UPDATE quota_hold SET status = ?, used = COALESCE(?, used),"
+            " payment_ref = COALESCE(?, payment_ref), updated_at = ? WHERE id = ?",
+            (status, None if used is None else str(used), payment_ref, _now(), hold_id),
+        )
+
+    async def _held(self, hold_id: str, *, strict: bool = True) -> dict[str, Any] | None:
+        async with self._db.execute(f"{_HOLD_SELECT} WHERE h.id = ?", (hold_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None and strict:
+            raise LookupError(hold_id)
+        return dict(row) if row else None
+
     # -- settlement ----------------------------------------------------------------
 
     async def settle(
@@ -664,11 +804,16 @@ class ProvinceSystem:
         fund_paid: str,
         payer: str | None = None,
         request_id: str | None = None,
+        funding: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Settle a bill: the self-pay part from the patient's own account, then from
         one authorizer (``payer`` if named, else the bound one with the largest
         balance), then cash. The same key at the same institution is the same
         settlement; every balance moves in one turn, so none is overdrawn.
+
+        ``funding`` (``province``, ``payer``, ``amount``, ``hold``): mutual aid held in
+        another province from a quota for the patient; it pays, up to ``amount``, in
+        place of an authorizer here, and no balance here moves for it.
         """
 
         async def work() -> dict[str, Any]:
@@ -700,22 +845,29 @@ class ProvinceSystem:
             own_balance = Decimal(person["balance"]) if person["balance"] is not None else None
             own = min(own_balance, self_pay) if own_balance is not None else Decimal("0.00")
             rest = self_pay - own
-            chosen = await self._payer(patient, payer) if rest > 0 else None
+            if funding is not None:  # held in another province: nothing moves here for it
+                held = _positive(funding["amount"], "bad_amount")
+                chosen = {"cert_no": funding["payer"], "balance": str(held)} if rest > 0 else None
+            else:
+                chosen = await self._payer(patient, payer) if rest > 0 else None
             mutual = min(Decimal(chosen["balance"]), rest) if chosen else Decimal("0.00")
             cash = rest - mutual
 
             now = _now()
             patient_after = None if own_balance is None else own_balance - own
             payer_after = None if chosen is None else Decimal(chosen["balance"]) - mutual
+            if funding is not None:
+                payer_after = None  # another province's account: not ours to tell
             if patient_after is not None:
                 await self._set_balance(patient, patient_after)
             if chosen is not None and payer_after is not None:
                 await self._set_balance(chosen["cert_no"], payer_after)
+            across = funding is not None and mutual > 0
             cur = await self._db.execute(
                 "INSERT INTO settlement (id, institution, idempotency_key, patient, medical_type,"
                 " total, fund_paid, self_pay, own_account_paid, mutual_aid_paid, payer, cash_due,"
-                " patient_balance, payer_balance, settled_at)"
-                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " patient_balance, payer_balance, settled_at, payer_province, funding_hold)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     institution,
                     idempotency_key,
@@ -730,6 +882,8 @@ class ProvinceSystem:
                     if payer_after is not None and mutual > 0
                     else None,
                     now,
+                    funding["province"] if funding is not None and across else None,
+                    funding["hold"] if funding is not None and across else None,
                 ),
             )
             settlement_id = f"{self.rules.id_prefix}S{cur.lastrowid:08d}"
@@ -788,7 +942,8 @@ class ProvinceSystem:
             if settled != dt.datetime.now(CHINA).date():
                 raise SandboxRefusal("reversal_window")
             await self._credit(found["patient"], Decimal(found["own_account_paid"]))
-            if found["payer"] is not None:
+            if found["payer"] is not None and found["payer_province"] is None:
+                # (from another province's quota: that province refunds it)
                 await self._credit(found["payer"], Decimal(found["mutual_aid_paid"]))
             await self._db.execute(
                 "UPDATE settlement SET reversed_at = ?, reversal_reason = ? WHERE id = ?",
@@ -849,7 +1004,7 @@ _SETTLEMENT_SELECT = (
     "SELECT s.id, s.institution, s.idempotency_key, s.patient, cp.name AS patient_name,"
     " s.medical_type, s.total, s.fund_paid, s.self_pay, s.own_account_paid, s.mutual_aid_paid,"
     " s.payer, cq.name AS payer_name, s.cash_due, s.patient_balance, s.payer_balance,"
-    " s.settled_at, s.reversed_at, s.reversal_reason"
+    " s.settled_at, s.reversed_at, s.reversal_reason, s.payer_province, s.funding_hold"
     " FROM settlement s JOIN civil_person cp ON cp.cert_no = s.patient"
     " LEFT JOIN civil_person cq ON cq.cert_no = s.payer"
 )
@@ -858,6 +1013,7 @@ _SETTLEMENT_SELECT = (
 # Columns added since a data directory may have been made (sqlite adds them in place).
 _ADDED_COLUMNS = {
     "binding": ("beneficiary_province TEXT", "quota_granted TEXT", "quota_remaining TEXT"),
+    "settlement": ("payer_province TEXT", "funding_hold TEXT"),
 }
 
 
@@ -880,14 +1036,27 @@ _BINDING_SELECT = (
 )
 
 
-def _positive(amount: str) -> Decimal:
-    """A positive amount of at most two decimals, or the refusal ``bad_amount``."""
+_HOLD_SELECT = (
+    "SELECT h.id, h.binding_id, h.amount, h.used, h.status, h.reference, h.payment_ref,"
+    " h.created_at, b.authorizer, ca.name AS authorizer_name, b.beneficiary,"
+    " cb.name AS beneficiary_name, b.beneficiary_province"
+    " FROM quota_hold h JOIN binding b ON b.id = h.binding_id"
+    " JOIN civil_person ca ON ca.cert_no = b.authorizer"
+    " JOIN civil_person cb ON cb.cert_no = b.beneficiary"
+)
+
+
+def _positive(amount: str, reason: str = "bad_amount", *, zero: bool = False) -> Decimal:
+    """A positive (or, with ``zero``, not negative) amount of at most two decimals, or
+    the refusal ``reason``."""
     try:
         value = Decimal(amount)
     except ArithmeticError as exc:
-        raise SandboxRefusal("bad_amount", "quota") from exc
-    if not value.is_finite() or value <= 0 or value != value.quantize(CENT):
-        raise SandboxRefusal("bad_amount", "quota")
+        raise SandboxRefusal(reason, "quota") from exc
+    if not value.is_finite() or value < 0 or (value == 0 and not zero):
+        raise SandboxRefusal(reason, "quota")
+    if value != value.quantize(CENT):
+        raise SandboxRefusal(reason, "quota")
     return value.quantize(CENT)
 
 

@@ -9,7 +9,7 @@ body that is not JSON of the envelope's shape, 入参校验失败 for input it r
 field missing or mistyped, an amount that is not one, text with a control character
 XML could not carry either).
 
-``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208) Hebei
+``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208, 2711-2714) Hebei
 keeps it with its answer: the same ``msgid`` again is answered with the same
 ``infcode``, ``err_msg`` and ``output`` as the first time (a refusal too), and
 nothing is done twice. A ``msgid`` already answered for another request is refused
@@ -35,7 +35,28 @@ infno  what                             input.data -> output
                                          -> {"setlinfo"}
 5203   settlements of persons           {"certno_list"} -> {"setlinfo_list"} (newest first)
        (结算信息查询)
+2711   hold on a quota (共济额度冻结)   {"mulaid_id", "frz_amt", "biz_ref"} -> {"frzinfo"}
+2712   confirm a hold (冻结转支付)      {"frz_id", "pay_amt", "setl_ref"} -> {"frzinfo"}
+2713   release a hold (解冻)            {"frz_id"} -> {"frzinfo"}
+2714   refund a hold (支付退回)         {"frz_id"} -> {"frzinfo"}
+2715   holds of persons (冻结信息查询)  {"certno_list"} -> {"frzinfo_list"}
 ====== ================================ =========================================
+
+Across provinces, a payment in the relative's province is made from a quota held here
+(2711-2714, writes kept under their ``msgid`` like the others): a ``frzinfo`` is
+``{"frz_id", "mulaid_id", "auth_certno", "auth_psn_name", "bene_certno",
+"bene_psn_name", "bene_insu_prov", "frz_amt", "pay_amt", "frz_stas", "biz_ref",
+"setl_ref", "crte_time"}``, ``frz_stas`` 1 held, 2 paid (``pay_amt``; the rest went
+back to the quota), 3 released, 4 refunded. Refusals: 2023 the quota has less left
+than the hold (共济额度余额不足), 2024 the hold is not in a state for this (冻结状态不允许).
+
+The other way, a bill of a Hebei patient paid from a quota another province holds:
+2207 takes ``mulaid_prov`` (that province's six-digit code), ``mulaid_certno`` (the
+authorizer), ``mulaid_amt`` (what is held there, at most this much is paid) and
+``mulaid_frz_id`` (the hold there); Hebei then pays nothing from an authorizer of its
+own, and the ``setlinfo`` names the province (``mulaid_insu_prov``) and the hold
+(``mulaid_frz_id``), both null otherwise; ``mulaid_balc`` is then null (an account
+elsewhere).
 
 A ``mulaid`` is ``{"mulaid_id", "auth_certno", "auth_psn_name", "bene_certno",
 "bene_psn_name", "rlts_type", "mulaid_stas", "crte_time", "bene_insu_prov", "quota_amt",
@@ -144,6 +165,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "cross_province": (2020, "暂不支持跨省共济"),
     "quota_not_allowed": (2021, "省内共济不设共济额度"),
     "quota_above_balance": (2022, "共济额度超过个人账户余额"),
+    "quota_insufficient": (2023, "共济额度余额不足"),
+    "bad_hold_state": (2024, "冻结状态不允许此操作"),
 }
 # The same infcode, in the words of a particular transaction.
 MESSAGES: dict[tuple[str, str], str] = {
@@ -350,6 +373,10 @@ def _setlinfo(row: dict[str, Any]) -> dict[str, Any]:
         "mulaid_certno": payer,
         "mulaid_psn_name": row["payer_name"],
         "mulaid_balc": money_text(row["payer_balance"]),
+        "mulaid_insu_prov": None
+        if row["payer_province"] is None
+        else f"{row['payer_province']}0000",
+        "mulaid_frz_id": row["funding_hold"],
         "setl_time": _beijing(row["settled_at"]),
         "revs_flag": "0" if reversed_at is None else "1",
         "revs_time": reversed_at,
@@ -358,6 +385,14 @@ def _setlinfo(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    funding = None
+    if data.get("mulaid_prov") is not None:  # from a quota held in another province
+        funding = {
+            "province": _province(data["mulaid_prov"]),
+            "payer": _text(data, "mulaid_certno"),
+            "amount": _amount(data, "mulaid_amt"),
+            "hold": _text(data, "mulaid_frz_id", limit=MAX_KEY),
+        }
     row = await system.settle(
         institution=_text(data, "fixmedins_code"),
         idempotency_key=_text(data, "medins_setl_id", limit=MAX_KEY),
@@ -366,8 +401,69 @@ async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[
         total=_amount(data, "medfee_sumamt"),
         fund_paid=_amount(data, "fund_pay_sumamt"),
         request_id=msgid,
+        funding=funding,
     )
     return {"setlinfo": _setlinfo(row)}
+
+
+FRZ_STAS = {"HELD": "1", "CONFIRMED": "2", "RELEASED": "3", "REFUNDED": "4"}
+
+
+def _frzinfo(row: dict[str, Any]) -> dict[str, Any]:
+    created = dt.datetime.fromisoformat(row["created_at"])
+    return {
+        "frz_id": row["id"],
+        "mulaid_id": row["binding_id"],
+        "auth_certno": row["authorizer"],
+        "auth_psn_name": row["authorizer_name"],
+        "bene_certno": row["beneficiary"],
+        "bene_psn_name": row["beneficiary_name"],
+        "bene_insu_prov": f"{row['beneficiary_province']}0000",
+        "frz_amt": money_text(row["amount"]),
+        "pay_amt": money_text(row["used"]),
+        "frz_stas": FRZ_STAS[row["status"]],
+        "biz_ref": row["reference"],
+        "setl_ref": row["payment_ref"],
+        "crte_time": f"{created.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}",
+    }
+
+
+async def _hold(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    row = await system.hold(
+        _text(data, "mulaid_id"),
+        amount=_amount(data, "frz_amt"),
+        reference=_text(data, "biz_ref", limit=MAX_KEY * 2),
+        request_id=msgid,
+    )
+    return {"frzinfo": _frzinfo(row)}
+
+
+async def _confirm_hold(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    row = await system.confirm_hold(
+        _text(data, "frz_id"),
+        used=_amount(data, "pay_amt"),
+        payment_ref=_text(data, "setl_ref", limit=MAX_KEY * 2),
+        request_id=msgid,
+    )
+    return {"frzinfo": _frzinfo(row)}
+
+
+async def _release_hold(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    row = await system.release_hold(_text(data, "frz_id"), request_id=msgid)
+    return {"frzinfo": _frzinfo(row)}
+
+
+async def _refund_hold(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    row = await system.refund_hold(_text(data, "frz_id"), request_id=msgid)
+    return {"frzinfo": _frzinfo(row)}
+
+
+async def _holds(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    cert_nos = data["certno_list"]
+    if not isinstance(cert_nos, list) or not all(isinstance(c, str) for c in cert_nos):
+        raise TypeError(f"certno_list: {cert_nos!r}")
+    rows = await system.holds_of(cert_nos) if cert_nos else []
+    return {"frzinfo_list": [_frzinfo(r) for r in rows]}
 
 
 async def _reverse(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
@@ -397,4 +493,9 @@ _HANDLERS = {
     "2207": _settle,
     "2208": _reverse,
     "5203": _settlements,
+    "2711": _hold,
+    "2712": _confirm_hold,
+    "2713": _release_hold,
+    "2714": _refund_hold,
+    "2715": _holds,
 }

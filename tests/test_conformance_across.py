@@ -20,10 +20,16 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    Funding,
+    HoldStatus,
+    MedicalType,
     Quota,
+    QuotaHold,
     Refusal,
     RefusalCode,
     Relation,
+    Settlement,
+    SettleRequest,
     new_request_id,
 )
 from tests.test_conformance import (
@@ -228,3 +234,226 @@ async def test_before_the_provinces_date_it_refuses_to_bind_across_provinces(
     assert not place.adapter.policy().cross_province
     refused = await place.adapter.bind(ask(across(place.code)))
     assert refused == Refusal(RefusalCode.CROSS_PROVINCE_NOT_ALLOWED)
+
+
+# -- holds on a quota: the authorizer's province -----------------------------------------
+
+HELD, ZERO = Decimal("100.00"), Decimal("0.00")
+
+
+async def granted(province: Province, relative: Pair) -> Binding:  # noqa: F811
+    bound = await province.adapter.bind(ask(relative))
+    assert isinstance(bound, Binding)
+    return bound
+
+
+async def remaining(province: Province, relative: Pair, binding: Binding) -> Decimal:  # noqa: F811
+    listed = await province.adapter.bindings_of([relative.authorizer["certNo"]])
+    [found] = [b for b in listed if b.id == binding.id]
+    assert found.quota is not None
+    return found.quota.remaining
+
+
+async def test_a_hold_takes_from_the_quota_and_a_confirmation_gives_back_what_was_not_used(
+    province: Province,  # noqa: F811
+    relative: Pair,
+) -> None:
+    adapter = province.adapter
+    binding = await granted(province, relative)
+    before = await balance(province, relative.authorizer)
+    held = await adapter.hold_quota(binding.id, amount=HELD, reference="GJ-T1")
+    assert isinstance(held, QuotaHold)
+    assert (held.status, held.amount, held.used) == (HoldStatus.HELD, HELD, ZERO)
+    assert (held.binding_id, held.reference, held.payment_ref) == (binding.id, "GJ-T1", None)
+    assert held.authorizer.cert_no == relative.authorizer["certNo"]
+    assert held.beneficiary.cert_no == relative.beneficiary["certNo"]
+    assert held.beneficiary_province == relative.beneficiary["insuredArea"][:2]
+    assert await remaining(province, relative, binding) == QUOTA - HELD
+
+    paid = await adapter.confirm_hold(held.id, used=Decimal("60.00"), payment_ref="32:S1")
+    assert isinstance(paid, QuotaHold)
+    assert (paid.status, paid.used, paid.payment_ref) == (
+        HoldStatus.CONFIRMED,
+        Decimal("60.00"),
+        "32:S1",
+    )
+    assert await remaining(province, relative, binding) == QUOTA - Decimal("60.00")
+    assert await balance(province, relative.authorizer) == before  # the quota left it already
+    again = await adapter.confirm_hold(held.id, used=Decimal("60.00"), payment_ref="32:S1")
+    assert again == Refusal(RefusalCode.INVALID_HOLD_STATE)
+    assert await adapter.release_hold(held.id) == Refusal(RefusalCode.INVALID_HOLD_STATE)
+    assert await adapter.holds_of([relative.beneficiary["certNo"]]) == [paid]
+
+
+async def test_a_release_gives_it_all_back_and_a_refund_what_was_used_once(
+    province: Province,  # noqa: F811
+    relative: Pair,
+) -> None:
+    adapter = province.adapter
+    binding = await granted(province, relative)
+    first = await adapter.hold_quota(binding.id, amount=HELD, reference="GJ-T1")
+    assert isinstance(first, QuotaHold)
+    released = await adapter.release_hold(first.id)
+    assert isinstance(released, QuotaHold)
+    assert released.status is HoldStatus.RELEASED
+    assert await remaining(province, relative, binding) == QUOTA
+    assert await adapter.refund_hold(first.id) == Refusal(RefusalCode.INVALID_HOLD_STATE)
+
+    second = await adapter.hold_quota(binding.id, amount=HELD, reference="GJ-T2")
+    assert isinstance(second, QuotaHold)
+    assert isinstance(await adapter.confirm_hold(second.id, used=HELD, payment_ref="S2"), QuotaHold)
+    assert await remaining(province, relative, binding) == QUOTA - HELD
+    refunded = await adapter.refund_hold(second.id)
+    assert isinstance(refunded, QuotaHold)
+    assert refunded.status is HoldStatus.REFUNDED
+    assert await remaining(province, relative, binding) == QUOTA
+    assert await adapter.refund_hold(second.id) == Refusal(RefusalCode.INVALID_HOLD_STATE)
+    assert await remaining(province, relative, binding) == QUOTA  # once
+    listed = await adapter.holds_of([relative.authorizer["certNo"]])
+    assert [(h.id, h.status) for h in listed] == [
+        (first.id, HoldStatus.RELEASED),
+        (second.id, HoldStatus.REFUNDED),
+    ]
+
+
+async def test_no_hold_beyond_what_the_quota_has_left(province: Province, relative: Pair) -> None:  # noqa: F811
+    binding = await granted(province, relative)
+    refused = await province.adapter.hold_quota(
+        binding.id, amount=QUOTA + Decimal("0.01"), reference="GJ-T1"
+    )
+    assert refused == Refusal(RefusalCode.QUOTA_INSUFFICIENT)
+    whole = await province.adapter.hold_quota(binding.id, amount=QUOTA, reference="GJ-T2")
+    assert isinstance(whole, QuotaHold)
+    more = await province.adapter.hold_quota(binding.id, amount=Decimal("0.01"), reference="T3")
+    assert more == Refusal(RefusalCode.QUOTA_INSUFFICIENT)
+
+
+async def test_a_hold_sent_again_holds_once(province: Province, relative: Pair) -> None:  # noqa: F811
+    binding = await granted(province, relative)
+    rid = new_request_id()
+    first = await province.adapter.hold_quota(
+        binding.id, amount=HELD, reference="GJ-T1", request_id=rid
+    )
+    again = await province.adapter.hold_quota(
+        binding.id, amount=HELD, reference="GJ-T1", request_id=rid
+    )
+    assert isinstance(first, QuotaHold)
+    assert again == first
+    assert await remaining(province, relative, binding) == QUOTA - HELD
+
+
+async def test_money_held_when_the_binding_ends_goes_back_to_the_account(
+    province: Province,  # noqa: F811
+    relative: Pair,
+) -> None:
+    adapter, me = province.adapter, relative.authorizer
+    before = await balance(province, me)
+    assert before is not None
+    binding = await granted(province, relative)
+    held = await adapter.hold_quota(binding.id, amount=HELD, reference="GJ-T1")
+    assert isinstance(held, QuotaHold)
+    ended = await adapter.unbind(binding.id, actor=me["certNo"])
+    assert isinstance(ended, Binding)
+    assert await balance(province, me) == before - HELD  # the rest came back; the hold stays
+    assert isinstance(await adapter.hold_quota(binding.id, amount=HELD, reference="T2"), Refusal)
+    assert isinstance(await adapter.release_hold(held.id), QuotaHold)
+    assert await balance(province, me) == before
+
+
+async def test_only_a_binding_across_provinces_has_a_quota_to_hold(province: Province) -> None:  # noqa: F811
+    pair = next(
+        c
+        for c in family(province.code, province.adapter.policy())
+        if c.relation is not Relation.SPOUSE
+    )
+    bound = await province.adapter.bind(pair.request())
+    assert isinstance(bound, Binding)
+    refused = await province.adapter.hold_quota(bound.id, amount=HELD, reference="GJ-T1")
+    assert refused == Refusal(RefusalCode.FORBIDDEN)
+
+
+# -- a bill paid from a quota held in another province: the relative's province ------------
+
+
+def resident(code: str) -> Row:
+    """A patient insured here without a personal account."""
+    return next(
+        p
+        for p in PEOPLE.values()
+        if p["insuredArea"].startswith(code)
+        and p["insuranceStatus"] == "ACTIVE"
+        and p["accountBalance"] is None
+    )
+
+
+def elsewhere(code: str) -> Row:
+    """An employee of another connected province: the payer whose quota is held there."""
+    provinces = {a.code for a in ADAPTERS.values()} - {code}
+    return next(
+        p
+        for p in PEOPLE.values()
+        if p["insuredArea"][:2] in provinces and p["insuranceType"] == "EMPLOYEE"
+    )
+
+
+def funded_bill(patient: Row, payer: Row, total: str, fund: str, held: str) -> SettleRequest:
+    return SettleRequest(
+        institution_code="H00000001",
+        idempotency_key=f"across-{patient['key']}-{total}",
+        patient_cert_no=patient["certNo"],
+        medical_type=MedicalType.OUTPATIENT,
+        total=Decimal(total),
+        fund_paid=Decimal(fund),
+        funding=Funding(payer["insuredArea"][:2], payer["certNo"], Decimal(held), "XXH00000007"),
+    )
+
+
+async def test_a_bill_is_paid_from_a_quota_held_in_another_province_and_nothing_moves_here(
+    province: Province,  # noqa: F811
+) -> None:
+    patient, payer = resident(province.code), elsewhere(province.code)
+    here = [p for p in PEOPLE.values() if p["insuredArea"].startswith(province.code)]
+    balances = await province.adapter.find_persons([p["certNo"] for p in here])
+    settled = await province.adapter.settle(funded_bill(patient, payer, "250.00", "100.00", "100"))
+    assert isinstance(settled, Settlement)
+    assert settled.self_pay == Decimal("150.00")
+    assert (settled.own_account_paid, settled.mutual_aid_paid, settled.cash_due) == (
+        ZERO,
+        Decimal("100.00"),
+        Decimal("50.00"),
+    )
+    assert settled.mutual_aid_payer is not None
+    assert settled.mutual_aid_payer.cert_no == payer["certNo"]
+    assert (settled.mutual_aid_province, settled.funding_hold) == (
+        payer["insuredArea"][:2],
+        "XXH00000007",
+    )
+    assert settled.payer_balance_after is None  # an account elsewhere
+    assert await province.adapter.find_persons([p["certNo"] for p in here]) == balances
+    listed = await province.adapter.settlements_of([patient["certNo"]])
+    assert [s.id for s in listed] == [settled.id]
+    assert listed[0].mutual_aid_province == payer["insuredArea"][:2]
+
+
+async def test_no_more_is_paid_from_a_hold_than_the_bill_leaves(province: Province) -> None:  # noqa: F811
+    patient, payer = resident(province.code), elsewhere(province.code)
+    settled = await province.adapter.settle(funded_bill(patient, payer, "130.00", "100.00", "500"))
+    assert isinstance(settled, Settlement)
+    assert (settled.mutual_aid_paid, settled.cash_due) == (Decimal("30.00"), ZERO)
+
+
+async def test_a_reversal_of_a_bill_paid_from_a_quota_leaves_that_to_the_quotas_province(
+    province: Province,  # noqa: F811
+) -> None:
+    patient, payer = resident(province.code), elsewhere(province.code)
+    settled = await province.adapter.settle(funded_bill(patient, payer, "250.00", "100.00", "100"))
+    assert isinstance(settled, Settlement)
+    undone = await province.adapter.reverse(
+        settled.id, institution_code="H00000001", reason="entered twice"
+    )
+    assert isinstance(undone, Settlement)
+    assert undone.reversed_at is not None
+    assert (undone.mutual_aid_province, undone.funding_hold) == (
+        payer["insuredArea"][:2],
+        "XXH00000007",
+    )
