@@ -24,6 +24,8 @@ E113    共济绑定当前状态不允许此操作        INVALID_BINDING_STATE
 E114    患者参保状态不是正常参保,不能结算  PATIENT_NOT_INSURED
 E115    结算金额不合法                      AMOUNT_NOT_POSITIVE
         (to Bind: 共济额度不合法)           (to Bind: quota)
+        (to HoldQuota: 冻结金额不合法,
+        to ConfirmHold: 支付金额不合法)
 E116    机构流水号已用于另一笔结算          IDEMPOTENCY_KEY_REUSED
 E117    指定的共济授权人未与患者绑定        choose the payer again, once (see below)
 E118    该笔结算已撤销                      SETTLEMENT_ALREADY_REVERSED
@@ -31,6 +33,8 @@ E119    仅可撤销当日结算                    REVERSAL_WINDOW_CLOSED
 E120    暂不支持跨省共济                    CROSS_PROVINCE_NOT_ALLOWED (beneficiaryCertNo)
 E121    省内共济不设共济额度                QUOTA_NOT_ALLOWED (quota)
 E122    共济额度超过个人账户余额            QUOTA_ABOVE_BALANCE (quota)
+E123    共济额度余额不足                    QUOTA_INSUFFICIENT
+E124    冻结状态不允许此操作                INVALID_HOLD_STATE
 9999    报文格式错误, 入参校验失败          `UpstreamContractError`, not reached
         (the request could not be read)
 9999    any other system fault              `UpstreamContractError`
@@ -46,14 +50,20 @@ again, the same request is refused again, so the gateway does not keep sending i
 Each service answers only its own refusals: E101-E113 for Bind and Unbind, and for
 Bind also E115 (the quota) and E120-E122 (across provinces); E101 (the patient is
 unknown), E114, E115, E116 and E117 for Settle; E112 (not this institution's
-settlement, or none), E118 and E119 for ReverseSettle. A refusal from another
-service's list, or any refusal to a query, is `UpstreamContractError`.
+settlement, or none), E118 and E119 for ReverseSettle; E112 (no binding across
+provinces by that id: FORBIDDEN), E113, E115 and E123 for HoldQuota; E112 (no such
+hold), E115 (more than held) and E124 for ConfirmHold; E112 and E124 for ReleaseHold
+and RefundHold. A refusal from another service's list, or any refusal to a query, is
+`UpstreamContractError`; so is E117 to a Settle that names no payer of Henan's (one
+paid from a quota held elsewhere, below).
 
 Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>`` ->
 ``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), Bind and Unbind
 (-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
-(``<sfzh>*`` -> ``<settlement>*``). Answers are untrusted input: they are parsed
-with defusedxml only, and anything we cannot read becomes `UpstreamContractError`.
+(``<sfzh>*`` -> ``<settlement>*``), HoldQuota, ConfirmHold, ReleaseHold and RefundHold
+(-> ``<hold>``), QueryHold (``<sfzh>*`` -> ``<hold>*``). Answers are untrusted input:
+they are parsed with defusedxml only, and anything we cannot read becomes
+`UpstreamContractError`.
 
 Across provinces (跨省共济, Henan's rules from 2026-03-01): Bind for a relative insured
 in another province (`BindRequest.beneficiary_province`, ``"32"``) also sends
@@ -68,9 +78,49 @@ reverse), is `UpstreamContractError`. A province that is not two digits
 (``[1-9][0-9]``) or a quota of more than two decimals is the caller's bug
 (`ValueError`, no request).
 
+Holds on such a quota (共济额度冻结), for a payment in the relative's province, are
+writes like Bind (sent once, under their request id as ``<seq>``):
+
+=========== ============================================ ==============
+service     body (Henan's element: what)                 adapter method
+=========== ============================================ ==============
+HoldQuota   ``<bdid>`` binding, ``<djje>`` amount,       `hold_quota`
+            ``<ywlsh>`` the gateway's reference
+ConfirmHold ``<djid>`` hold, ``<zfje>`` used,            `confirm_hold`
+            ``<zflsh>`` the paying province's settlement
+ReleaseHold ``<djid>``                                   `release_hold`
+RefundHold  ``<djid>``                                   `refund_hold`
+QueryHold   ``<sfzh>*`` (a read, retried)                `holds_of`
+=========== ============================================ ==============
+
+Each write answers one ``<hold>``, QueryHold any number: djid (`QuotaHold.id`), bdid,
+sqrsfzh / sqrxm and bsqrsfzh / bsqrxm (the two sides), bsqrcbsf (the relative's
+province, six digits), djje (amount), zfje (used), djzt (status: ``01`` HELD, ``02``
+CONFIRMED, ``03`` RELEASED, ``04`` REFUNDED), ywlsh (reference), zflsh (payment ref,
+present exactly when CONFIRMED or REFUNDED) and cjsj (created, ``YYYYMMDDHHMMSS`` in
+UTC). Anything else (an element missing, an unknown djzt, used above the amount, a
+hold for another binding or reference than HoldQuota asked for, or another hold than
+the one named) is `UpstreamContractError`. Amounts go out as two-decimal strings; more
+decimals is the caller's bug (`ValueError`, no request).
+
+The other way, a bill of a Henan patient paid from a quota held in another province
+(`SettleRequest.funding`): Settle carries ``<gjsf>`` (that province's six-digit code),
+``<gjrsfzh>`` (the authorizer there), ``<gjje>`` (the amount held there) and
+``<gjdjid>`` (the hold there), and no ``<sqrsfzh>``: the adapter chooses no payer of
+Henan's (no `payer_to_name`, no reads before it) and sends Settle once, under its
+request id. A ``<settlement>`` answers ``<gjsf>`` and ``<gjdjid>`` for such a bill
+(`Settlement.mutual_aid_province`, `Settlement.funding_hold`; empty or absent
+otherwise, None), with the authorizer there as `Settlement.mutual_aid_payer` and
+`Settlement.payer_balance_after` None (an account elsewhere). Only one of the two, one
+without mutual aid paid, or a ``<gjsf>`` of Henan's own is `UpstreamContractError`;
+the same bill already made from another hold (or none) is answered as it was made. A
+funding province of Henan's own (``"41"``) or not two digits, or an amount of more
+than two decimals, is the caller's bug (`ValueError`, no request).
+
 Settlement: Henan's system must be *told* which authorizer pays by mutual aid
 (``<sqrsfzh>`` in Settle); this adapter chooses. Henan is single-binding, so a
-patient has at most one authorizer. `HenanAdapter.settle`:
+patient has at most one authorizer. `HenanAdapter.settle`, for a bill without
+`SettleRequest.funding`:
 
 1. asks `bindings_of` for the patient (one request) and keeps the ACTIVE
    bindings in which the patient is the beneficiary; with none, it names no payer;
@@ -106,9 +156,9 @@ import datetime as dt
 import hashlib
 import re
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
@@ -122,6 +172,8 @@ from adapters.base import (
     BindRequest,
     Chosen,
     CivilRelative,
+    Funding,
+    HoldStatus,
     InsuranceStatus,
     InsuranceType,
     MedicalType,
@@ -130,6 +182,7 @@ from adapters.base import (
     Policy,
     ProvinceAdapter,
     Quota,
+    QuotaHold,
     Refusal,
     RefusalCode,
     Relation,
@@ -205,6 +258,28 @@ _REVERSE_REFUSALS: dict[str, RefusalCode] = {
     "E118": RefusalCode.SETTLEMENT_ALREADY_REVERSED,
     "E119": RefusalCode.REVERSAL_WINDOW_CLOSED,
 }
+# The holds on a quota (the 2026 rules): each service answers only its own refusals.
+_HOLD_REFUSALS: dict[str, RefusalCode] = {
+    "E112": RefusalCode.FORBIDDEN,  # no binding across provinces by that bdid
+    "E113": RefusalCode.INVALID_BINDING_STATE,  # the binding is not in force
+    "E115": RefusalCode.AMOUNT_NOT_POSITIVE,  # 冻结金额不合法
+    "E123": RefusalCode.QUOTA_INSUFFICIENT,
+}
+_CONFIRM_REFUSALS: dict[str, RefusalCode] = {
+    "E112": RefusalCode.FORBIDDEN,  # no hold by that djid
+    "E115": RefusalCode.AMOUNT_NOT_POSITIVE,  # 支付金额不合法: more than held, or below zero
+    "E124": RefusalCode.INVALID_HOLD_STATE,
+}
+_END_HOLD_REFUSALS: dict[str, RefusalCode] = {  # ReleaseHold and RefundHold
+    "E112": RefusalCode.FORBIDDEN,
+    "E124": RefusalCode.INVALID_HOLD_STATE,
+}
+_DJZT = {
+    "01": HoldStatus.HELD,
+    "02": HoldStatus.CONFIRMED,
+    "03": HoldStatus.RELEASED,
+    "04": HoldStatus.REFUNDED,
+}
 _YLLB = {
     MedicalType.OUTPATIENT: "11",
     MedicalType.INPATIENT: "21",
@@ -221,6 +296,8 @@ _BSQRCBSF = re.compile(r"([1-9][0-9])0000")
 _SEED = Policy(effective_from=dt.date(2023, 1, 1), single_binding=True)
 _NEAR = _SEED.with_changes(effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES)
 _ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 3, 1), cross_province=True)
+
+_T = TypeVar("_T")
 
 
 def _parse(data: bytes) -> ET.Element:
@@ -295,11 +372,23 @@ class HenanAdapter(ProvinceAdapter):
         request_id: str | None,
         refusals: Mapping[str, RefusalCode] = _REFUSALS,
     ) -> Binding | Refusal:
+        return await self._written(service, fields, request_id, refusals, "binding", _binding)
+
+    async def _written(
+        self,
+        service: str,
+        fields: Sequence[tuple[str, str]],
+        request_id: str | None,
+        refusals: Mapping[str, RefusalCode],
+        tag: str,
+        parse: Callable[[ET.Element], _T],
+    ) -> _T | Refusal:
+        """A write, sent once under ``request_id``: its one ``<tag>``, or a refusal."""
         retcode, body = await self._service(service, fields, refusals, seq=request_id)
         if retcode != _OK:
             return Refusal(refusals[retcode])
         with self._reading(f"service {service}"):
-            return _binding(_only(body, "binding"))
+            return parse(_only(body, tag))
 
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
@@ -358,7 +447,8 @@ class HenanAdapter(ProvinceAdapter):
     # -- settlement ------------------------------------------------------------------
 
     async def settle(self, request: SettleRequest) -> Settlement | Refusal:
-        """Settle a bill, naming the paying authorizer (see the module docstring)."""
+        """Settle a bill, naming the paying authorizer (see the module docstring); or,
+        with `SettleRequest.funding`, the quota held in another province instead."""
         fields = [
             ("ddjgbm", request.institution_code),
             ("jglsh", request.idempotency_key),
@@ -367,8 +457,10 @@ class HenanAdapter(ProvinceAdapter):
             ("fyze", _money_text(request.total)),
             ("jjzfze", _money_text(request.fund_paid)),
         ]
-        allowed = {*_SETTLE_REFUSALS, _PAYER_NOT_BOUND}
         first = request.request_id or new_request_id()
+        if request.funding is not None:  # paid from a quota held elsewhere: nobody to name
+            return await self._settle_funded(request.funding, fields, first)
+        allowed = {*_SETTLE_REFUSALS, _PAYER_NOT_BOUND}
         for seq in (first, _second_try(first)):
             # the payer named under this id before, if it was sent: the same request again
             payer = await self._named.once(seq, lambda: self.payer_to_name(request))
@@ -384,6 +476,28 @@ class HenanAdapter(ProvinceAdapter):
         raise self._contract_error(
             f"service Settle: retcode {_PAYER_NOT_BOUND} twice (the payer chosen is not bound)"
         )
+
+    async def _settle_funded(
+        self, funding: Funding, fields: list[tuple[str, str]], seq: str
+    ) -> Settlement | Refusal:
+        """Settle sent once under ``seq`` with the quota held in another province
+        (``<gjsf>``, ``<gjrsfzh>``, ``<gjje>``, ``<gjdjid>``) and no ``<sqrsfzh>``: Henan
+        pays no authorizer of its own for it, so E117 is not among its answers."""
+        if funding.province == self.code:
+            raise ValueError(f"a quota held in {self.code} itself is not across provinces")
+        funded = [
+            *fields,
+            ("gjsf", _province_text(funding.province)),
+            ("gjrsfzh", funding.payer),
+            ("gjje", _money_text(funding.amount)),
+            ("gjdjid", funding.hold_id),
+        ]
+        retcode, body = await self._service("Settle", funded, _SETTLE_REFUSALS, seq=seq)
+        if retcode != _OK:
+            return Refusal(_SETTLE_REFUSALS[retcode])
+        with self._reading("service Settle"):
+            # the same bill made before from another hold (or none) is answered as made
+            return _settlement(_only(body, "settlement"))
 
     async def reverse(
         self,
@@ -410,6 +524,59 @@ class HenanAdapter(ProvinceAdapter):
         body = await self._ok("QuerySettle", [("sfzh", c) for c in cert_nos])
         with self._reading("service QuerySettle"):
             return [_settlement(s) for s in _all(body, "settlement")]
+
+    # -- holds on a quota (across provinces) -------------------------------------------
+
+    async def hold_quota(
+        self, binding_id: str, *, amount: Decimal, reference: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        fields = [("bdid", binding_id), ("djje", _money_text(amount)), ("ywlsh", reference)]
+        done = await self._written("HoldQuota", fields, request_id, _HOLD_REFUSALS, "hold", _hold)
+        if isinstance(done, QuotaHold) and (done.binding_id, done.reference) != (
+            binding_id,
+            reference,
+        ):
+            raise self._contract_error(f"service HoldQuota: another hold {done.id!r}")
+        return done
+
+    async def confirm_hold(
+        self, hold_id: str, *, used: Decimal, payment_ref: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        fields = [("djid", hold_id), ("zfje", _money_text(used)), ("zflsh", payment_ref)]
+        return await self._hold_write("ConfirmHold", hold_id, fields, request_id, _CONFIRM_REFUSALS)
+
+    async def release_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        fields = [("djid", hold_id)]
+        return await self._hold_write("ReleaseHold", hold_id, fields, request_id)
+
+    async def refund_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        fields = [("djid", hold_id)]
+        return await self._hold_write("RefundHold", hold_id, fields, request_id)
+
+    async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
+        if not cert_nos:
+            return []
+        body = await self._ok("QueryHold", [("sfzh", c) for c in cert_nos])
+        with self._reading("service QueryHold"):
+            return [_hold(h) for h in _all(body, "hold")]
+
+    async def _hold_write(
+        self,
+        service: str,
+        hold_id: str,
+        fields: Sequence[tuple[str, str]],
+        request_id: str | None,
+        refusals: Mapping[str, RefusalCode] = _END_HOLD_REFUSALS,
+    ) -> QuotaHold | Refusal:
+        """A write on the hold ``hold_id``: the ``<hold>`` answered must be that one."""
+        done = await self._written(service, fields, request_id, refusals, "hold", _hold)
+        if isinstance(done, QuotaHold) and done.id != hold_id:
+            raise self._contract_error(f"service {service}: another hold {done.id!r}")
+        return done
 
 
 def _second_try(request_id: str) -> str:
@@ -493,6 +660,15 @@ def _settlement(raw: ET.Element) -> Settlement:
     if mutual > 0:
         payer = Party(_text(raw, "sqrsfzh"), _text(raw, "sqrxm"))
         payer_balance = _optional(raw, "sqrzhye")
+    # across provinces: the payer's province and the hold there (absent before 2026)
+    province = _province(raw, "gjsf")
+    hold = _optional(raw, "gjdjid", missing_ok=True)
+    if (province is None) != (hold is None) or (province is not None and payer is None):
+        raise ValueError("<gjsf> and <gjdjid> come together, with mutual aid paid")
+    if province == "41":
+        raise ValueError("<gjsf> names Henan itself")
+    if province is not None:
+        payer_balance = None  # an account in another province: not Henan's to tell
     settled_at = _time(raw, "jssj")
     if settled_at is None:
         raise ValueError("<jssj> is empty")
@@ -513,6 +689,8 @@ def _settlement(raw: ET.Element) -> Settlement:
         settled_at=settled_at,
         reversed_at=_time(raw, "cxsj"),
         reversal_reason=_optional(raw, "cxyy"),
+        mutual_aid_province=province,
+        funding_hold=hold,
     )
 
 
@@ -523,21 +701,51 @@ def _binding(raw: ET.Element) -> Binding:
         beneficiary=Party(_text(raw, "bsqrsfzh"), _text(raw, "bsqrxm")),
         relation=_RELATION[_text(raw, "gx")],
         status=_ZT[_text(raw, "zt")],
-        created_at=dt.datetime.strptime(_text(raw, "cjsj"), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC),
+        created_at=_created(raw),
         beneficiary_province=_province(raw),
         quota=_quota(raw),
     )
 
 
-def _province(raw: ET.Element) -> str | None:
-    """``<bsqrcbsf>``, a province's six-digit code (``320000``), as its prefix (``32``);
-    None when empty or absent (inside Henan)."""
-    code = _optional(raw, "bsqrcbsf", missing_ok=True)
+def _created(raw: ET.Element) -> dt.datetime:
+    """``<cjsj>``, ``YYYYMMDDHHMMSS`` in UTC, which must be there."""
+    return dt.datetime.strptime(_text(raw, "cjsj"), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+
+
+def _hold(raw: ET.Element) -> QuotaHold:
+    """A ``<hold>`` (`QuotaHold` checks its amounts)."""
+    province = _province(raw)
+    if province is None:
+        raise ValueError("a hold names the relative's province")
+    status = _DJZT[_text(raw, "djzt")]
+    payment_ref = _optional(raw, "zflsh")
+    paid = status in (HoldStatus.CONFIRMED, HoldStatus.REFUNDED)
+    if paid != (payment_ref is not None):
+        raise ValueError(f"a hold {status.value} with <zflsh> {payment_ref!r}")
+    return QuotaHold(
+        id=_text(raw, "djid"),
+        binding_id=_text(raw, "bdid"),
+        authorizer=Party(_text(raw, "sqrsfzh"), _text(raw, "sqrxm")),
+        beneficiary=Party(_text(raw, "bsqrsfzh"), _text(raw, "bsqrxm")),
+        beneficiary_province=province,
+        amount=parse_money(_text(raw, "djje")),
+        used=parse_money(_text(raw, "zfje")),
+        status=status,
+        reference=_text(raw, "ywlsh"),
+        payment_ref=payment_ref,
+        created_at=_created(raw),
+    )
+
+
+def _province(raw: ET.Element, tag: str = "bsqrcbsf") -> str | None:
+    """``<bsqrcbsf>`` (or ``tag``), a province's six-digit code (``320000``), as its
+    prefix (``32``); None when empty or absent (inside Henan)."""
+    code = _optional(raw, tag, missing_ok=True)
     if code is None:
         return None
     found = _BSQRCBSF.fullmatch(code)
     if found is None:
-        raise ValueError(f"<bsqrcbsf> is not a province's code: {code!r}")
+        raise ValueError(f"<{tag}> is not a province's code: {code!r}")
     return found[1]
 
 

@@ -1,13 +1,14 @@
 """Jiangsu (江苏): REST resources in a ``{code, msg, data}`` wrapper, camelCase fields.
 
-``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40022
-(`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement); any other code
-(40400, 40500, 40900, ...) is a contract fault. Code 40000 (a malformed request:
-not JSON, a missing or mistyped field, text with a control character), or HTTP 400
-or 413 whatever the body (from Jiangsu or a proxy in front of it), says Jiangsu could
-not read the request and did nothing with it: a contract fault with ``reached``
-False (sent again, the same request is refused again, so the gateway does not keep
-sending it). A spouse binding waits for the spouse's confirmation (`respond`).
+``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40024
+(`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement, `_HOLD_REFUSALS` for
+holds on a quota); any other code (40400, 40500, 40900, ...) is a contract fault.
+Code 40000 (a malformed request: not JSON, a missing or mistyped field, text with a
+control character), or HTTP 400 or 413 whatever the body (from Jiangsu or a proxy in
+front of it), says Jiangsu could not read the request and did nothing with it: a
+contract fault with ``reached`` False (sent again, the same request is refused again,
+so the gateway does not keep sending it). A spouse binding waits for the spouse's
+confirmation (`respond`).
 
 ==================================================== ==== ==========================
 endpoint                                             verb used by
@@ -21,6 +22,11 @@ endpoint                                             verb used by
 /api/v1/settlements?certNos=a,b                      GET  `settlements_of`
 /api/v1/settlements                                  POST `settle`
 /api/v1/settlements/{settlementId}/reversal          POST `reverse`
+/api/v1/mutual-aid/authorizations/{id}/holds         POST `hold_quota`
+/api/v1/mutual-aid/holds/{holdId}/confirmation       POST `confirm_hold`
+/api/v1/mutual-aid/holds/{holdId}/release            POST `release_hold`
+/api/v1/mutual-aid/holds/{holdId}/refund             POST `refund_hold`
+/api/v1/mutual-aid/holds?certNos=a,b                 GET  `holds_of`
 ==================================================== ==== ==========================
 
 Across provinces (跨省共济, Jiangsu's rules from 2026-01-09: `_ACROSS`): `bind` sends
@@ -32,7 +38,31 @@ Jiangsu). Refusals: 40020 `CROSS_PROVINCE_NOT_ALLOWED`, 40021 `QUOTA_NOT_ALLOWED
 40022 `QUOTA_ABOVE_BALANCE`, and 40015 (a quota missing or not above zero)
 `AMOUNT_NOT_POSITIVE`. Either side may cancel such an authorization (`unbind`).
 
-Jiangsu's settlement must be told which authorizer pays (``payerCertNo``), so
+Holds on such a quota (共济额度冻结), for a payment in the relative's province:
+`hold_quota` posts ``{"amount", "reference"}`` to the authorization's ``holds``,
+`confirm_hold` ``{"used", "paymentRef"}`` to the hold's ``confirmation``, `release_hold`
+and `refund_hold` ``{}`` to its ``release`` and ``refund`` (amounts two-decimal
+strings); each answers a hold, ``{"holdId", "authId", "authorizer": {"certNo",
+"name"}, "beneficiary": {"certNo", "name"}, "beneficiaryProvince", "amount", "used",
+"state", "reference", "paymentRef"|null, "createdAt"}`` (`QuotaHold`; ``state``
+HELD, PAID `HoldStatus.CONFIRMED`, RELEASED, REFUNDED), and `holds_of` reads them in a
+batch as `bindings_of` reads authorizations. An answer for another hold (or, to
+`hold_quota`, on another authorization) is an `UpstreamContractError`. Refusals
+(`_HOLD_REFUSALS`): 40023 `QUOTA_INSUFFICIENT` (more than the quota has left), 40024
+`INVALID_HOLD_STATE`, 40012 `FORBIDDEN` (no such hold, or an authorization without a
+quota), 40013 `INVALID_BINDING_STATE` (the authorization no longer EFFECTIVE), 40015
+`AMOUNT_NOT_POSITIVE`.
+
+A bill paid from a quota held in another province (`SettleRequest.funding`) carries
+``crossProvinceFunding``: ``{"province", "payerCertNo", "amount", "holdId"}``, and no
+``payerCertNo`` of its own: Jiangsu pays nothing from an authorizer here, so `settle`
+chooses nobody (none of the reads below) and sends it in its turn (below: it moves the
+patient's own balance, which the others' choices read) under its request id. The
+settlement answers ``payerProvince`` and ``fundingHoldId`` (null otherwise:
+`Settlement.mutual_aid_province`, `Settlement.funding_hold`), and the payer's ``balc``
+is null (`Settlement.payer_balance_after` None: an account elsewhere).
+
+Otherwise Jiangsu's settlement must be told which authorizer pays (``payerCertNo``), so
 `settle` chooses, in at most two requests before the settlement itself:
 `bindings_of` the patient (the EFFECTIVE authorizations in which the patient is
 the beneficiary), then one `find_persons` for the patient and those authorizers
@@ -51,8 +81,8 @@ one chosen again from balances that have moved since (the lost send itself may h
 moved them). A retried bill is answered with its original settlement.
 
 Writes (every POST) carry their request id in an ``X-Request-Id`` header
-(`BindRequest.request_id`, `SettleRequest.request_id`, the ``request_id`` keyword;
-a new one when None): Jiangsu keeps it with its answer and answers it again,
+(`BindRequest.request_id`, `SettleRequest.request_id`, the others' ``request_id``
+keyword; a new one when None): Jiangsu keeps it with its answer and answers it again,
 unchanged, when the same write is sent again. The settlement sent again after a
 40017 goes under an id derived from the first (`_second_try`), so that the whole
 of `settle`, sent again under the same id, is answered as it was the first time.
@@ -64,9 +94,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -79,6 +109,7 @@ from adapters.base import (
     BindRequest,
     Chosen,
     CivilRelative,
+    HoldStatus,
     InsuranceStatus,
     InsuranceType,
     MedicalType,
@@ -87,6 +118,7 @@ from adapters.base import (
     Policy,
     ProvinceAdapter,
     Quota,
+    QuotaHold,
     Refusal,
     RefusalCode,
     Relation,
@@ -99,6 +131,7 @@ from adapters.base import (
 
 _BASE = "/api/v1"
 _AUTHORIZATIONS = f"{_BASE}/mutual-aid/authorizations"
+_HOLDS = f"{_BASE}/mutual-aid/holds"
 _SETTLEMENTS = f"{_BASE}/settlements"
 _CENT = Decimal("0.01")
 
@@ -125,6 +158,12 @@ _STATE = {
     "EFFECTIVE": BindingStatus.ACTIVE,
     "REJECTED": BindingStatus.DECLINED,
     "CANCELLED": BindingStatus.UNBOUND,
+}
+_HOLD_STATE = {
+    "HELD": HoldStatus.HELD,
+    "PAID": HoldStatus.CONFIRMED,
+    "RELEASED": HoldStatus.RELEASED,
+    "REFUNDED": HoldStatus.REFUNDED,
 }
 _REFUSALS: dict[int, RefusalCode] = {
     40001: RefusalCode.PERSON_NOT_FOUND,
@@ -154,6 +193,13 @@ _SETTLEMENT_REFUSALS: dict[int, RefusalCode] = {
     40018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
     40019: RefusalCode.REVERSAL_WINDOW_CLOSED,
 }
+_HOLD_REFUSALS: dict[int, RefusalCode] = {
+    40012: RefusalCode.FORBIDDEN,  # no such hold, or an authorization without a quota
+    40013: RefusalCode.INVALID_BINDING_STATE,
+    40015: RefusalCode.AMOUNT_NOT_POSITIVE,
+    40023: RefusalCode.QUOTA_INSUFFICIENT,
+    40024: RefusalCode.INVALID_HOLD_STATE,
+}
 _PAYER_NOT_BOUND = 40017
 _MALFORMED = 40000  # the request could not be read: nothing was done
 _MEDICAL_TYPE_WORD = {
@@ -162,6 +208,8 @@ _MEDICAL_TYPE_WORD = {
     MedicalType.PHARMACY: "PHARMACY",
 }
 _MEDICAL_TYPE = {v: k for k, v in _MEDICAL_TYPE_WORD.items()}
+
+_T = TypeVar("_T")
 
 # The seed era's rules, then each change on its (illustrative) date: near relatives
 # (2024), then relatives insured in other provinces, with a quota (2026).
@@ -224,14 +272,26 @@ class JiangsuAdapter(ProvinceAdapter):
     async def _write(
         self, url: str, body: dict[str, Any], request_id: str | None
     ) -> Binding | Refusal:
+        return await self._post(url, body, request_id, _REFUSALS, _binding)
+
+    async def _post(
+        self,
+        url: str,
+        body: dict[str, Any],
+        request_id: str | None,
+        refusals: Mapping[int, RefusalCode],
+        parse: Callable[[Any], _T],
+    ) -> _T | Refusal:
+        """A write sent once under ``request_id``: its answer ``parse``d, or a refusal
+        from ``refusals`` (any other code is a contract fault)."""
         code, data = await self._request("POST", url, request_id=request_id, json=body)
         if code != 0:
-            refused = _REFUSALS.get(code)
+            refused = refusals.get(code)
             if refused is None:
                 raise self._contract_error(f"POST {url}: unknown code {code}")
             return Refusal(refused)
         with self._reading(f"POST {url}"):
-            return _binding(data)
+            return parse(data)
 
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
@@ -306,14 +366,19 @@ class JiangsuAdapter(ProvinceAdapter):
         pays: another settlement cannot empty the chosen account in between.
         """
         request_id = request.request_id or new_request_id()
+        funding = request.funding
         async with self._settling:
-            # the payer named under each id before, if it was sent: the same request again
-            payer = await self._named.once(request_id, lambda: self.payer_to_name(request))
-            code, data = await self._settle_naming(request, payer, request_id)
-            if code == _PAYER_NOT_BOUND:  # unbound since we looked (or since a first send)
-                second = _second_try(request_id)
-                payer = await self._named.once(second, lambda: self.payer_to_name(request))
-                code, data = await self._settle_naming(request, payer, second)
+            if funding is not None:  # paid from a quota held elsewhere: nobody to choose
+                payer = None
+                code, data = await self._settle_naming(request, None, request_id)
+            else:
+                # the payer named under each id before, if it was sent: the same request
+                payer = await self._named.once(request_id, lambda: self.payer_to_name(request))
+                code, data = await self._settle_naming(request, payer, request_id)
+                if code == _PAYER_NOT_BOUND:  # unbound since we looked (or a first send)
+                    second = _second_try(request_id)
+                    payer = await self._named.once(second, lambda: self.payer_to_name(request))
+                    code, data = await self._settle_naming(request, payer, second)
         if code == _PAYER_NOT_BOUND:
             raise self._contract_error(f"POST {_SETTLEMENTS}: payer {payer!r} not bound")
         done = self._settled(f"POST {_SETTLEMENTS}", code, data)
@@ -322,6 +387,12 @@ class JiangsuAdapter(ProvinceAdapter):
             or done.institution_code != request.institution_code
         ):
             raise self._contract_error(f"POST {_SETTLEMENTS}: another bill's settlement")
+        if (
+            isinstance(done, Settlement)
+            and done.funding_hold is not None
+            and (funding is None or done.funding_hold != funding.hold_id)
+        ):
+            raise self._contract_error(f"POST {_SETTLEMENTS}: paid from another hold")
         return done
 
     async def reverse(
@@ -354,20 +425,71 @@ class JiangsuAdapter(ProvinceAdapter):
     async def _settle_naming(
         self, request: SettleRequest, payer: str | None, request_id: str
     ) -> tuple[int, Any]:
-        return await self._request(
-            "POST",
-            _SETTLEMENTS,
-            request_id=request_id,
-            json={
-                "institutionCode": request.institution_code,
-                "idempotencyKey": request.idempotency_key,
-                "certNo": request.patient_cert_no,
-                "medicalType": _MEDICAL_TYPE_WORD[request.medical_type],
-                "totalAmount": _money_text(request.total),
-                "fundPaid": _money_text(request.fund_paid),
-                "payerCertNo": payer,
-            },
-        )
+        """The settlement request, naming ``payer``; with `SettleRequest.funding`, the
+        quota held in another province instead (and no ``payerCertNo``)."""
+        body: dict[str, Any] = {
+            "institutionCode": request.institution_code,
+            "idempotencyKey": request.idempotency_key,
+            "certNo": request.patient_cert_no,
+            "medicalType": _MEDICAL_TYPE_WORD[request.medical_type],
+            "totalAmount": _money_text(request.total),
+            "fundPaid": _money_text(request.fund_paid),
+        }
+        funding = request.funding
+        if funding is None:
+            body["payerCertNo"] = payer
+        else:
+            body["crossProvinceFunding"] = {
+                "province": funding.province,
+                "payerCertNo": funding.payer,
+                "amount": _money_text(funding.amount),
+                "holdId": funding.hold_id,
+            }
+        return await self._request("POST", _SETTLEMENTS, request_id=request_id, json=body)
+
+    # -- holds on a quota (across provinces) ---------------------------------------
+
+    async def hold_quota(
+        self, binding_id: str, *, amount: Decimal, reference: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        url = f"{_AUTHORIZATIONS}/{quote(binding_id, safe='')}/holds"
+        body = {"amount": _money_text(amount), "reference": reference}
+        done = await self._post(url, body, request_id, _HOLD_REFUSALS, _hold)
+        if isinstance(done, QuotaHold) and done.binding_id != binding_id:
+            raise self._contract_error(f"POST {url}: a hold on {done.binding_id!r}")
+        return done
+
+    async def confirm_hold(
+        self, hold_id: str, *, used: Decimal, payment_ref: str, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        body = {"used": _money_text(used), "paymentRef": payment_ref}
+        return await self._hold_write(hold_id, "confirmation", body, request_id)
+
+    async def release_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        return await self._hold_write(hold_id, "release", {}, request_id)
+
+    async def refund_hold(
+        self, hold_id: str, *, request_id: str | None = None
+    ) -> QuotaHold | Refusal:
+        return await self._hold_write(hold_id, "refund", {}, request_id)
+
+    async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
+        if not cert_nos:
+            return []
+        data = await self._ok("GET", _HOLDS, params={"certNos": ",".join(cert_nos)})
+        with self._reading(f"GET {_HOLDS}"):
+            return [_hold(h) for h in data]
+
+    async def _hold_write(
+        self, hold_id: str, action: str, body: dict[str, Any], request_id: str | None
+    ) -> QuotaHold | Refusal:
+        url = f"{_HOLDS}/{quote(hold_id, safe='')}/{action}"
+        done = await self._post(url, body, request_id, _HOLD_REFUSALS, _hold)
+        if isinstance(done, QuotaHold) and done.id != hold_id:
+            raise self._contract_error(f"POST {url}: another hold {done.id!r}")
+        return done
 
     def _settled(self, what: str, code: int, data: Any) -> Settlement | Refusal:
         if code != 0:
@@ -445,6 +567,14 @@ def _settlement(raw: Any) -> Settlement:
         raise ValueError("mutual aid paid without a payer")
     if mutual == 0:  # nobody paid for the patient
         payer, payer_balance = None, None
+    # across provinces: the payer's province and the hold there (absent before 2026)
+    province = _province(raw.get("payerProvince"))
+    raw_hold = raw.get("fundingHoldId")
+    hold = None if raw_hold is None else text(raw_hold)
+    if (province is None) != (hold is None) or (province is not None and payer is None):
+        raise ValueError("a payer's province and hold come together, with a payer")
+    if province is not None:
+        payer_balance = None  # an account elsewhere: Jiangsu does not know it
     reversed_at, reason = raw["reversedAt"], raw["reversalReason"]
     return Settlement(
         id=text(raw["settlementId"]),
@@ -463,6 +593,28 @@ def _settlement(raw: Any) -> Settlement:
         settled_at=_time(raw["settledAt"]),
         reversed_at=None if reversed_at is None else _time(reversed_at),
         reversal_reason=None if reason is None else text(reason),
+        mutual_aid_province=province,
+        funding_hold=hold,
+    )
+
+
+def _hold(raw: Any) -> QuotaHold:
+    province = _province(raw["beneficiaryProvince"])
+    if province is None:
+        raise ValueError("a hold names the relative's province")
+    payment_ref = raw["paymentRef"]
+    return QuotaHold(
+        id=text(raw["holdId"]),
+        binding_id=text(raw["authId"]),
+        authorizer=_party(raw["authorizer"]),
+        beneficiary=_party(raw["beneficiary"]),
+        beneficiary_province=province,
+        amount=parse_money(raw["amount"]),
+        used=parse_money(raw["used"]),
+        status=_HOLD_STATE[raw["state"]],
+        reference=text(raw["reference"]),
+        payment_ref=None if payment_ref is None else text(payment_ref),
+        created_at=_time(raw["createdAt"]),
     )
 
 

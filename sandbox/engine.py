@@ -498,7 +498,7 @@ class ProvinceSystem:
                     raise SandboxRefusal("cross_province", "beneficiaryCertNo")
                 if quota is None:
                     raise SandboxRefusal("bad_amount", "quota")
-                set_aside = _positive(quota)
+                set_aside = _positive(quota, field="quota")
                 name = await self._civil_name(beneficiary)
                 if name is None:
                     raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
@@ -701,7 +701,7 @@ class ProvinceSystem:
         self, hold_id: str, *, used: str, payment_ref: str, request_id: str | None = None
     ) -> dict[str, Any]:
         async def work() -> dict[str, Any]:
-            found = await self._held(hold_id, strict=False)
+            found = await self._hold_row(hold_id)
             if found is None:
                 raise SandboxRefusal("forbidden")
             if found["status"] != "HELD":
@@ -730,7 +730,7 @@ class ProvinceSystem:
         used (refunded)."""
 
         async def work() -> dict[str, Any]:
-            found = await self._held(hold_id, strict=False)
+            found = await self._hold_row(hold_id)
             if found is None:
                 raise SandboxRefusal("forbidden")
             if found["status"] != was:
@@ -784,11 +784,16 @@ class ProvinceSystem:
             (status, None if used is None else str(used), payment_ref, _now(), hold_id),
         )
 
-    async def _held(self, hold_id: str, *, strict: bool = True) -> dict[str, Any] | None:
+    async def _held(self, hold_id: str) -> dict[str, Any]:
+        """The hold as just written (in the write's own transaction, before commit)."""
+        found = await self._hold_row(hold_id)
+        if found is None:
+            raise LookupError(hold_id)
+        return found
+
+    async def _hold_row(self, hold_id: str) -> dict[str, Any] | None:
         async with self._db.execute(f"{_HOLD_SELECT} WHERE h.id = ?", (hold_id,)) as cur:
             row = await cur.fetchone()
-        if row is None and strict:
-            raise LookupError(hold_id)
         return dict(row) if row else None
 
     # -- settlement ----------------------------------------------------------------
@@ -846,7 +851,7 @@ class ProvinceSystem:
             own = min(own_balance, self_pay) if own_balance is not None else Decimal("0.00")
             rest = self_pay - own
             if funding is not None:  # held in another province: nothing moves here for it
-                held = _positive(funding["amount"], "bad_amount")
+                held = _positive(funding["amount"])
                 chosen = {"cert_no": funding["payer"], "balance": str(held)} if rest > 0 else None
             else:
                 chosen = await self._payer(patient, payer) if rest > 0 else None
@@ -1046,17 +1051,17 @@ _HOLD_SELECT = (
 )
 
 
-def _positive(amount: str, reason: str = "bad_amount", *, zero: bool = False) -> Decimal:
+def _positive(amount: str, *, zero: bool = False, field: str | None = None) -> Decimal:
     """A positive (or, with ``zero``, not negative) amount of at most two decimals, or
-    the refusal ``reason``."""
+    the refusal ``bad_amount`` (pointing at ``field``)."""
     try:
         value = Decimal(amount)
     except ArithmeticError as exc:
-        raise SandboxRefusal(reason, "quota") from exc
+        raise SandboxRefusal("bad_amount", field) from exc
     if not value.is_finite() or value < 0 or (value == 0 and not zero):
-        raise SandboxRefusal(reason, "quota")
+        raise SandboxRefusal("bad_amount", field)
     if value != value.quantize(CENT):
-        raise SandboxRefusal(reason, "quota")
+        raise SandboxRefusal("bad_amount", field)
     return value.quantize(CENT)
 
 

@@ -13,20 +13,21 @@ Every answer is HTTP 200 (even for faults: it is a legacy system)::
 
 ``retcode`` ``0000`` is success, ``9999`` a system fault (malformed XML, unknown
 service, invalid input), ``E1xx`` a business refusal (see `ERRORS`: E101-E113 for
-bindings, E114-E119 for settlement, E120-E122 for bindings across provinces; Bind
-answers E115 too, for a quota that is not an amount above zero). Requests
-are parsed with defusedxml only: entity declarations, external references and
-the like are refused with ``9999``. A request Henan cannot read is not carried
+bindings, E114-E119 for settlement, E120-E122 for bindings across provinces, E123-E124
+for holds on a quota; Bind answers E115 too, for a quota that is not an amount above
+zero, and HoldQuota and ConfirmHold for their amounts). Requests are parsed with
+defusedxml only: entity declarations, external references and the like are refused
+with ``9999``. A request Henan cannot read is not carried
 out, and its ``retmsg`` says so: 报文格式错误 for one that is not XML it parses
 (text with a control character XML cannot carry, U+0001 say, is not XML),
 入参校验失败 for input it refuses (a field missing, an amount that is not one).
 
 ``<seq>`` (流水号) names the request. For the writes (Bind, Unbind, Settle,
-ReverseSettle) Henan keeps it with its answer: the same ``<seq>`` again is answered
-with the same retcode, retmsg and body as the first time (a refusal too), and
-nothing is done twice. A ``<seq>`` already answered for another request is refused
-with ``9999`` (流水号重复) and nothing is done. Without a ``<seq>`` a write is done
-as it comes; queries ignore it.
+ReverseSettle, HoldQuota, ConfirmHold, ReleaseHold, RefundHold) Henan keeps it with its
+answer: the same ``<seq>`` again is answered with the same retcode, retmsg and body as
+the first time (a refusal too), and nothing is done twice. A ``<seq>`` already
+answered for another request is refused with ``9999`` (流水号重复) and nothing is done.
+Without a ``<seq>`` a write is done as it comes; queries ignore it.
 
 Services:
 
@@ -41,9 +42,16 @@ Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>,
                                                 <bsqrcbsf>?, <gjed>? -> <binding>
 Unbind         end a binding                    <bdid>, <czrsfzh> -> <binding>
 Settle         settle a bill (门诊/住院/购药结算)   <ddjgbm>, <jglsh>, <hzsfzh>, <yllb>, <fyze>,
-                                                <jjzfze>, <sqrsfzh>? -> <settlement>
+                                                <jjzfze>, <sqrsfzh>?, (<gjsf>, <gjrsfzh>,
+                                                <gjje>, <gjdjid>)? -> <settlement>
 ReverseSettle  undo a settlement (结算撤销)       <jsid>, <ddjgbm>, <cxyy> -> <settlement>
 QuerySettle    settlements of persons           <sfzh>* -> <settlement>* (newest first)
+HoldQuota      hold on a quota (共济额度冻结)   <bdid>, <djje>, <ywlsh> -> <hold>
+ConfirmHold    confirm a hold (冻结转支付)      <djid>, <zfje>, <zflsh> -> <hold>
+ReleaseHold    release a hold (解冻)            <djid> -> <hold>
+RefundHold     refund a hold (支付退回)         <djid> -> <hold>
+QueryHold      holds of persons, batched        <sfzh>* -> <hold>* (oldest first)
+               (冻结信息查询)
 ============== ================================ ============================================
 
 A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
@@ -71,6 +79,27 @@ Either side (the authorizer or the relative) may end such a binding with Unbind;
 what is left of the quota returns to the authorizer's account, and ``gjedye``
 becomes ``0.00``.
 
+Holds on a quota (共济额度冻结, the 2026 rules): a payment in the relative's province
+is made from a quota Henan holds. HoldQuota sets ``<djje>`` (冻结金额, an amount) apart
+from the quota of the binding ``<bdid>`` for the payment the caller names ``<ywlsh>``
+(业务流水号); ConfirmHold says the payment ``<zflsh>`` (支付流水号, the paying province's
+settlement) used ``<zfje>`` (支付金额, ``0.00`` up to all of it), and the rest goes back
+to the quota; ReleaseHold gives all of a hold not yet confirmed back; RefundHold gives
+back what a confirmed one used, once, when the payment was reversed. Money given back
+goes to the quota while the binding is in force, else to the authorizer's ``grzhye``
+(the rest of the quota went there when it ended). A ``<hold>`` holds djid (the hold's
+id), bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm (beneficiary), bsqrcbsf
+(the beneficiary's province, six digits as in Bind), djje, zfje (``0.00`` until
+confirmed), djzt (status), ywlsh, zflsh (empty until confirmed) and cjsj (created,
+``YYYYMMDDHHMMSS`` in UTC). QueryHold lists the holds on the bindings in which one of
+the ``<sfzh>`` takes part (either side). Refusals: E112 (无权操作该共济绑定: no binding
+across provinces by that bdid; 无权操作该笔冻结: no hold by that djid), E113 (the binding
+is not in force: HoldQuota), E115 (冻结金额不合法 / 支付金额不合法: a hold not above zero,
+a confirmation below zero or above the hold), E123 (共济额度余额不足: more than the quota
+has left), E124 (冻结状态不允许此操作: a hold confirmed or released already, or refunded
+before it was confirmed or a second time). A ``djje`` or ``zfje`` that is not an
+amount, or an element missing, is ``9999`` 入参校验失败.
+
 Settlement. ``ddjgbm`` is the designated institution's code and ``jglsh`` its
 own serial number for the bill (the idempotency key: the same serial from the
 same institution is the same settlement); ``hzsfzh`` the patient; ``fyze`` the
@@ -78,7 +107,19 @@ total and ``jjzfze`` the pooled fund's share, both ``0.00``-style amounts.
 Henan's system must be told who pays by mutual aid: ``sqrsfzh`` names the
 patient's bound authorizer (an authorizer no longer bound is refused with E117).
 Left out, the system picks the bound authorizer itself (a limitation of the
-modelled engine). A ``<settlement>`` holds (national output names in brackets):
+modelled engine).
+
+A bill paid from a quota held in another province (the patient insured in Henan, the
+quota granted and held in the authorizer's province) carries four more elements, all
+or none: ``<gjsf>`` (共济省份, that province's six-digit code, not ``410000``),
+``<gjrsfzh>`` (the authorizer there), ``<gjje>`` (the amount held there: at most this
+much of the self-pay part is paid from it, after the patient's own account) and
+``<gjdjid>`` (the hold's id there). Such a bill names no ``<sqrsfzh>``: Henan pays it
+from no authorizer of its own and moves no balance but the patient's; reversing it
+gives back the patient's part only (the quota's province refunds the hold). Anything
+else (one of the four missing, a ``gjsf`` not another province's code, a ``gjje`` not
+an amount, a ``sqrsfzh`` besides) is ``9999`` 入参校验失败; a ``gjje`` not above zero
+is E115. A ``<settlement>`` holds (national output names in brackets):
 
 =========== ==================================================================
 jsid        settlement id (setl_id)
@@ -94,19 +135,23 @@ grxjzf      left for the patient to pay in cash (psn_cash_pay)
 zhye        the patient's account balance afterwards, empty without one (balc)
 sqrsfzh     the paying authorizer, with sqrxm and sqrzhye (their balance
             afterwards); all empty unless gjzhzf is above zero
+gjsf        the paying authorizer's province (six digits) when paid from a quota
+            held there, with gjdjid (the hold there); sqrzhye is then empty (an
+            account elsewhere); both empty otherwise
 jssj        settled, ``YYYYMMDDHHMMSS`` in UTC
 cxsj, cxyy  reversed (``YYYYMMDDHHMMSS`` in UTC) and why; empty until reversed
 =========== ==================================================================
 
 All amounts are two-decimal strings. A reversal is allowed once, on the day of
 the settlement (Beijing time), to the institution that made it; it puts every
-balance back.
+balance of Henan's back (not a quota held in another province: see above).
 
 Codes: xzlx ``11`` 职工基本医疗保险, ``12`` 城乡居民基本医疗保险; cbzt ``1`` 正常参保,
 ``2`` 暂停缴费, ``3`` 终止参保, ``9`` 未生效; gx ``01`` 配偶, ``02`` 父母, ``03`` 子女,
 ``04`` 配偶父母, ``05`` 子女配偶, ``06`` 兄弟姐妹, ``07`` (外)祖父母, ``08`` (外)孙子女;
 zt ``01`` 待确认, ``02`` 已生效, ``03`` 已拒绝, ``04`` 已解绑; yllb ``11`` 普通门诊,
-``21`` 普通住院, ``41`` 定点药店购药.
+``21`` 普通住院, ``41`` 定点药店购药; djzt ``01`` 已冻结, ``02`` 已支付 (zfje used, the
+rest given back), ``03`` 已解冻, ``04`` 已退回.
 """
 
 from __future__ import annotations
@@ -172,6 +217,7 @@ GX_RELATION = {v: k for k, v in GX.items()}
 ZT = {"PENDING_CONFIRMATION": "01", "ACTIVE": "02", "DECLINED": "03", "UNBOUND": "04"}
 YLLB = {"OUTPATIENT": "11", "INPATIENT": "21", "PHARMACY": "41"}
 YLLB_TYPE = {v: k for k, v in YLLB.items()}
+DJZT = {"HELD": "01", "CONFIRMED": "02", "RELEASED": "03", "REFUNDED": "04"}
 
 # An amount as Henan accepts it: yuan with at most two decimals (a sign, so that the
 # system itself can refuse a negative amount with E115).
@@ -208,12 +254,20 @@ ERRORS: dict[str, tuple[str, str]] = {
     "cross_province": ("E120", "暂不支持跨省共济"),
     "quota_not_allowed": ("E121", "省内共济不设共济额度"),
     "quota_above_balance": ("E122", "共济额度超过个人账户余额"),
+    # holds on a quota (the 2026 rules)
+    "quota_insufficient": ("E123", "共济额度余额不足"),
+    "bad_hold_state": ("E124", "冻结状态不允许此操作"),
 }
 
 # Where a service words a shared reason its own way.
 _MESSAGES: dict[tuple[str, str], str] = {
     ("ReverseSettle", "forbidden"): "无权撤销该笔结算",
     ("Bind", "bad_amount"): "共济额度不合法",
+    ("HoldQuota", "bad_amount"): "冻结金额不合法",
+    ("ConfirmHold", "bad_amount"): "支付金额不合法",
+    ("ConfirmHold", "forbidden"): "无权操作该笔冻结",
+    ("ReleaseHold", "forbidden"): "无权操作该笔冻结",
+    ("RefundHold", "forbidden"): "无权操作该笔冻结",
 }
 
 
@@ -462,6 +516,8 @@ def _settlement(row: dict[str, Any]) -> ET.Element:
             "sqrsfzh": row["payer"],
             "sqrxm": row["payer_name"],
             "sqrzhye": money_text(row["payer_balance"]),
+            "gjsf": None if row["payer_province"] is None else f"{row['payer_province']}0000",
+            "gjdjid": row["funding_hold"],
             "jssj": _compact_time(row["settled_at"]),
             "cxsj": _compact_time(row["reversed_at"]),
             "cxyy": row["reversal_reason"],
@@ -482,8 +538,30 @@ async def _settle(system: ProvinceSystem, body: ET.Element, seq: str | None) -> 
         fund_paid=_amount(body, "jjzfze"),
         payer=_optional(body, "sqrsfzh") or None,
         request_id=seq,
+        funding=_funding(body),
     )
     return [_settlement(row)]
+
+
+_FUNDING = ("gjsf", "gjrsfzh", "gjje", "gjdjid")
+
+
+def _funding(body: ET.Element) -> dict[str, str] | None:
+    """A bill paid from a quota held in another province: all four of `_FUNDING`, and
+    no ``<sqrsfzh>`` (no payer of Henan's own); None when none of them is given."""
+    if not any(_optional(body, tag) for tag in _FUNDING):
+        return None
+    province = _province(body, "gjsf")
+    if province is None or province == SEED.prefix:
+        raise _BadInput("<gjsf> is not another province's code")
+    if _optional(body, "sqrsfzh"):
+        raise _BadInput("<sqrsfzh> with a quota held in another province")
+    return {
+        "province": province,
+        "payer": _required(body, "gjrsfzh"),
+        "amount": _amount(body, "gjje"),
+        "hold": _required(body, "gjdjid"),
+    }
 
 
 async def _reverse_settle(
@@ -505,6 +583,70 @@ async def _query_settle(
     return [_settlement(r) for r in rows]
 
 
+def _hold(row: dict[str, Any]) -> ET.Element:
+    return _element(
+        "hold",
+        {
+            "djid": row["id"],
+            "bdid": row["binding_id"],
+            "sqrsfzh": row["authorizer"],
+            "sqrxm": row["authorizer_name"],
+            "bsqrsfzh": row["beneficiary"],
+            "bsqrxm": row["beneficiary_name"],
+            "bsqrcbsf": f"{row['beneficiary_province']}0000",
+            "djje": money_text(row["amount"]),
+            "zfje": money_text(row["used"]),
+            "djzt": DJZT[row["status"]],
+            "ywlsh": row["reference"],
+            "zflsh": row["payment_ref"],
+            "cjsj": _compact_time(row["created_at"]),
+        },
+    )
+
+
+async def _hold_quota(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    row = await system.hold(
+        _required(body, "bdid"),
+        amount=_amount(body, "djje"),
+        reference=_required(body, "ywlsh"),
+        request_id=seq,
+    )
+    return [_hold(row)]
+
+
+async def _confirm_hold(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    row = await system.confirm_hold(
+        _required(body, "djid"),
+        used=_amount(body, "zfje"),
+        payment_ref=_required(body, "zflsh"),
+        request_id=seq,
+    )
+    return [_hold(row)]
+
+
+async def _release_hold(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    return [_hold(await system.release_hold(_required(body, "djid"), request_id=seq))]
+
+
+async def _refund_hold(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    return [_hold(await system.refund_hold(_required(body, "djid"), request_id=seq))]
+
+
+async def _query_hold(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    rows = await system.holds_of(_cert_nos(body))
+    return [_hold(r) for r in rows]
+
+
 _Handler = Callable[[ProvinceSystem, ET.Element, str | None], Awaitable[list[ET.Element]]]
 
 _HANDLERS: dict[str, _Handler] = {
@@ -516,4 +658,9 @@ _HANDLERS: dict[str, _Handler] = {
     "Settle": _settle,
     "ReverseSettle": _reverse_settle,
     "QuerySettle": _query_settle,
+    "HoldQuota": _hold_quota,
+    "ConfirmHold": _confirm_hold,
+    "ReleaseHold": _release_hold,
+    "RefundHold": _refund_hold,
+    "QueryHold": _query_hold,
 }

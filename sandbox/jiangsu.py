@@ -2,7 +2,7 @@
 
 Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
 fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
-a code from `ERRORS` (40001-40022) and ``data: null``; a malformed request
+a code from `ERRORS` (40001-40024) and ``data: null``; a malformed request
 (bad JSON, a missing or mistyped field, an amount that is not a decimal string
 of at most two places, text with a control character, more than `MAX_CERT_NOS`
 ID numbers) is HTTP 400 with code 40000, and nothing is done; an unknown path
@@ -42,9 +42,20 @@ endpoint                                           verb request -> data
                                                          "certNo", "medicalType",
                                                          "totalAmount", "fundPaid",
                                                          "payerCertNo": str|null}
-                                                         -> settlement
+                                                         or, paid from a quota held in
+                                                         another province, {...,
+                                                         "crossProvinceFunding":
+                                                         {"province", "payerCertNo",
+                                                         "amount", "holdId"}} (no
+                                                         "payerCertNo") -> settlement
 /api/v1/settlements/{settlementId}/reversal        POST {"institutionCode", "reason"}
                                                          -> settlement (same day, once)
+/api/v1/mutual-aid/authorizations/{id}/holds       POST {"amount", "reference"} -> hold
+/api/v1/mutual-aid/holds/{holdId}/confirmation     POST {"used", "paymentRef"} -> hold
+/api/v1/mutual-aid/holds/{holdId}/release          POST {} -> hold
+/api/v1/mutual-aid/holds/{holdId}/refund           POST {} -> hold
+/api/v1/mutual-aid/holds?certNos=a,b               GET  -> [hold] (either side of the
+                                                         authorization, oldest first)
 ================================================== ==== ======================================
 
 person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
@@ -83,8 +94,40 @@ settlement (modelled on the national platform's outputs): ``{"settlementId",
 (from the payer's account), "psnCashPay" (cash due), "balc" (the patient's
 balance after, null without an account), "payer": {"certNo", "name", "balc"}|null
 (null when mutual aid paid nothing), "settledAt", "reversedAt"|null,
-"reversalReason"|null}``; amounts are two-decimal strings, times ISO 8601 with
-+08:00.
+"reversalReason"|null, "payerProvince": "13"|null, "fundingHoldId": str|null}``;
+amounts are two-decimal strings, times ISO 8601 with +08:00.
+
+Holds on a quota (共济额度冻结, across provinces): a payment in the relative's province
+is made from the quota of an EFFECTIVE authorization held here. The relative's province
+holds part of the quota first (``POST .../authorizations/{id}/holds``: ``amount``, a
+decimal string of at most two places, and ``reference``, the caller's name for the
+payment; the quota's ``remaining`` shrinks by it), then confirms what the payment used
+(``.../holds/{holdId}/confirmation``: ``used``, at most ``amount`` and possibly
+``"0.00"``, and ``paymentRef``, the paying province's settlement; the rest goes back to
+the quota) or releases it (``.../release``: all of it goes back); a confirmed hold is
+refunded when the payment is reversed (``.../refund``: what it used goes back, once).
+Money goes back to the quota while the authorization is EFFECTIVE, else to the
+authorizer's ``accountBalance``. Each is a write, kept under its ``X-Request-Id`` like
+the others; release and refund take an empty object. hold: ``{"holdId", "authId",
+"authorizer": {"certNo", "name"}, "beneficiary": {"certNo", "name"},
+"beneficiaryProvince": "41", "amount", "used", "state": "HELD"|"PAID"|"RELEASED"|
+"REFUNDED", "reference", "paymentRef"|null, "createdAt"}``. Refusals: 40012 an
+authorization without a quota (inside Jiangsu) or unknown, or an unknown hold; 40013
+an authorization no longer EFFECTIVE; 40015 an ``amount`` not above zero, or a
+``used`` below zero or above the hold's ``amount``; 40023 a hold of more than the quota
+has left (共济额度余额不足); 40024 a hold not in a state for this (confirmed or released
+twice, a refund of a hold not confirmed: 冻结状态不允许此操作).
+
+The other way, a bill of a Jiangsu patient paid from a quota another province holds:
+the settlement takes ``crossProvinceFunding``, ``{"province"`` (that province's
+two-digit code), ``"payerCertNo"`` (the authorizer there), ``"amount"`` (what is held
+there: at most this much is paid, after the patient's own account), ``"holdId"`` (the
+hold there)``}``, and then no ``payerCertNo`` of its own (absent or null; one named too
+is malformed): Jiangsu pays nothing from an authorizer of its own and moves no balance
+but the patient's. The settlement names that authorizer as ``payer`` (its ``balc``
+null: an account elsewhere), and ``payerProvince`` and ``fundingHoldId`` say where the
+money was held (both null otherwise, and when mutual aid paid nothing). A reversal
+gives back the patient's own account only: the quota's province refunds the hold.
 """
 
 from __future__ import annotations
@@ -154,6 +197,7 @@ STATE = {
     "DECLINED": "REJECTED",
     "UNBOUND": "CANCELLED",
 }
+HOLD_STATE = {"HELD": "HELD", "CONFIRMED": "PAID", "RELEASED": "RELEASED", "REFUNDED": "REFUNDED"}
 
 MALFORMED = 40000
 REQUEST_ID_REUSED = 40900
@@ -181,6 +225,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "cross_province": (40020, "暂不支持跨省共济授权"),
     "quota_not_allowed": (40021, "省内共济授权不设共济额度"),
     "quota_above_balance": (40022, "共济额度超过授权人个人账户余额"),
+    "quota_insufficient": (40023, "共济额度余额不足"),
+    "bad_hold_state": (40024, "冻结状态不允许此操作"),
 }
 # The same code, in the words of a particular field (the refusal's ``field``).
 MESSAGES: dict[tuple[str, str], str] = {
@@ -203,6 +249,7 @@ def create_app(
     policy_date: dt.date | None = None,
 ) -> Starlette:
     auth = f"{BASE}/mutual-aid/authorizations"
+    holds = f"{BASE}/mutual-aid/holds"
     settlements = f"{BASE}/settlements"
     app = sandbox_app(
         "jiangsu",
@@ -214,6 +261,11 @@ def create_app(
             Route(auth, _endpoint(_authorize), methods=["POST"]),
             Route(f"{auth}/{{authId}}/confirmation", _endpoint(_confirm), methods=["POST"]),
             Route(f"{auth}/{{authId}}/cancellation", _endpoint(_cancel), methods=["POST"]),
+            Route(f"{auth}/{{authId}}/holds", _endpoint(_hold), methods=["POST"]),
+            Route(holds, _endpoint(_holds), methods=["GET"]),
+            Route(f"{holds}/{{holdId}}/confirmation", _endpoint(_confirm_hold), methods=["POST"]),
+            Route(f"{holds}/{{holdId}}/release", _endpoint(_release_hold), methods=["POST"]),
+            Route(f"{holds}/{{holdId}}/refund", _endpoint(_refund_hold), methods=["POST"]),
             Route(settlements, _endpoint(_settlements), methods=["GET"]),
             Route(settlements, _endpoint(_settle), methods=["POST"]),
             Route(
@@ -467,6 +519,8 @@ def _settlement(row: dict[str, Any]) -> dict[str, Any]:
         "settledAt": _time(row["settled_at"]),
         "reversedAt": _time(row["reversed_at"]),
         "reversalReason": row["reversal_reason"],
+        "payerProvince": row["payer_province"],
+        "fundingHoldId": row["funding_hold"],
     }
 
 
@@ -487,7 +541,13 @@ async def _settle(system: ProvinceSystem, request: Request) -> dict[str, Any]:
         raise _Malformed("unknown medicalType")
     total = _amount(body, "totalAmount")
     fund_paid = _amount(body, "fundPaid")
-    payer = _optional_text(body, "payerCertNo")
+    funding = _funding(body, "crossProvinceFunding")
+    if funding is None:
+        payer = _optional_text(body, "payerCertNo")
+    elif body.get("payerCertNo") is not None:  # the payer is the other province's
+        raise _Malformed("payerCertNo with crossProvinceFunding")
+    else:
+        payer = None
     row = await system.settle(
         institution=institution,
         idempotency_key=key,
@@ -497,8 +557,27 @@ async def _settle(system: ProvinceSystem, request: Request) -> dict[str, Any]:
         fund_paid=fund_paid,
         payer=payer,
         request_id=_request_id(request),
+        funding=funding,
     )
     return _settlement(row)
+
+
+def _funding(body: dict[str, Any], key: str) -> dict[str, str] | None:
+    """``crossProvinceFunding`` (absent or null: none) as the engine takes it."""
+    raw = body.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _Malformed(f"{key} is not an object")
+    province = _province(raw, "province")
+    if province is None:
+        raise _Malformed(f"{key}.province is required")
+    return {
+        "province": province,
+        "payer": _text(raw, "payerCertNo"),
+        "amount": _amount(raw, "amount"),
+        "hold": _text(raw, "holdId"),
+    }
 
 
 async def _reverse(system: ProvinceSystem, request: Request) -> dict[str, Any]:
@@ -512,3 +591,64 @@ async def _reverse(system: ProvinceSystem, request: Request) -> dict[str, Any]:
         request_id=_request_id(request),
     )
     return _settlement(row)
+
+
+def _hold_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "holdId": row["id"],
+        "authId": row["binding_id"],
+        "authorizer": {"certNo": row["authorizer"], "name": row["authorizer_name"]},
+        "beneficiary": {"certNo": row["beneficiary"], "name": row["beneficiary_name"]},
+        "beneficiaryProvince": row["beneficiary_province"],
+        "amount": money_text(row["amount"]),
+        "used": money_text(row["used"]),
+        "state": HOLD_STATE[row["status"]],
+        "reference": row["reference"],
+        "paymentRef": row["payment_ref"],
+        "createdAt": _time(row["created_at"]),
+    }
+
+
+async def _holds(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    cert_nos = _cert_nos(request)
+    if not cert_nos:
+        return []
+    return [_hold_record(r) for r in await system.holds_of(cert_nos)]
+
+
+async def _hold(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    amount = _amount(body, "amount")
+    reference = _text(body, "reference")
+    row = await system.hold(
+        request.path_params["authId"],
+        amount=amount,
+        reference=reference,
+        request_id=_request_id(request),
+    )
+    return _hold_record(row)
+
+
+async def _confirm_hold(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    used = _amount(body, "used")
+    payment_ref = _text(body, "paymentRef")
+    row = await system.confirm_hold(
+        request.path_params["holdId"],
+        used=used,
+        payment_ref=payment_ref,
+        request_id=_request_id(request),
+    )
+    return _hold_record(row)
+
+
+async def _release_hold(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    await _body(request)  # an object (``{}``): nothing in it is read
+    row = await system.release_hold(request.path_params["holdId"], request_id=_request_id(request))
+    return _hold_record(row)
+
+
+async def _refund_hold(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    await _body(request)  # an object (``{}``): nothing in it is read
+    row = await system.refund_hold(request.path_params["holdId"], request_id=_request_id(request))
+    return _hold_record(row)
