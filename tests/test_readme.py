@@ -695,6 +695,14 @@ def check_bind(data: dict[str, Any]) -> None:
     assert binding["authorizer"]["name"] == "王建国"
 
 
+def check_bind_across(data: dict[str, Any]) -> None:
+    binding = done(data["bindMutualAid"])
+    assert binding["status"] == "ACTIVE"
+    assert binding["quota"] == {"granted": "1000.00", "remaining": "1000.00"}
+    assert binding["province"] == {"code": "13"}
+    assert binding["beneficiaryProvince"] == {"code": "32", "name": "江苏省"}
+
+
 def check_records(data: dict[str, Any]) -> None:
     for connection in data["me"].values():  # a fresh world: nothing yet
         assert connection == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
@@ -747,6 +755,18 @@ SHOWN: dict[str, Shown] = {
     "README.md Records": Shown("hb_wang_jianguo", check_records),
     "docs/frontend.md Family": Shown("hb_wang_jianguo", check_family),
     "docs/frontend.md KinshipMembers": Shown("hb_wang_jianguo", check_kinship_members),
+    "docs/frontend.md BindAcross": Shown(
+        "hb_liu_tao",
+        check_bind_across,
+        {
+            "input": {
+                "beneficiaryCertNo": person("js_zhang_shuzhen")["certNo"],
+                "beneficiaryName": person("js_zhang_shuzhen")["name"],
+                "relation": "PARENT",
+                "quota": "1000.00",
+            }
+        },
+    ),
 }
 BLOCKS = dict(graphql_blocks())
 

@@ -61,6 +61,14 @@ _REFUSALS: dict[Code, tuple[str, str]] = {
         "共济额度不能超过个人账户余额",
         "The quota is more than your personal account's balance.",
     ),
+    RefusalCode.QUOTA_INSUFFICIENT: (
+        "共济额度余额不足",
+        "Less of the quota is left than the payment needs.",
+    ),
+    RefusalCode.INVALID_HOLD_STATE: (
+        "该笔共济资金的状态不允许此操作",
+        "The money held for this payment is not in a state for this.",
+    ),
     RefusalCode.BINDING_LIMIT_REACHED: (
         "共济家庭成员人数已达上限",
         "You have bound as many relatives as this province allows.",

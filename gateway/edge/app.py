@@ -59,6 +59,7 @@ from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
 from gateway.state.store import Store
+from gateway.state.transfers import Transfers
 from gateway.state.writes import Writes
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,9 @@ def create_app(
                 writes = Writes(outbox, replays)
                 mutual_aid = MutualAid(provinces, directory, writes)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
+                settlements = Settlements(
+                    provinces, directory, writes, mutual_aid, Transfers(store)
+                )
                 app.state.services = Services(
                     settings=settings,
                     store=store,
@@ -246,7 +250,7 @@ def create_app(
                     directory=directory,
                     mutual_aid=mutual_aid,
                     kinship=kinship,
-                    settlements=Settlements(provinces, directory, writes),
+                    settlements=settlements,
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                     family=Family(provinces, kinship, directory),
@@ -263,6 +267,7 @@ def create_app(
                     outbox,
                     interval=resilience.reconcile_interval,
                     pending_after=resilience.pending_after,
+                    also=settlements.resume,
                 )
                 # the server drains requests in flight before this lifespan ends
                 running = asyncio.create_task(reconciler.run(), name="reconciler")

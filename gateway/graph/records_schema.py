@@ -12,7 +12,7 @@ from gateway.common.certno import normalize
 from gateway.common.ids import encode_id
 from gateway.graph.errors import GatewayError
 from gateway.graph.settlement_schema import MedicalType, SettlementStatus, SettlementStatusType
-from gateway.graph.types import ChannelType, Info_, Money, PersonRef, Relation
+from gateway.graph.types import ChannelType, Info_, Money, PersonRef, Province, Relation
 from gateway.provinces.directory import Located
 from gateway.rules.mutual_aid import BINDING_KIND
 from gateway.rules.settlement import SETTLEMENT_KIND
@@ -69,6 +69,19 @@ class SpendingRecord:
     institution_code: str
     medical_type: MedicalType  # type: ignore[valid-type]
     status: SettlementStatusType  # type: ignore[valid-type]
+    province: Province = strawberry.field(description="The province that settled the bill.")
+    payer_province_code: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="The province whose account paid `amount`: another one for a quota set"
+        " aside across provinces, else `province`; null when mutual aid paid nothing."
+    )
+    def payer_province(self, info: Info_) -> Province | None:
+        if self.payer is None:
+            return None
+        code = self.payer_province_code or self.province.code
+        adapter = info.context.services.provinces.get(code)
+        return None if adapter is None else Province.of(adapter)
 
     @classmethod
     def of(cls, record: Spending, caller: str) -> SpendingRecord:
@@ -86,6 +99,8 @@ class SpendingRecord:
             institution_code=done.institution_code,
             medical_type=done.medical_type,
             status=SettlementStatus.REVERSED if done.reversed_at else SettlementStatus.SETTLED,
+            province=Province.of(record.adapter),
+            payer_province_code=done.mutual_aid_province,
         )
 
 

@@ -53,7 +53,8 @@ class Settlement(FamilyLink):
     own_account_paid: Money = strawberry.field(description="From the patient's own account.")
     mutual_aid_paid: Money = strawberry.field(description="From one authorizer's account.")
     mutual_aid_payer: PersonRef | None = strawberry.field(
-        description="The one authorizer who paid (the largest balance at that moment)."
+        description="The one authorizer who paid (the most available at that moment: an"
+        " account's balance, or across provinces what remained of a quota)."
     )
     cash_due: Money = strawberry.field(description="What is left to pay by other means.")
     patient_balance_after: Money | None = strawberry.field(
@@ -62,7 +63,21 @@ class Settlement(FamilyLink):
     mutual_aid_payer_balance_after: Money | None = strawberry.field(
         description="For the institution, and for the payer themselves."
     )
-    province: Province
+    province: Province = strawberry.field(description="The province that settled the bill.")
+    mutual_aid_province_code: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="The province whose account paid `mutualAidPaid`: another province for a"
+        " quota set aside across provinces (2026 rules), else the same as `province`; null"
+        " when mutual aid paid nothing."
+    )
+    def mutual_aid_province(self, info: Info_) -> Province | None:
+        if self.mutual_aid_payer is None:
+            return None
+        code = self.mutual_aid_province_code or self.province.code
+        adapter = info.context.services.provinces.get(code)
+        return None if adapter is None else Province.of(adapter)
+
     settled_at: dt.datetime
     reversed_at: dt.datetime | None
     reversal_reason: str | None
@@ -103,6 +118,7 @@ class Settlement(FamilyLink):
             if done.payer_balance_after is None or not payer_balance
             else _money(done.payer_balance_after),
             province=Province.of(adapter),
+            mutual_aid_province_code=done.mutual_aid_province,
             settled_at=done.settled_at,
             reversed_at=done.reversed_at,
             reversal_reason=done.reversal_reason,

@@ -54,8 +54,10 @@ import aiosqlite
 from adapters.base import (
     Binding,
     BindRequest,
+    Funding,
     MedicalType,
     ProvinceAdapter,
+    QuotaHold,
     Refusal,
     Relation,
     Settlement,
@@ -74,9 +76,9 @@ from gateway.state.store import Store
 
 log = logging.getLogger(__name__)
 
-Answer = Binding | Settlement | Refused
+Answer = Binding | Settlement | QuotaHold | Refused
 # What a province answers a write with (its refusal becomes the gateway's `Refused`).
-Answered = Binding | Settlement | Refusal
+Answered = Binding | Settlement | QuotaHold | Refusal
 _T = TypeVar("_T")
 
 
@@ -93,6 +95,11 @@ class Operation(enum.Enum):
     UNBIND = "UNBIND"
     SETTLE = "SETTLE"
     REVERSE = "REVERSE"
+    # across provinces: a quota's money held, then confirmed or released; refunded
+    HOLD = "HOLD"
+    CONFIRM_HOLD = "CONFIRM_HOLD"
+    RELEASE_HOLD = "RELEASE_HOLD"
+    REFUND_HOLD = "REFUND_HOLD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +204,7 @@ async def _unbind(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> A
 
 
 async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    funding = r.get(FOUND, {}).get("funding")  # held in another province for this bill
     return await adapter.settle(
         SettleRequest(
             institution_code=r["institution"],
@@ -206,8 +214,36 @@ async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> A
             total=Decimal(r["total"]),
             fund_paid=Decimal(r["fund_paid"]),
             request_id=rid,
+            funding=None
+            if funding is None
+            else Funding(
+                province=funding["province"],
+                payer=funding["payer"],
+                amount=Decimal(funding["amount"]),
+                hold_id=funding["hold_id"],
+            ),
         )
     )
+
+
+async def _hold(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    return await adapter.hold_quota(
+        r["binding_id"], amount=Decimal(r["amount"]), reference=r["reference"], request_id=rid
+    )
+
+
+async def _confirm_hold(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    return await adapter.confirm_hold(
+        r["hold_id"], used=Decimal(r["used"]), payment_ref=r["payment_ref"], request_id=rid
+    )
+
+
+async def _release_hold(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    return await adapter.release_hold(r["hold_id"], request_id=rid)
+
+
+async def _refund_hold(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    return await adapter.refund_hold(r["hold_id"], request_id=rid)
 
 
 async def _reverse(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
@@ -222,6 +258,10 @@ _SEND: dict[Operation, Callable[[ProvinceAdapter, Mapping[str, Any], str], Await
     Operation.UNBIND: _unbind,
     Operation.SETTLE: _settle,
     Operation.REVERSE: _reverse,
+    Operation.HOLD: _hold,
+    Operation.CONFIRM_HOLD: _confirm_hold,
+    Operation.RELEASE_HOLD: _release_hold,
+    Operation.REFUND_HOLD: _refund_hold,
 }
 
 
@@ -239,7 +279,12 @@ def _event(write: Write) -> Event | None:
 # -- answers as JSON ----------------------------------------------------------------------
 
 
-_KINDS: dict[str, type[Answer]] = {"binding": Binding, "settlement": Settlement, "refusal": Refused}
+_KINDS: dict[str, type[Answer]] = {
+    "binding": Binding,
+    "settlement": Settlement,
+    "hold": QuotaHold,
+    "refusal": Refused,
+}
 
 
 def _encode_answer(answer: Answer) -> str:
@@ -579,10 +624,13 @@ class Reconciler:
         *,
         interval: float = 2.0,
         pending_after: float = 30.0,
+        also: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._outbox = outbox
         self._interval = interval
         self._pending_after = dt.timedelta(seconds=pending_after)
+        # what writes the outbox alone cannot finish (a transfer's next step), after each pass
+        self._also = also
 
     async def run_once(
         self, *, pending_after: dt.timedelta | None = None, now: bool = False
@@ -597,6 +645,8 @@ class Reconciler:
             settled += await self._outbox.resend(row)
         if rows:
             log.info("reconciler: %d of %d unresolved write(s) settled", settled, len(rows))
+        if self._also is not None:
+            settled += await self._also()
         return settled
 
     async def run(self) -> None:

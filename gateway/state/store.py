@@ -133,6 +133,32 @@ CREATE TABLE IF NOT EXISTS replay (
     PRIMARY KEY (scope, idempotency_key)
 );
 
+-- Money crossing provinces: one row per settlement paid from a quota another province
+-- holds, and the step it has reached (gateway/state/transfers.py).
+CREATE TABLE IF NOT EXISTS transfer (
+    scope TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request TEXT NOT NULL,
+    step TEXT NOT NULL,
+    source TEXT NOT NULL,
+    binding_id TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    target TEXT NOT NULL,
+    hold_id TEXT,
+    used TEXT,
+    payment_ref TEXT,
+    reversal_key TEXT,
+    reversal TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS transfer_open ON transfer (step)
+    WHERE step NOT IN ('DONE', 'REFUNDED');
+CREATE INDEX IF NOT EXISTS transfer_payment ON transfer (payment_ref);
+
 -- One row, rewritten by every readiness probe.
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)

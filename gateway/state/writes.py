@@ -107,6 +107,10 @@ class Writes:
             return Outcome[T].refused(RefusalCode.IDEMPOTENCY_KEY_REUSED, KEY_FIELD).under(key)
         return _outcome(sent, fields, kind)
 
+    async def recorded(self, scope: str, key: str) -> bool:
+        """Whether a write is recorded under ``(scope, key)`` (sent, or to be sent)."""
+        return await self._outbox.recorded(scope, key) is not None
+
     async def _send(self, scope: str, key: str, asked: Write, check: Check | None) -> Sent:
         recorded = await self._outbox.recorded(scope, key)
         if recorded is not None:  # a repeat: as it was first asked, whatever has changed
