@@ -34,6 +34,7 @@ from adapters.vocabulary import (
     QuotaHold,
     Refusal,
     RefusalCode,
+    RegistrationChange,
     Settlement,
     SettleRequest,
 )
@@ -243,6 +244,13 @@ class ProvinceAdapter(abc.ABC):
 
     async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
         """Holds on the quotas of bindings in which one of ``cert_nos`` takes part."""
+        return ()
+
+    async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
+        """The province's change feed: registrations that moved out or ended after the
+        change ``after`` (0: from the start), oldest first, as many as the province
+        gives at once (a read). A binding across provinces ends by itself when either
+        person's registration does: the gateway follows every feed for that."""
         return ()
 
     # -- provided ------------------------------------------------------------------

@@ -18,6 +18,7 @@ infno  what                                  adapter method
 2713   release a hold (解冻)                 `release_hold`
 2714   refund a hold (支付退回)              `refund_hold`
 2715   holds of persons (冻结信息查询)       `holds_of`
+1901   registration changes (参保关系变更)   `registration_changes`
 ====== ===================================== ==========================================
 
 Answers: ``infcode`` 0 is success, a positive one a business refusal (`_REFUSALS`),
@@ -52,6 +53,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    ChangeKind,
     CivilRelative,
     HoldStatus,
     InsuranceStatus,
@@ -65,6 +67,7 @@ from adapters.base import (
     QuotaHold,
     Refusal,
     RefusalCode,
+    RegistrationChange,
     Relation,
     Settlement,
     SettleRequest,
@@ -304,6 +307,20 @@ class HebeiAdapter(ProvinceAdapter):
     ) -> QuotaHold | Refusal:
         return await self._write("2714", {"frz_id": hold_id}, _frzinfo, request_id)
 
+    async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
+        output = await self._ok("1901", {"begn_seq": after})
+        with self._reading("infno 1901"):
+            return [
+                RegistrationChange(
+                    seq=int(c["chg_seq"]),
+                    cert_no=text(c["certno"]),
+                    kind=_CHG_TYPE[c["chg_type"]],
+                    to_province=_province(c["to_admdvs"]),
+                    at=_beijing(c["chg_time"]),
+                )
+                for c in output["chg_list"]
+            ]
+
     async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
         if not cert_nos:
             return []
@@ -378,6 +395,7 @@ def _beijing(stamp: object) -> dt.datetime:
     return dt.datetime.strptime(text(stamp), "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CHINA)
 
 
+_CHG_TYPE = {"1": ChangeKind.MOVED, "2": ChangeKind.ENDED}
 _FRZ_STAS = {
     "1": HoldStatus.HELD,
     "2": HoldStatus.CONFIRMED,

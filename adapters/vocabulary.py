@@ -266,6 +266,24 @@ class SettleRequest:
     funding: Funding | None = None
 
 
+class ChangeKind(enum.Enum):
+    MOVED = "MOVED"  # the registration (参保关系) moved to another province
+    ENDED = "ENDED"  # it ended
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationChange:
+    """One entry of a province's change feed: a person's registration there moved out
+    (``to_province``, its two-digit code) or ended. ``seq`` orders the feed; the next
+    read asks for what came after the last ``seq`` seen."""
+
+    seq: int
+    cert_no: str
+    kind: ChangeKind
+    to_province: str | None
+    at: dt.datetime
+
+
 class HoldStatus(enum.Enum):
     HELD = "HELD"  # set apart from the quota, for a payment in the relative's province
     CONFIRMED = "CONFIRMED"  # paid (``used``); what was not used went back to the quota

@@ -11,7 +11,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import BaseRoute
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from sandbox.engine import ProvinceSystem, Versions
 from sandbox.faults import FaultMiddleware, Faults, set_faults
@@ -53,10 +54,28 @@ def sandbox_app(
         finally:
             await system.close()
 
-    app = Starlette(routes=list(routes), lifespan=lifespan)
+    back_office = Route("/backoffice/registrations", _move_registration, methods=["POST"])
+    app = Starlette(routes=[*routes, back_office], lifespan=lifespan)
     app.add_middleware(FaultMiddleware, state=app.state)
     set_faults(app, faults)
     return app
+
+
+async def _move_registration(request: Request) -> Response:
+    """The province's back office (not the gateway's dialect): ``{"certNo", "toProvince"}``
+    moves a person's registration to another province (its two-digit code) or ends it
+    (``toProvince`` null); the dialect's change feed then reports it."""
+    try:
+        body = await request.json()
+        cert_no, to = body["certNo"], body.get("toProvince")
+        if not isinstance(cert_no, str) or not (to is None or isinstance(to, str)):
+            raise TypeError
+        change = await system_of(request).move_registration(cert_no, to_province=to)
+    except LookupError:
+        return JSONResponse({"error": "not insured here"}, status_code=404)
+    except (ValueError, TypeError):
+        return JSONResponse({"error": "certNo and toProvince, please"}, status_code=400)
+    return JSONResponse(change)
 
 
 def system_of(request: Request) -> ProvinceSystem:

@@ -154,6 +154,10 @@ CREATE TABLE IF NOT EXISTS settlement (
     UNIQUE (institution, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS settlement_patient ON settlement (patient);
+CREATE TABLE IF NOT EXISTS registration_change (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, cert_no TEXT NOT NULL, kind TEXT NOT NULL,
+    to_province TEXT, at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quota_hold (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
     binding_id TEXT NOT NULL, amount TEXT NOT NULL, used TEXT NOT NULL,
@@ -659,6 +663,57 @@ class ProvinceSystem:
         if result is None:
             raise LookupError(binding_id)
         return result
+
+    # -- registrations (参保关系) ---------------------------------------------------
+
+    async def move_registration(self, cert_no: str, *, to_province: str | None) -> dict[str, Any]:
+        """The back office moves a person's registration out of this province (to
+        ``to_province``, a two-digit code) or ends it (None): their insurance here ends,
+        and the change feed (`changes`) says so. Raises `LookupError` for someone not
+        insured here (or not any more)."""
+        async with self._turn:
+            found = await self._persons([cert_no])
+            if not found or found[0]["insurance_status"] == "TERMINATED":
+                raise LookupError(cert_no)
+            if to_province is not None and (
+                len(to_province) != 2
+                or not to_province.isdigit()
+                or to_province == self.rules.prefix
+            ):
+                raise ValueError(f"not another province: {to_province!r}")
+            try:
+                await self._db.execute(
+                    "UPDATE person SET insurance_status = 'TERMINATED' WHERE cert_no = ?",
+                    (cert_no,),
+                )
+                kind = "ENDED" if to_province is None else "MOVED"
+                cur = await self._db.execute(
+                    "INSERT INTO registration_change (cert_no, kind, to_province, at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (cert_no, kind, to_province, _now()),
+                )
+                await self._db.commit()
+            except BaseException:
+                await self._db.rollback()
+                raise
+            return {
+                "seq": cur.lastrowid,
+                "cert_no": cert_no,
+                "kind": kind,
+                "to_province": to_province,
+            }
+
+    async def changes(self, after: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Registration changes after ``after`` (a change's ``seq``), oldest first."""
+        async with (
+            self._turn,
+            self._db.execute(
+                "SELECT seq, cert_no, kind, to_province, at FROM registration_change"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ) as cur,
+        ):
+            return [dict(row) for row in await cur.fetchall()]
 
     # -- holds on a quota (across provinces) -----------------------------------------
     #

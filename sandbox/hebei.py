@@ -40,6 +40,11 @@ infno  what                             input.data -> output
 2713   release a hold (解冻)            {"frz_id"} -> {"frzinfo"}
 2714   refund a hold (支付退回)         {"frz_id"} -> {"frzinfo"}
 2715   holds of persons (冻结信息查询)  {"certno_list"} -> {"frzinfo_list"}
+1901   registration changes            {"begn_seq"} -> {"chg_list"} (oldest first, at
+       (参保关系变更查询)               most 100): {"chg_seq", "certno", "chg_type"
+                                         ("1" moved out, "2" ended), "to_admdvs"
+                                         (the province's six-digit code, or null),
+                                         "chg_time"}
 ====== ================================ =========================================
 
 Across provinces, a payment in the relative's province is made from a quota held here
@@ -406,6 +411,28 @@ async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[
     return {"setlinfo": _setlinfo(row)}
 
 
+CHG_TYPE = {"MOVED": "1", "ENDED": "2"}
+
+
+async def _changes(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    after = data["begn_seq"]
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise TypeError(f"begn_seq: {after!r}")
+    rows = await system.changes(after)
+    return {
+        "chg_list": [
+            {
+                "chg_seq": r["seq"],
+                "certno": r["cert_no"],
+                "chg_type": CHG_TYPE[r["kind"]],
+                "to_admdvs": None if r["to_province"] is None else f"{r['to_province']}0000",
+                "chg_time": _beijing(r["at"]),
+            }
+            for r in rows
+        ]
+    }
+
+
 FRZ_STAS = {"HELD": "1", "CONFIRMED": "2", "RELEASED": "3", "REFUNDED": "4"}
 
 
@@ -498,4 +525,5 @@ _HANDLERS = {
     "2713": _release_hold,
     "2714": _refund_hold,
     "2715": _holds,
+    "1901": _changes,
 }

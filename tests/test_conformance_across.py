@@ -20,8 +20,10 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    ChangeKind,
     Funding,
     HoldStatus,
+    InsuranceStatus,
     MedicalType,
     Quota,
     QuotaHold,
@@ -457,3 +459,45 @@ async def test_a_reversal_of_a_bill_paid_from_a_quota_leaves_that_to_the_quotas_
         payer["insuredArea"][:2],
         "XXH00000007",
     )
+
+
+# -- registrations: the change feed ------------------------------------------------------
+
+
+async def test_the_change_feed_says_whose_registration_moved_out_or_ended(
+    province: Province,  # noqa: F811
+) -> None:
+    adapter = province.adapter
+    assert await adapter.registration_changes(0) == []
+    here = [p for p in PEOPLE.values() if p["insuredArea"].startswith(province.code)]
+    leaving, ending = here[0], here[1]
+    other = next(a.code for a in ADAPTERS.values() if a.code != province.code)
+    back_office = "/backoffice/registrations"
+    moved = await adapter.client.post(
+        back_office, json={"certNo": leaving["certNo"], "toProvince": other}
+    )
+    assert moved.status_code == 200
+    ended = await adapter.client.post(
+        back_office, json={"certNo": ending["certNo"], "toProvince": None}
+    )
+    assert ended.status_code == 200
+    again = await adapter.client.post(back_office, json={"certNo": ending["certNo"]})
+    assert again.status_code == 404  # not insured here any more
+
+    first, second = await adapter.registration_changes(0)
+    assert (first.cert_no, first.kind, first.to_province) == (
+        leaving["certNo"],
+        ChangeKind.MOVED,
+        other,
+    )
+    assert (second.cert_no, second.kind, second.to_province) == (
+        ending["certNo"],
+        ChangeKind.ENDED,
+        None,
+    )
+    assert first.seq < second.seq
+    assert first.at.tzinfo is not None
+    assert await adapter.registration_changes(first.seq) == [second]
+    assert await adapter.registration_changes(second.seq) == []
+    found = await adapter.find_persons([leaving["certNo"]])
+    assert found[leaving["certNo"]].insurance_status is InsuranceStatus.TERMINATED
