@@ -31,6 +31,9 @@ from adapters.vocabulary import (
     CivilRelative,
     Party,
     Person,
+    Premium,
+    PremiumPayment,
+    PremiumRequest,
     QuotaHold,
     Refusal,
     RefusalCode,
@@ -245,6 +248,14 @@ class ProvinceAdapter(abc.ABC):
     async def holds_of(self, cert_nos: Sequence[str]) -> Sequence[QuotaHold]:
         """Holds on the quotas of bindings in which one of ``cert_nos`` takes part."""
         return ()
+
+    async def premium_of(self, cert_no: str, year: int) -> Premium | Refusal:
+        """A resident's premium for ``year`` as this province declares it (a read)."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+
+    async def pay_premium(self, request: PremiumRequest) -> PremiumPayment | Refusal:
+        """Pay a resident's premium for a year, once (a write)."""
+        return Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
 
     async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
         """The province's change feed: registrations that moved out or ended after the

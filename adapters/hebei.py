@@ -18,6 +18,8 @@ infno  what                                  adapter method
 2713   release a hold (解冻)                 `release_hold`
 2714   refund a hold (支付退回)              `refund_hold`
 2715   holds of persons (冻结信息查询)       `holds_of`
+2501   a resident's premium (居民缴费查询)   `premium_of`
+2502   pay a resident's premium (居民缴费)   `pay_premium`
 1901   registration changes (参保关系变更)   `registration_changes`
 ====== ===================================== ==========================================
 
@@ -62,6 +64,9 @@ from adapters.base import (
     Party,
     Person,
     Policy,
+    Premium,
+    PremiumPayment,
+    PremiumRequest,
     ProvinceAdapter,
     Quota,
     QuotaHold,
@@ -124,7 +129,7 @@ _REFUSALS: dict[int, RefusalCode] = {
     2014: RefusalCode.PATIENT_NOT_INSURED,
     2015: RefusalCode.AMOUNT_NOT_POSITIVE,
     2016: RefusalCode.IDEMPOTENCY_KEY_REUSED,
-    # 2017 (payer not bound) answers only a named payer; we never name one, so it is a surprise.
+    2017: RefusalCode.NOT_BOUND,  # a premium's payer (a bill never names one here)
     2018: RefusalCode.SETTLEMENT_ALREADY_REVERSED,
     2019: RefusalCode.REVERSAL_WINDOW_CLOSED,
     2020: RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
@@ -132,6 +137,11 @@ _REFUSALS: dict[int, RefusalCode] = {
     2022: RefusalCode.QUOTA_ABOVE_BALANCE,
     2023: RefusalCode.QUOTA_INSUFFICIENT,
     2024: RefusalCode.INVALID_HOLD_STATE,
+    2025: RefusalCode.NOT_RESIDENT_INSURED,
+    2026: RefusalCode.PREMIUM_NOT_DECLARED,
+    2027: RefusalCode.PREMIUM_ALREADY_PAID,
+    2028: RefusalCode.PREMIUM_PAYMENT_NOT_ALLOWED,
+    2029: RefusalCode.BALANCE_INSUFFICIENT,
 }
 _MED_TYPE = {
     MedicalType.OUTPATIENT: "11",  # 普通门诊
@@ -145,7 +155,9 @@ _CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 # The seed era's rules, then each change on its (illustrative) date: near relatives
 # (2024), then relatives insured in other provinces, with a quota (2026).
 _SEED = Policy(effective_from=dt.date(2023, 1, 1), max_relatives=8, cross_city=True)
-_NEAR = _SEED.with_changes(effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES)
+_NEAR = _SEED.with_changes(
+    effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES, premium_payment=True
+)
 _ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 2, 1), cross_province=True)
 
 
@@ -307,6 +319,38 @@ class HebeiAdapter(ProvinceAdapter):
     ) -> QuotaHold | Refusal:
         return await self._write("2714", {"frz_id": hold_id}, _frzinfo, request_id)
 
+    async def premium_of(self, cert_no: str, year: int) -> Premium | Refusal:
+        infcode, output = await self._service("2501", {"certno": cert_no, "year": year}, read=True)
+        if infcode != 0:
+            refused = _REFUSALS.get(infcode)
+            if refused is None:
+                raise self._contract_error(f"infno 2501: unknown infcode {infcode}")
+            return Refusal(refused)
+        with self._reading("infno 2501"):
+            raw = output["prem"]
+            amount = raw["prem_amt"]
+            return Premium(
+                cert_no=text(raw["certno"]),
+                year=int(raw["year"]),
+                amount=None if amount is None else parse_money(amount),
+                payment=None if raw["prem_pay"] is None else _payment(raw["prem_pay"]),
+            )
+
+    async def pay_premium(self, request: PremiumRequest) -> PremiumPayment | Refusal:
+        data: dict[str, Any] = {
+            "certno": request.beneficiary_cert_no,
+            "year": request.year,
+            "payer_certno": request.payer_cert_no,
+        }
+        funding = request.funding
+        if funding is not None:  # from a quota another province holds
+            data["mulaid_prov"] = f"{funding.province}0000"
+            data["mulaid_amt"] = _amount(funding.amount)
+            data["mulaid_frz_id"] = funding.hold_id
+        return await self._write(
+            "2502", data, lambda output: _payment(output["prem_pay"]), request.request_id
+        )
+
     async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
         output = await self._ok("1901", {"begn_seq": after})
         with self._reading("infno 1901"):
@@ -393,6 +437,19 @@ def _amount(amount: Decimal) -> str:
 
 def _beijing(stamp: object) -> dt.datetime:
     return dt.datetime.strptime(text(stamp), "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CHINA)
+
+
+def _payment(raw: dict[str, Any]) -> PremiumPayment:
+    return PremiumPayment(
+        id=text(raw["pay_id"]),
+        beneficiary=Party(text(raw["certno"]), text(raw["psn_name"])),
+        year=int(raw["year"]),
+        amount=parse_money(raw["pay_amt"]),
+        payer=Party(text(raw["payer_certno"]), text(raw["payer_name"])),
+        payer_province=_province(raw["mulaid_insu_prov"]),
+        funding_hold=None if raw["mulaid_frz_id"] is None else text(raw["mulaid_frz_id"]),
+        paid_at=_beijing(raw["pay_time"]),
+    )
 
 
 _CHG_TYPE = {"1": ChangeKind.MOVED, "2": ChangeKind.ENDED}

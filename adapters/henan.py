@@ -61,7 +61,8 @@ Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>``
 ``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), Bind and Unbind
 (-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
 (``<sfzh>*`` -> ``<settlement>*``), HoldQuota, ConfirmHold, ReleaseHold and RefundHold
-(-> ``<hold>``), QueryHold (``<sfzh>*`` -> ``<hold>*``). Answers are untrusted input:
+(-> ``<hold>``), QueryHold (``<sfzh>*`` -> ``<hold>*``), QueryRegistrationChanges
+(``<qsxh>`` -> ``<change>*``: the change feed, below). Answers are untrusted input:
 they are parsed with defusedxml only, and anything we cannot read becomes
 `UpstreamContractError`.
 
@@ -102,6 +103,24 @@ UTC). Anything else (an element missing, an unknown djzt, used above the amount,
 hold for another binding or reference than HoldQuota asked for, or another hold than
 the one named) is `UpstreamContractError`. Amounts go out as two-decimal strings; more
 decimals is the caller's bug (`ValueError`, no request).
+
+The change feed (参保关系变更, `registration_changes`), a read like QueryHold (retried,
+a new ``<seq>`` each time):
+
+======================== ================================ ========================
+service                  body (Henan's element: what)     adapter method
+======================== ================================ ========================
+QueryRegistrationChanges ``<qsxh>`` the changes after     `registration_changes`
+                         this one (0: from the start)
+======================== ================================ ========================
+
+It answers ``<change>`` elements only, oldest first: bgxh (`RegistrationChange.seq`,
+digits), sfzh, bglx (``01`` moved out, `ChangeKind.MOVED`; ``02`` ended,
+`ChangeKind.ENDED`), zrsf (the province moved to, six digits like bsqrcbsf, present
+exactly when moved out and never Henan's own) and bgsj (``YYYYMMDDHHMMSS`` in UTC).
+Anything else (an element missing, an unknown bglx, a bgxh not above ``<qsxh>`` and
+the one before it) is `UpstreamContractError`. A negative ``after`` is the caller's bug
+(`ValueError`, no request).
 
 The other way, a bill of a Henan patient paid from a quota held in another province
 (`SettleRequest.funding`): Settle carries ``<gjsf>`` (that province's six-digit code),
@@ -170,6 +189,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    ChangeKind,
     Chosen,
     CivilRelative,
     Funding,
@@ -185,6 +205,7 @@ from adapters.base import (
     QuotaHold,
     Refusal,
     RefusalCode,
+    RegistrationChange,
     Relation,
     Settlement,
     SettleRequest,
@@ -286,6 +307,8 @@ _YLLB = {
     MedicalType.PHARMACY: "41",
 }
 _MEDICAL_TYPE = {v: k for k, v in _YLLB.items()}
+_BGLX = {"01": ChangeKind.MOVED, "02": ChangeKind.ENDED}
+_BGXH = re.compile(r"[0-9]{1,18}")  # a change's number (变更序号)
 _CENT = Decimal("0.01")
 # A province: its code in the vocabulary (``32``) and as Henan writes it (``320000``).
 _PROVINCE_CODE = re.compile(r"[1-9][0-9]")
@@ -564,6 +587,23 @@ class HenanAdapter(ProvinceAdapter):
         with self._reading("service QueryHold"):
             return [_hold(h) for h in _all(body, "hold")]
 
+    # -- registrations: the change feed -------------------------------------------------
+
+    async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
+        if after < 0:
+            raise ValueError(f"not a change's number: {after!r}")
+        body = await self._ok("QueryRegistrationChanges", [("qsxh", str(after))])
+        with self._reading("service QueryRegistrationChanges"):
+            changes: list[RegistrationChange] = []
+            last = after
+            for raw in _all(body, "change"):
+                change = _change(raw)
+                if change.seq <= last:
+                    raise ValueError(f"change {change.seq} after {last}")
+                changes.append(change)
+                last = change.seq
+            return changes
+
     async def _hold_write(
         self,
         service: str,
@@ -759,3 +799,24 @@ def _quota(raw: ET.Element) -> Quota | None:
     if granted is None or remaining is None:
         raise ValueError("a quota without both <gjed> and <gjedye>")
     return Quota(parse_money(granted), parse_money(remaining))
+
+
+def _change(raw: ET.Element) -> RegistrationChange:
+    """A ``<change>`` of the feed (QueryRegistrationChanges)."""
+    number = _text(raw, "bgxh")
+    if not _BGXH.fullmatch(number):
+        raise ValueError(f"<bgxh> is not a change's number: {number!r}")
+    kind = _BGLX[_text(raw, "bglx")]
+    to = _province(raw, "zrsf")
+    if (kind is ChangeKind.MOVED) != (to is not None) or to == "41":
+        raise ValueError(f"<bglx> {kind.value} with <zrsf> {to!r}")
+    at = _time(raw, "bgsj")
+    if at is None:
+        raise ValueError("<bgsj> is empty")
+    return RegistrationChange(
+        seq=int(number),
+        cert_no=_text(raw, "sfzh"),
+        kind=kind,
+        to_province=to,
+        at=at,
+    )

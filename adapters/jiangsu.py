@@ -27,6 +27,7 @@ endpoint                                             verb used by
 /api/v1/mutual-aid/holds/{holdId}/release            POST `release_hold`
 /api/v1/mutual-aid/holds/{holdId}/refund             POST `refund_hold`
 /api/v1/mutual-aid/holds?certNos=a,b                 GET  `holds_of`
+/api/v1/registrations/changes?after=N                GET  `registration_changes`
 ==================================================== ==== ==========================
 
 Across provinces (跨省共济, Jiangsu's rules from 2026-01-09: `_ACROSS`): `bind` sends
@@ -87,6 +88,16 @@ unchanged, when the same write is sent again. The settlement sent again after a
 40017 goes under an id derived from the first (`_second_try`), so that the whole
 of `settle`, sent again under the same id, is answered as it was the first time.
 GETs carry no id and are retried (``read=True``).
+
+The change feed (参保关系变更, `registration_changes`): ``GET
+/api/v1/registrations/changes?after=N`` answers the changes after the change ``N``,
+oldest first, each ``{"seq", "certNo", "type": "MOVED_OUT"|"ENDED", "toProvince":
+"41"|null, "changedAt"}`` (`RegistrationChange`; ``type`` MOVED_OUT `ChangeKind.MOVED`,
+with the two-digit code of another province than Jiangsu, ENDED `ChangeKind.ENDED`,
+with null; ``changedAt`` ISO 8601 with its offset). Anything else (a ``seq`` that is
+not an integer above ``N`` and above the one before it, an unknown ``type``, a province
+that does not go with it) is an `UpstreamContractError`. A negative ``N`` is the
+caller's bug (`ValueError`, no request).
 """
 
 from __future__ import annotations
@@ -107,6 +118,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     BindRequest,
+    ChangeKind,
     Chosen,
     CivilRelative,
     HoldStatus,
@@ -121,6 +133,7 @@ from adapters.base import (
     QuotaHold,
     Refusal,
     RefusalCode,
+    RegistrationChange,
     Relation,
     Settlement,
     SettleRequest,
@@ -133,6 +146,7 @@ _BASE = "/api/v1"
 _AUTHORIZATIONS = f"{_BASE}/mutual-aid/authorizations"
 _HOLDS = f"{_BASE}/mutual-aid/holds"
 _SETTLEMENTS = f"{_BASE}/settlements"
+_CHANGES = f"{_BASE}/registrations/changes"
 _CENT = Decimal("0.01")
 
 _INSURANCE_TYPE = {"EMPLOYEE": InsuranceType.EMPLOYEE, "RESIDENT": InsuranceType.RESIDENT}
@@ -208,6 +222,7 @@ _MEDICAL_TYPE_WORD = {
     MedicalType.PHARMACY: "PHARMACY",
 }
 _MEDICAL_TYPE = {v: k for k, v in _MEDICAL_TYPE_WORD.items()}
+_CHANGE_TYPE = {"MOVED_OUT": ChangeKind.MOVED, "ENDED": ChangeKind.ENDED}
 
 _T = TypeVar("_T")
 
@@ -482,6 +497,33 @@ class JiangsuAdapter(ProvinceAdapter):
         with self._reading(f"GET {_HOLDS}"):
             return [_hold(h) for h in data]
 
+    # -- registrations: the change feed ------------------------------------------------
+
+    async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
+        if after < 0:
+            raise ValueError(f"not a change's number: {after!r}")
+        data = await self._ok("GET", _CHANGES, params={"after": str(after)})
+        with self._reading(f"GET {_CHANGES}"):
+            changes = [self._change(c) for c in data]
+            _check_feed(after, changes)
+            return changes
+
+    def _change(self, raw: Any) -> RegistrationChange:
+        seq = raw["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise TypeError(f"seq is not an integer: {seq!r}")
+        kind = _CHANGE_TYPE[raw["type"]]
+        to = _province(raw["toProvince"])
+        if (kind is ChangeKind.MOVED) != (to is not None) or to == self.code:
+            raise ValueError(f"{raw['type']} to {to!r}")
+        return RegistrationChange(
+            seq=seq,
+            cert_no=text(raw["certNo"]),
+            kind=kind,
+            to_province=to,
+            at=_time(raw["changedAt"]),
+        )
+
     async def _hold_write(
         self, hold_id: str, action: str, body: dict[str, Any], request_id: str | None
     ) -> QuotaHold | Refusal:
@@ -507,6 +549,15 @@ def _second_try(request_id: str) -> str:
     that `settle` sent again under the first id sends the same two requests."""
     digest = hashlib.sha256(f"{request_id}/2".encode()).hexdigest()[:10]
     return f"{request_id[:16]}{digest}"
+
+
+def _check_feed(after: int, changes: Sequence[RegistrationChange]) -> None:
+    """A feed read after the change ``after`` holds only later ones, oldest first."""
+    last = after
+    for change in changes:
+        if change.seq <= last:
+            raise ValueError(f"change {change.seq} after {last}")
+        last = change.seq
 
 
 def _time(value: object) -> dt.datetime:

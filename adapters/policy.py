@@ -31,6 +31,8 @@ class Policy:
     single_binding: bool = False
     commitment_required: bool = False
     allowed_relations: frozenset[Relation] = CORE_FAMILY
+    # An account may pay a bound relative's resident premium (2024 on).
+    premium_payment: bool = False
 
     def __post_init__(self) -> None:
         if self.max_relatives < 1:

@@ -87,6 +87,13 @@ class RefusalCode(enum.Enum):
     QUOTA_ABOVE_BALANCE = "QUOTA_ABOVE_BALANCE"  # more than the authorizer's balance
     QUOTA_INSUFFICIENT = "QUOTA_INSUFFICIENT"  # a hold of more than the quota has left
     INVALID_HOLD_STATE = "INVALID_HOLD_STATE"  # a hold confirmed, released or refunded
+    # Resident premiums (城乡居民医保个人缴费) paid for a relative
+    NOT_RESIDENT_INSURED = "NOT_RESIDENT_INSURED"  # only resident insurance has a premium
+    PREMIUM_NOT_DECLARED = "PREMIUM_NOT_DECLARED"  # no premium declared for that year
+    PREMIUM_ALREADY_PAID = "PREMIUM_ALREADY_PAID"
+    PREMIUM_PAYMENT_NOT_ALLOWED = "PREMIUM_PAYMENT_NOT_ALLOWED"  # not by the rules in force
+    BALANCE_INSUFFICIENT = "BALANCE_INSUFFICIENT"  # the account (or quota) has less
+    NOT_BOUND = "NOT_BOUND"  # the payer is not actively bound to the relative
     BINDING_LIMIT_REACHED = "BINDING_LIMIT_REACHED"
     ALREADY_BOUND = "ALREADY_BOUND"
     DUPLICATE_BINDING = "DUPLICATE_BINDING"
@@ -263,6 +270,44 @@ class SettleRequest:
     total: Decimal
     fund_paid: Decimal
     request_id: str | None = None  # as for `BindRequest`
+    funding: Funding | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PremiumPayment:
+    """A resident's premium for a year, paid by an authorizer's account, or across
+    provinces from a quota held in ``payer_province`` (``funding_hold`` there)."""
+
+    id: str
+    beneficiary: Party
+    year: int
+    amount: Decimal
+    payer: Party
+    payer_province: str | None
+    funding_hold: str | None
+    paid_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Premium:
+    """A resident's premium for ``year`` as their province declares it (``amount``
+    None: not declared yet), and its payment, if made."""
+
+    cert_no: str
+    year: int
+    amount: Decimal | None
+    payment: PremiumPayment | None
+
+
+@dataclass(frozen=True, slots=True)
+class PremiumRequest:
+    """Pay ``beneficiary_cert_no``'s resident premium for ``year`` from ``payer_cert_no``'s
+    account, or with ``funding`` held in another province from their quota."""
+
+    beneficiary_cert_no: str
+    year: int
+    payer_cert_no: str
+    request_id: str | None = None
     funding: Funding | None = None
 
 

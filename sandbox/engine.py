@@ -59,6 +59,12 @@ REASONS = (
     "quota_above_balance",
     "quota_insufficient",
     "bad_hold_state",
+    # resident premiums
+    "not_resident",
+    "premium_not_declared",
+    "premium_paid",
+    "premium_not_allowed",
+    "balance_insufficient",
     "limit",
     "already_bound",
     "duplicate",
@@ -122,6 +128,10 @@ class ProvinceRules:
     # The province must be told which authorizer pays a settlement; a bill that
     # names none gets nothing from mutual aid (else the system picks the largest).
     payer_named: bool = False
+    # An account may pay a bound relative's resident premium (城乡居民医保个人缴费, 2024 on).
+    premium_payment: bool = False
+    # The resident premium this province declares for each year: (year, amount).
+    premiums: tuple[tuple[int, str], ...] = ()
 
 
 _SCHEMA = """
@@ -154,6 +164,12 @@ CREATE TABLE IF NOT EXISTS settlement (
     UNIQUE (institution, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS settlement_patient ON settlement (patient);
+CREATE TABLE IF NOT EXISTS premium_payment (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    beneficiary TEXT NOT NULL, year INTEGER NOT NULL, amount TEXT NOT NULL,
+    payer TEXT NOT NULL, payer_province TEXT, funding_hold TEXT, paid_at TEXT NOT NULL,
+    UNIQUE (beneficiary, year)
+);
 CREATE TABLE IF NOT EXISTS registration_change (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, cert_no TEXT NOT NULL, kind TEXT NOT NULL,
     to_province TEXT, at TEXT NOT NULL
@@ -663,6 +679,109 @@ class ProvinceSystem:
         if result is None:
             raise LookupError(binding_id)
         return result
+
+    # -- resident premiums (城乡居民医保个人缴费) --------------------------------------
+
+    async def premium(self, cert_no: str, year: int) -> dict[str, Any]:
+        """A resident insured here, their premium for ``year`` as declared (None: not
+        declared yet) and its payment if made. Raises `SandboxRefusal`."""
+        async with self._turn:
+            resident = await self._resident(cert_no)
+            declared = dict(self.rules.premiums).get(year)
+            paid = await self._premium_paid(cert_no, year)
+        return {
+            "cert_no": cert_no,
+            "name": resident["name"],
+            "year": year,
+            "amount": declared,
+            "payment": paid,
+        }
+
+    async def pay_premium(
+        self,
+        *,
+        beneficiary: str,
+        year: int,
+        payer: str,
+        funding: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Pay a resident's premium for ``year``, once: from ``payer``'s account here (an
+        authorizer actively bound to them, where the rules allow it), or with
+        ``funding`` held in another province from a quota (``province``, ``payer``,
+        ``amount``, ``hold``), which must cover it."""
+
+        async def work() -> dict[str, Any]:
+            await self._resident(beneficiary)
+            declared = dict(self.rules.premiums).get(year)
+            if declared is None:
+                raise SandboxRefusal("premium_not_declared", "year")
+            amount = Decimal(declared)
+            if await self._premium_paid(beneficiary, year) is not None:
+                raise SandboxRefusal("premium_paid", "year")
+            if funding is not None:
+                if funding["payer"] != payer or _positive(funding["amount"]) < amount:
+                    raise SandboxRefusal("bad_amount")
+            else:
+                if not self.rules.premium_payment:
+                    raise SandboxRefusal("premium_not_allowed")
+                bound = await self._count(
+                    "SELECT count(*) FROM binding WHERE authorizer = ? AND beneficiary = ?"
+                    " AND status = 'ACTIVE' AND quota_granted IS NULL",
+                    payer,
+                    beneficiary,
+                )
+                if not bound:
+                    raise SandboxRefusal("payer_not_bound")
+                found = await self._persons([payer])
+                balance = Decimal(found[0]["balance"] or "0") if found else Decimal(0)
+                if balance < amount:
+                    raise SandboxRefusal("balance_insufficient")
+                await self._set_balance(payer, balance - amount)
+            cur = await self._db.execute(
+                "INSERT INTO premium_payment (id, beneficiary, year, amount, payer,"
+                " payer_province, funding_hold, paid_at) VALUES ('', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    beneficiary,
+                    year,
+                    str(amount.quantize(CENT)),
+                    payer,
+                    None if funding is None else funding["province"],
+                    None if funding is None else funding["hold"],
+                    _now(),
+                ),
+            )
+            payment_id = f"{self.rules.id_prefix}P{cur.lastrowid:08d}"
+            await self._db.execute(
+                "UPDATE premium_payment SET id = ? WHERE seq = ?", (payment_id, cur.lastrowid)
+            )
+            paid = await self._premium_paid(beneficiary, year)
+            if paid is None:  # pragma: no cover (just written)
+                raise LookupError(payment_id)
+            return paid
+
+        given = {"beneficiary": beneficiary, "year": year, "payer": payer, "funding": funding}
+        return await self._once(request_id, "pay_premium", given, work)
+
+    async def _resident(self, cert_no: str) -> dict[str, Any]:
+        found = await self._persons([cert_no])
+        if not found or found[0]["insurance_status"] == "TERMINATED":
+            raise SandboxRefusal("person_not_found", "beneficiaryCertNo")
+        if found[0]["insurance_type"] != "RESIDENT":
+            raise SandboxRefusal("not_resident", "beneficiaryCertNo")
+        return found[0]
+
+    async def _premium_paid(self, cert_no: str, year: int) -> dict[str, Any] | None:
+        async with self._db.execute(
+            "SELECT p.id, p.beneficiary, cb.name AS beneficiary_name, p.year, p.amount,"
+            " p.payer, cp.name AS payer_name, p.payer_province, p.funding_hold, p.paid_at"
+            " FROM premium_payment p JOIN civil_person cb ON cb.cert_no = p.beneficiary"
+            " JOIN civil_person cp ON cp.cert_no = p.payer"
+            " WHERE p.beneficiary = ? AND p.year = ?",
+            (cert_no, year),
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
 
     # -- registrations (参保关系) ---------------------------------------------------
 

@@ -9,7 +9,7 @@ body that is not JSON of the envelope's shape, 入参校验失败 for input it r
 field missing or mistyped, an amount that is not one, text with a control character
 XML could not carry either).
 
-``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208, 2711-2714) Hebei
+``msgid`` (报文ID) names the request. For the writes (2703, 2704, 2207, 2208, 2502, 2711-2714) Hebei
 keeps it with its answer: the same ``msgid`` again is answered with the same
 ``infcode``, ``err_msg`` and ``output`` as the first time (a refusal too), and
 nothing is done twice. A ``msgid`` already answered for another request is refused
@@ -40,6 +40,10 @@ infno  what                             input.data -> output
 2713   release a hold (解冻)            {"frz_id"} -> {"frzinfo"}
 2714   refund a hold (支付退回)         {"frz_id"} -> {"frzinfo"}
 2715   holds of persons (冻结信息查询)  {"certno_list"} -> {"frzinfo_list"}
+2501   a resident's premium for a year  {"certno", "year"} -> {"prem"}
+       (居民缴费查询)
+2502   pay a resident's premium         {"certno", "year", "payer_certno"[, "mulaid_prov",
+       (居民缴费, from an account)      "mulaid_amt", "mulaid_frz_id"]} -> {"prem_pay"}
 1901   registration changes            {"begn_seq"} -> {"chg_list"} (oldest first, at
        (参保关系变更查询)               most 100): {"chg_seq", "certno", "chg_type"
                                          ("1" moved out, "2" ended), "to_admdvs"
@@ -119,8 +123,17 @@ from sandbox.engine import (
 )
 
 # The seed era's rules, then each change on its (illustrative) date.
-SEED = ProvinceRules(prefix="13", id_prefix="HB", max_relatives=8, cross_city=True)
-NEAR = replace(SEED, effective_from=dt.date(2024, 10, 1), allowed_relations=NEAR_RELATIVES)
+# The resident premium (城乡居民医保个人缴费) Hebei declares for each year (illustrative).
+PREMIUMS = ((2024, "380.00"), (2025, "400.00"), (2026, "400.00"), (2027, "420.00"))
+SEED = ProvinceRules(
+    prefix="13", id_prefix="HB", max_relatives=8, cross_city=True, premiums=PREMIUMS
+)
+NEAR = replace(
+    SEED,
+    effective_from=dt.date(2024, 10, 1),
+    allowed_relations=NEAR_RELATIVES,
+    premium_payment=True,
+)
 VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 2, 1), cross_province=True))
 
 PATH = "/fsi/api/rsfComIfsService/callService"
@@ -172,6 +185,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "quota_above_balance": (2022, "共济额度超过个人账户余额"),
     "quota_insufficient": (2023, "共济额度余额不足"),
     "bad_hold_state": (2024, "冻结状态不允许此操作"),
+    "not_resident": (2025, "非城乡居民医保参保人员"),
+    "premium_not_declared": (2026, "该年度缴费标准未公布"),
+    "premium_paid": (2027, "该年度已缴费"),
+    "premium_not_allowed": (2028, "暂不支持个人账户为家庭成员缴费"),
+    "balance_insufficient": (2029, "个人账户余额不足"),
 }
 # The same infcode, in the words of a particular transaction.
 MESSAGES: dict[tuple[str, str], str] = {
@@ -411,6 +429,62 @@ async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[
     return {"setlinfo": _setlinfo(row)}
 
 
+def _year(data: Any) -> int:
+    year = data["year"]
+    if not isinstance(year, int) or isinstance(year, bool) or not 2000 <= year <= 2100:
+        raise TypeError(f"year: {year!r}")
+    return year
+
+
+def _prem_pay(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    province = row["payer_province"]
+    return {
+        "pay_id": row["id"],
+        "certno": row["beneficiary"],
+        "psn_name": row["beneficiary_name"],
+        "year": row["year"],
+        "pay_amt": money_text(row["amount"]),
+        "payer_certno": row["payer"],
+        "payer_name": row["payer_name"],
+        "mulaid_insu_prov": None if province is None else f"{province}0000",
+        "mulaid_frz_id": row["funding_hold"],
+        "pay_time": _beijing(row["paid_at"]),
+    }
+
+
+async def _premium(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    found = await system.premium(_text(data, "certno"), _year(data))
+    return {
+        "prem": {
+            "certno": found["cert_no"],
+            "year": found["year"],
+            "prem_amt": money_text(found["amount"]),
+            "prem_pay": _prem_pay(found["payment"]),
+        }
+    }
+
+
+async def _pay_premium(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    funding = None
+    if data.get("mulaid_prov") is not None:  # from a quota held in another province
+        funding = {
+            "province": _province(data["mulaid_prov"]),
+            "payer": _text(data, "payer_certno"),
+            "amount": _amount(data, "mulaid_amt"),
+            "hold": _text(data, "mulaid_frz_id", limit=MAX_KEY),
+        }
+    row = await system.pay_premium(
+        beneficiary=_text(data, "certno"),
+        year=_year(data),
+        payer=_text(data, "payer_certno"),
+        funding=funding,
+        request_id=msgid,
+    )
+    return {"prem_pay": _prem_pay(row)}
+
+
 CHG_TYPE = {"MOVED": "1", "ENDED": "2"}
 
 
@@ -526,4 +600,6 @@ _HANDLERS = {
     "2714": _refund_hold,
     "2715": _holds,
     "1901": _changes,
+    "2501": _premium,
+    "2502": _pay_premium,
 }

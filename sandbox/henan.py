@@ -31,28 +31,35 @@ Without a ``<seq>`` a write is done as it comes; queries ignore it.
 
 Services:
 
-============== ================================ ============================================
-service        what                             body -> body
-============== ================================ ============================================
-QueryPerson    person info, batched             <sfzh>* -> <person>* (xm, sfzh, xb, csrq, lxdh,
-                                                cbdq, cbdqmc, xzlx, cbzt, grzhye)
-QueryRelatives civil-record relatives           <sfzh> -> <relative>* (sfzh, xm, gx)
-QueryBindings  mutual-aid bindings of persons   <sfzh>* -> <binding>*
-Bind           create a binding                 <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>,
-                                                <bsqrcbsf>?, <gjed>? -> <binding>
-Unbind         end a binding                    <bdid>, <czrsfzh> -> <binding>
-Settle         settle a bill (门诊/住院/购药结算)   <ddjgbm>, <jglsh>, <hzsfzh>, <yllb>, <fyze>,
-                                                <jjzfze>, <sqrsfzh>?, (<gjsf>, <gjrsfzh>,
-                                                <gjje>, <gjdjid>)? -> <settlement>
-ReverseSettle  undo a settlement (结算撤销)       <jsid>, <ddjgbm>, <cxyy> -> <settlement>
-QuerySettle    settlements of persons           <sfzh>* -> <settlement>* (newest first)
-HoldQuota      hold on a quota (共济额度冻结)   <bdid>, <djje>, <ywlsh> -> <hold>
-ConfirmHold    confirm a hold (冻结转支付)      <djid>, <zfje>, <zflsh> -> <hold>
-ReleaseHold    release a hold (解冻)            <djid> -> <hold>
-RefundHold     refund a hold (支付退回)         <djid> -> <hold>
-QueryHold      holds of persons, batched        <sfzh>* -> <hold>* (oldest first)
-               (冻结信息查询)
-============== ================================ ============================================
+======================== ======================== ===============================================
+service                  what                     body -> body
+======================== ======================== ===============================================
+QueryPerson              person info, batched     <sfzh>* -> <person>* (xm, sfzh, xb, csrq, lxdh,
+                                                  cbdq, cbdqmc, xzlx, cbzt, grzhye)
+QueryRelatives           civil-record relatives   <sfzh> -> <relative>* (sfzh, xm, gx)
+QueryBindings            mutual-aid bindings of   <sfzh>* -> <binding>*
+                         persons
+Bind                     create a binding         <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>,
+                                                  <bsqrcbsf>?, <gjed>? -> <binding>
+Unbind                   end a binding            <bdid>, <czrsfzh> -> <binding>
+Settle                   settle a bill            <ddjgbm>, <jglsh>, <hzsfzh>, <yllb>, <fyze>,
+                         (门诊/住院/购药结算)     <jjzfze>, <sqrsfzh>?, (<gjsf>, <gjrsfzh>,
+                                                  <gjje>, <gjdjid>)? -> <settlement>
+ReverseSettle            undo a settlement        <jsid>, <ddjgbm>, <cxyy> -> <settlement>
+                         (结算撤销)
+QuerySettle              settlements of persons   <sfzh>* -> <settlement>* (newest first)
+HoldQuota                hold on a quota          <bdid>, <djje>, <ywlsh> -> <hold>
+                         (共济额度冻结)
+ConfirmHold              confirm a hold           <djid>, <zfje>, <zflsh> -> <hold>
+                         (冻结转支付)
+ReleaseHold              release a hold (解冻)    <djid> -> <hold>
+RefundHold               refund a hold (支付退回) <djid> -> <hold>
+QueryHold                holds of persons,        <sfzh>* -> <hold>* (oldest first)
+                         batched (冻结信息查询)
+QueryRegistrationChanges the change feed          <qsxh> -> <change>* (after the change qsxh,
+                         (参保关系变更查询)       oldest first, at most 100: bgxh, sfzh, bglx,
+                                                  zrsf, bgsj)
+======================== ======================== ===============================================
 
 A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
 (beneficiary), gx (the beneficiary's relation to the authorizer), zt (status),
@@ -146,12 +153,22 @@ All amounts are two-decimal strings. A reversal is allowed once, on the day of
 the settlement (Beijing time), to the institution that made it; it puts every
 balance of Henan's back (not a quota held in another province: see above).
 
+The change feed (参保关系变更, QueryRegistrationChanges): when a person's registration
+here moves to another province or ends (the back office's doing), Henan records a
+change, numbered in order. ``<qsxh>`` (起始序号: exactly one, ASCII digits, at most 18;
+``0`` from the start) asks for the changes after that one, oldest first, at most 100
+at once; anything else is ``9999`` 入参校验失败. A ``<change>`` holds bgxh (变更序号,
+the change's number), sfzh, bglx (变更类型), zrsf (转入省份: the province moved to, its
+six-digit code as in Bind, ``320000``; empty when the registration ended) and bgsj
+(changed, ``YYYYMMDDHHMMSS`` in UTC). It is a query: ``<seq>`` is not kept.
+
 Codes: xzlx ``11`` 职工基本医疗保险, ``12`` 城乡居民基本医疗保险; cbzt ``1`` 正常参保,
 ``2`` 暂停缴费, ``3`` 终止参保, ``9`` 未生效; gx ``01`` 配偶, ``02`` 父母, ``03`` 子女,
 ``04`` 配偶父母, ``05`` 子女配偶, ``06`` 兄弟姐妹, ``07`` (外)祖父母, ``08`` (外)孙子女;
 zt ``01`` 待确认, ``02`` 已生效, ``03`` 已拒绝, ``04`` 已解绑; yllb ``11`` 普通门诊,
 ``21`` 普通住院, ``41`` 定点药店购药; djzt ``01`` 已冻结, ``02`` 已支付 (zfje used, the
-rest given back), ``03`` 已解冻, ``04`` 已退回.
+rest given back), ``03`` 已解冻, ``04`` 已退回; bglx ``01`` 转出 (moved out to zrsf),
+``02`` 终止参保 (ended).
 """
 
 from __future__ import annotations
@@ -218,12 +235,15 @@ ZT = {"PENDING_CONFIRMATION": "01", "ACTIVE": "02", "DECLINED": "03", "UNBOUND":
 YLLB = {"OUTPATIENT": "11", "INPATIENT": "21", "PHARMACY": "41"}
 YLLB_TYPE = {v: k for k, v in YLLB.items()}
 DJZT = {"HELD": "01", "CONFIRMED": "02", "RELEASED": "03", "REFUNDED": "04"}
+BGLX = {"MOVED": "01", "ENDED": "02"}
 
 # An amount as Henan accepts it: yuan with at most two decimals (a sign, so that the
 # system itself can refuse a negative amount with E115).
 _AMOUNT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
 # A province as Henan names it: its six-digit division code (``320000``).
 _PROVINCE = re.compile(r"[1-9][0-9]0000")
+# A change's number in a query (``<qsxh>``).
+_XH = re.compile(r"[0-9]{1,18}")
 
 OK = ("0000", "成功")
 FAULT = "9999"
@@ -647,6 +667,28 @@ async def _query_hold(
     return [_hold(r) for r in rows]
 
 
+async def _query_registration_changes(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    given = body.findall("qsxh")
+    after = _required(body, "qsxh")
+    if len(given) != 1 or not _XH.fullmatch(after):
+        raise _BadInput("<qsxh> is not one number of a change")
+    return [
+        _element(
+            "change",
+            {
+                "bgxh": str(r["seq"]),
+                "sfzh": r["cert_no"],
+                "bglx": BGLX[r["kind"]],
+                "zrsf": None if r["to_province"] is None else f"{r['to_province']}0000",
+                "bgsj": _compact_time(r["at"]),
+            },
+        )
+        for r in await system.changes(int(after))
+    ]
+
+
 _Handler = Callable[[ProvinceSystem, ET.Element, str | None], Awaitable[list[ET.Element]]]
 
 _HANDLERS: dict[str, _Handler] = {
@@ -663,4 +705,5 @@ _HANDLERS: dict[str, _Handler] = {
     "ReleaseHold": _release_hold,
     "RefundHold": _refund_hold,
     "QueryHold": _query_hold,
+    "QueryRegistrationChanges": _query_registration_changes,
 }

@@ -56,6 +56,9 @@ endpoint                                           verb request -> data
 /api/v1/mutual-aid/holds/{holdId}/refund           POST {} -> hold
 /api/v1/mutual-aid/holds?certNos=a,b               GET  -> [hold] (either side of the
                                                          authorization, oldest first)
+/api/v1/registrations/changes?after=N              GET  -> [change] (the change feed: those
+                                                         after the change N, oldest first, at
+                                                         most 100)
 ================================================== ==== ======================================
 
 person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
@@ -128,6 +131,15 @@ but the patient's. The settlement names that authorizer as ``payer`` (its ``balc
 null: an account elsewhere), and ``payerProvince`` and ``fundingHoldId`` say where the
 money was held (both null otherwise, and when mutual aid paid nothing). A reversal
 gives back the patient's own account only: the quota's province refunds the hold.
+
+The change feed (参保关系变更): when a person's registration here moves to another
+province or ends (the back office's doing, not the gateway's), Jiangsu records a change,
+numbered in order; ``GET /api/v1/registrations/changes?after=N`` answers those after the
+change ``N`` (``0``: from the start), oldest first, at most 100 at once. ``after`` is
+required, once, as a number of ASCII digits (at most 18); anything else is malformed
+(40000). change: ``{"seq": 7, "certNo", "type": "MOVED_OUT"|"ENDED", "toProvince":
+"41"|null (the province moved to, its two-digit code; null when it ended), "changedAt":
+"2026-03-02T10:00:00+08:00"}``.
 """
 
 from __future__ import annotations
@@ -236,6 +248,8 @@ MEDICAL_TYPE = {"OUTPATIENT": "OUTPATIENT", "INPATIENT": "INPATIENT", "PHARMACY"
 MEDICAL_TYPE_FROM = {v: k for k, v in MEDICAL_TYPE.items()}
 AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
 PROVINCE = re.compile(r"[1-9][0-9]")
+CHANGE_TYPE = {"MOVED": "MOVED_OUT", "ENDED": "ENDED"}
+SEQ = re.compile(r"[0-9]{1,18}")  # a change's number in a query (``after``)
 
 
 class _Malformed(Exception):
@@ -267,6 +281,7 @@ def create_app(
             Route(f"{holds}/{{holdId}}/release", _endpoint(_release_hold), methods=["POST"]),
             Route(f"{holds}/{{holdId}}/refund", _endpoint(_refund_hold), methods=["POST"]),
             Route(settlements, _endpoint(_settlements), methods=["GET"]),
+            Route(f"{BASE}/registrations/changes", _endpoint(_changes), methods=["GET"]),
             Route(settlements, _endpoint(_settle), methods=["POST"]),
             Route(
                 f"{settlements}/{{settlementId}}/reversal", _endpoint(_reverse), methods=["POST"]
@@ -652,3 +667,19 @@ async def _refund_hold(system: ProvinceSystem, request: Request) -> dict[str, An
     await _body(request)  # an object (``{}``): nothing in it is read
     row = await system.refund_hold(request.path_params["holdId"], request_id=_request_id(request))
     return _hold_record(row)
+
+
+async def _changes(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
+    given = request.query_params.getlist("after")
+    if len(given) != 1 or not SEQ.fullmatch(given[0]):
+        raise _Malformed("after is not one number of a change")
+    return [
+        {
+            "seq": r["seq"],
+            "certNo": r["cert_no"],
+            "type": CHANGE_TYPE[r["kind"]],
+            "toProvince": r["to_province"],
+            "changedAt": _time(r["at"]),
+        }
+        for r in await system.changes(int(given[0]))
+    ]

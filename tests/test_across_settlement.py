@@ -9,6 +9,7 @@ the payment, each naming the other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -267,3 +268,80 @@ async def test_a_reversal_returns_the_money_to_the_quota_once(world: World) -> N
     assert again["data"]["reverseSettlement"]["errors"] == [{"code": "SETTLEMENT_ALREADY_REVERSED"}]
     assert await world.quota_left("hebei", SON) == Decimal("1000.00")  # once
     assert await world.app.state.services.settlements.resume() == 0
+
+
+def hebei_infno(infno: str) -> Any:
+    """Picks Hebei's requests of one transaction (its envelope names it)."""
+    return lambda request: json.loads(request.content or b"{}").get("infno") == infno
+
+
+async def test_a_hold_refused_leaves_the_bill_to_the_patients_province_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the choice and the hold, the quota shrank (another bill took it): the
+    bill is settled without it, as if nobody paid by mutual aid."""
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+
+    async def spent(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise SandboxRefusal("quota_insufficient")
+
+    monkeypatch.setattr(world.system("hebei"), "hold", spent)
+    bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    assert paid(bill) == ("0.00", "0.00", "600.00", None, None)
+    assert await world.holds("hebei", SON) == []
+    assert await world.quota_left("hebei", SON) == Decimal("1000.00")
+    assert await world.app.state.services.settlements.resume() == 0
+
+
+async def test_a_lost_hold_and_a_lost_confirmation_are_finished_by_the_reconciler(
+    world: World,
+) -> None:
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    hebei = world.provinces.switches["hebei"]
+    hebei.only, hebei.mode = hebei_infno("2711"), "lose"  # the hold is made; its answer lost
+    bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    assert bill["status"] == "SUBMITTED"
+    assert len(await world.settlements("jiangsu", MOTHER)) == 0  # not settled before the hold
+    hebei.only = hebei_infno("2712")  # now the confirmation's answer is lost
+    settlements = world.app.state.services.settlements
+    await settlements.resume()
+    [hold] = await world.holds("hebei", SON)
+    assert hold["status"] == "CONFIRMED"  # made, though its answer was lost
+    assert len(await world.settlements("jiangsu", MOTHER)) == 1
+    hebei.mode = "ok"
+    assert await settlements.resume() == 1
+    assert await settlements.resume() == 0
+    again = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    assert paid(again) == ("0.00", "600.00", "0.00", "刘*", "13")
+    [hold] = await world.holds("hebei", SON)
+    assert (hold["status"], hold["used"]) == ("CONFIRMED", "600.00")
+
+
+async def test_a_key_used_again_for_another_bill_is_refused(world: World) -> None:
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    other = await world.settle("jiangsu", MOTHER, "900.00", "100.00", "js-bill-1")
+    assert other["errors"] == [{"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}]
+    assert len(await world.holds("hebei", SON)) == 1
+
+
+async def test_a_lost_refund_is_finished_by_the_reconciler_once(world: World) -> None:
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    hebei = world.provinces.switches["hebei"]
+    hebei.only, hebei.mode = hebei_infno("2714"), "lose"
+    token = mint_token(
+        CASHIER,
+        world.gql.auth,
+        roles=frozenset({INSTITUTION}),
+        institution=Institution(HOSPITALS["jiangsu"], "HOSPITAL"),
+    )
+    undone = await world.gql(REVERSE, {"id": bill["settlement"]["id"]}, token=token)
+    assert undone["data"]["reverseSettlement"]["settlement"]["status"] == "REVERSED"
+    [hold] = await world.holds("hebei", SON)
+    assert hold["status"] == "REFUNDED"  # done, its answer lost
+    hebei.mode = "ok"
+    settlements = world.app.state.services.settlements
+    assert await settlements.resume() == 1
+    assert await world.quota_left("hebei", SON) == Decimal("1000.00")
+    assert await settlements.resume() == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 
 import httpx
@@ -25,6 +26,9 @@ from adapters.base import (
     HoldStatus,
     InsuranceStatus,
     MedicalType,
+    Premium,
+    PremiumPayment,
+    PremiumRequest,
     Quota,
     QuotaHold,
     Refusal,
@@ -501,3 +505,87 @@ async def test_the_change_feed_says_whose_registration_moved_out_or_ended(
     assert await adapter.registration_changes(second.seq) == []
     found = await adapter.find_persons([leaving["certNo"]])
     assert found[leaving["certNo"]].insurance_status is InsuranceStatus.TERMINATED
+
+
+# -- resident premiums (城乡居民医保个人缴费) ----------------------------------------------
+
+YEAR = 2026
+
+
+def premium_pair(province: Province) -> Pair:  # noqa: F811
+    """An authorizer with enough money, and a resident relative they may bind here."""
+    declared = Decimal(dict(province.rules.premiums)[YEAR])
+    found = [
+        c
+        for c in family(province.code, province.adapter.policy())
+        if c.beneficiary["insuranceType"] == "RESIDENT"
+        and Decimal(c.authorizer["accountBalance"] or "0") >= declared
+        and c.relation is not Relation.SPOUSE
+    ]
+    assert found, f"the roster has no one to pay a premium for in {province.code}"
+    return found[0]
+
+
+async def test_a_residents_premium_is_declared_per_year(province: Province) -> None:  # noqa: F811
+    adapter = province.adapter
+    pair = premium_pair(province)
+    found = await adapter.premium_of(pair.beneficiary["certNo"], YEAR)
+    assert found == Premium(
+        pair.beneficiary["certNo"], YEAR, Decimal(dict(province.rules.premiums)[YEAR]), None
+    )
+    later = await adapter.premium_of(pair.beneficiary["certNo"], 2099)
+    assert isinstance(later, Premium)
+    assert later.amount is None  # not declared yet
+    employee = await adapter.premium_of(pair.authorizer["certNo"], YEAR)
+    assert employee == Refusal(RefusalCode.NOT_RESIDENT_INSURED)
+    stranger = next(p for p in PEOPLE.values() if not p["insuredArea"].startswith(province.code))
+    assert await adapter.premium_of(stranger["certNo"], YEAR) == Refusal(
+        RefusalCode.PERSON_NOT_FOUND
+    )
+
+
+async def test_a_bound_authorizer_pays_a_residents_premium_once(province: Province) -> None:  # noqa: F811
+    adapter, pair = province.adapter, premium_pair(province)
+    declared = Decimal(dict(province.rules.premiums)[YEAR])
+    ask_premium = PremiumRequest(pair.beneficiary["certNo"], YEAR, pair.authorizer["certNo"])
+    assert await adapter.pay_premium(ask_premium) == Refusal(RefusalCode.NOT_BOUND)
+    assert isinstance(await adapter.bind(pair.request()), Binding)
+    before = await balance(province, pair.authorizer)
+    assert before is not None
+    undeclared = PremiumRequest(pair.beneficiary["certNo"], 2099, pair.authorizer["certNo"])
+    assert await adapter.pay_premium(undeclared) == Refusal(RefusalCode.PREMIUM_NOT_DECLARED)
+    rid = new_request_id()
+    paid = await adapter.pay_premium(replace(ask_premium, request_id=rid))
+    assert isinstance(paid, PremiumPayment)
+    assert (paid.year, paid.amount, paid.payer.cert_no, paid.payer_province) == (
+        YEAR,
+        declared,
+        pair.authorizer["certNo"],
+        None,
+    )
+    assert paid.beneficiary.cert_no == pair.beneficiary["certNo"]
+    assert await adapter.pay_premium(replace(ask_premium, request_id=rid)) == paid
+    assert await balance(province, pair.authorizer) == before - declared  # once
+    again = await adapter.pay_premium(ask_premium)
+    assert again == Refusal(RefusalCode.PREMIUM_ALREADY_PAID)
+    found = await adapter.premium_of(pair.beneficiary["certNo"], YEAR)
+    assert isinstance(found, Premium)
+    assert found.payment == paid
+
+
+async def test_a_premium_paid_from_a_quota_held_in_another_province(province: Province) -> None:  # noqa: F811
+    adapter, resident_here = province.adapter, resident(province.code)
+    payer = elsewhere(province.code)
+    declared = Decimal(dict(province.rules.premiums)[YEAR])
+    funding = Funding(payer["insuredArea"][:2], payer["certNo"], declared, "XXH00000009")
+    request = PremiumRequest(resident_here["certNo"], YEAR, payer["certNo"], funding=funding)
+    paid = await adapter.pay_premium(request)
+    assert isinstance(paid, PremiumPayment)
+    assert (paid.amount, paid.payer_province, paid.funding_hold) == (
+        declared,
+        payer["insuredArea"][:2],
+        "XXH00000009",
+    )
+    short = Funding(funding.province, funding.payer, declared - Decimal("0.01"), "XXH2")
+    other = PremiumRequest(resident_here["certNo"], 2027, payer["certNo"], funding=short)
+    assert await adapter.pay_premium(other) == Refusal(RefusalCode.AMOUNT_NOT_POSITIVE)

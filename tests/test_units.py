@@ -19,6 +19,7 @@ from adapters.base import (
     MedicalType,
     Party,
     Policy,
+    Refusal,
     RefusalCode,
     Relation,
     Settlement,
@@ -46,6 +47,7 @@ from gateway.provinces.federated import Provinces, adapter_classes
 from gateway.rules import documents, kinship
 from tests.browser import served
 from tests.conftest import ROSTER
+from tests.doubles import Ledger
 from tests.keys import AUTH as KEYS_AUTH
 from tests.keys import JWKS_FILE, provider_token
 
@@ -537,3 +539,16 @@ def test_the_breaker_opens_probes_one_at_a_time_and_closes() -> None:
     assert breaker.state is BreakerState.CLOSED
     breaker.failed(breaker.admit())
     assert breaker.state is BreakerState.CLOSED  # the count started again at closing
+
+
+async def test_a_province_that_binds_only_inside_itself_refuses_to_move_money_across() -> None:
+    """What a province gets without implementing the cross-province part: every write
+    of it refused as not supported, every read of it empty (and nothing sent)."""
+    province = Ledger({}, [])
+    unsupported = Refusal(RefusalCode.SETTLEMENT_NOT_SUPPORTED)
+    assert await province.hold_quota("B1", amount=Decimal("1.00"), reference="r") == unsupported
+    assert await province.confirm_hold("H1", used=Decimal("1.00"), payment_ref="p") == unsupported
+    assert await province.release_hold("H1") == unsupported
+    assert await province.refund_hold("H1") == unsupported
+    assert await province.holds_of(["1"]) == ()
+    assert await province.registration_changes(0) == ()

@@ -54,6 +54,7 @@ from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
 from gateway.rules.kinship import Kinship
 from gateway.rules.mutual_aid import MutualAid
+from gateway.rules.registrations import Registrations
 from gateway.rules.settlement import Settlements
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
@@ -269,14 +270,24 @@ def create_app(
                     pending_after=resilience.pending_after,
                     also=settlements.resume,
                 )
+                registrations = Registrations(provinces, mutual_aid, writes, store)
+                app.state.registrations = registrations
                 # the server drains requests in flight before this lifespan ends
-                running = asyncio.create_task(reconciler.run(), name="reconciler")
+                running = [
+                    asyncio.create_task(reconciler.run(), name="reconciler"),
+                    asyncio.create_task(
+                        registrations.run(resilience.registration_interval),
+                        name="registrations",
+                    ),
+                ]
                 try:
                     yield
                 finally:
-                    running.cancel()  # a write it was resending stays for next time
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await running
+                    for task in running:  # a write it was sending stays for next time
+                        task.cancel()
+                    for task in running:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         finally:
             await store.close()
 

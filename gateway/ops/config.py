@@ -351,15 +351,19 @@ class Resilience:
     Every ``reconcile_interval`` seconds it sends again the writes whose answer
     was lost, and those still pending ``pending_after`` seconds after they were
     recorded (a process that died with them in flight); ``shutdown_grace`` is how
-    long a stopping gateway waits for requests in flight.
+    long a stopping gateway waits for requests in flight. Every
+    ``registration_interval`` seconds it reads each province's change feed and ends
+    the bindings across provinces of people whose registration moved or ended.
     """
 
     reconcile_interval: float = 2.0
     pending_after: float = 30.0
     shutdown_grace: float = 20.0
+    registration_interval: float = 10.0
 
     def __post_init__(self) -> None:
-        if min(self.reconcile_interval, self.pending_after, self.shutdown_grace) <= 0:
+        values = (self.reconcile_interval, self.pending_after, self.shutdown_grace)
+        if min(*values, self.registration_interval) <= 0:
             raise ValueError("resilience: every setting is a positive number of seconds")
 
 

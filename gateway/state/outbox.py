@@ -272,7 +272,7 @@ def _event(write: Write) -> Event | None:
     if write.operation is Operation.RESPOND:
         return Event.CONFIRMED if write.request["accept"] else Event.DECLINED
     if write.operation is Operation.UNBIND:
-        return Event.UNBOUND
+        return Event.ENDED if write.request.get("reason") else Event.UNBOUND
     return None
 
 

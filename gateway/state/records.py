@@ -45,6 +45,8 @@ class Event(enum.Enum):
     CONFIRMED = "CONFIRMED"
     DECLINED = "DECLINED"
     UNBOUND = "UNBOUND"
+    # ended by itself: a registration (参保关系) moved to another province or ended
+    ENDED = "ENDED"
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,13 @@ CREATE INDEX IF NOT EXISTS transfer_open ON transfer (step)
     WHERE step NOT IN ('DONE', 'REFUNDED');
 CREATE INDEX IF NOT EXISTS transfer_payment ON transfer (payment_ref);
 
+-- How far the gateway has read each province's change feed (gateway/rules/registrations.py).
+CREATE TABLE IF NOT EXISTS feed_position (
+    province TEXT PRIMARY KEY,
+    after INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
 -- One row, rewritten by every readiness probe.
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (state, next_at)
@@ -274,6 +281,23 @@ class Store:
             except BaseException:
                 await self._db.rollback()
                 raise
+
+    async def feed_position(self, province: str) -> int:
+        """The last change read from ``province``'s change feed (0: none yet)."""
+        async with self.transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT after FROM feed_position WHERE province = ?", (province,)
+            )
+        return int(next(iter(rows))[0]) if rows else 0
+
+    async def move_feed_position(self, province: str, after: int) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO feed_position (province, after, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (province) DO UPDATE SET after = excluded.after,"
+                " updated_at = excluded.updated_at",
+                (province, after, dt.datetime.now(dt.UTC).isoformat()),
+            )
 
     async def check_writable(self) -> None:
         """Write and commit one row: raises if the store cannot take writes."""
