@@ -25,9 +25,13 @@ E114    患者参保状态不是正常参保,不能结算  PATIENT_NOT_INSURED
 E115    结算金额不合法                      AMOUNT_NOT_POSITIVE
         (to Bind: 共济额度不合法)           (to Bind: quota)
         (to HoldQuota: 冻结金额不合法,
-        to ConfirmHold: 支付金额不合法)
+        to ConfirmHold: 支付金额不合法,
+        to PayPremium: 共济冻结金额不足
+        以缴费)
 E116    机构流水号已用于另一笔结算          IDEMPOTENCY_KEY_REUSED
 E117    指定的共济授权人未与患者绑定        choose the payer again, once (see below)
+        (to PayPremium: 缴费人未与参保人    (to PayPremium: NOT_BOUND)
+        绑定家庭共济)
 E118    该笔结算已撤销                      SETTLEMENT_ALREADY_REVERSED
 E119    仅可撤销当日结算                    REVERSAL_WINDOW_CLOSED
 E120    暂不支持跨省共济                    CROSS_PROVINCE_NOT_ALLOWED (beneficiaryCertNo)
@@ -35,6 +39,11 @@ E121    省内共济不设共济额度                QUOTA_NOT_ALLOWED (quota)
 E122    共济额度超过个人账户余额            QUOTA_ABOVE_BALANCE (quota)
 E123    共济额度余额不足                    QUOTA_INSUFFICIENT
 E124    冻结状态不允许此操作                INVALID_HOLD_STATE
+E125    非城乡居民基本医疗保险参保人员      NOT_RESIDENT_INSURED
+E126    该年度居民医保缴费标准未公布        PREMIUM_NOT_DECLARED
+E127    该年度居民医保已缴费                PREMIUM_ALREADY_PAID
+E128    暂不支持个人账户为家庭成员缴费      PREMIUM_PAYMENT_NOT_ALLOWED
+E129    个人账户余额不足                    BALANCE_INSUFFICIENT
 9999    报文格式错误, 入参校验失败          `UpstreamContractError`, not reached
         (the request could not be read)
 9999    any other system fault              `UpstreamContractError`
@@ -53,7 +62,9 @@ unknown), E114, E115, E116 and E117 for Settle; E112 (not this institution's
 settlement, or none), E118 and E119 for ReverseSettle; E112 (no binding across
 provinces by that id: FORBIDDEN), E113, E115 and E123 for HoldQuota; E112 (no such
 hold), E115 (more than held) and E124 for ConfirmHold; E112 and E124 for ReleaseHold
-and RefundHold. A refusal from another service's list, or any refusal to a query, is
+and RefundHold; E101 and E125 for QueryPremium, the one query with refusals of its own;
+E101, E115 (the amount held elsewhere), E117 (the payer) and E125-E129 for PayPremium.
+A refusal from another service's list, or any refusal to another query, is
 `UpstreamContractError`; so is E117 to a Settle that names no payer of Henan's (one
 paid from a quota held elsewhere, below).
 
@@ -62,7 +73,8 @@ Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>``
 (-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
 (``<sfzh>*`` -> ``<settlement>*``), HoldQuota, ConfirmHold, ReleaseHold and RefundHold
 (-> ``<hold>``), QueryHold (``<sfzh>*`` -> ``<hold>*``), QueryRegistrationChanges
-(``<qsxh>`` -> ``<change>*``: the change feed, below). Answers are untrusted input:
+(``<qsxh>`` -> ``<change>*``: the change feed, below), QueryPremium (-> ``<premium>``)
+and PayPremium (-> ``<payment>``: resident premiums, below). Answers are untrusted input:
 they are parsed with defusedxml only, and anything we cannot read becomes
 `UpstreamContractError`.
 
@@ -121,6 +133,35 @@ exactly when moved out and never Henan's own) and bgsj (``YYYYMMDDHHMMSS`` in UT
 Anything else (an element missing, an unknown bglx, a bgxh not above ``<qsxh>`` and
 the one before it) is `UpstreamContractError`. A negative ``after`` is the caller's bug
 (`ValueError`, no request).
+
+Resident premiums (城乡居民医保个人缴费; an account pays a bound relative's from the
+2025 rules, `Policy.premium_payment`):
+
+============ ============================================== ==============
+service      body (Henan's element: what)                   adapter method
+============ ============================================== ==============
+QueryPremium ``<sfzh>`` the resident, ``<nd>`` the year     `premium_of`
+             (年度) (a read, retried, a new ``<seq>``)
+PayPremium   ``<sfzh>``, ``<nd>``, ``<jfrsfzh>`` the payer  `pay_premium`
+             (缴费人); from a quota held in another
+             province also ``<gjsf>``, ``<gjje>`` and
+             ``<gjdjid>`` as in Settle (a write, sent once
+             under its request id as ``<seq>``)
+============ ============================================== ==============
+
+QueryPremium answers one ``<premium>``: sfzh and nd (`Premium.cert_no`, `Premium.year`:
+the ones asked, else `UpstreamContractError`), xm, jfbz (缴费标准, `Premium.amount`;
+empty: not declared yet, None) and, once paid, one ``<payment>`` inside it
+(`Premium.payment`, the same resident's for the same year). PayPremium answers one
+``<payment>``: jfid (`PremiumPayment.id`), sfzh / xm (the resident), nd, jfje (the
+amount, above zero), jfrsfzh / jfrxm (the payer), gjsf (`PremiumPayment.payer_province`,
+six digits; empty for an account in Henan) with gjdjid (`PremiumPayment.funding_hold`,
+both or neither, never Henan's own) and jfsj (paid, ``YYYYMMDDHHMMSS`` in UTC); it must
+be the payment asked for (the resident, year, payer, province and hold sent), else
+`UpstreamContractError`. With `PremiumRequest.funding` the payer is ``<jfrsfzh>`` (no
+``<gjrsfzh>``), so a funding payer other than `PremiumRequest.payer_cert_no`, a funding
+province of Henan's own or not two digits, an amount of more than two decimals, or a
+year that is not four digits is the caller's bug (`ValueError`, no request).
 
 The other way, a bill of a Henan patient paid from a quota held in another province
 (`SettleRequest.funding`): Settle carries ``<gjsf>`` (that province's six-digit code),
@@ -200,6 +241,9 @@ from adapters.base import (
     Party,
     Person,
     Policy,
+    Premium,
+    PremiumPayment,
+    PremiumRequest,
     ProvinceAdapter,
     Quota,
     QuotaHold,
@@ -295,6 +339,20 @@ _END_HOLD_REFUSALS: dict[str, RefusalCode] = {  # ReleaseHold and RefundHold
     "E112": RefusalCode.FORBIDDEN,
     "E124": RefusalCode.INVALID_HOLD_STATE,
 }
+# Resident premiums (城乡居民医保个人缴费): each service answers only its own refusals.
+_PREMIUM_REFUSALS: dict[str, RefusalCode] = {  # QueryPremium
+    "E101": RefusalCode.PERSON_NOT_FOUND,
+    "E125": RefusalCode.NOT_RESIDENT_INSURED,
+}
+_PAY_PREMIUM_REFUSALS: dict[str, RefusalCode] = {
+    **_PREMIUM_REFUSALS,
+    "E115": RefusalCode.AMOUNT_NOT_POSITIVE,  # 共济冻结金额不足以缴费: the held amount
+    "E117": RefusalCode.NOT_BOUND,  # 缴费人未与参保人绑定家庭共济
+    "E126": RefusalCode.PREMIUM_NOT_DECLARED,
+    "E127": RefusalCode.PREMIUM_ALREADY_PAID,
+    "E128": RefusalCode.PREMIUM_PAYMENT_NOT_ALLOWED,
+    "E129": RefusalCode.BALANCE_INSUFFICIENT,
+}
 _DJZT = {
     "01": HoldStatus.HELD,
     "02": HoldStatus.CONFIRMED,
@@ -309,15 +367,19 @@ _YLLB = {
 _MEDICAL_TYPE = {v: k for k, v in _YLLB.items()}
 _BGLX = {"01": ChangeKind.MOVED, "02": ChangeKind.ENDED}
 _BGXH = re.compile(r"[0-9]{1,18}")  # a change's number (变更序号)
+_ND = re.compile(r"[0-9]{4}")  # a year (年度)
 _CENT = Decimal("0.01")
 # A province: its code in the vocabulary (``32``) and as Henan writes it (``320000``).
 _PROVINCE_CODE = re.compile(r"[1-9][0-9]")
 _BSQRCBSF = re.compile(r"([1-9][0-9])0000")
 
-# The seed era's rules, then each change on its (illustrative) date: near relatives
-# (2025), then relatives insured in other provinces, with a quota (2026).
+# The seed era's rules, then each change on its (illustrative) date: near relatives,
+# whose resident premiums an account may pay (2025), then relatives insured in other
+# provinces, with a quota (2026).
 _SEED = Policy(effective_from=dt.date(2023, 1, 1), single_binding=True)
-_NEAR = _SEED.with_changes(effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES)
+_NEAR = _SEED.with_changes(
+    effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES, premium_payment=True
+)
 _ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 3, 1), cross_province=True)
 
 _T = TypeVar("_T")
@@ -604,6 +666,63 @@ class HenanAdapter(ProvinceAdapter):
                 last = change.seq
             return changes
 
+    # -- resident premiums (城乡居民医保个人缴费) ----------------------------------------
+
+    async def premium_of(self, cert_no: str, year: int) -> Premium | Refusal:
+        fields = [("sfzh", cert_no), ("nd", _year_text(year))]
+        retcode, body = await self._service("QueryPremium", fields, _PREMIUM_REFUSALS, read=True)
+        if retcode != _OK:
+            return Refusal(_PREMIUM_REFUSALS[retcode])
+        with self._reading("service QueryPremium"):
+            premium = _premium(_only(body, "premium"))
+            if (premium.cert_no, premium.year) != (cert_no, year):
+                raise ValueError(f"the premium of {premium.cert_no!r} for {premium.year}")
+            return premium
+
+    async def pay_premium(self, request: PremiumRequest) -> PremiumPayment | Refusal:
+        fields = [
+            ("sfzh", request.beneficiary_cert_no),
+            ("nd", _year_text(request.year)),
+            ("jfrsfzh", request.payer_cert_no),
+        ]
+        funding = request.funding
+        if funding is not None:  # from a quota held in another province
+            if funding.province == self.code:
+                raise ValueError(f"a quota held in {self.code} itself is not across provinces")
+            if funding.payer != request.payer_cert_no:
+                raise ValueError(f"a quota of {funding.payer!r}, not the payer's")
+            fields += [
+                ("gjsf", _province_text(funding.province)),
+                ("gjje", _money_text(funding.amount)),
+                ("gjdjid", funding.hold_id),
+            ]
+        done = await self._written(
+            "PayPremium",
+            fields,
+            request.request_id,
+            _PAY_PREMIUM_REFUSALS,
+            "payment",
+            _payment,
+        )
+        if isinstance(done, PremiumPayment):
+            asked = (
+                request.beneficiary_cert_no,
+                request.year,
+                request.payer_cert_no,
+                None if funding is None else funding.province,
+                None if funding is None else funding.hold_id,
+            )
+            made = (
+                done.beneficiary.cert_no,
+                done.year,
+                done.payer.cert_no,
+                done.payer_province,
+                done.funding_hold,
+            )
+            if made != asked:
+                raise self._contract_error(f"service PayPremium: another payment {done.id!r}")
+        return done
+
     async def _hold_write(
         self,
         service: str,
@@ -799,6 +918,63 @@ def _quota(raw: ET.Element) -> Quota | None:
     if granted is None or remaining is None:
         raise ValueError("a quota without both <gjed> and <gjedye>")
     return Quota(parse_money(granted), parse_money(remaining))
+
+
+def _year_text(year: int) -> str:
+    """A year as Henan takes it (``<nd>``): four digits. Anything else is the caller's bug."""
+    if isinstance(year, bool) or not isinstance(year, int) or not 1000 <= year <= 9999:
+        raise ValueError(f"not a year: {year!r}")
+    return str(year)
+
+
+def _year(raw: ET.Element) -> int:
+    """``<nd>``, four ASCII digits."""
+    value = _text(raw, "nd")
+    if not _ND.fullmatch(value):
+        raise ValueError(f"<nd> is not a year: {value!r}")
+    return int(value)
+
+
+def _premium(raw: ET.Element) -> Premium:
+    """A ``<premium>`` (QueryPremium): jfbz empty when not declared, and its ``<payment>``
+    once paid, which must be the same resident's for the same year."""
+    cert_no, year = _text(raw, "sfzh"), _year(raw)
+    declared = _optional(raw, "jfbz")
+    payments = raw.findall("payment")
+    if len(payments) > 1:
+        raise ValueError(f"{len(payments)} <payment> elements")
+    payment = _payment(payments[0]) if payments else None
+    if payment is not None and (payment.beneficiary.cert_no, payment.year) != (cert_no, year):
+        raise ValueError(f"a payment {payment.id!r} of another premium")
+    amount = None if declared is None else parse_money(declared)
+    if amount is not None and amount <= 0:
+        raise ValueError(f"<jfbz> {declared!r}")
+    return Premium(cert_no, year, amount, payment)
+
+
+def _payment(raw: ET.Element) -> PremiumPayment:
+    """A ``<payment>``: from an account in Henan (gjsf and gjdjid empty or absent), or
+    from a quota held in another province (both, never Henan's own)."""
+    amount = parse_money(_text(raw, "jfje"))
+    if amount <= 0:
+        raise ValueError(f"<jfje> {amount}")
+    province = _province(raw, "gjsf")
+    hold = _optional(raw, "gjdjid", missing_ok=True)
+    if (province is None) != (hold is None) or province == "41":
+        raise ValueError(f"<gjsf> {province!r} with <gjdjid> {hold!r}")
+    paid_at = _time(raw, "jfsj")
+    if paid_at is None:
+        raise ValueError("<jfsj> is empty")
+    return PremiumPayment(
+        id=_text(raw, "jfid"),
+        beneficiary=Party(_text(raw, "sfzh"), _text(raw, "xm")),
+        year=_year(raw),
+        amount=amount,
+        payer=Party(_text(raw, "jfrsfzh"), _text(raw, "jfrxm")),
+        payer_province=province,
+        funding_hold=hold,
+        paid_at=paid_at,
+    )
 
 
 def _change(raw: ET.Element) -> RegistrationChange:

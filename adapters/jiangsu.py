@@ -1,14 +1,14 @@
 """Jiangsu (江苏): REST resources in a ``{code, msg, data}`` wrapper, camelCase fields.
 
-``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40024
+``code`` 0 is success; business refusals come with HTTP 200 and codes 40001-40029
 (`_REFUSALS` for bindings, `_SETTLEMENT_REFUSALS` for settlement, `_HOLD_REFUSALS` for
-holds on a quota); any other code (40400, 40500, 40900, ...) is a contract fault.
-Code 40000 (a malformed request: not JSON, a missing or mistyped field, text with a
-control character), or HTTP 400 or 413 whatever the body (from Jiangsu or a proxy in
-front of it), says Jiangsu could not read the request and did nothing with it: a
-contract fault with ``reached`` False (sent again, the same request is refused again,
-so the gateway does not keep sending it). A spouse binding waits for the spouse's
-confirmation (`respond`).
+holds on a quota, `_PREMIUM_REFUSALS` for resident premiums); any other code (40400,
+40500, 40900, ...) is a contract fault. Code 40000 (a malformed request: not JSON, a
+missing or mistyped field, text with a control character), or HTTP 400 or 413 whatever
+the body (from Jiangsu or a proxy in front of it), says Jiangsu could not read the
+request and did nothing with it: a contract fault with ``reached`` False (sent again,
+the same request is refused again, so the gateway does not keep sending it). A spouse
+binding waits for the spouse's confirmation (`respond`).
 
 ==================================================== ==== ==========================
 endpoint                                             verb used by
@@ -28,6 +28,8 @@ endpoint                                             verb used by
 /api/v1/mutual-aid/holds/{holdId}/refund             POST `refund_hold`
 /api/v1/mutual-aid/holds?certNos=a,b                 GET  `holds_of`
 /api/v1/registrations/changes?after=N                GET  `registration_changes`
+/api/v1/premiums/{certNo}/{year}                     GET  `premium_of`
+/api/v1/premiums/{certNo}/{year}/payments            POST `pay_premium`
 ==================================================== ==== ==========================
 
 Across provinces (跨省共济, Jiangsu's rules from 2026-01-09: `_ACROSS`): `bind` sends
@@ -98,6 +100,24 @@ with null; ``changedAt`` ISO 8601 with its offset). Anything else (a ``seq`` tha
 not an integer above ``N`` and above the one before it, an unknown ``type``, a province
 that does not go with it) is an `UpstreamContractError`. A negative ``N`` is the
 caller's bug (`ValueError`, no request).
+
+Resident premiums (城乡居民医保个人缴费, paid from an account from the 2024 rules:
+`_NEAR`): `premium_of` reads ``GET /api/v1/premiums/{certNo}/{year}``, ``{"certNo",
+"year", "amount"|null (not declared yet), "payment"|null}`` (`Premium`), a read retried
+like the others; `pay_premium` posts ``{"payerCertNo"}`` to its ``payments``, with
+``"crossProvinceFunding": {"province", "payerCertNo", "amount", "holdId"}`` when paid
+from a quota held in another province (`PremiumRequest.funding`), a write under its
+request id. A payment is ``{"paymentId", "beneficiary": {"certNo", "name"}, "year",
+"amount", "payer": {"certNo", "name"}, "payerProvince"|null, "fundingHoldId"|null,
+"paidAt"}`` (`PremiumPayment`; the province and hold together, or neither). An answer
+for another resident or year, or a payment by another payer or from another hold than
+asked, is an `UpstreamContractError`; a year outside 2000-2100 is the caller's bug
+(`ValueError`, no request). Refusals (`_PREMIUM_REFUSALS`): 40001 `PERSON_NOT_FOUND`,
+40025 `NOT_RESIDENT_INSURED` (the only two a read may answer), 40026
+`PREMIUM_NOT_DECLARED`, 40027 `PREMIUM_ALREADY_PAID`, 40028
+`PREMIUM_PAYMENT_NOT_ALLOWED`, 40029 `BALANCE_INSUFFICIENT`, 40017 (here: the payer not
+bound to the resident) `NOT_BOUND`, 40015 (the quota held elsewhere not covering it)
+`AMOUNT_NOT_POSITIVE`.
 """
 
 from __future__ import annotations
@@ -128,6 +148,9 @@ from adapters.base import (
     Party,
     Person,
     Policy,
+    Premium,
+    PremiumPayment,
+    PremiumRequest,
     ProvinceAdapter,
     Quota,
     QuotaHold,
@@ -147,6 +170,7 @@ _AUTHORIZATIONS = f"{_BASE}/mutual-aid/authorizations"
 _HOLDS = f"{_BASE}/mutual-aid/holds"
 _SETTLEMENTS = f"{_BASE}/settlements"
 _CHANGES = f"{_BASE}/registrations/changes"
+_PREMIUMS = f"{_BASE}/premiums"
 _CENT = Decimal("0.01")
 
 _INSURANCE_TYPE = {"EMPLOYEE": InsuranceType.EMPLOYEE, "RESIDENT": InsuranceType.RESIDENT}
@@ -214,6 +238,18 @@ _HOLD_REFUSALS: dict[int, RefusalCode] = {
     40023: RefusalCode.QUOTA_INSUFFICIENT,
     40024: RefusalCode.INVALID_HOLD_STATE,
 }
+_PREMIUM_REFUSALS: dict[int, RefusalCode] = {
+    40001: RefusalCode.PERSON_NOT_FOUND,
+    40025: RefusalCode.NOT_RESIDENT_INSURED,
+    40026: RefusalCode.PREMIUM_NOT_DECLARED,
+    40027: RefusalCode.PREMIUM_ALREADY_PAID,
+    40028: RefusalCode.PREMIUM_PAYMENT_NOT_ALLOWED,
+    40029: RefusalCode.BALANCE_INSUFFICIENT,
+    40017: RefusalCode.NOT_BOUND,  # the payer (no EFFECTIVE authorization for the resident)
+    40015: RefusalCode.AMOUNT_NOT_POSITIVE,  # a quota held elsewhere not covering it
+}
+# A premium's read is refused only for whom it names.
+_PREMIUM_READ_REFUSALS = {c: _PREMIUM_REFUSALS[c] for c in (40001, 40025)}
 _PAYER_NOT_BOUND = 40017
 _MALFORMED = 40000  # the request could not be read: nothing was done
 _MEDICAL_TYPE_WORD = {
@@ -235,7 +271,9 @@ _SEED = Policy(
     spouse_confirmation=True,
     commitment_required=True,
 )
-_NEAR = _SEED.with_changes(effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES)
+_NEAR = _SEED.with_changes(
+    effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES, premium_payment=True
+)
 _ACROSS = _NEAR.with_changes(effective_from=dt.date(2026, 1, 9), cross_province=True)
 
 
@@ -497,6 +535,52 @@ class JiangsuAdapter(ProvinceAdapter):
         with self._reading(f"GET {_HOLDS}"):
             return [_hold(h) for h in data]
 
+    # -- resident premiums (城乡居民医保个人缴费) ------------------------------------------
+
+    async def premium_of(self, cert_no: str, year: int) -> Premium | Refusal:
+        url = _premium_url(cert_no, year)
+        code, data = await self._request("GET", url)
+        if code != 0:
+            refused = _PREMIUM_READ_REFUSALS.get(code)
+            if refused is None:
+                raise self._contract_error(f"GET {url}: unknown code {code}")
+            return Refusal(refused)
+        with self._reading(f"GET {url}"):
+            raw_amount, raw_payment = data["amount"], data["payment"]
+            found = Premium(
+                cert_no=text(data["certNo"]),
+                year=_year(data["year"]),
+                amount=None if raw_amount is None else parse_money(raw_amount),
+                payment=None if raw_payment is None else _premium_payment(raw_payment),
+            )
+            paid = found.payment
+            if (found.cert_no, found.year) != (cert_no, year) or (
+                paid is not None and ((paid.beneficiary.cert_no, paid.year) != (cert_no, year))
+            ):
+                raise ValueError(f"another premium: {found.cert_no!r} for {found.year}")
+            return found
+
+    async def pay_premium(self, request: PremiumRequest) -> PremiumPayment | Refusal:
+        url = f"{_premium_url(request.beneficiary_cert_no, request.year)}/payments"
+        body: dict[str, Any] = {"payerCertNo": request.payer_cert_no}
+        funding = request.funding
+        if funding is not None:  # from a quota held in another province
+            body["crossProvinceFunding"] = {
+                "province": funding.province,
+                "payerCertNo": funding.payer,
+                "amount": _money_text(funding.amount),
+                "holdId": funding.hold_id,
+            }
+        done = await self._post(url, body, request.request_id, _PREMIUM_REFUSALS, _premium_payment)
+        if isinstance(done, PremiumPayment) and (
+            (done.beneficiary.cert_no, done.year) != (request.beneficiary_cert_no, request.year)
+            or done.payer.cert_no != request.payer_cert_no
+            or (done.payer_province, done.funding_hold)
+            != ((None, None) if funding is None else (funding.province, funding.hold_id))
+        ):
+            raise self._contract_error(f"POST {url}: another payment {done.id!r}")
+        return done
+
     # -- registrations: the change feed ------------------------------------------------
 
     async def registration_changes(self, after: int) -> Sequence[RegistrationChange]:
@@ -566,6 +650,38 @@ def _time(value: object) -> dt.datetime:
     if moment.tzinfo is None:
         raise ValueError(f"time without offset: {value!r}")
     return moment
+
+
+def _premium_url(cert_no: str, year: int) -> str:
+    """A resident's premium for ``year`` (four digits, 2000-2100: else the caller's bug,
+    `ValueError`, no request)."""
+    if isinstance(year, bool) or not 2000 <= year <= 2100:
+        raise ValueError(f"not a premium's year: {year!r}")
+    return f"{_PREMIUMS}/{quote(cert_no, safe='')}/{year}"
+
+
+def _year(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"year is not an integer: {value!r}")
+    return value
+
+
+def _premium_payment(raw: Any) -> PremiumPayment:
+    province = _province(raw["payerProvince"])
+    raw_hold = raw["fundingHoldId"]
+    hold = None if raw_hold is None else text(raw_hold)
+    if (province is None) != (hold is None):
+        raise ValueError("a payer's province and hold come together")
+    return PremiumPayment(
+        id=text(raw["paymentId"]),
+        beneficiary=_party(raw["beneficiary"]),
+        year=_year(raw["year"]),
+        amount=parse_money(raw["amount"]),
+        payer=_party(raw["payer"]),
+        payer_province=province,
+        funding_hold=hold,
+        paid_at=_time(raw["paidAt"]),
+    )
 
 
 def _party(raw: Any) -> Party:

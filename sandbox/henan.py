@@ -14,8 +14,9 @@ Every answer is HTTP 200 (even for faults: it is a legacy system)::
 ``retcode`` ``0000`` is success, ``9999`` a system fault (malformed XML, unknown
 service, invalid input), ``E1xx`` a business refusal (see `ERRORS`: E101-E113 for
 bindings, E114-E119 for settlement, E120-E122 for bindings across provinces, E123-E124
-for holds on a quota; Bind answers E115 too, for a quota that is not an amount above
-zero, and HoldQuota and ConfirmHold for their amounts). Requests are parsed with
+for holds on a quota, E125-E129 for resident premiums; Bind answers E115 too, for a
+quota that is not an amount above zero, and HoldQuota and ConfirmHold for their
+amounts; PayPremium answers E101, E115 and E117 as well). Requests are parsed with
 defusedxml only: entity declarations, external references and the like are refused
 with ``9999``. A request Henan cannot read is not carried
 out, and its ``retmsg`` says so: 报文格式错误 for one that is not XML it parses
@@ -23,9 +24,9 @@ out, and its ``retmsg`` says so: 报文格式错误 for one that is not XML it p
 入参校验失败 for input it refuses (a field missing, an amount that is not one).
 
 ``<seq>`` (流水号) names the request. For the writes (Bind, Unbind, Settle,
-ReverseSettle, HoldQuota, ConfirmHold, ReleaseHold, RefundHold) Henan keeps it with its
-answer: the same ``<seq>`` again is answered with the same retcode, retmsg and body as
-the first time (a refusal too), and nothing is done twice. A ``<seq>`` already
+ReverseSettle, HoldQuota, ConfirmHold, ReleaseHold, RefundHold, PayPremium) Henan keeps
+it with its answer: the same ``<seq>`` again is answered with the same retcode, retmsg
+and body as the first time (a refusal too), and nothing is done twice. A ``<seq>`` already
 answered for another request is refused with ``9999`` (流水号重复) and nothing is done.
 Without a ``<seq>`` a write is done as it comes; queries ignore it.
 
@@ -59,6 +60,11 @@ QueryHold                holds of persons,        <sfzh>* -> <hold>* (oldest fir
 QueryRegistrationChanges the change feed          <qsxh> -> <change>* (after the change qsxh,
                          (参保关系变更查询)       oldest first, at most 100: bgxh, sfzh, bglx,
                                                   zrsf, bgsj)
+QueryPremium             a resident's premium     <sfzh>, <nd> -> <premium> (sfzh, xm, nd, jfbz,
+                         for a year               <payment>?)
+                         (居民缴费查询)
+PayPremium               pay a resident's premium <sfzh>, <nd>, <jfrsfzh>, (<gjsf>, <gjje>,
+                         (居民医保缴费)           <gjdjid>)? -> <payment>
 ======================== ======================== ===============================================
 
 A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
@@ -162,6 +168,31 @@ the change's number), sfzh, bglx (变更类型), zrsf (转入省份: the provinc
 six-digit code as in Bind, ``320000``; empty when the registration ended) and bgsj
 (changed, ``YYYYMMDDHHMMSS`` in UTC). It is a query: ``<seq>`` is not kept.
 
+Resident premiums (城乡居民医保个人缴费): Henan declares the premium of resident insurance
+(城乡居民基本医疗保险, xzlx ``12``) for each year (`PREMIUMS`, illustrative); from the
+near-relatives rules' date (2025-01-01) an authorizer's account may pay it for a relative
+bound to them (家庭共济). QueryPremium asks for the resident ``<sfzh>``'s premium for the
+year ``<nd>`` (年度): a ``<premium>`` holds sfzh, xm, nd and jfbz (缴费标准, the amount
+declared; empty when the year's is not declared yet), and a ``<payment>`` inside it
+once that year's is paid. PayPremium pays it, once a year, from the account of
+``<jfrsfzh>`` (缴费人, actively bound to the resident as their authorizer); or, with
+``<gjsf>`` (共济省份: another province's six-digit code, not ``410000``), ``<gjje>``
+(the amount held there) and ``<gjdjid>`` (the hold there), all three or none, from a
+quota ``<jfrsfzh>`` holds in that province, which must cover the premium (nothing moves
+in Henan). A ``<payment>`` holds jfid (缴费ID), sfzh / xm (the resident), nd, jfje
+(缴费金额), jfrsfzh / jfrxm (the payer), gjsf and gjdjid (the payer's province and the
+hold there; both empty for an account in Henan) and jfsj (paid, ``YYYYMMDDHHMMSS`` in
+UTC). ``<sfzh>``, ``<nd>`` and ``<jfrsfzh>`` come exactly once each, and so does each of
+the three funding elements when given; ``<nd>`` is four ASCII digits, 2000 to 2100;
+anything else (an element missing or repeated, a ``gjsf`` not another province's code, a
+``gjje`` not an amount) is ``9999`` 入参校验失败. Refusals: E101 (the resident is not
+insured here, or no longer), E125 (非城乡居民: insured as an employee), E126 (no premium
+declared for that year: PayPremium), E127 (that year's is paid already), E128 (before
+the rules' date, from an account), E117 (缴费人未与参保人绑定家庭共济: the payer is not
+the resident's bound authorizer), E129 (the payer's account has less than the premium)
+and E115 (共济冻结金额不足以缴费: a held amount not above zero or below the premium).
+QueryPremium is a query (``<seq>`` not kept) and answers only E101 and E125.
+
 Codes: xzlx ``11`` 职工基本医疗保险, ``12`` 城乡居民基本医疗保险; cbzt ``1`` 正常参保,
 ``2`` 暂停缴费, ``3`` 终止参保, ``9`` 未生效; gx ``01`` 配偶, ``02`` 父母, ``03`` 子女,
 ``04`` 配偶父母, ``05`` 子女配偶, ``06`` 兄弟姐妹, ``07`` (外)祖父母, ``08`` (外)孙子女;
@@ -199,6 +230,8 @@ from sandbox.engine import (
     money_text,
 )
 
+# The resident premium (城乡居民医保个人缴费) Henan declares for each year (illustrative).
+PREMIUMS = ((2024, "380.00"), (2025, "400.00"), (2026, "400.00"), (2027, "400.00"))
 # The seed era's rules, then each change on its (illustrative) date.
 SEED = ProvinceRules(
     prefix="41",
@@ -207,8 +240,14 @@ SEED = ProvinceRules(
     cross_city=False,
     single_binding=True,
     payer_named=True,
+    premiums=PREMIUMS,
 )
-NEAR = replace(SEED, effective_from=dt.date(2025, 1, 1), allowed_relations=NEAR_RELATIVES)
+NEAR = replace(
+    SEED,
+    effective_from=dt.date(2025, 1, 1),
+    allowed_relations=NEAR_RELATIVES,
+    premium_payment=True,
+)
 VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 3, 1), cross_province=True))
 
 PATH = "/hnyb/service"
@@ -244,6 +283,9 @@ _AMOUNT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
 _PROVINCE = re.compile(r"[1-9][0-9]0000")
 # A change's number in a query (``<qsxh>``).
 _XH = re.compile(r"[0-9]{1,18}")
+# A year (年度, ``<nd>``): four ASCII digits, within `YEARS`.
+_ND = re.compile(r"[0-9]{4}")
+YEARS = range(2000, 2101)
 
 OK = ("0000", "成功")
 FAULT = "9999"
@@ -277,6 +319,12 @@ ERRORS: dict[str, tuple[str, str]] = {
     # holds on a quota (the 2026 rules)
     "quota_insufficient": ("E123", "共济额度余额不足"),
     "bad_hold_state": ("E124", "冻结状态不允许此操作"),
+    # resident premiums (城乡居民医保个人缴费)
+    "not_resident": ("E125", "非城乡居民基本医疗保险参保人员"),
+    "premium_not_declared": ("E126", "该年度居民医保缴费标准未公布"),
+    "premium_paid": ("E127", "该年度居民医保已缴费"),
+    "premium_not_allowed": ("E128", "暂不支持个人账户为家庭成员缴费"),
+    "balance_insufficient": ("E129", "个人账户余额不足"),
 }
 
 # Where a service words a shared reason its own way.
@@ -288,6 +336,8 @@ _MESSAGES: dict[tuple[str, str], str] = {
     ("ConfirmHold", "forbidden"): "无权操作该笔冻结",
     ("ReleaseHold", "forbidden"): "无权操作该笔冻结",
     ("RefundHold", "forbidden"): "无权操作该笔冻结",
+    ("PayPremium", "payer_not_bound"): "缴费人未与参保人绑定家庭共济",
+    ("PayPremium", "bad_amount"): "共济冻结金额不足以缴费",
 }
 
 
@@ -689,6 +739,88 @@ async def _query_registration_changes(
     ]
 
 
+# -- resident premiums (城乡居民医保个人缴费) ----------------------------------------
+
+
+def _one(body: ET.Element, tag: str) -> str:
+    """The text of exactly one, non-empty ``<tag>``."""
+    if len(body.findall(tag)) != 1:
+        raise _BadInput(f"not exactly one <{tag}>")
+    return _required(body, tag)
+
+
+def _year(body: ET.Element) -> int:
+    """``<nd>`` (年度): exactly one, four ASCII digits, within `YEARS`."""
+    value = _one(body, "nd")
+    if not _ND.fullmatch(value) or int(value) not in YEARS:
+        raise _BadInput("<nd> is not a year")
+    return int(value)
+
+
+def _payment(row: dict[str, Any]) -> ET.Element:
+    province = row["payer_province"]
+    return _element(
+        "payment",
+        {
+            "jfid": row["id"],
+            "sfzh": row["beneficiary"],
+            "xm": row["beneficiary_name"],
+            "nd": str(row["year"]),
+            "jfje": money_text(row["amount"]),
+            "jfrsfzh": row["payer"],
+            "jfrxm": row["payer_name"],
+            "gjsf": None if province is None else f"{province}0000",
+            "gjdjid": row["funding_hold"],
+            "jfsj": _compact_time(row["paid_at"]),
+        },
+    )
+
+
+async def _query_premium(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    found = await system.premium(_one(body, "sfzh"), _year(body))
+    premium = _element(
+        "premium",
+        {
+            "sfzh": found["cert_no"],
+            "xm": found["name"],
+            "nd": str(found["year"]),
+            "jfbz": money_text(found["amount"]),
+        },
+    )
+    if found["payment"] is not None:
+        premium.append(_payment(found["payment"]))
+    return [premium]
+
+
+_PREMIUM_FUNDING = ("gjsf", "gjje", "gjdjid")
+
+
+async def _pay_premium(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    beneficiary, year, payer = _one(body, "sfzh"), _year(body), _one(body, "jfrsfzh")
+    funding = None
+    if any(_optional(body, tag) for tag in _PREMIUM_FUNDING):  # a quota held elsewhere
+        for tag in _PREMIUM_FUNDING:
+            if len(body.findall(tag)) != 1:
+                raise _BadInput(f"not exactly one <{tag}>")
+        province = _province(body, "gjsf")
+        if province is None or province == SEED.prefix:
+            raise _BadInput("<gjsf> is not another province's code")
+        funding = {
+            "province": province,
+            "payer": payer,
+            "amount": _amount(body, "gjje"),
+            "hold": _required(body, "gjdjid"),
+        }
+    row = await system.pay_premium(
+        beneficiary=beneficiary, year=year, payer=payer, funding=funding, request_id=seq
+    )
+    return [_payment(row)]
+
+
 _Handler = Callable[[ProvinceSystem, ET.Element, str | None], Awaitable[list[ET.Element]]]
 
 _HANDLERS: dict[str, _Handler] = {
@@ -706,4 +838,6 @@ _HANDLERS: dict[str, _Handler] = {
     "RefundHold": _refund_hold,
     "QueryHold": _query_hold,
     "QueryRegistrationChanges": _query_registration_changes,
+    "QueryPremium": _query_premium,
+    "PayPremium": _pay_premium,
 }

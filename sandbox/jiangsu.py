@@ -2,7 +2,7 @@
 
 Every answer is ``{"code": 0, "msg": "success", "data": ...}`` with camelCase
 fields. ``code`` 0 is success. Business refusals are answered with HTTP 200 and
-a code from `ERRORS` (40001-40024) and ``data: null``; a malformed request
+a code from `ERRORS` (40001-40029) and ``data: null``; a malformed request
 (bad JSON, a missing or mistyped field, an amount that is not a decimal string
 of at most two places, text with a control character, more than `MAX_CERT_NOS`
 ID numbers) is HTTP 400 with code 40000, and nothing is done; an unknown path
@@ -59,6 +59,12 @@ endpoint                                           verb request -> data
 /api/v1/registrations/changes?after=N              GET  -> [change] (the change feed: those
                                                          after the change N, oldest first, at
                                                          most 100)
+/api/v1/premiums/{certNo}/{year}                   GET  -> premium (a resident's, for a year)
+/api/v1/premiums/{certNo}/{year}/payments          POST {"payerCertNo"
+                                                         [, "crossProvinceFunding":
+                                                         {"province", "payerCertNo",
+                                                         "amount", "holdId"}]}
+                                                         -> payment (once a year)
 ================================================== ==== ======================================
 
 person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
@@ -140,6 +146,29 @@ required, once, as a number of ASCII digits (at most 18); anything else is malfo
 (40000). change: ``{"seq": 7, "certNo", "type": "MOVED_OUT"|"ENDED", "toProvince":
 "41"|null (the province moved to, its two-digit code; null when it ended), "changedAt":
 "2026-03-02T10:00:00+08:00"}``.
+
+Resident premiums (城乡居民医保个人缴费): Jiangsu declares the premium of its resident
+insurance for each year (`PREMIUMS`). ``GET /api/v1/premiums/{certNo}/{year}`` answers a
+resident insured here: premium: ``{"certNo", "year": 2026, "amount": "440.00"|null (not
+declared yet), "payment": payment|null (not paid yet)}``. ``POST .../payments`` pays it,
+once: from the account of ``payerCertNo``, an authorizer with an EFFECTIVE authorization
+for the resident inside Jiangsu (from the 2024 rules' date, 2024-09-01), or, with
+``crossProvinceFunding`` (as a settlement takes it, its ``payerCertNo`` the body's),
+from a quota held in another province, ``amount`` there covering the premium; no
+account here moves then. It is a write, kept under its ``X-Request-Id`` like the
+others. payment: ``{"paymentId", "beneficiary": {"certNo", "name"}, "year", "amount",
+"payer": {"certNo", "name"}, "payerProvince": "13"|null, "fundingHoldId": str|null
+(both null when paid from an account here), "paidAt"}``. ``year`` in the path is four
+ASCII digits, 2000 to 2100, else the request is malformed (40000), as is a ``certNo``
+with a control character.
+Refusals: 40001 nobody insured here by that ``certNo`` (or insurance TERMINATED); 40025
+not resident insurance (非城乡居民医保参保人员); 40026 no premium declared for the year;
+40027 paid already; 40028 an account paying for a relative before the 2024 rules;
+40017 the payer without an EFFECTIVE authorization for the resident inside Jiangsu
+(in a payment's words: 缴费人与参保人无有效共济授权); 40029 the payer's
+``accountBalance`` below the premium; 40015 ``crossProvinceFunding`` whose ``amount``
+is not above zero or does not cover the premium, or whose ``payerCertNo`` is not the
+body's (in a payment's words: 跨省共济冻结金额不足以缴纳该年度保费).
 """
 
 from __future__ import annotations
@@ -168,6 +197,8 @@ from sandbox.engine import (
 )
 
 # The seed era's rules, then each change on its (illustrative) date.
+# The resident premium (城乡居民医保个人缴费) Jiangsu declares for each year (illustrative).
+PREMIUMS = ((2024, "420.00"), (2025, "430.00"), (2026, "440.00"), (2027, "450.00"))
 SEED = ProvinceRules(
     prefix="32",
     id_prefix="JS",
@@ -176,8 +207,14 @@ SEED = ProvinceRules(
     spouse_confirmation=True,
     commitment_required=True,
     payer_named=True,
+    premiums=PREMIUMS,
 )
-NEAR = replace(SEED, effective_from=dt.date(2024, 9, 1), allowed_relations=NEAR_RELATIVES)
+NEAR = replace(
+    SEED,
+    effective_from=dt.date(2024, 9, 1),
+    allowed_relations=NEAR_RELATIVES,
+    premium_payment=True,
+)
 VERSIONS = (SEED, NEAR, replace(NEAR, effective_from=dt.date(2026, 1, 9), cross_province=True))
 
 BASE = "/api/v1"
@@ -239,10 +276,20 @@ ERRORS: dict[str, tuple[int, str]] = {
     "quota_above_balance": (40022, "共济额度超过授权人个人账户余额"),
     "quota_insufficient": (40023, "共济额度余额不足"),
     "bad_hold_state": (40024, "冻结状态不允许此操作"),
+    "not_resident": (40025, "非城乡居民医保参保人员"),
+    "premium_not_declared": (40026, "该年度缴费标准未公布"),
+    "premium_paid": (40027, "该年度已缴费"),
+    "premium_not_allowed": (40028, "暂不支持个人账户为家庭成员缴费"),
+    "balance_insufficient": (40029, "个人账户余额不足"),
 }
 # The same code, in the words of a particular field (the refusal's ``field``).
 MESSAGES: dict[tuple[str, str], str] = {
     ("bad_amount", "quota"): "跨省共济须设定大于零的共济额度",
+}
+# The same code, in the words of a premium's payment (whatever the field).
+PREMIUM_MESSAGES: dict[str, str] = {
+    "payer_not_bound": "缴费人与参保人无有效共济授权",
+    "bad_amount": "跨省共济冻结金额不足以缴纳该年度保费",
 }
 MEDICAL_TYPE = {"OUTPATIENT": "OUTPATIENT", "INPATIENT": "INPATIENT", "PHARMACY": "PHARMACY"}
 MEDICAL_TYPE_FROM = {v: k for k, v in MEDICAL_TYPE.items()}
@@ -250,6 +297,8 @@ AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
 PROVINCE = re.compile(r"[1-9][0-9]")
 CHANGE_TYPE = {"MOVED": "MOVED_OUT", "ENDED": "ENDED"}
 SEQ = re.compile(r"[0-9]{1,18}")  # a change's number in a query (``after``)
+YEAR = re.compile(r"[0-9]{4}")  # a premium's year in a path
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 
 class _Malformed(Exception):
@@ -265,6 +314,7 @@ def create_app(
     auth = f"{BASE}/mutual-aid/authorizations"
     holds = f"{BASE}/mutual-aid/holds"
     settlements = f"{BASE}/settlements"
+    premium = f"{BASE}/premiums/{{certNo}}/{{year}}"
     app = sandbox_app(
         "jiangsu",
         VERSIONS,
@@ -282,6 +332,12 @@ def create_app(
             Route(f"{holds}/{{holdId}}/refund", _endpoint(_refund_hold), methods=["POST"]),
             Route(settlements, _endpoint(_settlements), methods=["GET"]),
             Route(f"{BASE}/registrations/changes", _endpoint(_changes), methods=["GET"]),
+            Route(premium, _endpoint(_premium), methods=["GET"]),
+            Route(
+                f"{premium}/payments",
+                _endpoint(_pay_premium, PREMIUM_MESSAGES),
+                methods=["POST"],
+            ),
             Route(settlements, _endpoint(_settle), methods=["POST"]),
             Route(
                 f"{settlements}/{{settlementId}}/reversal", _endpoint(_reverse), methods=["POST"]
@@ -313,12 +369,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 Handler = Callable[[ProvinceSystem, Request], Awaitable[Any]]
 
 
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _endpoint(
+    handler: Handler, messages: dict[str, str] | None = None
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """``handler`` answered in the wrapper; a refusal in the words of its field
+    (`MESSAGES`), else of this endpoint (``messages``), else of its code (`ERRORS`)."""
+    words = messages or {}
+
     async def endpoint(request: Request) -> JSONResponse:
         try:
             data = await handler(system_of(request), request)
         except SandboxRefusal as refusal:
             code, message = ERRORS[refusal.reason]
+            message = words.get(refusal.reason, message)
             return _answer(code, MESSAGES.get((refusal.reason, refusal.field or ""), message))
         except RequestIdReused:
             return _answer(REQUEST_ID_REUSED, "请求ID已用于其他请求", status=409)
@@ -683,3 +746,53 @@ async def _changes(system: ProvinceSystem, request: Request) -> list[dict[str, A
         }
         for r in await system.changes(int(given[0]))
     ]
+
+
+def _premium_path(request: Request) -> tuple[str, int]:
+    """A premium's ``certNo`` and ``year`` from its path (a year of four ASCII digits,
+    `FIRST_YEAR` to `LAST_YEAR`; anything else is malformed)."""
+    cert_no, year = request.path_params["certNo"], request.path_params["year"]
+    if not cert_no or unreadable_text(cert_no):
+        raise _Malformed("certNo")
+    if not YEAR.fullmatch(year) or not FIRST_YEAR <= int(year) <= LAST_YEAR:
+        raise _Malformed("year is not a year")
+    return cert_no, int(year)
+
+
+def _premium_payment(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "paymentId": row["id"],
+        "beneficiary": {"certNo": row["beneficiary"], "name": row["beneficiary_name"]},
+        "year": row["year"],
+        "amount": money_text(row["amount"]),
+        "payer": {"certNo": row["payer"], "name": row["payer_name"]},
+        "payerProvince": row["payer_province"],
+        "fundingHoldId": row["funding_hold"],
+        "paidAt": _time(row["paid_at"]),
+    }
+
+
+async def _premium(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    cert_no, year = _premium_path(request)
+    found = await system.premium(cert_no, year)
+    return {
+        "certNo": found["cert_no"],
+        "year": found["year"],
+        "amount": money_text(found["amount"]),
+        "payment": None if found["payment"] is None else _premium_payment(found["payment"]),
+    }
+
+
+async def _pay_premium(system: ProvinceSystem, request: Request) -> dict[str, Any]:
+    cert_no, year = _premium_path(request)
+    body = await _body(request)
+    payer = _text(body, "payerCertNo")
+    funding = _funding(body, "crossProvinceFunding")
+    row = await system.pay_premium(
+        beneficiary=cert_no,
+        year=year,
+        payer=payer,
+        funding=funding,
+        request_id=_request_id(request),
+    )
+    return _premium_payment(row)
