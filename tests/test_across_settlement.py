@@ -231,7 +231,7 @@ async def test_a_lost_answer_is_finished_by_the_reconciler_once(world: World) ->
     assert hold["status"] == "HELD"  # not confirmed before Jiangsu's answer is known
     world.provinces.switches["jiangsu"].mode = "ok"
 
-    settlements = world.app.state.services.settlements
+    settlements = world.app.state.crossing
     assert await settlements.resume() == 1
     [hold] = await world.holds("hebei", SON)
     assert (hold["status"], hold["used"]) == ("CONFIRMED", "600.00")
@@ -267,7 +267,7 @@ async def test_a_reversal_returns_the_money_to_the_quota_once(world: World) -> N
     again = await world.gql(REVERSE, {"id": bill["settlement"]["id"]}, token=token)
     assert again["data"]["reverseSettlement"]["errors"] == [{"code": "SETTLEMENT_ALREADY_REVERSED"}]
     assert await world.quota_left("hebei", SON) == Decimal("1000.00")  # once
-    assert await world.app.state.services.settlements.resume() == 0
+    assert await world.app.state.crossing.resume() == 0
 
 
 def hebei_infno(infno: str) -> Any:
@@ -290,7 +290,7 @@ async def test_a_hold_refused_leaves_the_bill_to_the_patients_province_alone(
     assert paid(bill) == ("0.00", "0.00", "600.00", None, None)
     assert await world.holds("hebei", SON) == []
     assert await world.quota_left("hebei", SON) == Decimal("1000.00")
-    assert await world.app.state.services.settlements.resume() == 0
+    assert await world.app.state.crossing.resume() == 0
 
 
 async def test_a_lost_hold_and_a_lost_confirmation_are_finished_by_the_reconciler(
@@ -303,7 +303,7 @@ async def test_a_lost_hold_and_a_lost_confirmation_are_finished_by_the_reconcile
     assert bill["status"] == "SUBMITTED"
     assert len(await world.settlements("jiangsu", MOTHER)) == 0  # not settled before the hold
     hebei.only = hebei_infno("2712")  # now the confirmation's answer is lost
-    settlements = world.app.state.services.settlements
+    settlements = world.app.state.crossing
     await settlements.resume()
     [hold] = await world.holds("hebei", SON)
     assert hold["status"] == "CONFIRMED"  # made, though its answer was lost
@@ -341,7 +341,7 @@ async def test_a_lost_refund_is_finished_by_the_reconciler_once(world: World) ->
     [hold] = await world.holds("hebei", SON)
     assert hold["status"] == "REFUNDED"  # done, its answer lost
     hebei.mode = "ok"
-    settlements = world.app.state.services.settlements
+    settlements = world.app.state.crossing
     assert await settlements.resume() == 1
     assert await world.quota_left("hebei", SON) == Decimal("1000.00")
     assert await settlements.resume() == 0

@@ -32,6 +32,8 @@ READ = f"""query($binding: ID!, $settlement: ID!, $link: ID!, $ended: ID!) {{
 REVERSE = """mutation($id: ID!) { reverseSettlement(settlementId: $id, reason: "录入错误") {
   settlement { reversedAt } } }"""
 AUDIT = "{ auditLog(first: 5) { at } }"
+PREMIUM = """mutation($i: PayResidentPremiumInput!) { payResidentPremium(input: $i) {
+  payment { paidAt } } }"""
 
 
 def datetime_fields() -> set[tuple[str, str]]:
@@ -79,12 +81,22 @@ async def test_every_moment_is_beijing_time_to_the_second(gql: GraphQL) -> None:
     linked(await remove(gql, "hb_wang_jianguo", ended["id"]), "REMOVED")
     reversed_ = await gql(REVERSE, {"id": settlement}, token=token(gql))
     assert "errors" not in reversed_, reversed_
+    assert (await gql.bind("hb_wang_jianguo", "hb_wang_deming", "PARENT"))["errors"] == []
+    father = {"beneficiaryCertNo": "130602195001200010", "year": 2026, "idempotencyKey": "dt-3"}
+    premium = await gql(PREMIUM, {"i": father}, as_="hb_wang_jianguo")
+    assert premium["data"]["payResidentPremium"]["payment"], premium
 
     ids = {"binding": binding, "settlement": settlement, "link": link["id"], "ended": ended["id"]}
     read = await gql(READ, ids, as_="hb_wang_jianguo")
     assert "errors" not in read, read
     admin = await gql(AUDIT, token=mint_token(STAFF, gql.auth, roles=frozenset({ADMIN})))
-    answers = [read["data"], admin["data"], reversed_["data"], {"voucher": shown["voucher"]}]
+    answers = [
+        read["data"],
+        admin["data"],
+        reversed_["data"],
+        {"voucher": shown["voucher"]},
+        premium["data"],
+    ]
     seen = [m for answer in answers for m in moments(answer)]
     wrong = [(path, text) for path, text in seen if not BEIJING.match(text)]
     assert wrong == []

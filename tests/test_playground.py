@@ -216,6 +216,7 @@ PROMISED = {
     "Across provinces: more than the balance, in English": ["QUOTA_ABOVE_BALANCE"],
     "Unbind": ["UNBOUND"],
     "Across provinces: a quota": ["ACTIVE"],
+    "Premium: his father's resident premium": ["ok"],
     "Kinship: add a 17-year-old (he consents himself)": ["PENDING_CONSENT"],
     "Kinship: the member sees the request": ["ok"],
     "Kinship: the member consents": ["APPROVED"],

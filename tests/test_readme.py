@@ -703,6 +703,13 @@ def check_bind_across(data: dict[str, Any]) -> None:
     assert binding["beneficiaryProvince"] == {"code": "32", "name": "江苏省"}
 
 
+def check_premium(data: dict[str, Any]) -> None:
+    # run on a fresh world: he has not bound his father there, as the guide says he must
+    assert data["payResidentPremium"]["errors"] == [
+        {"code": "NOT_BOUND", "message": "您尚未为该亲属开通家庭共济", "field": "beneficiaryCertNo"}
+    ]
+
+
 def check_records(data: dict[str, Any]) -> None:
     for connection in data["me"].values():  # a fresh world: nothing yet
         assert connection == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
@@ -755,6 +762,17 @@ SHOWN: dict[str, Shown] = {
     "README.md Records": Shown("hb_wang_jianguo", check_records),
     "docs/frontend.md Family": Shown("hb_wang_jianguo", check_family),
     "docs/frontend.md KinshipMembers": Shown("hb_wang_jianguo", check_kinship_members),
+    "docs/frontend.md PayPremium": Shown(
+        "hb_wang_jianguo",
+        check_premium,
+        {
+            "input": {
+                "beneficiaryCertNo": person("hb_wang_deming")["certNo"],
+                "year": 2026,
+                "idempotencyKey": "premium-2026-wang-deming",
+            }
+        },
+    ),
     "docs/frontend.md BindAcross": Shown(
         "hb_liu_tao",
         check_bind_across,

@@ -5,6 +5,7 @@ records why."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -84,3 +85,31 @@ async def test_the_gateway_notices_within_its_interval(following: World) -> None
 
     await until(ended, "the binding ended by the follower", within=5, every=0.05)
     assert await following.balance("hebei", SON) == Decimal("2500.00")
+
+
+async def test_a_feed_that_cannot_be_read_is_read_next_time(world: World) -> None:  # noqa: F811
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    await world.system("jiangsu").move_registration(person(MOTHER)["certNo"], to_province=None)
+    jiangsu = world.provinces.switches["jiangsu"]
+    jiangsu.mode = "down"
+    registrations = world.app.state.registrations
+    assert await registrations.follow_once() == 0  # the others are read all the same
+    jiangsu.mode = "ok"
+    assert await registrations.follow_once() == 1
+    assert await world.balance("hebei", SON) == Decimal("2500.00")
+
+
+async def test_a_binding_the_holder_cannot_be_reached_for_is_ended_once_it_can(
+    world: World,  # noqa: F811
+) -> None:
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    await world.system("jiangsu").move_registration(person(MOTHER)["certNo"], to_province=None)
+    hebei = world.provinces.switches["hebei"]
+    hebei.only = lambda request: json.loads(request.content or b"{}").get("infno") == "2704"
+    hebei.mode = "lose"  # the unbind is done; its answer is lost
+    assert await world.app.state.registrations.follow_once() == 1  # submitted: recorded
+    hebei.mode = "ok"
+    assert await world.app.state.registrations.follow_once() == 0
+    [row] = await world.system("hebei").bindings_of([person(SON)["certNo"]])
+    assert row["status"] == "UNBOUND"
+    assert await world.balance("hebei", SON) == Decimal("2500.00")

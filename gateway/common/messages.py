@@ -69,6 +69,30 @@ _REFUSALS: dict[Code, tuple[str, str]] = {
         "该笔共济资金的状态不允许此操作",
         "The money held for this payment is not in a state for this.",
     ),
+    RefusalCode.NOT_RESIDENT_INSURED: (
+        "该亲属未参加城乡居民医保,无需缴纳居民医保费",
+        "Your relative is not resident-insured: there is no resident premium to pay.",
+    ),
+    RefusalCode.PREMIUM_NOT_DECLARED: (
+        "该年度居民医保缴费标准尚未公布",
+        "The resident premium for that year has not been announced yet.",
+    ),
+    RefusalCode.PREMIUM_ALREADY_PAID: (
+        "该亲属该年度的居民医保费已缴纳",
+        "Your relative's resident premium for that year is already paid.",
+    ),
+    RefusalCode.PREMIUM_PAYMENT_NOT_ALLOWED: (
+        "本省暂不支持用个人账户为家庭成员缴纳居民医保费",
+        "Your province does not let a personal account pay a relative's premium yet.",
+    ),
+    RefusalCode.BALANCE_INSUFFICIENT: (
+        "个人账户(或共济额度)余额不足",
+        "Your personal account (or the quota) has less than the premium.",
+    ),
+    RefusalCode.NOT_BOUND: (
+        "您尚未为该亲属开通家庭共济",
+        "You have not bound this relative for family mutual aid.",
+    ),
     RefusalCode.BINDING_LIMIT_REACHED: (
         "共济家庭成员人数已达上限",
         "You have bound as many relatives as this province allows.",

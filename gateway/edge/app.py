@@ -50,10 +50,12 @@ from gateway.ops.config import Settings
 from gateway.ops.logs import REQUEST_ID
 from gateway.provinces.directory import Directory
 from gateway.provinces.federated import open_provinces
+from gateway.rules.crossing import Crossing
 from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
 from gateway.rules.kinship import Kinship
 from gateway.rules.mutual_aid import MutualAid
+from gateway.rules.premiums import Premiums
 from gateway.rules.registrations import Registrations
 from gateway.rules.settlement import Settlements
 from gateway.state.outbox import Outbox, Reconciler
@@ -241,9 +243,13 @@ def create_app(
                 writes = Writes(outbox, replays)
                 mutual_aid = MutualAid(provinces, directory, writes)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
+                transfers = Transfers(store)
+                crossing = Crossing(writes, transfers)
+                app.state.crossing = crossing  # (the reconciler's part, for tests to run)
                 settlements = Settlements(
-                    provinces, directory, writes, mutual_aid, Transfers(store)
+                    provinces, directory, writes, mutual_aid, transfers, crossing
                 )
+                premiums = Premiums(directory, mutual_aid, writes, transfers, crossing)
                 app.state.services = Services(
                     settings=settings,
                     store=store,
@@ -252,6 +258,7 @@ def create_app(
                     mutual_aid=mutual_aid,
                     kinship=kinship,
                     settlements=settlements,
+                    premiums=premiums,
                     diagnostics=Diagnostics(mutual_aid, kinship, directory),
                     journal=journal,
                     family=Family(provinces, kinship, directory),
@@ -268,7 +275,7 @@ def create_app(
                     outbox,
                     interval=resilience.reconcile_interval,
                     pending_after=resilience.pending_after,
-                    also=settlements.resume,
+                    also=crossing.resume,
                 )
                 registrations = Registrations(provinces, mutual_aid, writes, store)
                 app.state.registrations = registrations

@@ -29,6 +29,7 @@ from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
 from gateway.rules.kinship import Kinship, KinshipLink
 from gateway.rules.mutual_aid import MutualAid
+from gateway.rules.premiums import Premiums
 from gateway.rules.settlement import Settlements
 from gateway.state.outbox import Outbox
 from gateway.state.records import Journal
@@ -48,6 +49,7 @@ class Services:
     mutual_aid: MutualAid
     kinship: Kinship
     settlements: Settlements
+    premiums: Premiums
     diagnostics: Diagnostics
     journal: Journal
     family: Family

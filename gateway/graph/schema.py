@@ -30,6 +30,7 @@ from gateway.graph.metrics import Measured
 from gateway.graph.node_schema import NodeQueries
 from gateway.graph.operation import me_fields
 from gateway.graph.prefetch import Ahead
+from gateway.graph.premium_schema import PremiumMutations
 from gateway.graph.ratelimit import RateLimit
 from gateway.graph.records_schema import (
     AuthorizationRecordConnection,
@@ -280,7 +281,7 @@ class Query(KinshipQueries, DiagnosisQueries, NodeQueries, AuditQueries):
 
 
 @strawberry.type
-class Mutation(KinshipMutations, SettlementMutations):
+class Mutation(KinshipMutations, SettlementMutations, PremiumMutations):
     @strawberry.mutation(description="The caller lets a relative spend their personal account.")
     async def bind_mutual_aid(
         self, info: Info_, input: BindMutualAidInput

@@ -31,6 +31,7 @@ from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
 from gateway.rules.kinship import Kinship, KinshipLink
 from gateway.rules.mutual_aid import BINDING_KIND, MutualAid
+from gateway.rules.premiums import Premiums
 from gateway.rules.settlement import Settlements
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
@@ -121,6 +122,8 @@ class ResolverServices(Protocol):
     @property
     def settlements(self) -> Settlements: ...
     @property
+    def premiums(self) -> Premiums: ...
+    @property
     def diagnostics(self) -> Diagnostics: ...
     @property
     def journal(self) -> Journal: ...
@@ -188,6 +191,9 @@ class PolicyType:
     single_binding: bool
     commitment_required: bool
     allowed_relations: list[Relation]  # type: ignore[valid-type]
+    premium_payment: bool = strawberry.field(
+        description="An account may pay a bound relative's resident premium (2024 on)."
+    )
     effective_from: dt.date
 
     @classmethod
@@ -200,6 +206,7 @@ class PolicyType:
             single_binding=policy.single_binding,
             commitment_required=policy.commitment_required,
             allowed_relations=[r for r in base.Relation if r in policy.allowed_relations],
+            premium_payment=policy.premium_payment,
             effective_from=policy.effective_from,
         )
 

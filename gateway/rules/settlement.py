@@ -28,24 +28,23 @@ from adapters.base import (
     BindingStatus,
     MedicalType,
     ProvinceAdapter,
-    QuotaHold,
     RefusalCode,
     Settlement,
-    UpstreamError,
     choose_payer,
 )
 from gateway.common.auth import INSTITUTION, Caller
-from gateway.common.certno import is_valid, loggable, normalize
+from gateway.common.certno import is_valid, normalize
 from gateway.common.ids import decode_id
 from gateway.common.refusals import Code, GatewayCode, Refused
 from gateway.provinces.directory import Directory, Located
 from gateway.provinces.federated import Provinces
+from gateway.rules.crossing import Crossing
 from gateway.rules.mutual_aid import MutualAid
 from gateway.state.keys import KeyReused, key_ok
-from gateway.state.outbox import Locks, Operation, Write
+from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
-from gateway.state.transfers import FINAL, Step, Transfer, Transfers
-from gateway.state.writes import Route, Writes, refuse
+from gateway.state.transfers import Step, Transfer, Transfers
+from gateway.state.writes import Writes, refuse
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +113,6 @@ def judge_bill(given: SettleInput, institution_kind: str) -> Code | None:
     return None
 
 
-class _NoHold:
-    """The source refused the hold (or certainly never took it)."""
-
-    id = None
-
-
-def _has_settled(transfer: Transfer) -> bool:
-    return transfer.step is not Step.HOLDING
-
-
-def _submitted(transfer: Transfer) -> SettlementOutcome:
-    return SettlementOutcome(submitted=True, key=transfer.key)
-
-
-def _logged(transfer: Transfer) -> str:
-    return f"{transfer.source}->{transfer.target} for {loggable(transfer.payer)}"
-
-
 def _on_settlement(code: Code) -> str:
     """Where a refusal of acting on a settlement points: the settlement."""
     return "settlementId"
@@ -151,10 +132,6 @@ class Quota:
     amount: Decimal
 
 
-def _no_field(code: Code) -> str | None:
-    return None
-
-
 class Settlements:
     def __init__(
         self,
@@ -163,13 +140,15 @@ class Settlements:
         writes: Writes,
         mutual_aid: MutualAid,
         transfers: Transfers,
+        crossing: Crossing,
     ) -> None:
         self._provinces = provinces
         self._directory = directory
         self._writes = writes
         self._mutual_aid = mutual_aid
         self._transfers = transfers
-        self._driving = Locks()  # one driver per transfer in this process
+        self._crossing = crossing
+        crossing.accepts(Operation.SETTLE, Settlement, _SETTLE_FIELDS.get)
 
     async def settle(self, caller: Caller, given: SettleInput) -> SettlementOutcome:
         """Check the bill, then send it once per the institution's key. What the bill
@@ -210,6 +189,7 @@ class Settlements:
                     scope=scope,
                     key=key,
                     fingerprint=asked.fingerprint,
+                    operation=Operation.SETTLE.value,
                     request=asked.request,
                     step=Step.HOLDING,
                     source=quota.adapter.code,
@@ -225,7 +205,8 @@ class Settlements:
         if transfer is not None:
             if transfer.fingerprint != asked.fingerprint:
                 return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED).under(key)
-            return await self._drive(transfer)
+            outcome: SettlementOutcome = await self._crossing.drive(transfer)
+            return outcome
 
         async def check() -> str | Refused:
             found = located or (await self._directory.locate([patient])).get(patient)
@@ -275,167 +256,6 @@ class Settlements:
         binding, adapter, left = quotas[payer.cert_no]
         return Quota(binding, adapter, min(left, owed - (own or Decimal(0))))
 
-    async def resume(self) -> int:
-        """Drive on every transfer a stopped gateway (or a lost answer) left unfinished:
-        the reconciler's part for money crossing provinces. The number finished."""
-        finished = 0
-        for transfer in await self._transfers.unfinished():
-            try:
-                outcome = await self._drive(transfer)
-            except Exception:
-                log.exception("transfer %s: not finished this time", _logged(transfer))
-                continue
-            finished += not outcome.submitted
-        return finished
-
-    async def _drive(self, transfer: Transfer) -> SettlementOutcome:
-        """Take ``transfer`` as far as the provinces' answers allow; the settlement's
-        outcome (``SUBMITTED`` while the settlement's answer is unknown)."""
-        async with self._driving.hold((transfer.scope, transfer.key)):
-            now = await self._transfers.get(transfer.scope, transfer.key)
-            transfer = now or transfer
-            settled: SettlementOutcome | None = None
-            while transfer.step not in FINAL:
-                step = transfer.step
-                if step is Step.HOLDING:
-                    held = await self._hold(transfer)
-                    if held is None:
-                        break
-                    transfer = await self._transfers.moved(
-                        transfer, Step.SETTLING, hold_id=held.id if held.id else None
-                    )
-                elif step is Step.SETTLING:
-                    settled = await self._settle(transfer)
-                    if settled.submitted:
-                        return settled
-                    transfer = await self._settled(transfer, settled)
-                elif step in (Step.CONFIRMING, Step.RELEASING):
-                    if not await self._finish(transfer):
-                        break
-                    transfer = await self._transfers.moved(transfer, Step.DONE)
-                elif step is Step.REVERSING:
-                    undone = await self._reversed(transfer)
-                    if undone is None:
-                        break
-                    after = Step.REFUNDING if undone else Step.DONE
-                    transfer = await self._transfers.moved(transfer, after)
-                else:  # REFUNDING
-                    if not await self._refund(transfer):
-                        break
-                    transfer = await self._transfers.moved(transfer, Step.REFUNDED)
-            if settled is None:
-                settled = await self._settle(transfer) if _has_settled(transfer) else None
-            return settled or _submitted(transfer)
-
-    async def _hold(self, transfer: Transfer) -> QuotaHold | _NoHold | None:
-        """Hold the amount at the source: the hold, `_NoHold` when the source refused
-        (or certainly never took it: the bill is then settled without it), None while
-        its answer is unknown."""
-        write = Write(
-            Operation.HOLD,
-            transfer.source,
-            {
-                "binding_id": transfer.binding_id,
-                "amount": str(transfer.amount),
-                "reference": transfer.reference,
-            },
-        )
-        try:
-            held = await self._writes.send(
-                f"{transfer.scope}/hold", transfer.key, write, None, _no_field, QuotaHold
-            )
-        except UpstreamError:
-            return _NoHold()
-        if held.submitted:
-            return None
-        if held.value is None:
-            log.info("transfer %s: hold refused %s", _logged(transfer), held.errors)
-            return _NoHold()
-        return held.value
-
-    async def _settle(self, transfer: Transfer) -> SettlementOutcome:
-        """The bill at the target, with the hold as its funding (the same write, under the
-        institution's key, however often this is done)."""
-        funding = None
-        if transfer.hold_id is not None:
-            funding = {
-                "province": transfer.source,
-                "payer": transfer.payer,
-                "amount": str(transfer.amount),
-                "hold_id": transfer.hold_id,
-            }
-        asked = Write(Operation.SETTLE, "", transfer.request)
-
-        async def check() -> str | Route:
-            if funding is None:
-                return transfer.target
-            return Route(transfer.target, {"funding": funding})
-
-        return await self._writes.send(
-            transfer.scope, transfer.key, asked, check, _SETTLE_FIELDS.get, Settlement
-        )
-
-    async def _settled(self, transfer: Transfer, settled: SettlementOutcome) -> Transfer:
-        """The step after the target's answer: confirm what the settlement used of the
-        hold, or release it (the target refused, or the bill needed none of it)."""
-        if transfer.hold_id is None:
-            return await self._transfers.moved(transfer, Step.DONE)
-        bill = settled.value
-        used = Decimal("0.00")
-        ref = None
-        if bill is not None and bill.funding_hold == transfer.hold_id:
-            used, ref = bill.mutual_aid_paid, f"{transfer.target}:{bill.id}"
-        if used > 0:
-            return await self._transfers.moved(
-                transfer, Step.CONFIRMING, used=used, payment_ref=ref
-            )
-        return await self._transfers.moved(transfer, Step.RELEASING)
-
-    async def _reversed(self, transfer: Transfer) -> bool | None:
-        """Whether the target has reversed the settlement, by the institution's reversal
-        kept with the transfer (or by another: "already reversed"); None while unknown."""
-        write = Write(Operation.REVERSE, transfer.target, transfer.reversal or {})
-        undone = await self._writes.send(
-            transfer.scope, transfer.reversal_key or "", write, None, _on_settlement, Settlement
-        )
-        if undone.submitted:
-            return None
-        if undone.value is not None:
-            return undone.value.reversed_at is not None
-        return any(e.code is RefusalCode.SETTLEMENT_ALREADY_REVERSED for e in undone.errors)
-
-    async def _refund(self, transfer: Transfer) -> bool:
-        """Refund at the source what the hold paid; False while its answer is unknown."""
-        if transfer.hold_id is None:  # pragma: no cover (a paid transfer held)
-            return True
-        write = Write(Operation.REFUND_HOLD, transfer.source, {"hold_id": transfer.hold_id})
-        done = await self._writes.send(
-            f"{transfer.scope}/refund", transfer.key, write, None, _no_field, QuotaHold
-        )
-        if done.errors:
-            log.error("transfer %s: refund refused %s", _logged(transfer), done.errors)
-        return not done.submitted
-
-    async def _finish(self, transfer: Transfer) -> bool:
-        """Confirm or release the hold at the source; False while its answer is unknown."""
-        if transfer.hold_id is None:  # nothing was held
-            return True
-        if transfer.step is Step.CONFIRMING:
-            request = {
-                "hold_id": transfer.hold_id,
-                "used": str(transfer.used),
-                "payment_ref": transfer.payment_ref,
-            }
-            write = Write(Operation.CONFIRM_HOLD, transfer.source, request)
-        else:
-            write = Write(Operation.RELEASE_HOLD, transfer.source, {"hold_id": transfer.hold_id})
-        done = await self._writes.send(
-            f"{transfer.scope}/finish", transfer.key, write, None, _no_field, QuotaHold
-        )
-        if done.errors:  # the hold is not as the transfer left it: someone must look
-            log.error("transfer %s: %s refused %s", _logged(transfer), write.operation, done.errors)
-        return not done.submitted
-
     async def reverse(
         self, caller: Caller, settlement_id: str, reason: str, *, key: str | None = None
     ) -> SettlementOutcome:
@@ -459,16 +279,8 @@ class Settlements:
         )
         scope = _scope(institution.code)
         # paid from a quota another province holds: the refund there follows the reversal
-        transfer = await self._transfers.of_payment(f"{decoded[0]}:{decoded[1]}")
-        if transfer is not None and transfer.scope != scope:
-            transfer = None  # another institution's settlement: the province refuses it
-        if transfer is not None and transfer.step is Step.DONE:
-            transfer = await self._transfers.reversing(transfer, key, write.request)
-            key = transfer.reversal_key
+        transfer, key = await self._crossing.reversed_by(scope, decoded[0], decoded[1], key, write)
         outcome = await self._writes.send(scope, key, write, None, _on_settlement, Settlement)
         if transfer is not None and not outcome.submitted:
-            try:
-                await self._drive(transfer)
-            except UpstreamError:  # the refund is kept, and the reconciler sends it
-                log.warning("transfer %s: refund not sent yet", _logged(transfer))
+            await self._crossing.refund(transfer)
         return outcome

@@ -56,6 +56,8 @@ from adapters.base import (
     BindRequest,
     Funding,
     MedicalType,
+    PremiumPayment,
+    PremiumRequest,
     ProvinceAdapter,
     QuotaHold,
     Refusal,
@@ -76,9 +78,9 @@ from gateway.state.store import Store
 
 log = logging.getLogger(__name__)
 
-Answer = Binding | Settlement | QuotaHold | Refused
+Answer = Binding | Settlement | QuotaHold | PremiumPayment | Refused
 # What a province answers a write with (its refusal becomes the gateway's `Refused`).
-Answered = Binding | Settlement | QuotaHold | Refusal
+Answered = Binding | Settlement | QuotaHold | PremiumPayment | Refusal
 _T = TypeVar("_T")
 
 
@@ -100,6 +102,7 @@ class Operation(enum.Enum):
     CONFIRM_HOLD = "CONFIRM_HOLD"
     RELEASE_HOLD = "RELEASE_HOLD"
     REFUND_HOLD = "REFUND_HOLD"
+    PAY_PREMIUM = "PAY_PREMIUM"  # a resident's premium, from an account or a quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +217,31 @@ async def _settle(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> A
             total=Decimal(r["total"]),
             fund_paid=Decimal(r["fund_paid"]),
             request_id=rid,
-            funding=None
-            if funding is None
-            else Funding(
-                province=funding["province"],
-                payer=funding["payer"],
-                amount=Decimal(funding["amount"]),
-                hold_id=funding["hold_id"],
-            ),
+            funding=_funding(funding),
+        )
+    )
+
+
+def _funding(found: Mapping[str, Any] | None) -> Funding | None:
+    """What the checks found: funding held in another province, if any."""
+    if found is None:
+        return None
+    return Funding(
+        province=found["province"],
+        payer=found["payer"],
+        amount=Decimal(found["amount"]),
+        hold_id=found["hold_id"],
+    )
+
+
+async def _pay_premium(adapter: ProvinceAdapter, r: Mapping[str, Any], rid: str) -> Answered:
+    return await adapter.pay_premium(
+        PremiumRequest(
+            beneficiary_cert_no=r["beneficiary"],
+            year=r["year"],
+            payer_cert_no=r["payer"],
+            request_id=rid,
+            funding=_funding(r.get(FOUND, {}).get("funding")),
         )
     )
 
@@ -262,6 +282,7 @@ _SEND: dict[Operation, Callable[[ProvinceAdapter, Mapping[str, Any], str], Await
     Operation.CONFIRM_HOLD: _confirm_hold,
     Operation.RELEASE_HOLD: _release_hold,
     Operation.REFUND_HOLD: _refund_hold,
+    Operation.PAY_PREMIUM: _pay_premium,
 }
 
 
@@ -283,6 +304,7 @@ _KINDS: dict[str, type[Answer]] = {
     "binding": Binding,
     "settlement": Settlement,
     "hold": QuotaHold,
+    "premium": PremiumPayment,
     "refusal": Refused,
 }
 

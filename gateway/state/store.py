@@ -139,6 +139,7 @@ CREATE TABLE IF NOT EXISTS transfer (
     scope TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    operation TEXT NOT NULL,
     request TEXT NOT NULL,
     step TEXT NOT NULL,
     source TEXT NOT NULL,

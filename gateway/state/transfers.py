@@ -1,15 +1,16 @@
 """Money crossing provinces, step by step, kept in the store so that it is finished
 whatever stops the gateway in between.
 
-A bill settled in the patient's province (the *target*) and paid in part from a quota
-another province (the *source*) holds for them is four writes, each through the outbox
-under its own key: hold the amount at the source, settle at the target with that
-funding, then confirm at the source what the settlement used (the rest goes back to
-the quota), or release all of it if the target refused. A `Transfer` records the step
-reached; the step is moved on only once the write before it has its answer, and every
+A payment in the relative's province (the *target*: a bill's settlement, a resident
+premium) made in part from a quota another province (the *source*) holds for them is
+four writes, each through the outbox under its own key: hold the amount at the source,
+pay at the target with that funding, then confirm at the source what the payment used
+(the rest goes back to the quota), or release all of it if the target refused. A
+`Transfer` records the step reached; the step is moved on only once the write before it
+has its answer, and every
 step is a write the province keeps under its request id, so doing a step again never
 does it twice. The request that began a transfer drives it; the reconciler drives the
-ones a stopped gateway left (`gateway.rules.settlement`).
+ones a stopped gateway left (`gateway.rules.crossing`).
 
 A reversal of such a settlement goes on from ``DONE``: the reversal at the target
 (``REVERSING``, the institution's write kept with the transfer), then the refund at the
@@ -49,8 +50,9 @@ FINAL = (Step.DONE, Step.REFUNDED)
 class Transfer:
     scope: str
     key: str
-    fingerprint: str  # the bill's: a key used again for another bill is refused
-    request: Mapping[str, Any]  # the bill, as the settlement write asks it
+    fingerprint: str  # the payment's: a key used again for another one is refused
+    operation: str  # the payment's write at the target (an outbox `Operation`)
+    request: Mapping[str, Any]  # the payment, as that write asks it
     step: Step
     source: str  # the province holding the quota
     binding_id: str
@@ -70,18 +72,19 @@ class Transfer:
 
 
 _COLUMNS = (
-    "scope, idempotency_key, fingerprint, request, step, source, binding_id, payer, amount,"
-    " target, hold_id, used, payment_ref, reversal_key, reversal"
+    "scope, idempotency_key, fingerprint, operation, request, step, source, binding_id,"
+    " payer, amount, target, hold_id, used, payment_ref, reversal_key, reversal"
 )
 
 
 def _of(row: Sequence[Any]) -> Transfer:
-    scope, key, fingerprint, request, step, source, binding_id, payer, amount, *rest = row
-    target, hold_id, used, payment_ref, reversal_key, reversal = rest
+    scope, key, fingerprint, operation, request, step, source, binding_id, *rest = row
+    payer, amount, target, hold_id, used, payment_ref, reversal_key, reversal = rest
     return Transfer(
         scope=scope,
         key=key,
         fingerprint=fingerprint,
+        operation=operation,
         request=json.loads(request),
         step=Step(step),
         source=source,
@@ -108,12 +111,13 @@ class Transfers:
         async with self._store.transaction() as db:
             await db.execute(
                 f"INSERT INTO transfer ({_COLUMNS}, created_at, updated_at)"  # noqa: S608
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
                 (
                     planned.scope,
                     planned.key,
                     planned.fingerprint,
+                    planned.operation,
                     json.dumps(dict(planned.request), ensure_ascii=False),
                     planned.step.value,
                     planned.source,
