@@ -345,3 +345,26 @@ async def test_a_lost_refund_is_finished_by_the_reconciler_once(world: World) ->
     assert await settlements.resume() == 1
     assert await world.quota_left("hebei", SON) == Decimal("1000.00")
     assert await settlements.resume() == 0
+
+
+async def test_a_transfer_that_fails_to_move_on_is_tried_again_next_pass(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.bind(SON, MOTHER, "PARENT", "1000.00")
+    hebei = world.provinces.switches["hebei"]
+    hebei.only, hebei.mode = hebei_infno("2711"), "lose"
+    bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
+    assert bill["status"] == "SUBMITTED"
+    hebei.mode = "ok"
+    crossing = world.app.state.crossing
+    real = crossing.drive
+
+    async def broken(transfer: Any) -> Any:
+        raise RuntimeError("a bug of the moment")
+
+    monkeypatch.setattr(crossing, "drive", broken)
+    assert await crossing.resume() == 0  # logged; the transfer is kept
+    monkeypatch.setattr(crossing, "drive", real)
+    assert await crossing.resume() == 1
+    [hold] = await world.holds("hebei", SON)
+    assert hold["status"] == "CONFIRMED"
