@@ -243,13 +243,10 @@ def create_app(
                 writes = Writes(outbox, replays)
                 mutual_aid = MutualAid(provinces, directory, writes)
                 kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
-                transfers = Transfers(store)
-                crossing = Crossing(writes, transfers)
+                crossing = Crossing(writes, Transfers(store))
                 app.state.crossing = crossing  # (the reconciler's part, for tests to run)
-                settlements = Settlements(
-                    provinces, directory, writes, mutual_aid, transfers, crossing
-                )
-                premiums = Premiums(directory, mutual_aid, writes, transfers, crossing)
+                settlements = Settlements(provinces, directory, writes, mutual_aid, crossing)
+                premiums = Premiums(directory, mutual_aid, writes, crossing)
                 app.state.services = Services(
                     settings=settings,
                     store=store,

@@ -31,9 +31,7 @@ class ResidentPremiumPayment:
         " across provinces paid, else `province`."
     )
     def payer_province(self, info: Info_) -> Province | None:
-        code = self.payer_province_code or self.province.code
-        adapter = info.context.services.provinces.get(code)
-        return None if adapter is None else Province.of(adapter)
+        return self.province.or_other(self.payer_province_code, info)
 
     @classmethod
     def of(

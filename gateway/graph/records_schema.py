@@ -79,9 +79,7 @@ class SpendingRecord:
     def payer_province(self, info: Info_) -> Province | None:
         if self.payer is None:
             return None
-        code = self.payer_province_code or self.province.code
-        adapter = info.context.services.provinces.get(code)
-        return None if adapter is None else Province.of(adapter)
+        return self.province.or_other(self.payer_province_code, info)
 
     @classmethod
     def of(cls, record: Spending, caller: str) -> SpendingRecord:

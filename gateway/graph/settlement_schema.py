@@ -74,9 +74,7 @@ class Settlement(FamilyLink):
     def mutual_aid_province(self, info: Info_) -> Province | None:
         if self.mutual_aid_payer is None:
             return None
-        code = self.mutual_aid_province_code or self.province.code
-        adapter = info.context.services.provinces.get(code)
-        return None if adapter is None else Province.of(adapter)
+        return self.province.or_other(self.mutual_aid_province_code, info)
 
     settled_at: dt.datetime
     reversed_at: dt.datetime | None

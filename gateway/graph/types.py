@@ -233,6 +233,14 @@ class Province:
             policies=[PolicyType.of(p) for p in adapter.timeline()],
         )
 
+    def or_other(self, code: str | None, info: Info_) -> Province | None:
+        """The province of ``code`` (None: this one), if it is federated: where the
+        other side of something across provinces is."""
+        if code is None:
+            return self
+        adapter = info.context.services.provinces.get(code)
+        return None if adapter is None else Province.of(adapter)
+
 
 @strawberry.type
 class Insurance:
@@ -332,9 +340,7 @@ class MutualAidBinding(FamilyLink):
         " provinces, else the same as `province`."
     )
     def beneficiary_province(self, info: Info_) -> Province | None:
-        code = self.beneficiary_province_code or self.province.code
-        adapter = info.context.services.provinces.get(code)
-        return None if adapter is None else Province.of(adapter)
+        return self.province.or_other(self.beneficiary_province_code, info)
 
     @classmethod
     def of(cls, binding: Binding, adapter: ProvinceAdapter, caller: str) -> MutualAidBinding:

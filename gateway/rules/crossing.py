@@ -22,6 +22,7 @@ from typing import Any
 from adapters.base import PremiumPayment, QuotaHold, RefusalCode, Settlement, UpstreamError
 from gateway.common.certno import loggable
 from gateway.common.refusals import Code
+from gateway.state.keys import KeyReused
 from gateway.state.outbox import Locks, Operation, Write
 from gateway.state.outcome import Outcome
 from gateway.state.transfers import FINAL, Step, Transfer, Transfers
@@ -35,10 +36,6 @@ Fields = Callable[[Code], str | None]
 
 def _no_field(code: Code) -> str | None:
     return None
-
-
-def _on_settlement(code: Code) -> str:
-    return "settlementId"
 
 
 class _NoHold:
@@ -56,9 +53,33 @@ class Crossing:
         self._kinds: dict[str, tuple[type[Any], Fields]] = {}
 
     def accepts(self, operation: Operation, kind: type[Any], fields: Fields) -> None:
-        """Payments of ``operation`` (a write at the target) are answered with ``kind``;
-        their refusals point at the input ``fields`` says."""
+        """Writes of ``operation`` at the target (a payment, a settlement's reversal) are
+        answered with ``kind``; their refusals point at the input ``fields`` says."""
         self._kinds[operation.value] = (kind, fields)
+
+    async def under(self, scope: str, key: str, fingerprint: str) -> Outcome[Any] | None:
+        """The payment a transfer already makes under ``(scope, key)``, driven on (a
+        repeat, or the reconciler's work done early), or `IDEMPOTENCY_KEY_REUSED` if it is
+        another payment's; None when the key has no transfer."""
+        transfer = await self._transfers.get(scope, key)
+        if transfer is None:
+            return None
+        if transfer.fingerprint != fingerprint:
+            return self._key_reused(transfer.operation, key)
+        return await self.drive(transfer)
+
+    async def start(self, planned: Transfer) -> Outcome[Any]:
+        """Record ``planned`` and drive it (or the transfer its key already has)."""
+        try:
+            transfer = await self._transfers.begin(planned)
+        except KeyReused:
+            return self._key_reused(planned.operation, planned.key)
+        return await self.drive(transfer)
+
+    def _key_reused(self, operation: str, key: str) -> Outcome[Any]:
+        _, fields = self._kinds[operation]
+        code = RefusalCode.IDEMPOTENCY_KEY_REUSED
+        return Outcome[Any].refused(code, fields(code)).under(key)
 
     async def resume(self) -> int:
         """Drive on every transfer a stopped gateway (or a lost answer) left unfinished:
@@ -220,8 +241,9 @@ class Crossing:
         """Whether the target has reversed the settlement, by the reversal kept with the
         transfer (or by another: "already reversed"); None while unknown."""
         write = Write(Operation.REVERSE, transfer.target, transfer.reversal or {})
+        _, fields = self._kinds[Operation.REVERSE.value]
         undone = await self._writes.send(
-            transfer.scope, transfer.reversal_key or "", write, None, _on_settlement, Settlement
+            transfer.scope, transfer.reversal_key or "", write, None, fields, Settlement
         )
         if undone.submitted:
             return None

@@ -20,10 +20,10 @@ from gateway.common.refusals import Code, GatewayCode
 from gateway.provinces.directory import Directory
 from gateway.rules.crossing import Crossing
 from gateway.rules.mutual_aid import MutualAid
-from gateway.state.keys import KeyReused, key_ok
+from gateway.state.keys import key_ok
 from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
-from gateway.state.transfers import Step, Transfer, Transfers
+from gateway.state.transfers import Step, Transfer
 from gateway.state.writes import Writes, refuse
 
 PremiumOutcome = Outcome[PremiumPayment]
@@ -54,13 +54,11 @@ class Premiums:
         directory: Directory,
         mutual_aid: MutualAid,
         writes: Writes,
-        transfers: Transfers,
         crossing: Crossing,
     ) -> None:
         self._directory = directory
         self._mutual_aid = mutual_aid
         self._writes = writes
-        self._transfers = transfers
         self._crossing = crossing
         crossing.accepts(Operation.PAY_PREMIUM, PremiumPayment, _FIELDS.get)
 
@@ -78,12 +76,9 @@ class Premiums:
             {"beneficiary": beneficiary, "year": given.year, "payer": payer},
         )
         scope = payer  # a person's keys are theirs, for every write of theirs
-        transfer = await self._transfers.get(scope, key)
-        if transfer is not None:
-            if transfer.fingerprint != asked.fingerprint:
-                return _refused(key, RefusalCode.IDEMPOTENCY_KEY_REUSED)
-            outcome: PremiumOutcome = await self._crossing.drive(transfer)
-            return outcome
+        across = await self._crossing.under(scope, key, asked.fingerprint)
+        if across is not None:
+            return across
         if await self._writes.recorded(scope, key):  # a repeat: as it was first answered
             return await self._writes.send(scope, key, asked, None, _FIELDS.get, PremiumPayment)
 
@@ -135,12 +130,7 @@ class Premiums:
             amount=premium.amount,
             target=them.adapter.code,
         )
-        try:
-            transfer = await self._transfers.begin(planned)
-        except KeyReused:
-            return _refused(key, RefusalCode.IDEMPOTENCY_KEY_REUSED)
-        paid: PremiumOutcome = await self._crossing.drive(transfer)
-        return paid
+        return await self._crossing.start(planned)
 
 
 def _refused(key: str, code: Code) -> PremiumOutcome:

@@ -14,7 +14,7 @@ a candidate payer too, with what remains of it as its balance. When it is the on
 pays, the gateway chooses (no single province sees every candidate) and the bill is a
 `Transfer` (`gateway.state.transfers`): held at the quota's province, settled at the
 patient's with that funding, then confirmed or released at the quota's. The request
-drives it; the reconciler finishes what a stopped gateway left (`resume`).
+drives it; the reconciler finishes what a stopped gateway left (`gateway.rules.crossing`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from gateway.provinces.directory import Directory, Located
 from gateway.provinces.federated import Provinces
 from gateway.rules.crossing import Crossing
 from gateway.rules.mutual_aid import MutualAid
-from gateway.state.keys import KeyReused, key_ok
+from gateway.state.keys import key_ok
 from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
-from gateway.state.transfers import Step, Transfer, Transfers
+from gateway.state.transfers import Step, Transfer
 from gateway.state.writes import Writes, refuse
 
 log = logging.getLogger(__name__)
@@ -139,16 +139,15 @@ class Settlements:
         directory: Directory,
         writes: Writes,
         mutual_aid: MutualAid,
-        transfers: Transfers,
         crossing: Crossing,
     ) -> None:
         self._provinces = provinces
         self._directory = directory
         self._writes = writes
         self._mutual_aid = mutual_aid
-        self._transfers = transfers
         self._crossing = crossing
         crossing.accepts(Operation.SETTLE, Settlement, _SETTLE_FIELDS.get)
+        crossing.accepts(Operation.REVERSE, Settlement, _on_settlement)
 
     async def settle(self, caller: Caller, given: SettleInput) -> SettlementOutcome:
         """Check the bill, then send it once per the institution's key. What the bill
@@ -177,9 +176,11 @@ class Settlements:
         )
 
         scope = _scope(institution.code)
-        transfer = await self._transfers.get(scope, key)
+        across = await self._crossing.under(scope, key, asked.fingerprint)
+        if across is not None:
+            return across
         located: Located | None = None
-        if transfer is None and not await self._writes.recorded(scope, key):
+        if not await self._writes.recorded(scope, key):
             located = (await self._directory.locate([patient])).get(patient)
             quota = None
             if located is not None and located.person.is_in_force:
@@ -198,15 +199,7 @@ class Settlements:
                     amount=quota.amount,
                     target=located.adapter.code,
                 )
-                try:
-                    transfer = await self._transfers.begin(planned)
-                except KeyReused:
-                    return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED).under(key)
-        if transfer is not None:
-            if transfer.fingerprint != asked.fingerprint:
-                return _refused(RefusalCode.IDEMPOTENCY_KEY_REUSED).under(key)
-            outcome: SettlementOutcome = await self._crossing.drive(transfer)
-            return outcome
+                return await self._crossing.start(planned)
 
         async def check() -> str | Refused:
             found = located or (await self._directory.locate([patient])).get(patient)
