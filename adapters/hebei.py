@@ -215,6 +215,13 @@ class HebeiAdapter(ProvinceAdapter):
         """A write, sent once under its request id (a new one when None), that may be
         refused; ``parse`` reads its output otherwise."""
         infcode, output = await self._service(infno, data, msgid=request_id or new_request_id())
+        return self._answer(infno, infcode, output, parse)
+
+    def _answer(
+        self, infno: str, infcode: int, output: dict[str, Any], parse: Callable[[Any], T]
+    ) -> T | Refusal:
+        """A business answer: a refusal (`_REFUSALS`; another code is a surprise), or
+        the output as ``parse`` reads it."""
         if infcode != 0:
             refused = _REFUSALS.get(infcode)
             if refused is None:
@@ -321,20 +328,7 @@ class HebeiAdapter(ProvinceAdapter):
 
     async def premium_of(self, cert_no: str, year: int) -> Premium | Refusal:
         infcode, output = await self._service("2501", {"certno": cert_no, "year": year}, read=True)
-        if infcode != 0:
-            refused = _REFUSALS.get(infcode)
-            if refused is None:
-                raise self._contract_error(f"infno 2501: unknown infcode {infcode}")
-            return Refusal(refused)
-        with self._reading("infno 2501"):
-            raw = output["prem"]
-            amount = raw["prem_amt"]
-            return Premium(
-                cert_no=text(raw["certno"]),
-                year=int(raw["year"]),
-                amount=None if amount is None else parse_money(amount),
-                payment=None if raw["prem_pay"] is None else _payment(raw["prem_pay"]),
-            )
+        return self._answer("2501", infcode, output, _premium)
 
     async def pay_premium(self, request: PremiumRequest) -> PremiumPayment | Refusal:
         data: dict[str, Any] = {
@@ -437,6 +431,17 @@ def _amount(amount: Decimal) -> str:
 
 def _beijing(stamp: object) -> dt.datetime:
     return dt.datetime.strptime(text(stamp), "%Y-%m-%d %H:%M:%S").replace(tzinfo=_CHINA)
+
+
+def _premium(output: dict[str, Any]) -> Premium:
+    raw = output["prem"]
+    amount = raw["prem_amt"]
+    return Premium(
+        cert_no=text(raw["certno"]),
+        year=int(raw["year"]),
+        amount=None if amount is None else parse_money(amount),
+        payment=None if raw["prem_pay"] is None else _payment(raw["prem_pay"]),
+    )
 
 
 def _payment(raw: dict[str, Any]) -> PremiumPayment:

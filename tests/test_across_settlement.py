@@ -66,12 +66,7 @@ class World:
     async def settle(
         self, province: str, patient: str, total: str, fund: str, key: str
     ) -> dict[str, Any]:
-        token = mint_token(
-            CASHIER,
-            self.gql.auth,
-            roles=frozenset({INSTITUTION}),
-            institution=Institution(HOSPITALS[province], "HOSPITAL"),
-        )
+        token = self.cashier(province)
         given = {
             "patientCertNo": person(patient)["certNo"],
             "medicalType": "OUTPATIENT",
@@ -83,6 +78,15 @@ class World:
         assert "errors" not in result, result
         payload: dict[str, Any] = result["data"]["settle"]
         return payload
+
+    def cashier(self, province: str) -> str:
+        """A token of the cashier at the province's hospital."""
+        return mint_token(
+            CASHIER,
+            self.gql.auth,
+            roles=frozenset({INSTITUTION}),
+            institution=Institution(HOSPITALS[province], "HOSPITAL"),
+        )
 
     async def balance(self, name: str, who: str) -> Decimal:
         [found] = await self.system(name).persons([person(who)["certNo"]])
@@ -250,12 +254,7 @@ async def test_a_reversal_returns_the_money_to_the_quota_once(world: World) -> N
     await world.bind(SON, MOTHER, "PARENT", "1000.00")
     bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
     assert await world.quota_left("hebei", SON) == Decimal("400.00")
-    token = mint_token(
-        CASHIER,
-        world.gql.auth,
-        roles=frozenset({INSTITUTION}),
-        institution=Institution(HOSPITALS["jiangsu"], "HOSPITAL"),
-    )
+    token = world.cashier("jiangsu")
     undone = await world.gql(REVERSE, {"id": bill["settlement"]["id"]}, token=token)
     assert undone["data"]["reverseSettlement"]["settlement"]["status"] == "REVERSED"
     [hold] = await world.holds("hebei", SON)
@@ -330,12 +329,7 @@ async def test_a_lost_refund_is_finished_by_the_reconciler_once(world: World) ->
     bill = await world.settle("jiangsu", MOTHER, "700.00", "100.00", "js-bill-1")
     hebei = world.provinces.switches["hebei"]
     hebei.only, hebei.mode = hebei_infno("2714"), "lose"
-    token = mint_token(
-        CASHIER,
-        world.gql.auth,
-        roles=frozenset({INSTITUTION}),
-        institution=Institution(HOSPITALS["jiangsu"], "HOSPITAL"),
-    )
+    token = world.cashier("jiangsu")
     undone = await world.gql(REVERSE, {"id": bill["settlement"]["id"]}, token=token)
     assert undone["data"]["reverseSettlement"]["settlement"]["status"] == "REVERSED"
     [hold] = await world.holds("hebei", SON)
