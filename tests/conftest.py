@@ -18,6 +18,9 @@ from gateway.ops.config import AuthSettings, Settings
 from gateway.provinces.federated import adapter_classes, sandbox_factory
 from sandbox.engine import ProvinceSystem
 
+# --store=postgresql: every gateway on PostgreSQL (tests/stores.py)
+pytest_plugins = ["tests.stores"]
+
 ROOT = Path(__file__).resolve().parent.parent
 ROSTER: dict[str, Any] = json.loads((ROOT / "fixtures" / "roster.json").read_text("utf-8"))
 PEOPLE: dict[str, dict[str, Any]] = {p["key"]: p for p in ROSTER["people"]}
@@ -204,7 +207,7 @@ async def stored(
 ) -> list[tuple[Any, ...]]:
     """What the gateway's store holds, read (or written) through its own transaction."""
     async with app.state.services.store.transaction() as db:
-        return [tuple(row) for row in await db.execute_fetchall(sql, parameters)]
+        return [tuple(row) for row in await db.fetch(sql, parameters)]
 
 
 @contextlib.asynccontextmanager

@@ -226,16 +226,30 @@ def fast_derivations(password: str, keys: list[bytes]) -> set[str]:
 
 async def dump(app: Starlette) -> list[tuple[str, str, str]]:
     """Every column value of every row of every table: (table, column, value as text)."""
-    tables = await stored(app, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    store = app.state.services.store
+    if store.dialect == "sqlite":
+        listed = await stored(
+            app,
+            "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c"
+            " WHERE m.type = 'table'",
+        )
+    else:
+        listed = await stored(
+            app,
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema()",
+        )
+    tables: dict[str, list[str]] = {}
+    for table, column in listed:
+        tables.setdefault(table, []).append(column)
     values = []
-    async with app.state.services.store.transaction() as db:
-        for (table,) in tables:
-            async with db.execute(f'SELECT * FROM "{table}"') as cur:  # noqa: S608
-                columns = [d[0] for d in cur.description]
-                for row in await cur.fetchall():
-                    for column, value in zip(columns, row, strict=True):
-                        text = value.hex() if isinstance(value, bytes) else str(value)
-                        values.append((table, column, text))
+    async with store.transaction() as db:
+        for table, columns in tables.items():
+            chosen = ", ".join(f'"{c}"' for c in columns)
+            for row in await db.fetch(f'SELECT {chosen} FROM "{table}"'):  # noqa: S608
+                for column, value in zip(columns, row, strict=True):
+                    text = value.hex() if isinstance(value, bytes) else str(value)
+                    values.append((table, column, text))
     return values
 
 

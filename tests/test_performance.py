@@ -106,9 +106,9 @@ async def test_large_or_refused_documents_are_not_kept_in_the_caches(
 
 async def test_a_forgotten_location_stays_forgotten() -> None:
     """A read racing a forget cannot put the forgotten location back in memory."""
-    from gateway.state.store import Store
+    from gateway.state.sqlite import SqliteStore
 
-    store = await Store.open(None)
+    store = await SqliteStore.open(None)
     try:
         await store.remember_locations({"A": "13"})
         store._located.clear()  # as in a fresh process: the row only in the database

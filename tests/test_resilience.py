@@ -682,7 +682,7 @@ async def test_a_request_cut_off_by_the_deadline_counts_as_a_timeout(
 
 
 async def test_the_same_key_at_once_runs_a_registry_write_once() -> None:
-    from gateway.state.outbox import Locks
+    from gateway.state.leases import Locks
 
     locks = Locks()
     order: list[str] = []

@@ -27,8 +27,10 @@ from adapters.base import (
     UpstreamTimeout,
 )
 from gateway.provinces.federated import Provinces
+from gateway.state.leases import Leases
 from gateway.state.outbox import Operation, Outbox, Write
 from gateway.state.records import Event, Journal
+from gateway.state.sqlite import SqliteStore
 from gateway.state.store import Store
 from tests.doubles import Nowhere
 
@@ -97,14 +99,17 @@ class Two:
         self.province = province
         self.journal = Journal(store)
         provinces = Provinces([province])
-        self.first = Outbox(store, provinces, self.journal)
-        self.second = Outbox(store, provinces, self.journal)
+        # two instances: each its own leases
+        self.first = Outbox(store, provinces, self.journal, Leases(store))
+        self.second = Outbox(store, provinces, self.journal, Leases(store))
 
     async def both_sending(self) -> tuple[Sending, Sending]:
         """The first sends the write; the second, finding it due, sends it again: both
         are at the province, unanswered. Each: its task, and the province's answer to set."""
         first = asyncio.create_task(self.first.send("scope", "key-1", WRITE))
         one = await self.province.waiting.get()
+        async with self.store.transaction() as db:  # the first's lease ran out (a long pause)
+            await db.execute("DELETE FROM lease")
         [row] = await self.second.due(pending_after=dt.timedelta(0))
         second = asyncio.create_task(self.second.resend(row))
         other = await self.province.waiting.get()
@@ -116,7 +121,7 @@ class Two:
 
 @pytest.fixture
 async def two() -> AsyncIterator[Two]:
-    store = await Store.open(None)
+    store = await SqliteStore.open(None)
     try:
         yield Two(store, Counter())
     finally:

@@ -31,7 +31,7 @@ from gateway.common.auth import INSTITUTION, Institution, mint_token
 from gateway.edge.app import create_app
 from gateway.ops.config import Settings
 from gateway.state.outbox import Reconciler
-from gateway.state.store import Store
+from gateway.state.sqlite import SqliteStore
 from sandbox.serve import serving
 from tests.conftest import GraphQL, Provinces, person
 from tests.test_resilience import (
@@ -62,7 +62,7 @@ class Disk:
     def __init__(self) -> None:
         self.full = False
 
-    def under(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def under(self, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
         db = store._db
         for name in ("execute", "executemany"):
             real = getattr(db, name)
@@ -423,7 +423,7 @@ async def test_a_commit_the_full_disk_refuses_is_rolled_back(
     """SQLite writes the WAL at commit, so a full disk can refuse the commit itself:
     the transaction is rolled back then, not left open for the next caller's
     statements to join (and be committed with them, or lost with them)."""
-    store = await Store.open(None)
+    store = await SqliteStore.open(None)
     try:
         db = store._db
         real_commit = db.commit
@@ -437,7 +437,7 @@ async def test_a_commit_the_full_disk_refuses_is_rolled_back(
         assert not db.in_transaction
         monkeypatch.setattr(db, "commit", real_commit)
         async with store.transaction() as reading:
-            found = await reading.execute_fetchall("SELECT COUNT(*) FROM heartbeat")
+            found = await reading.fetch("SELECT COUNT(*) FROM heartbeat")
         assert list(found) == [(0,)]
     finally:
         await store.close()

@@ -58,10 +58,11 @@ from gateway.rules.mutual_aid import MutualAid
 from gateway.rules.premiums import Premiums
 from gateway.rules.registrations import Registrations
 from gateway.rules.settlement import Settlements
+from gateway.state.leases import Leases
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
-from gateway.state.store import Store
+from gateway.state.store import open_store
 from gateway.state.transfers import Transfers
 from gateway.state.writes import Writes
 
@@ -223,9 +224,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         data_dir = settings.data_dir
-        store = await Store.open(data_dir / "gateway.sqlite3" if data_dir else None)
-        try:
-            async with open_provinces(
+        async with (
+            open_store(settings.store, data_dir) as store,
+            open_provinces(
                 settings.provinces,
                 data_dir=data_dir,
                 disabled=settings.disabled,
@@ -233,67 +234,67 @@ def create_app(
                 sandboxes=not settings.production,
                 measure=metrics.measure,
                 policy_date=settings.policy_date,
-            ) as provinces:
-                directory = Directory(
-                    provinces, store, civil_record_ttl=settings.cache.civil_record_seconds
-                )
-                journal = Journal(store)
-                outbox = Outbox(store, provinces, journal)
-                replays = Replays(store, provinces)
-                writes = Writes(outbox, replays)
-                mutual_aid = MutualAid(provinces, directory, writes)
-                kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
-                crossing = Crossing(writes, Transfers(store))
-                app.state.crossing = crossing  # (the reconciler's part, for tests to run)
-                settlements = Settlements(provinces, directory, writes, mutual_aid, crossing)
-                premiums = Premiums(directory, mutual_aid, writes, crossing)
-                app.state.services = Services(
-                    settings=settings,
-                    store=store,
-                    provinces=provinces,
-                    directory=directory,
-                    mutual_aid=mutual_aid,
-                    kinship=kinship,
-                    settlements=settlements,
-                    premiums=premiums,
-                    diagnostics=Diagnostics(mutual_aid, kinship, directory),
-                    journal=journal,
-                    family=Family(provinces, kinship, directory),
-                    rate_limiter=RateLimiter(settings.limits),
-                    audit=AuditLog(store),
-                    metrics=metrics,
-                    outbox=outbox,
-                    replays=replays,
-                    writes=writes,
-                )
-                metrics.watch(provinces, outbox)
-                resilience = settings.resilience
-                reconciler = Reconciler(
-                    outbox,
-                    interval=resilience.reconcile_interval,
-                    pending_after=resilience.pending_after,
-                    also=crossing.resume,
-                )
-                registrations = Registrations(provinces, mutual_aid, writes, store)
-                app.state.registrations = registrations
-                # the server drains requests in flight before this lifespan ends
-                running = [
-                    asyncio.create_task(reconciler.run(), name="reconciler"),
-                    asyncio.create_task(
-                        registrations.run(resilience.registration_interval),
-                        name="registrations",
-                    ),
-                ]
-                try:
-                    yield
-                finally:
-                    for task in running:  # a write it was sending stays for next time
-                        task.cancel()
-                    for task in running:
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
-        finally:
-            await store.close()
+            ) as provinces,
+        ):
+            directory = Directory(
+                provinces, store, civil_record_ttl=settings.cache.civil_record_seconds
+            )
+            journal = Journal(store)
+            leases = Leases(store, seconds=settings.store.lease_seconds)
+            outbox = Outbox(store, provinces, journal, leases)
+            replays = Replays(store, provinces, leases)
+            writes = Writes(outbox, replays)
+            mutual_aid = MutualAid(provinces, directory, writes)
+            kinship = Kinship(store, directory, mutual_aid, settings.kinship, settings.auth)
+            crossing = Crossing(writes, Transfers(store), leases)
+            app.state.crossing = crossing  # (the reconciler's part, for tests to run)
+            settlements = Settlements(provinces, directory, writes, mutual_aid, crossing)
+            premiums = Premiums(directory, mutual_aid, writes, crossing)
+            app.state.services = Services(
+                settings=settings,
+                store=store,
+                provinces=provinces,
+                directory=directory,
+                mutual_aid=mutual_aid,
+                kinship=kinship,
+                settlements=settlements,
+                premiums=premiums,
+                diagnostics=Diagnostics(mutual_aid, kinship, directory),
+                journal=journal,
+                family=Family(provinces, kinship, directory),
+                rate_limiter=RateLimiter(settings.limits, store),
+                audit=AuditLog(store),
+                metrics=metrics,
+                outbox=outbox,
+                replays=replays,
+                writes=writes,
+            )
+            metrics.watch(provinces, outbox)
+            resilience = settings.resilience
+            reconciler = Reconciler(
+                outbox,
+                interval=resilience.reconcile_interval,
+                pending_after=resilience.pending_after,
+                also=crossing.resume,
+            )
+            registrations = Registrations(provinces, mutual_aid, writes, store, leases)
+            app.state.registrations = registrations
+            # the server drains requests in flight before this lifespan ends
+            running = [
+                asyncio.create_task(reconciler.run(), name="reconciler"),
+                asyncio.create_task(
+                    registrations.run(resilience.registration_interval),
+                    name="registrations",
+                ),
+            ]
+            try:
+                yield
+            finally:
+                for task in running:  # a write it was sending stays for next time
+                    task.cancel()
+                for task in running:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

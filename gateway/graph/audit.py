@@ -128,15 +128,12 @@ class AuditLog:
 
     async def newest(self, first: int, before: int | None) -> list[Entry]:
         """Up to ``first`` entries, newest first, older than ``before`` (a seq) if given."""
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        async with self._store.transaction() as db:
+            rows = await db.fetch(
                 "SELECT seq, at, request_id, actor, roles, client, operation, fields, targets,"
                 " channel, outcome FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?",
                 (before if before is not None else 2**62, first),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
+            )
         return [
             Entry(
                 seq=row[0],

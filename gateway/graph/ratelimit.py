@@ -2,8 +2,9 @@
 marked limited where they are declared (`gateway.graph.marks`: the diagnosis).
 
 Counted per subject (the token's ID number) and per client address, in moving
-windows (the `limits` library), in this process's memory: with several gateway
-processes each counts its own share. Over a limit, the whole operation is
+windows (the `limits` library): in this process's memory with SQLite (one process),
+in the store when instances share one (`gateway.state.windows`), so that a limit
+holds whichever instance a use reaches. Over a limit, the whole operation is
 refused with ``RATE_LIMITED`` and ``retryAfter`` (seconds), and audited as such.
 """
 
@@ -23,11 +24,17 @@ from gateway.graph.errors import GatewayError
 from gateway.graph.marks import watched
 from gateway.graph.operation import chosen, top_fields
 from gateway.ops.config import RateLimits
+from gateway.state.store import Store
+from gateway.state.windows import StoreWindows
 
 
 class RateLimiter:
-    def __init__(self, settings: RateLimits) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, settings: RateLimits, store: Store | None = None) -> None:
+        """Counted in ``store`` when it is shared, else in memory."""
+        storage: MemoryStorage | StoreWindows = (
+            StoreWindows(store) if store is not None and store.shared else MemoryStorage()
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
         self._subject: RateLimitItem = parse(settings.per_subject)
         self._address: RateLimitItem = parse(settings.per_address)
 

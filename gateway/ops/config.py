@@ -136,6 +136,7 @@ class Settings:
     log_format: LogFormat | None = None
     tracing: Tracing = field(default_factory=lambda: Tracing())
     cache: Caching = field(default_factory=lambda: Caching())
+    store: StoreSettings = field(default_factory=lambda: StoreSettings())
     # Sandbox mode only: the date whose provincial rules are in force, to show (and
     # test) another era; None: today in Beijing. Production always uses today.
     policy_date: dt.date | None = None
@@ -216,6 +217,9 @@ class Settings:
             extra["roster"] = Path(playground.pop("roster"))
         if playground:
             raise ValueError(f"playground: unknown settings {sorted(playground)}")
+        store = dict(raw.get("store", {}))
+        if environ.get("GONGJI_STORE_URL"):
+            store["url"] = environ["GONGJI_STORE_URL"]
         introspection = raw.get("graphql", {}).get("introspection")
         if introspection is not None and not isinstance(introspection, bool):
             raise ValueError("graphql.introspection must be true or false")
@@ -234,6 +238,7 @@ class Settings:
             ),
             tracing=Tracing(**raw.get("tracing", {})),
             cache=Caching(**raw.get("cache", {})),
+            store=StoreSettings(**store),
             policy_date=policy_date,
             **extra,
         )
@@ -324,6 +329,50 @@ class Caching:
     def __post_init__(self) -> None:
         if self.civil_record_seconds < 0:
             raise ValueError("cache.civil_record_seconds: 0 (off) or more")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: where the gateway keeps its state (docs/deployment.md).
+
+    ``url`` unset: SQLite in the data directory, for one process (the embedded
+    default). ``postgresql://user@host:port/db``: PostgreSQL, shared by every instance
+    given the same url (``GONGJI_STORE_URL`` overrides it, so that a password need not
+    sit in the file); ``schema`` is where its tables go. ``pool_size`` connections per
+    instance. A lease (a write being sent, a transfer driven, a feed being read) lasts
+    ``lease_seconds`` unless its holder renews it: an instance that dies leaves its
+    leases to expire, and another instance takes the work over. Each instance remembers
+    where people are insured for ``location_seconds`` (another instance may learn of a
+    move; with SQLite, the one process learns of every move itself).
+    """
+
+    url: str | None = None
+    schema: str = "public"
+    pool_size: int = 10
+    lease_seconds: float = 30.0
+    location_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url: a postgresql:// url (none: SQLite in the data directory)")
+        if not self.schema.isidentifier():
+            raise ValueError(f"store.schema: a plain SQL name, not {self.schema!r}")
+        if self.pool_size < 1 or self.lease_seconds <= 0 or self.location_seconds < 0:
+            raise ValueError(
+                "store: pool_size and lease_seconds above 0, location_seconds 0 or more"
+            )
+
+    @property
+    def shared(self) -> bool:
+        return self.url is not None
+
+    def safe_url(self) -> str:
+        """The url without its password, for messages and logs."""
+        if self.url is None:
+            return "sqlite"
+        scheme, _, rest = self.url.partition("://")
+        who, at, where = rest.rpartition("@")
+        return f"{scheme}://{who.partition(':')[0]}{at}{where}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from adapters.base import PremiumPayment, QuotaHold, RefusalCode, Settlement, Up
 from gateway.common.certno import loggable
 from gateway.common.refusals import Code
 from gateway.state.keys import KeyReused
-from gateway.state.outbox import Locks, Operation, Write
+from gateway.state.leases import Leases
+from gateway.state.outbox import Operation, Write
 from gateway.state.outcome import Outcome
 from gateway.state.transfers import FINAL, Step, Transfer, Transfers
 from gateway.state.writes import Route, Writes
@@ -45,10 +46,10 @@ class _NoHold:
 
 
 class Crossing:
-    def __init__(self, writes: Writes, transfers: Transfers) -> None:
+    def __init__(self, writes: Writes, transfers: Transfers, leases: Leases) -> None:
         self._writes = writes
         self._transfers = transfers
-        self._driving = Locks()  # one driver per transfer in this process
+        self._leases = leases  # one driver per transfer, on any instance
         # each kind of payment: what answers it, and where its refusals point
         self._kinds: dict[str, tuple[type[Any], Fields]] = {}
 
@@ -87,17 +88,21 @@ class Crossing:
         finished = 0
         for transfer in await self._transfers.unfinished():
             try:
-                outcome = await self.drive(transfer)
+                outcome = await self.drive(transfer, wait=False)
             except Exception:
                 log.exception("transfer %s: not finished this time", _logged(transfer))
                 continue
             finished += not outcome.submitted
         return finished
 
-    async def drive(self, transfer: Transfer) -> Outcome[Any]:
+    async def drive(self, transfer: Transfer, *, wait: bool = True) -> Outcome[Any]:
         """Take ``transfer`` as far as the provinces' answers allow; the payment's
-        outcome (``SUBMITTED`` while its answer is unknown)."""
-        async with self._driving.hold((transfer.scope, transfer.key)):
+        outcome (``SUBMITTED`` while its answer is unknown). One driver at a time, on
+        any instance: the others wait (not ``wait``: leave it to that one)."""
+        name = f"transfer:{transfer.scope}:{transfer.key}"
+        async with self._leases.lease(name, wait=wait) as mine:
+            if not mine:
+                return Outcome[Any](submitted=True, key=transfer.key)
             now = await self._transfers.get(transfer.scope, transfer.key)
             transfer = now or transfer
             paid: Outcome[Any] | None = None

@@ -7,7 +7,8 @@ position is kept in the store), and for each change ends the live bindings acros
 provinces in which that person takes part: an unbind at the province that holds the
 binding, on the person's behalf, through the outbox under a key made of the change
 (so that reading a change again ends nothing twice). The province returns what remains
-of the quota to the authorizer; the authorization records say ``ENDED``.
+of the quota to the authorizer; the authorization records say ``ENDED``. With several
+instances on one store, one at a time reads a given feed (its lease); the others skip it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from adapters.base import Binding, ProvinceAdapter, RegistrationChange, Upstream
 from gateway.common.certno import loggable
 from gateway.provinces.federated import Provinces
 from gateway.rules.mutual_aid import MutualAid
+from gateway.state.leases import Leases
 from gateway.state.outbox import Operation, Write
 from gateway.state.store import Store
 from gateway.state.writes import Writes
@@ -34,12 +36,18 @@ def _on_binding(code: object) -> str:
 
 class Registrations:
     def __init__(
-        self, provinces: Provinces, mutual_aid: MutualAid, writes: Writes, store: Store
+        self,
+        provinces: Provinces,
+        mutual_aid: MutualAid,
+        writes: Writes,
+        store: Store,
+        leases: Leases,
     ) -> None:
         self._provinces = provinces
         self._mutual_aid = mutual_aid
         self._writes = writes
         self._store = store
+        self._leases = leases
 
     async def follow_once(self) -> int:
         """Read every province's feed once, from where it was left; the number of
@@ -63,6 +71,10 @@ class Registrations:
                 log.exception("following the change feeds failed")
 
     async def _follow(self, adapter: ProvinceAdapter) -> int:
+        async with self._leases.attempt(f"feed:{adapter.code}") as mine:
+            return await self._read(adapter) if mine else 0
+
+    async def _read(self, adapter: ProvinceAdapter) -> int:
         ended = 0
         after = await self._store.feed_position(adapter.code)
         while True:

@@ -39,17 +39,14 @@ that an answer that comes is recorded, not lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from adapters.base import (
     Binding,
@@ -73,8 +70,9 @@ from gateway.common.channels import Channel
 from gateway.common.refusals import Refused
 from gateway.state.codec import decode, encode
 from gateway.state.keys import KeyReused, fingerprint
+from gateway.state.leases import Busy, Leases
 from gateway.state.records import Event, Journal
-from gateway.state.store import Store
+from gateway.state.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -143,30 +141,6 @@ class Sent:
     @property
     def submitted(self) -> bool:
         return self.answer is None
-
-
-class Locks:
-    """One lock per key while anyone holds or waits for it (then forgotten)."""
-
-    def __init__(self) -> None:
-        self._held: dict[Any, tuple[asyncio.Lock, int]] = {}
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._held
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Any) -> AsyncIterator[None]:
-        lock, users = self._held.get(key, (asyncio.Lock(), 0))
-        self._held[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._held[key]
-            if users == 1:
-                del self._held[key]
-            else:
-                self._held[key] = (lock, users - 1)
 
 
 def refused_unread(error: UpstreamError) -> bool:
@@ -345,12 +319,16 @@ def _now() -> dt.datetime:
 
 class Outbox:
     def __init__(
-        self, store: Store, provinces: Mapping[str, ProvinceAdapter], journal: Journal
+        self,
+        store: Store,
+        provinces: Mapping[str, ProvinceAdapter],
+        journal: Journal,
+        leases: Leases,
     ) -> None:
         self._store = store
         self._provinces = provinces
         self._journal = journal
-        self._carrying = Locks()  # request ids being sent by this process
+        self._leases = leases  # a write is sent by one instance at a time
         self._running: set[asyncio.Task[Any]] = set()  # claims, sends and recordings
 
     async def send(self, scope: str, key: str, write: Write) -> Sent:
@@ -430,15 +408,17 @@ class Outbox:
         state, answer = State.PENDING, None
         if refusal is not None:
             state, answer = State.DONE, _encode_answer(refusal)
+        rid = new_request_id()
         async with self._store.transaction() as db:
             found = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
             if found is not None:
                 return found, False
-            rid = new_request_id()
-            await db.execute(
+            # another instance may record the same key meanwhile: then its row is the one
+            new = await db.execute(
                 "INSERT INTO outbox (id, scope, idempotency_key, operation, province,"
                 " fingerprint, request, channel, state, answer, attempts, next_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+                " ON CONFLICT (scope, idempotency_key) DO NOTHING",
                 (
                     rid,
                     scope,
@@ -455,16 +435,21 @@ class Outbox:
                     now,
                 ),
             )
+        if not new:
+            async with self._store.transaction() as db:
+                found = await self._row(db, "scope = ? AND idempotency_key = ?", scope, key)
+            if found is None:  # pragma: no cover (a row is never deleted)
+                raise LookupError(key)
+            return found, False
         return _Row(rid, key, write, write.fingerprint, state, answer, 0), True
 
-    async def _row(self, db: aiosqlite.Connection, where: str, *args: str) -> _Row | None:
+    async def _row(self, db: Tx, where: str, *args: str) -> _Row | None:
         """One row; ``where`` is one of this module's constant conditions."""
-        async with db.execute(_SELECT + where, args) as cur:
-            found = await cur.fetchone()
+        found = await db.fetchone(_SELECT + where, args)
         return None if found is None else _row_of(found)
 
     async def _deliver(
-        self, row: _Row, adapter: ProvinceAdapter, *, fresh: bool = False
+        self, row: _Row, adapter: ProvinceAdapter, *, fresh: bool = False, wait: bool = True
     ) -> Answer | None:
         """Send the row's write (again), record what came of it; None: still unknown.
 
@@ -474,28 +459,38 @@ class Outbox:
         have been sent already stays UNKNOWN, whatever else stops it reaching the
         province now. An outcome the store cannot record (a full disk) leaves the row as
         it was, to be sent again: the answer is still returned; without one, None.
+        One instance sends it at a time: the others wait (not ``wait``: leave it to
+        the one sending), then find what it learnt.
         """
-        async with self._carrying.hold(row.id):
-            async with self._store.transaction() as db:  # another sender may have finished
-                current = await self._row(db, "id = ?", row.id)
-            if current is not None and current.state is State.DONE and current.answer:
-                return _decode_answer(current.answer)
-            never_sent = fresh or (current is not None and current.state is State.FAILED)
-            try:
-                answered = await _SEND[row.write.operation](adapter, row.write.request, row.id)
-            except UpstreamError as exc:
-                failed = refused_unread(exc) or (never_sent and not exc.reached)
-                state = State.FAILED if failed else State.UNKNOWN
-                if await self._record(row, self._failed(row, state, exc.code)) and failed:
-                    raise
-                return None  # unknown, or FAILED but not recorded: it will be sent again
-            except Exception:  # an adapter's bug, maybe after sending: unknown
-                log.exception("write %s: the adapter failed; it may have been sent", row.id)
-                await self._record(row, self._failed(row, State.UNKNOWN, "INTERNAL_ERROR"))
-                return None
-            answer = Refused.of(answered) if isinstance(answered, Refusal) else answered
-            await self._record(row, self._done(row, adapter, answer))
-            return answer
+        try:
+            async with self._leases.lease(_lease(row.id), wait=wait) as held:
+                return await self._send(row, adapter, fresh=fresh) if held else None
+        except Busy:  # another instance is still at it: it will record the outcome
+            log.warning("write %s: another instance is still sending it", row.id)
+            return None
+
+    async def _send(self, row: _Row, adapter: ProvinceAdapter, *, fresh: bool) -> Answer | None:
+        """`_deliver`'s work, with the write's lease held."""
+        async with self._store.transaction() as db:  # another sender may have finished
+            current = await self._row(db, "id = ?", row.id)
+        if current is not None and current.state is State.DONE and current.answer:
+            return _decode_answer(current.answer)
+        never_sent = fresh or (current is not None and current.state is State.FAILED)
+        try:
+            answered = await _SEND[row.write.operation](adapter, row.write.request, row.id)
+        except UpstreamError as exc:
+            failed = refused_unread(exc) or (never_sent and not exc.reached)
+            state = State.FAILED if failed else State.UNKNOWN
+            if await self._record(row, self._failed(row, state, exc.code)) and failed:
+                raise
+            return None  # unknown, or FAILED but not recorded: it will be sent again
+        except Exception:  # an adapter's bug, maybe after sending: unknown
+            log.exception("write %s: the adapter failed; it may have been sent", row.id)
+            await self._record(row, self._failed(row, State.UNKNOWN, "INTERNAL_ERROR"))
+            return None
+        answer = Refused.of(answered) if isinstance(answered, Refusal) else answered
+        await self._record(row, self._done(row, adapter, answer))
+        return answer
 
     async def _record(self, row: _Row, recording: Coroutine[Any, Any, None]) -> bool:
         """Run ``recording`` (what came of sending ``row``'s write) to its end, whoever
@@ -521,13 +516,13 @@ class Outbox:
     async def _done(self, row: _Row, adapter: ProvinceAdapter, answer: Answer) -> None:
         event = _event(row.write)
         async with self._store.transaction() as db:
-            cur = await db.execute(
+            first = await db.execute(
                 "UPDATE outbox SET state = ?, answer = ?, attempts = attempts + 1,"
                 " updated_at = ? WHERE id = ? AND state != ?",
                 (State.DONE.value, _encode_answer(answer), _now().isoformat(), row.id, "DONE"),
             )
-            first = cur.rowcount > 0  # else another sender recorded (and journaled) it
-            if first and event is not None and isinstance(answer, Binding):
+            # else another sender recorded (and journaled) it
+            if first > 0 and event is not None and isinstance(answer, Binding):
                 await self._journal.insert(db, answer, adapter.code, event, row.write.channel)
 
     async def _failed(self, row: _Row, state: State, code: str) -> None:
@@ -560,22 +555,24 @@ class Outbox:
 
     async def due(self, *, pending_after: dt.timedelta, now: bool = False) -> list[_Row]:
         """Writes to send again: unknown ones whose wait is over (all of them ``now``),
-        and pending ones older than ``pending_after`` that no request of this process
-        is carrying."""
+        and pending ones older than ``pending_after``; none that an instance is sending
+        (another's lease, or this one at work on it: a lease of its own that it failed to
+        give back does not count)."""
         at = _now()
-        async with (
-            self._store.transaction() as db,
-            db.execute(
-                _SELECT + "(state = 'UNKNOWN' AND next_at <= ?)"
-                " OR (state = 'PENDING' AND created_at <= ?) ORDER BY created_at",
+        async with self._store.transaction() as db:
+            found = await db.fetch(
+                _SELECT + "((state = 'UNKNOWN' AND next_at <= ?)"  # noqa: S608
+                " OR (state = 'PENDING' AND created_at <= ?))"
+                " AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.name = 'outbox:' || outbox.id"
+                " AND lease.until >= ? AND lease.owner != ?) ORDER BY created_at",
                 (
                     (dt.datetime.max if now else at).isoformat(),
                     (at - pending_after).isoformat(),
+                    at.isoformat(),
+                    self._store.owner,
                 ),
-            ) as cur,
-        ):
-            rows = [_row_of(r) for r in await cur.fetchall()]
-        return [r for r in rows if r.id not in self._carrying]
+            )
+        return [r for r in map(_row_of, found) if _lease(r.id) not in self._leases]
 
     async def resend(self, row: _Row) -> bool:
         """Send a due write again; True if it is settled: the province answered, or it
@@ -585,18 +582,20 @@ class Outbox:
             await self._failed(row, State.UNKNOWN, UpstreamUnavailable.code)
             return False
         try:
-            return await self._deliver(row, adapter) is not None
+            return await self._deliver(row, adapter, wait=False) is not None
         except UpstreamError:  # raised only once recorded FAILED
             return True
 
     async def counts(self) -> dict[str, int]:
         """Rows by state (for /readyz and metrics)."""
-        async with (
-            self._store.transaction() as db,
-            db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state") as cur,
-        ):
-            found = {str(state): int(n) for state, n in await cur.fetchall()}
+        async with self._store.transaction() as db:
+            rows = await db.fetch("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        found = {str(state): int(n) for state, n in rows}
         return {s.value: found.get(s.value, 0) for s in State}
+
+
+def _lease(write_id: str) -> str:
+    return f"outbox:{write_id}"  # (`Outbox.due` names it in SQL too)
 
 
 def _answered(task: asyncio.Task[Answer | None]) -> Answer | None:

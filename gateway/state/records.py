@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
 
-import aiosqlite
-
 from adapters.base import Binding, Party, ProvinceAdapter, Relation, Settlement
 from gateway.common.beijing import china_date
 from gateway.common.channels import Channel
-from gateway.state.store import Store
+from gateway.state.store import Store, Tx
 
 MAX_PAGE = 100
 
@@ -143,7 +141,7 @@ class Journal:
 
     @staticmethod
     async def insert(
-        db: aiosqlite.Connection,
+        db: Tx,
         binding: Binding,
         province: str,
         event: Event,
@@ -170,16 +168,13 @@ class Journal:
         )
 
     async def of(self, cert_no: str) -> list[AuthorizationRecord]:
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        async with self._store.transaction() as db:
+            rows = await db.fetch(
                 "SELECT seq, province, binding_id, authorizer, authorizer_name, beneficiary,"
                 " beneficiary_name, relation, event, at, channel FROM binding_event"
                 " WHERE authorizer = ? OR beneficiary = ?",
                 (cert_no, cert_no),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
+            )
         return [
             AuthorizationRecord(
                 seq=row[0],

@@ -29,7 +29,7 @@ from adapters.base import ProvinceAdapter, UpstreamUnavailable
 from gateway.common.refusals import Refused
 from gateway.state.codec import NotFederated, decode, encode
 from gateway.state.keys import KeyReused, fingerprint
-from gateway.state.outbox import Locks
+from gateway.state.leases import Leases
 from gateway.state.outcome import Outcome
 from gateway.state.store import Store
 
@@ -44,10 +44,12 @@ LEGACY = {
 
 
 class Replays:
-    def __init__(self, store: Store, provinces: Mapping[str, ProvinceAdapter]) -> None:
+    def __init__(
+        self, store: Store, provinces: Mapping[str, ProvinceAdapter], leases: Leases
+    ) -> None:
         self._store = store
         self._provinces = provinces
-        self._busy = Locks()
+        self._leases = leases
         self._scrubbed = False
 
     async def _scrub(self) -> None:
@@ -75,7 +77,8 @@ class Replays:
         ``kind``). ``request`` identifies the request: never a secret (see the module)."""
         await self._scrub()
         wanted = fingerprint(operation, request)
-        async with self._busy.hold((scope, key)):  # the same key at once: one at a time
+        # the same key at once, on any instance: one at a time
+        async with self._leases.hold(f"replay:{scope}:{key}"):
             kept = await self._kept(scope, key)
             if kept is not None:
                 if kept[0] != wanted:
@@ -90,7 +93,7 @@ class Replays:
             async with self._store.transaction() as db:
                 await db.execute(
                     "INSERT INTO replay (scope, idempotency_key, operation, fingerprint,"
-                    " outcome, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " outcome, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (
                         scope,
                         key,
@@ -103,14 +106,11 @@ class Replays:
             return outcome
 
     async def _kept(self, scope: str, key: str) -> tuple[str, str] | None:
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        async with self._store.transaction() as db:
+            row = await db.fetchone(
                 "SELECT fingerprint, outcome FROM replay WHERE scope = ? AND idempotency_key = ?",
                 (scope, key),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
+            )
         return None if row is None else (str(row[0]), str(row[1]))
 
 

@@ -143,7 +143,7 @@ class Transfers:
 
     async def get(self, scope: str, key: str) -> Transfer | None:
         async with self._store.transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 f"SELECT {_COLUMNS} FROM transfer"  # noqa: S608
                 " WHERE scope = ? AND idempotency_key = ?",
                 (scope, key),
@@ -182,7 +182,7 @@ class Transfers:
 
     async def unfinished(self) -> list[Transfer]:
         async with self._store.transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 f"SELECT {_COLUMNS} FROM transfer"  # noqa: S608
                 " WHERE step NOT IN ('DONE', 'REFUNDED') ORDER BY created_at"
             )
@@ -191,7 +191,7 @@ class Transfers:
     async def of_payment(self, payment_ref: str) -> Transfer | None:
         """The transfer that paid the settlement ``payment_ref`` (for its reversal)."""
         async with self._store.transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 f"SELECT {_COLUMNS} FROM transfer WHERE payment_ref = ?",  # noqa: S608
                 (payment_ref,),
             )

@@ -40,14 +40,18 @@ class Registry:
     async def insert(
         self, link: KinshipLink, documents: Sequence[Document], check: Check
     ) -> Code | None:
-        """``check`` the live links of both and insert, in one turn: no race between."""
+        """``check`` the live links of both and insert, in one transaction that holds both
+        people: no race between, whichever instance the other request reaches."""
         async with self._store.transaction() as db:
-            async with db.execute(
+            # whoever else checks either of them waits until this one is written (another
+            # instance on the store included)
+            await db.lock(f"kinship:{link.adder.cert_no}", f"kinship:{link.member.cert_no}")
+            rows = await db.fetch(
                 f"SELECT adder, member FROM kinship_link WHERE status IN {_LIVE_SQL}"  # noqa: S608
                 " AND (adder = ? OR member = ?)",
                 (link.adder.cert_no, link.member.cert_no),
-            ) as cur:
-                live = [(str(a), str(m)) for a, m in await cur.fetchall()]
+            )
+            live = [(str(a), str(m)) for a, m in rows]
             refusal = check(live)
             if refusal is not None:
                 return refusal
@@ -101,11 +105,11 @@ class Registry:
         where = f"status IN {_LIVE_SQL}" if expected is None else "status = ?"
         params = () if expected is None else (expected.value,)
         async with self._store.transaction() as db:
-            cur = await db.execute(
+            moved = await db.execute(
                 f"UPDATE kinship_link SET status = ?, {sets} WHERE id = ? AND {where}",  # noqa: S608
                 (status.value, *values, link_id, *params),
             )
-            return cur.rowcount == 1
+        return moved == 1
 
     async def record_use(self, link_id: str, at: dt.datetime, treatment_area: str) -> None:
         async with self._store.transaction() as db:
@@ -117,25 +121,23 @@ class Registry:
     # -- reading -----------------------------------------------------------------------
 
     async def rejected_before(self, adder: str, member: str) -> bool:
-        async with (
-            self._store.transaction() as db,
-            db.execute(
-                "SELECT 1 FROM kinship_link WHERE adder = ? AND member = ? AND status = 'REJECTED'",
-                (adder, member),
-            ) as cur,
-        ):
-            return await cur.fetchone() is not None
+        async with self._store.transaction() as db:
+            return (
+                await db.fetchone(
+                    "SELECT 1 FROM kinship_link"
+                    " WHERE adder = ? AND member = ? AND status = 'REJECTED'",
+                    (adder, member),
+                )
+                is not None
+            )
 
     async def uses(self, link_id: str) -> list[tuple[dt.datetime, str]]:
         """When a code of the link was shown and where, newest first."""
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        async with self._store.transaction() as db:
+            rows = await db.fetch(
                 "SELECT at, treatment_area FROM kinship_use WHERE link_id = ? ORDER BY id DESC",
                 (link_id,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
+            )
         return [(dt.datetime.fromisoformat(at), area) for at, area in rows]
 
     async def link(self, link_id: str) -> KinshipLink | None:
@@ -149,11 +151,10 @@ class Registry:
         return await self._links("l.status = 'PENDING_REVIEW'", ())
 
     async def document_content(self, document_id: int) -> bytes | None:
-        async with (
-            self._store.transaction() as db,
-            db.execute("SELECT content FROM kinship_document WHERE id = ?", (document_id,)) as cur,
-        ):
-            row = await cur.fetchone()
+        async with self._store.transaction() as db:
+            row = await db.fetchone(
+                "SELECT content FROM kinship_document WHERE id = ?", (document_id,)
+            )
         return None if row is None else bytes(row[0])
 
     async def live_adders(self, members: Sequence[str]) -> dict[str, int]:
@@ -162,7 +163,7 @@ class Registry:
             return {}
         marks = ",".join("?" * len(members))
         async with self._store.transaction() as db:
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 f"SELECT member, count(*) FROM kinship_link WHERE status IN {_LIVE_SQL}"  # noqa: S608
                 f" AND member IN ({marks}) GROUP BY member",
                 tuple(members),
@@ -172,7 +173,7 @@ class Registry:
     async def _links(self, where: str, params: tuple[str, ...]) -> list[KinshipLink]:
         async with self._store.transaction() as db:  # both statements in one turn
             rows = list(
-                await db.execute_fetchall(
+                await db.fetch(
                     "SELECT id, adder, adder_name, member, member_name, relation, channel,"  # noqa: S608
                     " status, created_at, decided_at, reason, activated_at, ended_at"
                     f" FROM kinship_link l WHERE {where} ORDER BY created_at DESC",
@@ -180,8 +181,10 @@ class Registry:
                 )
             )
             ids = [row[0] for row in rows]
+            if not ids:
+                return []
             marks = ",".join("?" * len(ids))
-            attached = await db.execute_fetchall(
+            attached = await db.fetch(
                 "SELECT link_id, id, kind, content_type, size, sha256, recorded_cert_no,"  # noqa: S608
                 f" recorded_relation FROM kinship_document WHERE link_id IN ({marks}) ORDER BY id",
                 ids,

@@ -1,0 +1,136 @@
+"""The store the tests run on: SQLite, or PostgreSQL with ``--store=postgresql``.
+
+PostgreSQL is a real server: ``GONGJI_TEST_POSTGRES`` is a url on which databases can
+be made (``scripts/test`` starts a throwaway cluster and sets it; so does `.ci/run`).
+Each test worker gets a database of its own, and each store a test opens gets a fresh
+schema in it: a gateway on no data directory (in memory, with SQLite) gets a new one
+each time; one on a data directory gets the same one each time, so that a test that
+stops and starts the gateway finds what it left.
+
+Without the server, the tests that need it skip, saying why; with
+``GONGJI_REQUIRE_POSTGRES=1`` (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.ops.config import StoreSettings
+from gateway.state import store as stores
+from gateway.state.postgres import PostgresStore
+
+URL = "GONGJI_TEST_POSTGRES"
+REQUIRED = "GONGJI_REQUIRE_POSTGRES"
+_fresh = itertools.count()
+
+
+def server_url() -> str | None:
+    return os.environ.get(URL) or None
+
+
+def missing() -> None:
+    """Skip (locally) or fail (CI) a test that needs PostgreSQL, when there is none."""
+    why = (
+        f"no PostgreSQL: {URL} is not set (scripts/test starts a throwaway server when"
+        " Debian's postgresql is installed: scripts/install-system)"
+    )
+    if os.environ.get(REQUIRED) == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database(worker_id: str) -> Iterator[str]:
+    """A database of this test worker's own on the server: its url."""
+    url = server_url()
+    if url is None:
+        missing()
+        raise AssertionError  # (missing raises)
+    name = f"gongji_test_{worker_id}_{os.getpid()}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(url, name)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def schema_for(data_dir: Path | None) -> str:
+    """A fresh schema for a store in memory; the same one for the same data directory."""
+    if data_dir is None:
+        return f"t{os.getpid()}_{next(_fresh)}"
+    return "d" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def settings_on(url: str, data_dir: Path | None = None, **changes: float) -> StoreSettings:
+    return StoreSettings(url=url, schema=schema_for(data_dir), **changes)  # type: ignore[arg-type]
+
+
+def on_postgresql(config: pytest.Config) -> bool:
+    return bool(config.getoption("store") == "postgresql")
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--store=postgresql``: every gateway a test starts on the default (SQLite)
+    store runs on PostgreSQL instead."""
+    if not on_postgresql(request.config):
+        return
+    url: str = request.getfixturevalue("postgres_database")
+    real = stores.open_store
+
+    @contextlib.asynccontextmanager
+    async def on_server(
+        settings: StoreSettings, data_dir: Path | None
+    ) -> AsyncIterator[stores.Store]:
+        if settings.url is not None:
+            async with real(settings, data_dir) as store:
+                yield store
+            return
+        chosen = StoreSettings(
+            url=url,
+            schema=schema_for(data_dir),
+            lease_seconds=settings.lease_seconds,
+            location_seconds=settings.location_seconds,
+        )
+        store = await PostgresStore.open(chosen)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    import gateway.edge.app
+
+    monkeypatch.setattr(gateway.edge.app, "open_store", on_server)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the store every gateway in the tests runs on (postgresql: GONGJI_TEST_POSTGRES)",
+    )
