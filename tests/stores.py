@@ -13,6 +13,8 @@ Without the server, the tests that need it skip, saying why; with
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import itertools
@@ -23,7 +25,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.ops.config import StoreSettings
+from gateway.ops.config import Settings, StoreSettings
 from gateway.state import store as stores
 from gateway.state.postgres import PostgresStore
 
@@ -61,21 +63,27 @@ def postgres_database(worker_id: str) -> Iterator[str]:
         raise AssertionError  # (missing raises)
     name = f"gongji_test_{worker_id}_{os.getpid()}"
 
-    async def run(sql: str) -> None:
+    run(url, f'DROP DATABASE IF EXISTS "{name}"')
+    run(url, f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(url, name)
+    finally:
+        run(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(url: str, sql: str) -> None:
+    """Run ``sql`` on the server now, from a thread of its own (a test's loop may be
+    running in this one)."""
+
+    async def execute() -> None:
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    import asyncio
-
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}"'))
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(url, name)
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, execute()).result()
 
 
 def schema_for(data_dir: Path | None) -> str:
@@ -125,6 +133,32 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     import gateway.edge.app
 
     monkeypatch.setattr(gateway.edge.app, "open_store", on_server)
+
+
+def opened_store(settings: Settings) -> contextlib.AbstractAsyncContextManager[stores.Store]:
+    """The store a gateway with ``settings`` would open (on PostgreSQL with
+    ``--store=postgresql``): to look at or change between two runs of it."""
+    import gateway.edge.app
+
+    return gateway.edge.app.open_store(settings.store, settings.data_dir)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite: about SQLite itself (its file, its lock): not run with --store=postgresql",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --store=postgresql, the tests about SQLite itself are deselected (counted as
+    such in the summary): the SQLite pass runs them."""
+    if not on_postgresql(config):
+        return
+    about_sqlite = [item for item in items if item.get_closest_marker("sqlite")]
+    if about_sqlite:
+        config.hook.pytest_deselected(items=about_sqlite)
+        items[:] = [item for item in items if not item.get_closest_marker("sqlite")]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-import aiosqlite
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -19,6 +18,7 @@ from gateway.graph.schema import schema
 from gateway.ops.config import AuthSettings, Settings
 from gateway.provinces.federated import adapter_classes
 from tests.conftest import ROOT, GraphQL, Recording, Sandboxes, gateway, person
+from tests.stores import opened_store
 
 ME = "{ me { name insuredArea { code } account { balance } } }"
 
@@ -156,9 +156,8 @@ async def test_a_wrongly_remembered_province_is_corrected_by_looking_again(
         settings = Settings(data_dir=tmp_path)
         async with gateway(dict(boxes.transports), settings) as gql:
             await gql(ME, as_="hb_wang_jianguo")
-        async with aiosqlite.connect(tmp_path / "gateway.sqlite3") as db:
+        async with opened_store(settings) as store, store.transaction() as db:
             await db.execute("UPDATE person_location SET province = ?", (stale,))
-            await db.commit()
         async with gateway(dict(boxes.transports), settings) as gql:
             result = await gql(ME, as_="hb_wang_jianguo")
     assert result["data"]["me"]["name"] == "王建国"
@@ -310,6 +309,7 @@ async def test_the_gateway_refuses_to_start_with_rules_that_cannot_work(
             pass
 
 
+@pytest.mark.sqlite
 async def test_a_store_that_is_not_a_database_fails_at_once(tmp_path: Path) -> None:
     (tmp_path / "gateway.sqlite3").write_bytes(b"this is not sqlite" * 100)
     app = create_app(Settings(data_dir=tmp_path))

@@ -37,6 +37,7 @@ MUTATION = 'mutation { unbindMutualAid(bindingId: "x") { status } }'
 # -- one process per data directory -------------------------------------------------------
 
 
+@pytest.mark.sqlite
 async def test_a_second_gateway_on_the_same_data_directory_refuses_to_start(
     tmp_path: Path,
 ) -> None:

@@ -1,5 +1,5 @@
 """``gongji``: serve the gateway, mint sandbox tokens, run a sandbox province, start the
-sandbox world over, export the SDL."""
+sandbox world over, migrate the store, export the SDL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ RESET_HELP = "start the sandbox world over (the gateway stopped): the next start
 GC_YOUNG = 5000  # the collector's first threshold while serving
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from sandbox.faults import Faults
 
 
@@ -36,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N gateway processes on one port (needs a shared store: [store] url)",
+    )
     serve.add_argument(
         "--policy-date",
         type=dt.date.fromisoformat,
@@ -69,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_fault_arguments(sandbox)
 
+    migrate = commands.add_parser(
+        "migrate", help="bring the store's tables up to this release (serve does it too)"
+    )
+    migrate.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
+
     reset = commands.add_parser("reset", help=RESET_HELP, description=RESET_HELP)
     reset.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
 
@@ -91,50 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(fmt=settings.logs_as)
 
     if args.command == "serve":
-        from gateway.edge.app import create_app
-        from gateway.ops import tracing
-        from gateway.state.store import DataDirInUse, check_data_dir
-
-        if settings.data_dir is not None:
-            try:  # one process per data directory: say so before anything starts
-                check_data_dir(settings.data_dir)
-            except (DataDirInUse, OSError) as exc:
-                print(f"gongji serve: {exc}", file=sys.stderr)
-                return 2
-
-        provider = tracing.configure(settings.tracing)
-
-        what = "GraphQL" if settings.production else "playground and GraphQL"
-        url = f"http://{args.host}:{args.port}/graphql"
-        print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
-        app = create_app(settings)
-        # What is loaded by now (modules, the schema) lives as long as the process: kept
-        # out of the collector's full passes. Young objects are collected after GC_YOUNG
-        # net allocations instead of 700 (a family dashboard leaves about 650): about
-        # once every eight dashboards instead of about once each (bench/RESULTS.md).
-        gc.collect()  # what is already garbage is not frozen with the rest
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-        proxies = settings.limits.trusted_proxies
-        try:
-            uvicorn.run(
-                app,
-                host=args.host,
-                port=args.port,
-                log_config=None,
-                # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
-                # stops the reconciler); a write cut off here is answered SUBMITTED and
-                # resumed at the next start
-                timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
-                # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
-                # default uvicorn believes them from loopback, where any local client could
-                # forge its address (the rate limit per address, the audit's client)
-                proxy_headers=bool(proxies),
-                forwarded_allow_ips=list(proxies),
-            )
-        finally:
-            if provider is not None:
-                provider.shutdown()  # the last spans go out
+        return serve(args, settings)
     elif args.command == "token":
         try:
             institution = (
@@ -163,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = f"fault mode {json.dumps(faults.to_json())}" if faults.active else "no faults"
         print(f"Sandbox {args.province} on {url} ({note}; {url}/_faults changes them)")
         uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    elif args.command == "migrate":
+        return migrate(settings)
     elif args.command == "reset":
         from gateway.state.reset import run as reset_world
 
@@ -175,6 +149,181 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output.write_text(sdl, encoding="utf-8")
         else:
             sys.stdout.write(sdl)
+    return 0
+
+
+WORKER = "GONGJI_WORKER"  # what `serve --workers` tells each worker process (JSON)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.edge.app import create_app
+    from gateway.ops import tracing
+    from gateway.state.store import DataDirInUse, check_data_dir
+
+    if args.workers < 1:
+        print("gongji serve: --workers is 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not settings.store.shared:
+        print(
+            f"gongji serve: --workers {args.workers} needs a store the processes share:"
+            " SQLite serves one process. Set [store] url (or GONGJI_STORE_URL) to a"
+            " postgresql:// url (docs/deployment.md)",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.data_dir is not None and not settings.store.shared:
+        try:  # one process per data directory: say so before anything starts
+            check_data_dir(settings.data_dir)
+        except (DataDirInUse, OSError) as exc:
+            print(f"gongji serve: {exc}", file=sys.stderr)
+            return 2
+    if args.workers > 1:
+        return serve_workers(args, settings)
+
+    provider = tracing.configure(settings.tracing)
+
+    what = "GraphQL" if settings.production else "playground and GraphQL"
+    url = f"http://{args.host}:{args.port}/graphql"
+    print(f"Gongji ({settings.mode}): {what} on {url}  (data in {settings.data_dir})")
+    app = create_app(settings)
+    # What is loaded by now (modules, the schema) lives as long as the process: kept
+    # out of the collector's full passes. Young objects are collected after GC_YOUNG
+    # net allocations instead of 700 (a family dashboard leaves about 650): about
+    # once every eight dashboards instead of about once each (bench/RESULTS.md).
+    gc.collect()  # what is already garbage is not frozen with the rest
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    proxies = settings.limits.trusted_proxies
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
+            # stops the reconciler); a write cut off here is answered SUBMITTED and
+            # resumed at the next start
+            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
+            # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
+            # default uvicorn believes them from loopback, where any local client could
+            # forge its address (the rate limit per address, the audit's client)
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies),
+        )
+    finally:
+        if provider is not None:
+            provider.shutdown()  # the last spans go out
+    return 0
+
+
+def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """``--workers N``: N processes on one port (uvicorn's supervisor), one store. In
+    sandbox mode each sandbox province runs once, in a process of its own, for all of
+    them (in-process, each worker would have a province of its own)."""
+    import subprocess
+
+    from sandbox.serve import free_port, spawn_sandbox, stop, wait_ready
+
+    urls: dict[str, str] = {}
+    children: list[subprocess.Popen[bytes]] = []
+    if not settings.production:
+        data_dir = settings.data_dir or Path("var")
+        dated = [] if settings.policy_date is None else ["--policy-date", str(settings.policy_date)]
+        for name in sandbox_names():
+            conf = settings.provinces.get(name)
+            if name in settings.disabled or (conf is not None and conf.base_url):
+                continue
+            port = free_port(args.host)
+            children.append(spawn_sandbox(name, port, data_dir, dated, host=args.host))
+            urls[name] = f"http://{args.host}:{port}"
+    try:
+        for url, child in zip(urls.values(), children, strict=True):
+            wait_ready(url, process=child)
+        os.environ[WORKER] = json.dumps(
+            {
+                "config": None if args.config is None else str(args.config),
+                "data_dir": None if settings.data_dir is None else str(settings.data_dir),
+                "policy_date": getattr(args, "policy_date", None) and args.policy_date.isoformat(),
+                "sandboxes": urls,
+            }
+        )
+        worker_settings()  # a worker's settings fail here first, said once
+        what = "GraphQL" if settings.production else "playground and GraphQL"
+        url = f"http://{args.host}:{args.port}/graphql"
+        print(
+            f"Gongji ({settings.mode}): {what} on {url}, {args.workers} workers on"
+            f" {settings.store.safe_url()}"
+        )
+        proxies = settings.limits.trusted_proxies
+        uvicorn.run(
+            "gateway.edge.cli:worker_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies),
+        )
+    finally:
+        for child in children:
+            stop(child)
+    return 0
+
+
+def worker_settings() -> Settings:
+    """A worker's settings: as its parent loaded them, the sandboxes at their urls."""
+    import dataclasses
+
+    from gateway.ops.config import province_settings
+
+    told = json.loads(os.environ[WORKER])
+    settings = Settings.load(
+        None if told["config"] is None else Path(told["config"]),
+        data_dir=None if told["data_dir"] is None else Path(told["data_dir"]),
+        policy_date=None
+        if told["policy_date"] is None
+        else dt.date.fromisoformat(told["policy_date"]),
+    )
+    provinces = dict(settings.provinces)
+    for name, url in told["sandboxes"].items():
+        conf = provinces.get(name)
+        provinces[name] = (
+            province_settings(name, {"base_url": url})
+            if conf is None
+            else dataclasses.replace(conf, base_url=url)
+        )
+    return dataclasses.replace(settings, provinces=provinces)
+
+
+def worker_app() -> Starlette:
+    """One worker of ``serve --workers`` (uvicorn calls this in each process)."""
+    from gateway.edge.app import create_app
+
+    settings = worker_settings()
+    logs.configure(fmt=settings.logs_as)
+    return create_app(settings)
+
+
+def migrate(settings: Settings) -> int:
+    """Bring the store's tables up to this release and say what was done."""
+    import asyncio
+
+    from gateway.state.migrations import LATEST
+    from gateway.state.store import DataDirInUse, StoreTooNew, open_store
+
+    async def run() -> list[int]:
+        async with open_store(settings.store, settings.data_dir) as store:
+            return store.migrated
+
+    try:
+        applied = asyncio.run(run())
+    except (DataDirInUse, StoreTooNew, OSError) as exc:
+        print(f"gongji migrate: {exc}", file=sys.stderr)
+        return 2
+    done = ", ".join(map(str, applied)) if applied else "none"
+    print(f"store {settings.store.safe_url()}: at migration {LATEST} (applied now: {done})")
     return 0
 
 

@@ -96,7 +96,7 @@ class PostgresStore(Store):
         )
         store = cls(pool, settings)
         try:
-            await store.migrate(upto)
+            store.migrated = await store.migrate(upto)
         except BaseException:
             await pool.close()
             raise

@@ -76,7 +76,7 @@ class SqliteStore(Store):
                 # killed (SIGKILL included); only a power cut may lose the last ones
                 await db.execute("PRAGMA synchronous=NORMAL")
                 store = cls(db, lock)
-                await store.migrate(upto)
+                store.migrated = await store.migrate(upto)
                 async with store.transaction() as tx:  # this process holds the directory
                     await tx.execute("DELETE FROM lease")
             except BaseException:

@@ -126,6 +126,7 @@ class Store(abc.ABC):
         # person_location, as read or written here: (province, when remembered)
         self._located: dict[str, tuple[str, float]] = {}
         self._location_seconds = location_seconds
+        self.migrated: list[int] = []  # the migrations applied when it was opened
         self._forgetting = 0  # moves by each forget: a read from before it keeps nothing
 
     @abc.abstractmethod

@@ -1,0 +1,318 @@
+"""Two gateway processes on one PostgreSQL store, as behind a load balancer.
+
+Real processes on loopback: the three sandbox provinces and two gateways, each started
+by its own CLI, both given the same store (a schema of its own for each test, on the
+test server: tests/stores.py). Checked against the provinces' own records:
+
+- concurrent kinship adds and binds, split across both, keep every cap;
+- one idempotency key sent to both at once gives one outcome;
+- one instance killed (SIGKILL) in the middle of writes: the other finishes them once
+  its leases run out, 0 lost and 0 doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from adapters.hebei import HebeiAdapter
+from gateway.common.auth import mint_token
+from gateway.ops.config import AuthSettings, StoreSettings
+from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, wait_ready
+from tests.conftest import person
+from tests.stores import settings_on
+from tests.test_kill import BIND, quiet, until
+
+AUTHORIZER = "hb_wang_jianguo"
+NINE = (  # 王建国's relatives: Hebei binds eight at most
+    ("hb_li_xiuying", "SPOUSE"),
+    ("hb_wang_deming", "PARENT"),
+    ("hb_zhao_guilan", "PARENT"),
+    ("hb_wang_lei", "CHILD"),
+    ("hb_wang_jing", "CHILD"),
+    ("hb_wang_peng", "CHILD"),
+    ("hb_wang_fang", "CHILD"),
+    ("hb_wang_hao", "CHILD"),
+    ("hb_wang_yue", "CHILD"),
+)
+ADD = """mutation($i: AddKinshipMemberInput!) { addKinshipMember(input: $i) {
+  link { id status } errors { code } } }"""
+LEASE_SECONDS = 1.0  # a killed instance's leases run out this soon
+PENDING_AFTER = 2.0  # then its pending writes are the other's to send
+
+
+class Instances:
+    """The two gateways' urls, and what each is."""
+
+    def __init__(
+        self, urls: list[str], processes: list[subprocess.Popen[bytes]], store: StoreSettings
+    ) -> None:
+        self.urls = urls
+        self.processes = processes
+        self.store = store
+
+    @contextlib.asynccontextmanager
+    async def clients(self, who: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+        token = mint_token(person(who)["certNo"], AuthSettings())
+        headers = {"Authorization": f"Bearer {token}"}
+        async with contextlib.AsyncExitStack() as stack:
+            yield [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=url, headers=headers, timeout=30)
+                )
+                for url in self.urls
+            ]
+
+    async def outbox(self) -> dict[str, int]:
+        """The writes by state, read from the shared store."""
+        assert self.store.url is not None
+        conn = await asyncpg.connect(
+            self.store.url, server_settings={"search_path": self.store.schema}
+        )
+        try:
+            rows = await conn.fetch("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        except asyncpg.UndefinedTableError:
+            return {}
+        finally:
+            await conn.close()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+
+@pytest.fixture
+def provinces(tmp_path: Path) -> Iterator[dict[str, str]]:
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for name, extra in (("hebei", ["--latency-ms", "300"]), ("jiangsu", []), ("henan", [])):
+            port = free_port()
+            process = stack.enter_context(
+                quiet(
+                    spawn_sandbox(
+                        name, port, tmp_path / "provinces", extra, stderr=subprocess.DEVNULL
+                    )
+                )
+            )
+            urls[name] = f"http://127.0.0.1:{port}"
+            wait_ready(urls[name], process=process)
+        yield urls
+
+
+@pytest.fixture
+def instances(
+    tmp_path: Path, provinces: dict[str, str], postgres_database: str
+) -> Iterator[Instances]:
+    store = settings_on(postgres_database)
+    config = tmp_path / "gongji.toml"
+    lines = [
+        "[store]",
+        f'url = "{store.url}"',
+        f'schema = "{store.schema}"',
+        f"lease_seconds = {LEASE_SECONDS}",
+        "",
+        "[resilience]",
+        "reconcile_interval = 0.2",
+        f"pending_after = {PENDING_AFTER}",
+        "",
+    ]
+    for name, url in provinces.items():
+        lines += [f"[provinces.{name}]", f'base_url = "{url}"', "timeout = 10", ""]
+    config.write_text("\n".join(lines), encoding="utf-8")
+    ports = [free_port(), free_port()]
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(
+                quiet(
+                    spawn_gateway(
+                        config, port, tmp_path / f"gateway-{n}", stderr=subprocess.DEVNULL
+                    )
+                )
+            )
+            for n, port in enumerate(ports)
+        ]
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        for url, process in zip(urls, processes, strict=True):
+            wait_ready(url, process=process, path="/readyz")
+        yield Instances(urls, processes, store)
+
+
+def bind_input(relative: str, relation: str, key: str | None = None) -> dict[str, Any]:
+    given: dict[str, Any] = {
+        "beneficiaryCertNo": person(relative)["certNo"],
+        "beneficiaryName": person(relative)["name"],
+        "relation": relation,
+    }
+    if key is not None:
+        given["idempotencyKey"] = key
+    return {"i": given}
+
+
+async def province_bindings(url: str) -> list[Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as upstream:
+        return [
+            b
+            for b in await HebeiAdapter(upstream).bindings_of([person(AUTHORIZER)["certNo"]])
+            if b.authorizer.cert_no == person(AUTHORIZER)["certNo"]
+        ]
+
+
+async def test_binds_and_kinship_adds_split_across_two_instances_keep_every_cap(
+    instances: Instances, provinces: dict[str, str]
+) -> None:
+    async with instances.clients(AUTHORIZER) as clients:
+        answers = await asyncio.gather(
+            *(
+                clients[n % 2].post("/graphql", json={"query": BIND, "variables": bind_input(*kin)})
+                for n, kin in enumerate(NINE)
+            )
+        )
+    payloads = [a.json()["data"]["bindMutualAid"] for a in answers]
+    assert sum(p["binding"] is not None for p in payloads) == 8, payloads
+    assert [p["errors"] for p in payloads if p["binding"] is None] == [
+        [{"code": "BINDING_LIMIT_REACHED"}]
+    ]
+    bound = await province_bindings(provinces["hebei"])
+    assert len(bound) == 8
+    assert len({b.beneficiary.cert_no for b in bound}) == 8
+
+    # 2 adders per member: four adders at once, two through each instance
+    adders = [
+        ("hb_wang_jianguo", "PARENT"),
+        ("hb_wang_lei", "GRANDPARENT"),
+        ("hb_wang_jing", "GRANDPARENT"),
+        ("hb_wang_peng", "GRANDPARENT"),
+    ]
+    member = person("hb_wang_deming")
+
+    async def add(n: int, adder: str, relation: str) -> dict[str, Any]:
+        variables = {
+            "i": {
+                "memberCertNo": member["certNo"],
+                "memberName": member["name"],
+                "relation": relation,
+                "channel": "APP",
+            }
+        }
+        async with instances.clients(adder) as clients:
+            answer = await clients[n % 2].post(
+                "/graphql", json={"query": ADD, "variables": variables}
+            )
+        added: dict[str, Any] = answer.json()["data"]["addKinshipMember"]
+        return added
+
+    added = await asyncio.gather(*(add(n, *a) for n, a in enumerate(adders)))
+    assert sum(a["link"] is not None for a in added) == 2, added
+    assert (
+        sorted(e["code"] for a in added for e in a["errors"])
+        == ["KINSHIP_MEMBER_LIMIT_REACHED"] * 2
+    )
+
+    # 5 members per adder: seven at once through both
+    family = [
+        ("hb_li_xiuying", "SPOUSE"),
+        ("hb_zhao_guilan", "PARENT"),
+        *[(k, "CHILD") for k, _ in NINE[3:8]],
+    ]
+    async with instances.clients(AUTHORIZER) as clients:
+        answers = await asyncio.gather(
+            *(
+                clients[n % 2].post(
+                    "/graphql",
+                    json={
+                        "query": ADD,
+                        "variables": {
+                            "i": {
+                                "memberCertNo": person(k)["certNo"],
+                                "memberName": person(k)["name"],
+                                "relation": r,
+                                "channel": "APP",
+                            }
+                        },
+                    },
+                )
+                for n, (k, r) in enumerate(family)
+            )
+        )
+    links = [a.json()["data"]["addKinshipMember"] for a in answers]
+    had = added[0]["link"] is not None  # 王建国's add of 王德明 above, if it was one of the two
+    assert sum(link["link"] is not None for link in links) == 5 - had, links
+
+
+async def test_one_key_sent_to_both_instances_at_once_has_one_outcome(
+    instances: Instances, provinces: dict[str, str]
+) -> None:
+    variables = bind_input("hb_wang_lei", "CHILD", key="both-at-once")
+    async with instances.clients(AUTHORIZER) as clients:
+        answers = await asyncio.gather(
+            *(c.post("/graphql", json={"query": BIND, "variables": variables}) for c in clients)
+        )
+    payloads = [a.json()["data"]["bindMutualAid"] for a in answers]
+    assert payloads[0] == payloads[1], payloads
+    assert payloads[0]["binding"]["status"] == "ACTIVE"
+    assert len(await province_bindings(provinces["hebei"])) == 1
+    assert await instances.outbox() == {"DONE": 1}
+
+
+async def test_an_instance_killed_mid_writes_leaves_the_other_to_finish_them(
+    instances: Instances, provinces: dict[str, str]
+) -> None:
+    first, second = instances.processes
+    async with instances.clients(AUTHORIZER) as (to_first, to_second):
+        # where he is insured is remembered first, as it would be in real use
+        assert (await to_first.post("/graphql", json={"query": "{ me { name } }"})).is_success
+        keys = {relative: f"kill-{relative}" for relative, _ in NINE[:8]}
+        sent = [
+            asyncio.create_task(
+                to_first.post(
+                    "/graphql",
+                    json={"query": BIND, "variables": bind_input(r, rel, keys[r])},
+                )
+            )
+            for r, rel in NINE[:8]
+        ]
+        await until(lambda: _pending_at_least(instances, 3), "three writes pending", every=0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        answered = await asyncio.gather(*sent, return_exceptions=True)
+        assert any(isinstance(a, BaseException) for a in answered), "nothing was in flight"
+
+        # the second instance's reconciler takes the first's writes once its leases run
+        # out: every recorded write is answered, none left pending
+        async def settled() -> bool:
+            left = await instances.outbox()
+            return left.get("PENDING", 0) + left.get("UNKNOWN", 0) == 0
+
+        await until(settled, "the second instance finished the first's writes", every=0.2)
+        # the clients send each again, with its key, to the instance still up
+        again = [
+            (
+                await to_second.post(
+                    "/graphql", json={"query": BIND, "variables": bind_input(r, rel, keys[r])}
+                )
+            ).json()["data"]["bindMutualAid"]
+            for r, rel in NINE[:8]
+        ]
+    assert second.poll() is None
+    bound = await province_bindings(provinces["hebei"])
+    by_relative = {b.beneficiary.cert_no: b.id for b in bound}
+    assert len(by_relative) == len(bound), "a write was carried out twice"
+    # every write is answered, as the province has it: 0 lost
+    for payload, (relative, _) in zip(again, NINE[:8], strict=True):
+        assert payload["binding"] is not None, payload
+        node = base64.b64decode(payload["binding"]["id"]).decode()  # MutualAidBinding:13:ID
+        assert node.rsplit(":", 1)[-1] == by_relative[person(relative)["certNo"]]
+    assert len(bound) == 8
+    assert await instances.outbox() == {"DONE": 8}
+
+
+async def _pending_at_least(instances: Instances, count: int) -> bool:
+    left = await instances.outbox()
+    return left.get("PENDING", 0) >= count
