@@ -32,6 +32,22 @@ from gateway.state.postgres import PostgresStore
 URL = "GONGJI_TEST_POSTGRES"
 REQUIRED = "GONGJI_REQUIRE_POSTGRES"
 _fresh = itertools.count()
+# Schemas of this worker's closed stores in memory: the next one takes one (emptied),
+# not a fresh one (made by every migration: several times slower)
+_emptied: list[str] = []
+
+
+async def empty(store: stores.Store) -> None:
+    async with store.transaction() as db:
+        tables = [
+            str(row[0])
+            for row in await db.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename != 'schema_version'"
+            )
+        ]
+        listed = ", ".join(f'"{t}"' for t in tables)
+        await db.execute(f"TRUNCATE {listed} RESTART IDENTITY")
 
 
 def server_url() -> str | None:
@@ -118,17 +134,22 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
             async with real(settings, data_dir) as store:
                 yield store
             return
+        reused = data_dir is None and bool(_emptied)
         chosen = StoreSettings(
             url=url,
-            schema=schema_for(data_dir),
+            schema=_emptied.pop() if reused else schema_for(data_dir),
             lease_seconds=settings.lease_seconds,
             location_seconds=settings.location_seconds,
         )
         store = await PostgresStore.open(chosen)
         try:
+            if reused:  # emptied now, not at close: a late write then fails, not lands here
+                await empty(store)
             yield store
         finally:
             await store.close()
+            if data_dir is None:
+                _emptied.append(chosen.schema)
 
     import gateway.edge.app
 
@@ -150,15 +171,56 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Modules whose tests never open the gateway's store in this process (the adapters
+# against the sandboxes, the rules as pure functions, the layout, the install, the
+# browser, the processes a test starts on SQLite) or open PostgreSQL themselves
+# (test_store_backends, test_instances, test_soak): the SQLite pass runs them, and
+# running them on --store=postgresql again would test nothing more.
+NOT_ABOUT_THE_STORE = frozenset(
+    {
+        "test_bench_source",
+        "test_browser",
+        "test_cli",
+        "test_conformance",
+        "test_conformance_across",
+        "test_conformance_tampered",
+        "test_datetimes",
+        "test_fuzz",
+        "test_install",
+        "test_instances",
+        "test_kill",
+        "test_kill_across",
+        "test_kinship_rules",
+        "test_layout",
+        "test_marks",
+        "test_performance",
+        "test_policy_dates",
+        "test_rules_judge",
+        "test_rules_outbox",
+        "test_rules_payer",
+        "test_sandbox_across",
+        "test_selection",
+        "test_soak",
+        "test_store_backends",
+        "test_units",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --store=postgresql, the tests about SQLite itself are deselected (counted as
-    such in the summary): the SQLite pass runs them."""
+    """With --store=postgresql, the tests about SQLite itself and the modules that never
+    open the gateway's store are deselected (counted as such in the summary): the SQLite
+    pass runs them."""
     if not on_postgresql(config):
         return
-    about_sqlite = [item for item in items if item.get_closest_marker("sqlite")]
-    if about_sqlite:
-        config.hook.pytest_deselected(items=about_sqlite)
-        items[:] = [item for item in items if not item.get_closest_marker("sqlite")]
+
+    def elsewhere(item: pytest.Item) -> bool:
+        return bool(item.get_closest_marker("sqlite")) or item.path.stem in NOT_ABOUT_THE_STORE
+
+    left_out = [item for item in items if elsewhere(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not elsewhere(item)]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -334,6 +335,7 @@ async def bind_their_daughter(settings: Settings) -> list[str]:
     return outcome(result)
 
 
+@pytest.mark.sqlite
 async def test_reset_starts_the_sandbox_world_over(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -358,6 +360,7 @@ async def test_reset_starts_the_sandbox_world_over(
     assert await bind_their_daughter(settings) == ["ACTIVE"]  # a fresh world
 
 
+@pytest.mark.sqlite
 async def test_reset_refuses_while_a_gateway_holds_the_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -371,6 +374,7 @@ async def test_reset_refuses_while_a_gateway_holds_the_directory(
     assert reset_world_command(settings) == 0  # stopped: now it may
 
 
+@pytest.mark.sqlite
 async def test_reset_refuses_what_is_not_a_sandbox_world(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -385,6 +389,22 @@ async def test_reset_refuses_what_is_not_a_sandbox_world(
     assert reset_world_command(Settings(data_dir=tmp_path)) == 2
     assert "no sandbox state" in capsys.readouterr().err
     assert world_files(tmp_path) == before[:1] == [tmp_path / "gateway.sqlite3"]
+
+
+def test_reset_leaves_a_shared_store_alone_and_says_so(tmp_path: Path) -> None:
+    from gateway.ops.config import StoreSettings
+    from gateway.state.reset import run
+
+    (tmp_path / "sandbox").mkdir()
+    (tmp_path / "sandbox" / "hebei.sqlite3").write_bytes(b"")
+    store = StoreSettings(url="postgresql://gongji:secret@db.example:5432/gongji", schema="world")
+    out, err = io.StringIO(), io.StringIO()
+    assert run(Settings(data_dir=tmp_path, store=store), out, err) == 2
+    said = err.getvalue()
+    assert "postgresql://gongji@db.example:5432/gongji" in said  # the password left out
+    assert "secret" not in said
+    assert "schema world" in said
+    assert (tmp_path / "sandbox" / "hebei.sqlite3").exists()  # nothing removed
 
 
 def test_reset_of_nothing_changes_nothing(

@@ -140,6 +140,7 @@ async def balance(gql: GraphQL, key: str) -> Decimal:
 # -- the disk fills up after the province answered ------------------------------------------
 
 
+@pytest.mark.sqlite
 async def test_settlements_the_province_made_are_answered_though_the_disk_is_full(
     provinces: Provinces, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,6 +179,7 @@ async def test_settlements_the_province_made_are_answered_though_the_disk_is_ful
         assert before - await balance(gql, "hb_wang_lei") == Decimal("500.00")
 
 
+@pytest.mark.sqlite
 async def test_a_binding_made_while_the_disk_is_full_is_journaled_once_there_is_room(
     provinces: Provinces, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +201,7 @@ async def test_a_binding_made_while_the_disk_is_full_is_journaled_once_there_is_
 
 
 @pytest.mark.parametrize("mode", ["lose", "refuse"])
+@pytest.mark.sqlite
 async def test_a_write_whose_fate_cannot_be_recorded_is_submitted(
     provinces: Provinces, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
@@ -417,6 +420,7 @@ async def test_a_lost_write_the_province_then_cannot_read_fails_for_good(
     assert again["errors"][0]["extensions"]["code"] == "UPSTREAM_CONTRACT_ERROR"
 
 
+@pytest.mark.sqlite
 async def test_a_commit_the_full_disk_refuses_is_rolled_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

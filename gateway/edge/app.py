@@ -269,7 +269,7 @@ def create_app(
                 replays=replays,
                 writes=writes,
             )
-            metrics.watch(provinces, outbox)
+            metrics.watch(provinces, outbox, store)
             resilience = settings.resilience
             reconciler = Reconciler(
                 outbox,

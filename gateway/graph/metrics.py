@@ -30,6 +30,7 @@ from gateway.ops.logs import mask_cert_nos
 
 if TYPE_CHECKING:
     from gateway.state.outbox import Outbox
+    from gateway.state.store import Store
 
 
 class Metrics:
@@ -73,11 +74,25 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
-        self._watched: tuple[Mapping[str, ProvinceAdapter], Outbox] | None = None
+        self.store_statements = Counter(
+            "gongji_store_statements",
+            "Statements this instance sent to its store, by backend",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.store_transactions = Counter(
+            "gongji_store_transactions",
+            "Transactions this instance ran on its store, by backend",
+            ["backend"],
+            registry=self.registry,
+        )
+        self._watched: tuple[Mapping[str, ProvinceAdapter], Outbox, Store] | None = None
+        self._told = (0, 0)  # the store's counts at the last scrape
 
-    def watch(self, provinces: Mapping[str, ProvinceAdapter], outbox: Outbox) -> None:
-        """Report each province's breaker and the outbox's unresolved writes at scrape time."""
-        self._watched = (provinces, outbox)
+    def watch(self, provinces: Mapping[str, ProvinceAdapter], outbox: Outbox, store: Store) -> None:
+        """Report each province's breaker, the outbox's unresolved writes and the store's
+        round trips at scrape time."""
+        self._watched = (provinces, outbox, store)
 
     def measure(
         self, province: str, transport: httpx.AsyncBaseTransport
@@ -86,12 +101,16 @@ class Metrics:
 
     async def endpoint(self, request: Request) -> Response:
         if self._watched is not None:
-            provinces, outbox = self._watched
+            provinces, outbox, store = self._watched
             for code, adapter in provinces.items():
                 for state in BreakerState:
                     self.breaker.labels(code, state.value).set(adapter.breaker_state is state)
             for name, count in (await outbox.counts()).items():
                 self.writes.labels(name).set(count)
+            statements, transactions = store.counts.statements, store.counts.transactions
+            self.store_statements.labels(store.dialect).inc(statements - self._told[0])
+            self.store_transactions.labels(store.dialect).inc(transactions - self._told[1])
+            self._told = (statements, transactions)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -14,9 +14,11 @@ migrate once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import functools
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, cast
@@ -26,7 +28,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from gateway.ops.config import StoreSettings
 from gateway.state.migrations import LATEST, MIGRATIONS, VERSION_TABLE, statements
-from gateway.state.store import Row, Store, StoreTooNew, Tx
+from gateway.state.store import Counts, Row, Store, StoreTooNew, Tx
+
+log = logging.getLogger(__name__)
 
 MIGRATING = 0x67_6F_6E_67_6A_69  # the advisory lock migrations hold ("gongji")
 _MARK = re.compile(r"\?")
@@ -53,20 +57,25 @@ def _touched(status: str) -> int:
 
 
 class _Tx:
-    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy, counts: Counts) -> None:
         self._conn = conn
+        self._counts = counts
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        self._counts.statements += 1
         # a Record is read like a tuple (by index, unpacked)
         return cast(list[Row], await self._conn.fetch(numbered(sql), *args))
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        self._counts.statements += 1
         return cast(Row | None, await self._conn.fetchrow(numbered(sql), *args))
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        self._counts.statements += 1
         return _touched(await self._conn.execute(numbered(sql), *args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._counts.statements += 1
         rows = list(rows)
         if rows:
             await self._conn.executemany(numbered(sql), rows)
@@ -135,9 +144,17 @@ class PostgresStore(Store):
         return applied
 
     async def close(self) -> None:
+        """Give back this instance's leases (the writes it was still sending are the
+        others' to finish at once, not after the leases run out), then close."""
+        try:
+            async with asyncio.timeout(2.0), self.transaction() as db:
+                await db.execute("DELETE FROM lease WHERE owner = ?", (self.owner,))
+        except Exception:  # they run out by themselves
+            log.warning("store: leases not given back at close; they run out", exc_info=True)
         await self._pool.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
+        self.counts.transactions += 1
         async with self._pool.acquire() as conn, conn.transaction():
-            yield _Tx(conn)
+            yield _Tx(conn, self.counts)

@@ -84,6 +84,15 @@ def run(settings: Settings, out: TextIO | None = None, err: TextIO | None = None
     out = out or sys.stdout
     err = err or sys.stderr
     data_dir = settings.data_dir
+    if settings.store.shared:
+        print(
+            f"gongji reset: the gateway's state is in the shared store"
+            f" {settings.store.safe_url()} (schema {settings.store.schema}), which reset"
+            " leaves alone: reset starts over the embedded world (SQLite in the data"
+            " directory). Drop that schema yourself to start a shared one over.",
+            file=err,
+        )
+        return 2
     if data_dir is None:
         print("gongji reset: this world is in memory; a restart is a fresh one", file=out)
         return 0

@@ -20,6 +20,7 @@ import aiosqlite
 
 from gateway.state.migrations import LATEST, MIGRATIONS, VERSION_TABLE, statements
 from gateway.state.store import (
+    Counts,
     Row,
     Store,
     StoreTooNew,
@@ -30,22 +31,27 @@ from gateway.state.store import (
 
 
 class _Tx:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, counts: Counts) -> None:
         self._db = db
+        self._counts = counts
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        self._counts.statements += 1
         # one round trip to the store's thread a statement, where a cursor takes three
         return list(await self._db.execute_fetchall(sql, args))
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        self._counts.statements += 1
         rows = await self._db.execute_fetchall(sql, args)
         return next(iter(rows), None)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        self._counts.statements += 1
         async with self._db.execute(sql, args) as cur:
             return cur.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._counts.statements += 1
         await self._db.executemany(sql, rows)
 
     async def lock(self, *names: str) -> None:
@@ -128,8 +134,9 @@ class SqliteStore(Store):
         """Reads open no transaction (sqlite3 begins one before a write only), so a block
         that only read costs no round trip to the store's thread for a commit."""
         async with self._turn:
+            self.counts.transactions += 1
             try:
-                yield _Tx(self._db)
+                yield _Tx(self._db, self.counts)
                 if self._db.in_transaction:
                     # a commit can fail too (a full disk): then it is rolled back, not
                     # left open for the next caller's statements to join

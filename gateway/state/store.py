@@ -60,6 +60,16 @@ class Tx(Protocol):
         across instances."""
 
 
+class Counts:
+    """Round trips to the store since it was opened (for /metrics and the benchmarks)."""
+
+    __slots__ = ("statements", "transactions")
+
+    def __init__(self) -> None:
+        self.statements = 0  # each statement (a batch of one statement for many rows: one)
+        self.transactions = 0  # each transaction block
+
+
 class DataDirInUse(RuntimeError):
     """Another process holds the data directory: one gateway process per directory."""
 
@@ -126,6 +136,7 @@ class Store(abc.ABC):
         # person_location, as read or written here: (province, when remembered)
         self._located: dict[str, tuple[str, float]] = {}
         self._location_seconds = location_seconds
+        self.counts = Counts()
         self.migrated: list[int] = []  # the migrations applied when it was opened
         self._forgetting = 0  # moves by each forget: a read from before it keeps nothing
 
