@@ -109,8 +109,9 @@ def schema_for(data_dir: Path | None) -> str:
     return "d" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def settings_on(url: str, data_dir: Path | None = None, **changes: float) -> StoreSettings:
-    return StoreSettings(url=url, schema=schema_for(data_dir), **changes)  # type: ignore[arg-type]
+def settings_on(url: str, data_dir: Path | None = None) -> StoreSettings:
+    """A store on the server at ``url``, in a schema of its own (see `schema_for`)."""
+    return StoreSettings(url=url, schema=schema_for(data_dir))
 
 
 def on_postgresql(config: pytest.Config) -> bool:

@@ -208,3 +208,46 @@ def test_sandbox_serves_with_the_faults_and_roster_asked_for(
     assert faults_of(served[0]) == Faults(drop_rate=0.5, latency_ms=5)
     assert made["roster"] == json.loads(roster.read_text("utf-8"))
     assert "fault mode" in capsys.readouterr().out
+
+
+# -- the store: migrations, several workers ----------------------------------------------
+
+
+def test_migrate_brings_a_release_01_store_up_and_then_has_nothing_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from gateway.state.migrations import LATEST
+
+    old = sqlite3.connect(tmp_path / "gateway.sqlite3")
+    old.executescript((ROOT / "fixtures" / "stores" / "release-0.1.sql").read_text("utf-8"))
+    old.close()
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
+    said = capsys.readouterr().out
+    assert f"at migration {LATEST}" in said
+    assert "applied now: " + ", ".join(str(v) for v in range(1, LATEST + 1)) in said
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
+    assert "applied now: none" in capsys.readouterr().out
+
+
+def test_migrate_refuses_a_store_a_later_release_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "gateway.sqlite3") as db:
+        db.execute("INSERT INTO schema_version VALUES (999, 'later', '2030-01-01')")
+    capsys.readouterr()
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 2
+    assert "migration 999" in capsys.readouterr().err
+
+
+def test_several_workers_need_a_shared_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--workers", "2", "--data-dir", str(tmp_path)]) == 2
+    said = capsys.readouterr().err
+    assert "SQLite serves one process" in said
+    assert "[store] url" in said

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pytest
 from adapters.hebei import HebeiAdapter
 from gateway.common.auth import mint_token
 from gateway.ops.config import AuthSettings, StoreSettings
-from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, wait_ready
+from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 from tests.conftest import person
 from tests.stores import settings_on
 from tests.test_kill import BIND, quiet, until
@@ -316,3 +317,50 @@ async def test_an_instance_killed_mid_writes_leaves_the_other_to_finish_them(
 async def _pending_at_least(instances: Instances, count: int) -> bool:
     left = await instances.outbox()
     return left.get("PENDING", 0) >= count
+
+
+def test_serve_with_two_workers_runs_two_processes_on_one_store(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    """``gongji serve --workers 2``: two processes on one port and one store, the sandbox
+    provinces once each in processes of their own."""
+    store = settings_on(postgres_database)
+    config = tmp_path / "gongji.toml"
+    config.write_text(f'[store]\nurl = "{store.url}"\nschema = "{store.schema}"\n', "utf-8")
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.edge.cli", "--config", str(config), "serve"]
+    command += ["--workers", "2", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    served = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process=served, path="/readyz", timeout=60)
+        token = mint_token(person(AUTHORIZER)["certNo"], AuthSettings())
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for _ in range(10):
+                answer = client.post(
+                    "/graphql",
+                    json={"query": "{ me { name } }"},
+                    headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                )
+                assert answer.json() == {"data": {"me": {"name": "王建国"}}}
+        workers = [c for c in children(served.pid) if "multiprocessing.spawn" in c]
+        sandboxes = [c for c in children(served.pid) if " sandbox " in c]
+    finally:
+        stop(served)  # SIGTERM: the supervisor stops its workers and the sandboxes
+    assert children(served.pid) == []
+    assert len(workers) == 2, workers
+    assert len(sandboxes) == 3, sandboxes
+
+
+def children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            if fields.get("PPid", "").strip() == str(pid):
+                command = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+                found.append(command.decode(errors="replace"))
+    return found

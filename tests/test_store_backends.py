@@ -30,7 +30,7 @@ from tests.stores import settings_on
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE_01 = ROOT / "fixtures" / "stores" / "release-0.1.sql"
 
-Opener = Callable[..., Awaitable[Store]]
+Opener = Callable[[], Awaitable[Store]]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,24 +42,33 @@ async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         url = request.getfixturevalue("postgres_database")
         chosen = settings_on(url)
 
-        async def open_one(**changes: float) -> Store:
-            settings = chosen if not changes else settings_on(url, **changes)
-            if changes:
-                settings = type(chosen)(
-                    url=url,
-                    schema=chosen.schema,
-                    **changes,  # type: ignore[arg-type]
-                )
-            store = await PostgresStore.open(settings)
+        async def open_one() -> Store:
+            store = await PostgresStore.open(chosen)
             opened.append(store)
             return store
 
     else:
 
-        async def open_one(**changes: float) -> Store:
+        async def open_one() -> Store:
             store = await SqliteStore.open(tmp_path / STORE_FILE)
             opened.append(store)
             return store
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def instances(postgres_database: str) -> AsyncIterator[Opener]:
+    """Opens instances on one PostgreSQL schema (what several processes share)."""
+    chosen = settings_on(postgres_database)
+    opened: list[Store] = []
+
+    async def open_one() -> Store:
+        store = await PostgresStore.open(chosen)
+        opened.append(store)
+        return store
 
     yield open_one
     for store in opened:
@@ -193,11 +202,8 @@ async def test_a_lease_is_one_instance_s_until_given_back_or_run_out(opener: Ope
     assert await b.take_lease("work", 5.0)
 
 
-async def test_a_held_lease_is_renewed_while_its_holder_works(opener: Opener) -> None:
-    a = await opener()
-    if not a.shared:
-        pytest.skip("one process holds every lease of a SQLite store")
-    b = await opener()
+async def test_a_held_lease_is_renewed_while_its_holder_works(instances: Opener) -> None:
+    a, b = await instances(), await instances()
     mine, theirs = Leases(a, seconds=0.3), Leases(b, seconds=0.3)
     order: list[str] = []
 
@@ -279,13 +285,12 @@ async def test_rate_windows_in_a_shared_store_count_every_instance_s_uses(
     assert await windows[0].check()
 
 
-async def test_a_write_leased_by_a_live_instance_is_not_due_elsewhere(opener: Opener) -> None:
+async def test_a_write_leased_by_a_live_instance_is_not_due_elsewhere(
+    instances: Opener,
+) -> None:
     """Instance A is sending a write (its lease); B's reconciler leaves it until A's
     lease runs out, then sends it itself."""
-    a = await opener()
-    if not a.shared:
-        pytest.skip("one process: its own leases never hide its writes from it")
-    b = await opener()
+    a, b = await instances(), await instances()
     from gateway.provinces.federated import Provinces
     from gateway.state.outbox import Operation, Write
 
