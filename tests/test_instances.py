@@ -261,6 +261,25 @@ async def test_one_key_sent_to_both_instances_at_once_has_one_outcome(
     assert len(await province_bindings(provinces["hebei"])) == 1
     assert await instances.outbox() == {"DONE": 1}
 
+    # a write of the gateway's own (the kinship registry): one outcome too
+    member = person("hb_wang_jing")
+    added = {
+        "i": {
+            "memberCertNo": member["certNo"],
+            "memberName": member["name"],
+            "relation": "CHILD",
+            "channel": "APP",
+            "idempotencyKey": "add-at-once",
+        }
+    }
+    async with instances.clients(AUTHORIZER) as clients:
+        answers = await asyncio.gather(
+            *(c.post("/graphql", json={"query": ADD, "variables": added}) for c in clients)
+        )
+    links = [a.json()["data"]["addKinshipMember"] for a in answers]
+    assert links[0] == links[1], links
+    assert links[0]["link"]["status"] == "PENDING_CONSENT"
+
 
 async def test_an_instance_killed_mid_writes_leaves_the_other_to_finish_them(
     instances: Instances, provinces: dict[str, str]
