@@ -157,3 +157,20 @@ def test_a_local_client_cannot_forge_its_address(tmp_path: Path, trusted: bool) 
         assert said == [["UNAUTHENTICATED"], ["UNAUTHENTICATED"], ["RATE_LIMITED"]]
         assert clients[:2] == ["127.0.0.1"] * 2  # (the refused third may not be audited)
         assert set(clients) == {"127.0.0.1"}
+
+
+async def test_a_shared_store_still_keeps_embedded_sandboxes_to_one_process(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    """With a shared store, the gateway's state is in PostgreSQL, but sandbox provinces
+    run in-process keep theirs in the data directory: that is still one process's."""
+    from gateway.ops.config import StoreSettings
+    from tests.stores import schema_for
+
+    store = StoreSettings(url=postgres_database, schema=schema_for(None))
+    first = create_app(Settings(data_dir=tmp_path, store=store))
+    async with first.router.lifespan_context(first):
+        second = create_app(Settings(data_dir=tmp_path, store=store))
+        with pytest.raises(DataDirInUse):
+            async with second.router.lifespan_context(second):
+                pass  # pragma: no cover

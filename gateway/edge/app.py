@@ -49,7 +49,7 @@ from gateway.graph.schema import build_schema
 from gateway.ops.config import Settings
 from gateway.ops.logs import REQUEST_ID
 from gateway.provinces.directory import Directory
-from gateway.provinces.federated import open_provinces
+from gateway.provinces.federated import open_provinces, sandbox_names
 from gateway.rules.crossing import Crossing
 from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
@@ -62,7 +62,7 @@ from gateway.state.leases import Leases
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
-from gateway.state.store import open_store
+from gateway.state.store import held_data_dir, open_store
 from gateway.state.transfers import Transfers
 from gateway.state.writes import Writes
 
@@ -212,6 +212,20 @@ class _GraphQL(GraphQL[Context, None]):
         )
 
 
+def embeds_sandboxes(settings: Settings) -> bool:
+    """Whether the gateway will run sandbox provinces in-process, on files in its data
+    directory, with a shared store (with SQLite, the store holds the directory anyway):
+    then the directory is this process's alone all the same."""
+    if settings.production or not settings.store.shared or settings.data_dir is None:
+        return False
+    configured = settings.provinces
+    return any(
+        not (name in configured and configured[name].base_url)
+        for name in sandbox_names()
+        if name not in settings.disabled
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -225,6 +239,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         data_dir = settings.data_dir
         async with (
+            held_data_dir(data_dir if embeds_sandboxes(settings) else None),
             open_store(settings.store, data_dir) as store,
             open_provinces(
                 settings.provinces,

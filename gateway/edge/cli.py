@@ -156,7 +156,7 @@ WORKER = "GONGJI_WORKER"  # what `serve --workers` tells each worker process (JS
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.edge.app import create_app
+    from gateway.edge.app import create_app, embeds_sandboxes
     from gateway.ops import tracing
     from gateway.state.store import DataDirInUse, check_data_dir
 
@@ -171,7 +171,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    if settings.data_dir is not None and not settings.store.shared:
+    if settings.data_dir is not None and (not settings.store.shared or embeds_sandboxes(settings)):
         try:  # one process per data directory: say so before anything starts
             check_data_dir(settings.data_dir)
         except (DataDirInUse, OSError) as exc:

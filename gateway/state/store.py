@@ -118,6 +118,19 @@ def check_data_dir(directory: Path) -> None:
     unlock_data_dir(lock_data_dir(directory))
 
 
+@contextlib.asynccontextmanager
+async def held_data_dir(directory: Path | None) -> AsyncIterator[None]:
+    """Hold ``directory`` for this process while the block runs (None: nothing to hold)."""
+    if directory is None:
+        yield
+        return
+    fd = lock_data_dir(directory)
+    try:
+        yield
+    finally:
+        unlock_data_dir(fd)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
