@@ -26,6 +26,7 @@ import asyncpg
 import pytest
 
 from gateway.ops.config import Settings, StoreSettings
+from gateway.state import backend
 from gateway.state import store as stores
 from gateway.state.postgres import PostgresStore
 
@@ -125,7 +126,7 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     if not on_postgresql(request.config):
         return
     url: str = request.getfixturevalue("postgres_database")
-    real = stores.open_store
+    real = backend.open_store
 
     @contextlib.asynccontextmanager
     async def on_server(

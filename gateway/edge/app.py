@@ -58,11 +58,12 @@ from gateway.rules.mutual_aid import MutualAid
 from gateway.rules.premiums import Premiums
 from gateway.rules.registrations import Registrations
 from gateway.rules.settlement import Settlements
+from gateway.state.backend import open_store
 from gateway.state.leases import Leases
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
-from gateway.state.store import held_data_dir, open_store
+from gateway.state.store import held_data_dir
 from gateway.state.transfers import Transfers
 from gateway.state.writes import Writes
 

@@ -310,8 +310,9 @@ def migrate(settings: Settings) -> int:
     """Bring the store's tables up to this release and say what was done."""
     import asyncio
 
+    from gateway.state.backend import open_store
     from gateway.state.migrations import LATEST
-    from gateway.state.store import DataDirInUse, StoreTooNew, open_store
+    from gateway.state.store import DataDirInUse, StoreTooNew
 
     async def run() -> list[int]:
         async with open_store(settings.store, settings.data_dir) as store:

@@ -30,8 +30,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.ops.config import StoreSettings
-
 Row = Sequence[Any]
 
 LOCATIONS_KEPT = 100_000  # locations kept in memory at most
@@ -274,22 +272,3 @@ class Store(abc.ABC):
     async def release_lease(self, name: str) -> None:
         async with self.transaction() as db:
             await db.execute("DELETE FROM lease WHERE name = ? AND owner = ?", (name, self.owner))
-
-
-@contextlib.asynccontextmanager
-async def open_store(settings: StoreSettings, data_dir: Path | None) -> AsyncIterator[Store]:
-    """The store ``settings`` name, migrated, until the block ends: PostgreSQL at its
-    url, else SQLite in ``data_dir`` (None: in memory, for tests)."""
-    store: Store
-    if settings.url is not None:
-        from gateway.state.postgres import PostgresStore
-
-        store = await PostgresStore.open(settings)
-    else:
-        from gateway.state.sqlite import SqliteStore
-
-        store = await SqliteStore.open(None if data_dir is None else data_dir / STORE_FILE)
-    try:
-        yield store
-    finally:
-        await store.close()
