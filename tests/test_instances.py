@@ -383,3 +383,26 @@ def children(pid: int) -> list[str]:
                 command = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ")
                 found.append(command.decode(errors="replace"))
     return found
+
+
+async def test_a_subject_s_rate_limit_counts_its_uses_on_both_instances(
+    instances: Instances,
+) -> None:
+    """60 mutations a minute per subject (the default), whichever instance they reach:
+    70 spread over both, 10 refused (counted per process, none would be)."""
+    remove = (
+        'mutation { removeKinshipMember(memberId: "S2luc2hpcExpbms6bm9uZQ") { errors { code } } }'
+    )
+    limited = 0
+    async with instances.clients("hb_wang_lei") as clients:
+        for start in range(0, 70, 10):
+            answers = await asyncio.gather(
+                *(
+                    clients[n % 2].post("/graphql", json={"query": remove})
+                    for n in range(start, start + 10)
+                )
+            )
+            for answer in answers:
+                codes = [e["extensions"]["code"] for e in answer.json().get("errors", [])]
+                limited += codes == ["RATE_LIMITED"]
+    assert limited == 10
