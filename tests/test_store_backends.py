@@ -305,3 +305,32 @@ async def test_a_write_leased_by_a_live_instance_is_not_due_elsewhere(
     [due] = await second.due(pending_after=dt.timedelta(0))
     assert due.id == row.id
     assert await Reconciler(second).run_once(pending_after=dt.timedelta(0)) == 0  # not federated
+
+
+async def test_a_transfer_moved_on_by_another_driver_is_not_moved_back(opener: Opener) -> None:
+    """A driver that lost its lease (stalled past it) and comes back with an old copy
+    cannot undo what the new driver recorded."""
+    from decimal import Decimal
+
+    from gateway.state.transfers import Step, Transfer, Transfers
+
+    transfers = Transfers(await opener())
+    planned = Transfer(
+        scope="hospital",
+        key="bill-1",
+        fingerprint="f",
+        operation="SETTLE",
+        request={},
+        step=Step.HOLDING,
+        source="13",
+        binding_id="B1",
+        payer="P",
+        amount=Decimal("10.00"),
+        target="32",
+    )
+    stale = await transfers.begin(planned)
+    ahead = await transfers.moved(stale, Step.SETTLING, hold_id="HOLD-1")
+    await transfers.moved(ahead, Step.CONFIRMING, payment_ref="32:S1")
+    kept = await transfers.moved(stale, Step.SETTLING, hold_id="HOLD-2")
+    assert (kept.step, kept.hold_id, kept.payment_ref) == (Step.CONFIRMING, "HOLD-1", "32:S1")
+    assert await transfers.get("hospital", "bill-1") == kept

@@ -310,6 +310,8 @@ def migrate(settings: Settings) -> int:
     """Bring the store's tables up to this release and say what was done."""
     import asyncio
 
+    import asyncpg
+
     from gateway.state.backend import open_store
     from gateway.state.migrations import LATEST
     from gateway.state.store import DataDirInUse, StoreTooNew
@@ -320,7 +322,8 @@ def migrate(settings: Settings) -> int:
 
     try:
         applied = asyncio.run(run())
-    except (DataDirInUse, StoreTooNew, OSError) as exc:
+    except (DataDirInUse, StoreTooNew, OSError, asyncpg.PostgresError) as exc:
+        # (OSError: a server that cannot be reached; PostgresError: one that refuses)
         print(f"gongji migrate: {exc}", file=sys.stderr)
         return 2
     done = ", ".join(map(str, applied)) if applied else "none"

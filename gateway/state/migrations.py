@@ -203,7 +203,7 @@ CREATE TABLE IF NOT EXISTS lease (
 );
 
 -- The rate limits' moving windows when instances share the store
--- (gateway/state/counters.py): one row per use, by the limit's key.
+-- (gateway/state/windows.py): one row per use, by the limit's key.
 CREATE TABLE IF NOT EXISTS rate_hit (
     key TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL

@@ -151,13 +151,15 @@ class Transfers:
         return _of(next(iter(rows))) if rows else None
 
     async def moved(self, transfer: Transfer, step: Step, **changes: Any) -> Transfer:
-        """``transfer`` at its next ``step``, with what the last one learnt, kept."""
+        """``transfer`` at its next ``step``, with what the last one learnt, kept; if it
+        has moved on meanwhile (a driver that lost its lease to another instance), it
+        stays as that one left it, and that is returned."""
         after = replace(transfer, step=step, **changes)
         async with self._store.transaction() as db:
-            await db.execute(
+            moved = await db.execute(
                 "UPDATE transfer SET step = ?, hold_id = ?, used = ?, payment_ref = ?,"
                 " reversal_key = ?, reversal = ?, updated_at = ?"
-                " WHERE scope = ? AND idempotency_key = ?",
+                " WHERE scope = ? AND idempotency_key = ? AND step = ?",
                 (
                     after.step.value,
                     after.hold_id,
@@ -168,9 +170,13 @@ class Transfers:
                     _now(),
                     after.scope,
                     after.key,
+                    transfer.step.value,
                 ),
             )
-        return after
+        if moved:
+            return after
+        now = await self.get(transfer.scope, transfer.key)
+        return after if now is None else now
 
     async def reversing(
         self, transfer: Transfer, key: str | None, reversal: Mapping[str, Any]
