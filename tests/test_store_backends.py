@@ -334,3 +334,17 @@ async def test_a_transfer_moved_on_by_another_driver_is_not_moved_back(opener: O
     kept = await transfers.moved(stale, Step.SETTLING, hold_id="HOLD-2")
     assert (kept.step, kept.hold_id, kept.payment_ref) == (Step.CONFIRMING, "HOLD-1", "32:S1")
     assert await transfers.get("hospital", "bill-1") == kept
+
+
+async def test_instances_starting_together_on_a_new_schema_migrate_it_once(
+    postgres_database: str,
+) -> None:
+    for _ in range(6):  # (a race: several rounds, each on a new schema)
+        chosen = settings_on(postgres_database)
+        opened = await asyncio.gather(*(PostgresStore.open(chosen) for _ in range(4)))
+        try:
+            assert sorted(len(s.migrated) for s in opened) == [0, 0, 0, len(MIGRATIONS)]
+            assert await versions(opened[0]) == [m.version for m in MIGRATIONS]
+        finally:
+            for store in opened:
+                await store.close()

@@ -116,9 +116,11 @@ class PostgresStore(Store):
         One instance at a time: the others wait, then find nothing left to do."""
         applied = []
         async with self._pool.acquire() as conn:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.settings.schema}"')
+            # first the lock: two CREATE SCHEMA IF NOT EXISTS at once can both try to
+            # create it, and one of them fails
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATING)
             try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.settings.schema}"')
                 await conn.execute(VERSION_TABLE)
                 had = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_version")}
                 if had and max(had) > LATEST:
