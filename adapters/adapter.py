@@ -348,20 +348,25 @@ class ProvinceAdapter(abc.ABC):
         closes a probing breaker."""
         what = f"{method} {url}"
         breaker = self.guard.breaker
-        try:
-            probe = breaker.admit()  # one probe at a time; the rest are refused meanwhile
-        except Refused as exc:
-            raise CircuitOpen(f"{what}: circuit open", province=self.code, reached=False) from exc
-        try:
-            response = await self._send(what, method, url, kwargs)
-        except (UpstreamUnavailable, UpstreamTimeout):
-            breaker.failed(probe)
-            raise
-        except BaseException:
-            breaker.released(probe)
-            raise
-        breaker.succeeded(probe)
-        return response
+        # a place first (shed if none comes in time: not the province failing), then
+        # the breaker's leave
+        async with self.guard.shaper.place(what, province=self.code):
+            try:
+                probe = breaker.admit()  # one probe at a time; the rest are refused meanwhile
+            except Refused as exc:
+                raise CircuitOpen(
+                    f"{what}: circuit open", province=self.code, reached=False
+                ) from exc
+            try:
+                response = await self._send(what, method, url, kwargs)
+            except (UpstreamUnavailable, UpstreamTimeout):
+                breaker.failed(probe)
+                raise
+            except BaseException:
+                breaker.released(probe)
+                raise
+            breaker.succeeded(probe)
+            return response
 
     async def _send(
         self, what: str, method: str, url: str, kwargs: dict[str, Any]

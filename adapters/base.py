@@ -23,7 +23,8 @@ Faults raised by adapters form one tree; the gateway maps it to GraphQL
     ├── UpstreamTimeout           UPSTREAM_TIMEOUT      connect, read, write or pool timeout
     ├── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
     │                                                       (or larger than max_answer_bytes)
-    └── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
+    ├── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
+    └── UpstreamOverloaded        UPSTREAM_OVERLOADED   not sent: the province is at its limits
 
 Each says whether the request may have reached the province (``reached``): a
 write that may have is of unknown outcome, and the gateway asks again later
@@ -55,6 +56,7 @@ from adapters.faults import (
     CircuitOpen,
     UpstreamContractError,
     UpstreamError,
+    UpstreamOverloaded,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -146,6 +148,7 @@ __all__ = [
     "Settlement",
     "UpstreamContractError",
     "UpstreamError",
+    "UpstreamOverloaded",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "bound_authorizers",

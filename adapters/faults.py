@@ -6,7 +6,9 @@ shows and whether the request may have reached the province.
     ├── UpstreamTimeout           UPSTREAM_TIMEOUT      connect, read, write or pool timeout
     ├── UpstreamContractError     UPSTREAM_CONTRACT_ERROR  an answer we cannot understand
     │                                                       (or larger than max_answer_bytes)
-    └── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
+    ├── CircuitOpen               CIRCUIT_OPEN          not sent: the province failed repeatedly
+    └── UpstreamOverloaded        UPSTREAM_OVERLOADED   not sent: the province already has
+                                                        all it declared it can take
 """
 
 from __future__ import annotations
@@ -50,3 +52,12 @@ class CircuitOpen(UpstreamError):
     """Not sent: the province's breaker is open after repeated failures."""
 
     code = "CIRCUIT_OPEN"
+
+
+class UpstreamOverloaded(UpstreamError):
+    """Not sent: the province already had all the requests it can take (its declared
+    concurrency or rate), and no place came free in time (`adapters.shaping`). Nothing
+    failed: the same request may be sent again shortly (``retry_after``, seconds)."""
+
+    code = "UPSTREAM_OVERLOADED"
+    retry_after = 1

@@ -1,4 +1,5 @@
-"""A province's breaker and its retry rule for reads."""
+"""What protects a province and its callers: the breaker, the retry rule for reads, and
+the places it can take (`adapters.shaping`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tenacity import (
 
 from adapters.breaker import Breaker, BreakerState
 from adapters.faults import UpstreamTimeout, UpstreamUnavailable
+from adapters.shaping import Shaper
 
 if TYPE_CHECKING:
     from adapters.transport import AdapterSettings
@@ -34,12 +36,14 @@ class Guard:
         retry_wait_max: float = 1.0,
         breaker_threshold: int = 5,
         breaker_reset: float = 30.0,
+        shaper: Shaper | None = None,
     ) -> None:
         self._retries = retries
         self._wait = wait_exponential_jitter(
             multiplier=retry_wait, max=retry_wait_max, jitter=retry_wait
         )
         self.breaker = Breaker(breaker_threshold, breaker_reset)
+        self.shaper = shaper or Shaper()
 
     @classmethod
     def of(cls, settings: AdapterSettings) -> Guard:
@@ -49,6 +53,11 @@ class Guard:
             retry_wait_max=settings.retry_wait_max,
             breaker_threshold=settings.breaker_threshold,
             breaker_reset=settings.breaker_reset,
+            shaper=Shaper(
+                max_concurrent=settings.max_concurrent,
+                max_per_second=settings.max_per_second,
+                queue_seconds=settings.queue_seconds,
+            ),
         )
 
     def retrying(self) -> AsyncRetrying:

@@ -44,6 +44,11 @@ class AdapterSettings:
     breaker_reset: float = 30.0
     # the largest answer read, in bytes, as sent and as decoded: more is a contract error
     max_answer_bytes: int = MAX_ANSWER_BYTES
+    # what the province can take (adapters.shaping): requests at once and a second (0:
+    # no limit), and how long one waits for a place before it is shed
+    max_concurrent: int = 0
+    max_per_second: float = 0.0
+    queue_seconds: float = 0.5
     policy_overrides: Mapping[str, Any] = field(default_factory=dict)
     extra_policies: Sequence[Policy] = ()
     # the date whose rules are in force (a sandbox demonstrating another era); None:

@@ -265,6 +265,11 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "The provincial system failed repeatedly; requests to it are paused. Please try"
         " again later.",
     ),
+    "UPSTREAM_OVERLOADED": (
+        "省级医保系统当前繁忙,请稍后再试",
+        "The provincial system is busy just now (the gateway keeps to what it can take)."
+        " Please try again in a moment.",
+    ),
     "UPSTREAM_CONTRACT_ERROR": (
         "省级医保系统返回了无法识别的结果",
         "The provincial system gave an answer we could not read.",

@@ -18,7 +18,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from adapters.base import UpstreamError
+from adapters.base import UpstreamError, UpstreamOverloaded
 from gateway.common.messages import Language, fault_message
 from gateway.ops.logs import mask_cert_nos
 
@@ -103,7 +103,10 @@ class ErrorBoundary(SchemaExtension):
                 original.code,
                 mask_cert_nos(str(original)),  # dialects may carry ID numbers in URLs
             )
-            code, extra = original.code, {"province": original.province}
+            code = original.code
+            extra: dict[str, Any] = {"province": original.province}
+            if isinstance(original, UpstreamOverloaded):
+                extra["retryAfter"] = original.retry_after
         else:
             log.error("request %s: internal error", request_id, exc_info=original)
             code, extra = "INTERNAL_ERROR", {}

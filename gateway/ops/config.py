@@ -270,6 +270,9 @@ def _mode(value: object) -> Mode:
     raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
 
 
+_MAY_BE_0 = ("retries", "max_concurrent", "max_per_second")
+
+
 def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
     """``[provinces.NAME]`` → `AdapterSettings`.
 
@@ -289,6 +292,9 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
         "breaker_threshold": int,
         "breaker_reset": float,
         "max_answer_bytes": int,
+        "max_concurrent": int,
+        "max_per_second": float,
+        "queue_seconds": float,
     }
     unknown = set(table) - {"base_url", *numbers}
     if unknown:
@@ -302,8 +308,9 @@ def province_settings(name: str, table: Mapping[str, Any]) -> AdapterSettings:
             raise ValueError(f"provinces.{name}.{setting}: a number, not {value!r}")
         if kind is int and value != int(value):
             raise ValueError(f"provinces.{name}.{setting}: a whole number, not {value!r}")
-        # retries may be 0 (reads tried once); everything else must be above 0
-        if value < 0 or (value == 0 and setting != "retries"):
+        # retries may be 0 (reads tried once), and the province's limits (no limit);
+        # everything else must be above 0
+        if value < 0 or (value == 0 and setting not in _MAY_BE_0):
             raise ValueError(f"provinces.{name}.{setting} must be positive, not {value!r}")
         values[setting] = kind(value)
     return AdapterSettings(
