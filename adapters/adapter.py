@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import httpx
 
 from adapters.breaker import BreakerState, Refused
+from adapters.coalescing import READS, Coalescer, key_of
 from adapters.faults import (
     CircuitOpen,
     UpstreamContractError,
@@ -98,6 +99,15 @@ class ProvinceAdapter(abc.ABC):
     name: ClassVar[str]
     policies: ClassVar[tuple[Policy, ...]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each read the class defines shares its request with identical ones asked
+        meanwhile (`adapters.coalescing`): the integrator writes it plainly."""
+        super().__init_subclass__(**kwargs)
+        for name in READS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_coalesced", False):
+                setattr(cls, name, _coalescing(name, method))
+
     def __init__(
         self,
         client: httpx.AsyncClient,
@@ -113,6 +123,7 @@ class ProvinceAdapter(abc.ABC):
         self._deadline = deadline  # seconds for a whole request, however it trickles in
         self._max_answer_bytes = max_answer_bytes  # as sent, and as decoded
         self.guard = guard or Guard()
+        self.coalescer = Coalescer()  # identical reads at once: sent once (adapters.coalescing)
         self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
         if not self._policies:
             raise ValueError(f"{type(self).__name__} declares no policy")
@@ -324,7 +335,11 @@ class ProvinceAdapter(abc.ABC):
         4xx answers are returned: dialects use them for refusals.
         """
         if not read:
-            return await self._attempt(method, url, kwargs)
+            self.coalescer.wrote()  # reads from now on share nothing asked before
+            try:
+                return await self._attempt(method, url, kwargs)
+            finally:
+                self.coalescer.wrote()
         # The first attempt goes out directly: most reads succeed, and a tenacity
         # `AsyncRetrying` costs more to set up than the attempt. Only a failed read
         # enters the retry loop, whose first attempt is that failure.
@@ -414,3 +429,16 @@ class ProvinceAdapter(abc.ABC):
         answer is checked for these first, whatever its body (use inside `_reading`)."""
         if response.status_code in _UNREAD_STATUSES:
             raise self._unread(f"{what}: HTTP {response.status_code}")
+
+
+def _coalescing(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def read(self: ProvinceAdapter, *args: Any, **kwargs: Any) -> Any:
+        return await self.coalescer.read(
+            key_of(name, args, kwargs), lambda: method(self, *args, **kwargs)
+        )
+
+    read.__name__ = method.__name__
+    read.__qualname__ = method.__qualname__
+    read.__doc__ = method.__doc__
+    read._coalesced = True  # type: ignore[attr-defined]
+    return read

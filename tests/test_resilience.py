@@ -661,7 +661,8 @@ async def test_a_half_open_breaker_lets_one_probe_through() -> None:
             await adapter.find_persons(wanted)
         await asyncio.sleep(0.08)
         assert adapter.breaker_state is BreakerState.HALF_OPEN
-        asked = [asyncio.create_task(adapter.find_persons(wanted)) for _ in range(5)]
+        # five different reads (identical ones would share the probe's request)
+        asked = [asyncio.create_task(adapter.find_persons(wanted * n)) for n in range(1, 6)]
         await asyncio.sleep(0.05)
         release.set()
         outcomes = await asyncio.gather(*asked, return_exceptions=True)

@@ -1,0 +1,89 @@
+"""Concurrent identical reads to a province, sent once and shared.
+
+A read (`ProvinceAdapter.find_persons`, `bindings_of`, `relatives`, ...) asked while the
+same read, with the same arguments, is already on its way to the province is not sent
+again: the second caller waits for the first one's answer (or its fault). The read runs
+in a task of its own, so a caller that stops waiting stops nobody else; once nobody
+waits for it, it is cancelled, as a read of one caller alone would be. Writes are never
+shared, and a read asked after a write to the province began, or ended, never joins one
+asked before it: the province may answer it differently now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# The reads every adapter answers or may answer (the rest of its methods write, or are
+# built on these).
+READS = (
+    "find_persons",
+    "relatives",
+    "bindings_of",
+    "settlements_of",
+    "holds_of",
+    "premium_of",
+    "registration_changes",
+)
+
+
+class Coalescer:
+    def __init__(self) -> None:
+        self._flying: dict[Hashable, asyncio.Task[Any]] = {}
+        self._waiting: dict[asyncio.Task[Any], int] = {}  # callers waiting for each
+        self._writes = 0  # writes begun or ended: a read after one shares nothing before
+        self.shared = 0  # reads answered by another caller's request, since the start
+
+    def wrote(self) -> None:
+        """A write to the province begins or ends."""
+        self._writes += 1
+
+    async def read(self, key: Hashable, run: Callable[[], Awaitable[T]]) -> T:
+        """``run()``'s answer, shared with every caller asking ``key`` meanwhile."""
+        key = (self._writes, key)
+        flying = self._flying.get(key)
+        if flying is None:
+            flying = asyncio.get_running_loop().create_task(_awaited(run))
+            self._flying[key] = flying
+            flying.add_done_callback(functools.partial(self._landed, key))
+        else:
+            self.shared += 1
+        self._waiting[flying] = self._waiting.get(flying, 0) + 1
+        try:
+            answer: T = await asyncio.shield(flying)
+        finally:
+            left = self._waiting.pop(flying) - 1
+            if left:
+                self._waiting[flying] = left
+            elif not flying.done():  # the last caller stopped waiting: nobody needs it
+                if self._flying.get(key) is flying:
+                    del self._flying[key]  # (and nobody joins it while it winds down)
+                flying.cancel()
+        return answer
+
+    def _landed(self, key: Hashable, task: asyncio.Task[Any]) -> None:
+        if self._flying.get(key) is task:
+            del self._flying[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever waited has it, or nobody needs it
+
+
+async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    return await run()
+
+
+def key_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+    """The read and its arguments, as a key (lists as tuples, in their order)."""
+
+    def frozen(value: Any) -> Hashable:
+        if isinstance(value, list | tuple):
+            return tuple(frozen(v) for v in value)
+        if isinstance(value, set | frozenset):
+            return frozenset(value)
+        return value  # type: ignore[no-any-return]
+
+    return (name, frozen(args), tuple(sorted((k, frozen(v)) for k, v in kwargs.items())))

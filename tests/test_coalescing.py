@@ -1,0 +1,159 @@
+"""Concurrent identical reads to a province are sent once and shared
+(`adapters.coalescing`); writes never, and no read asked after a write began joins one
+asked before it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from adapters.base import BindRequest, Relation, UpstreamUnavailable
+from adapters.hebei import HebeiAdapter
+from bench.dashboard import QUERY as DASHBOARD
+from gateway.provinces.federated import sandbox_factory
+from tests.conftest import Sandboxes, gateway, person
+
+WANG = person("hb_wang_jianguo")["certNo"]
+LI = person("hb_li_xiuying")["certNo"]
+
+
+class Gated(httpx.AsyncBaseTransport):
+    """Hebei's sandbox; while ``gate`` is clear, requests wait at it (counted in ``sent``,
+    those cancelled meanwhile in ``dropped``)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.sent = 0
+        self.dropped = 0
+        self.arrived = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        self.arrived.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.dropped += 1
+            raise
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.fixture
+async def hebei() -> AsyncIterator[tuple[HebeiAdapter, Gated]]:
+    app = sandbox_factory("hebei")(data_dir=None)
+    async with app.router.lifespan_context(app):
+        gated = Gated(httpx.ASGITransport(app=app))
+        async with httpx.AsyncClient(transport=gated, base_url="http://hebei") as client:
+            yield HebeiAdapter(client), gated
+
+
+async def test_identical_reads_at_once_are_sent_once_and_shared(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    adapter, gated = hebei
+    gated.gate.clear()
+    asked = [asyncio.create_task(adapter.find_persons([WANG, LI])) for _ in range(5)]
+    other = asyncio.create_task(adapter.find_persons([LI]))  # another read: its own request
+    await gated.arrived.wait()
+    await asyncio.sleep(0.01)
+    gated.gate.set()
+    answers = await asyncio.gather(*asked)
+    await other
+    assert gated.sent == 2
+    assert all(a == answers[0] for a in answers)
+    assert set(answers[0]) == {WANG, LI}
+    assert adapter.coalescer.shared == 4
+    # once answered, the same read is sent again
+    await adapter.find_persons([WANG, LI])
+    assert gated.sent == 3
+
+
+async def test_a_read_asked_after_a_write_began_does_not_join_one_from_before(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    adapter, gated = hebei
+    gated.gate.clear()
+    before = asyncio.create_task(adapter.bindings_of([WANG]))
+    await gated.arrived.wait()
+    writing = asyncio.create_task(
+        adapter.bind(
+            BindRequest(
+                authorizer_cert_no=WANG,
+                beneficiary_cert_no=LI,
+                beneficiary_name=person("hb_li_xiuying")["name"],
+                relation=Relation.SPOUSE,
+                commitment_signed=True,
+            )
+        )
+    )
+    await asyncio.sleep(0.01)
+    after = asyncio.create_task(adapter.bindings_of([WANG]))
+    await asyncio.sleep(0.01)
+    assert gated.sent == 3  # the read, the write, and the read after it: not shared
+    gated.gate.set()
+    await asyncio.gather(before, writing, after)
+    assert adapter.coalescer.shared == 0
+
+
+async def test_a_fault_is_shared_and_a_caller_that_stops_waiting_stops_nobody_else(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    adapter, gated = hebei
+    gated.gate.clear()
+    first = asyncio.create_task(adapter.find_persons([WANG]))
+    second = asyncio.create_task(adapter.find_persons([WANG]))
+    await gated.arrived.wait()
+    first.cancel()
+    gated.gate.set()
+    assert WANG in await second  # the request went on for the one still waiting
+    assert gated.sent == 1
+    assert gated.dropped == 0
+
+    # nobody left waiting: the request is dropped, as one caller's would be
+    gated.gate.clear()
+    gated.arrived.clear()
+    alone = asyncio.create_task(adapter.find_persons([LI]))
+    await gated.arrived.wait()
+    alone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await alone
+    await asyncio.sleep(0.01)
+    assert gated.dropped == 1
+    gated.gate.set()
+
+    # a fault reaches everyone who shared the read
+    async def down(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return httpx.Response(503)
+
+    failing = HebeiAdapter(
+        httpx.AsyncClient(transport=httpx.MockTransport(down), base_url="http://hebei")
+    )
+    outcomes = await asyncio.gather(
+        *(failing.find_persons([WANG]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(o, UpstreamUnavailable) for o in outcomes)
+    assert failing.coalescer.shared == 2
+    await failing.aclose()
+
+
+async def test_one_person_s_dashboard_opened_four_times_at_once_costs_the_provinces_one() -> None:
+    boxes = Sandboxes()
+    async with boxes:
+        await boxes.start(delay=0.02)  # each request takes a moment: the four overlap
+        async with gateway(dict(boxes.transports)) as gql:
+            assert "errors" not in await gql(DASHBOARD, as_="hb_wang_jianguo")  # warmed up
+            before = boxes.calls
+            assert "errors" not in await gql(DASHBOARD, as_="hb_wang_jianguo")
+            one = boxes.calls - before
+            before = boxes.calls
+            four = await asyncio.gather(*(gql(DASHBOARD, as_="hb_wang_jianguo") for _ in range(4)))
+            assert all("errors" not in answer for answer in four)
+            at_once = boxes.calls - before
+    assert one > 0
+    assert at_once == one
