@@ -29,23 +29,14 @@ import pytest
 from adapters.hebei import HebeiAdapter
 from gateway.common.auth import mint_token
 from gateway.ops.config import AuthSettings, StoreSettings
-from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
-from tests.conftest import person
+from sandbox.serve import free_port, spawn_gateway, stop, wait_ready
+from tests.conftest import WANG_EIGHT, person
 from tests.stores import settings_on
 from tests.test_kill import BIND, quiet, until
+from tests.test_kill import provinces as provinces  # the three sandboxes (a fixture)
 
 AUTHORIZER = "hb_wang_jianguo"
-NINE = (  # 王建国's relatives: Hebei binds eight at most
-    ("hb_li_xiuying", "SPOUSE"),
-    ("hb_wang_deming", "PARENT"),
-    ("hb_zhao_guilan", "PARENT"),
-    ("hb_wang_lei", "CHILD"),
-    ("hb_wang_jing", "CHILD"),
-    ("hb_wang_peng", "CHILD"),
-    ("hb_wang_fang", "CHILD"),
-    ("hb_wang_hao", "CHILD"),
-    ("hb_wang_yue", "CHILD"),
-)
+NINE = (*WANG_EIGHT, ("hb_wang_yue", "CHILD"))  # 王建国's relatives: Hebei binds eight
 ADD = """mutation($i: AddKinshipMemberInput!) { addKinshipMember(input: $i) {
   link { id status } errors { code } } }"""
 LEASE_SECONDS = 1.0  # a killed instance's leases run out this soon
@@ -87,24 +78,6 @@ class Instances:
         finally:
             await conn.close()
         return {str(r[0]): int(r[1]) for r in rows}
-
-
-@pytest.fixture
-def provinces(tmp_path: Path) -> Iterator[dict[str, str]]:
-    urls: dict[str, str] = {}
-    with contextlib.ExitStack() as stack:
-        for name, extra in (("hebei", ["--latency-ms", "300"]), ("jiangsu", []), ("henan", [])):
-            port = free_port()
-            process = stack.enter_context(
-                quiet(
-                    spawn_sandbox(
-                        name, port, tmp_path / "provinces", extra, stderr=subprocess.DEVNULL
-                    )
-                )
-            )
-            urls[name] = f"http://127.0.0.1:{port}"
-            wait_ready(urls[name], process=process)
-        yield urls
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -193,27 +193,31 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     gc.collect()  # what is already garbage is not frozen with the rest
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-    proxies = settings.limits.trusted_proxies
     try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
-            # stops the reconciler); a write cut off here is answered SUBMITTED and
-            # resumed at the next start
-            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
-            # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
-            # default uvicorn believes them from loopback, where any local client could
-            # forge its address (the rate limit per address, the audit's client)
-            proxy_headers=bool(proxies),
-            forwarded_allow_ips=list(proxies),
-        )
+        uvicorn.run(app, **served(args, settings))
     finally:
         if provider is not None:
             provider.shutdown()  # the last spans go out
     return 0
+
+
+def served(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the gateway, one process or several."""
+    proxies = settings.limits.trusted_proxies
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        # SIGTERM: stop accepting, let requests in flight finish (then the lifespan
+        # stops the reconciler); a write cut off here is answered SUBMITTED and
+        # resumed at the next start
+        "timeout_graceful_shutdown": math.ceil(settings.resilience.shutdown_grace),
+        # X-Forwarded-For and -Proto only from the proxies named in [limits]: by
+        # default uvicorn believes them from loopback, where any local client could
+        # forge its address (the rate limit per address, the audit's client)
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": list(proxies),
+    }
 
 
 def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
@@ -254,17 +258,11 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             f"Gongji ({settings.mode}): {what} on {url}, {args.workers} workers on"
             f" {settings.store.safe_url()}"
         )
-        proxies = settings.limits.trusted_proxies
         uvicorn.run(
             "gateway.edge.cli:worker_app",
             factory=True,
             workers=args.workers,
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            timeout_graceful_shutdown=math.ceil(settings.resilience.shutdown_grace),
-            proxy_headers=bool(proxies),
-            forwarded_allow_ips=list(proxies),
+            **served(args, settings),
         )
     finally:
         for child in children:
