@@ -24,6 +24,8 @@ BASE = {
     "guard",
     "adapter",
     "breaker",
+    "shaping",
+    "coalescing",
 }
 
 
