@@ -43,8 +43,13 @@ class Coalescer:
         self._writes += 1
 
     async def read(self, key: Hashable, run: Callable[[], Awaitable[T]]) -> T:
-        """``run()``'s answer, shared with every caller asking ``key`` meanwhile."""
+        """``run()``'s answer, shared with every caller asking ``key`` meanwhile (a key
+        that cannot be hashed, an argument of a kind not foreseen, shares nothing)."""
         key = (self._writes, key)
+        try:
+            hash(key)
+        except TypeError:
+            return await run()
         flying = self._flying.get(key)
         if flying is None:
             flying = asyncio.get_running_loop().create_task(_awaited(run))

@@ -157,3 +157,21 @@ async def test_one_person_s_dashboard_opened_four_times_at_once_costs_the_provin
             at_once = boxes.calls - before
     assert one > 0
     assert at_once == one
+
+
+async def test_a_read_whose_arguments_cannot_be_a_key_is_sent_as_it_is() -> None:
+    from adapters.coalescing import Coalescer, key_of
+
+    coalescer = Coalescer()
+    sent = 0
+
+    async def read() -> int:
+        nonlocal sent
+        sent += 1
+        await asyncio.sleep(0.01)
+        return sent
+
+    key = key_of("premium_of", ({"not": "hashable"},), {})
+    await asyncio.gather(coalescer.read(key, read), coalescer.read(key, read))
+    assert sent == 2  # each its own request
+    assert coalescer.shared == 0
