@@ -251,3 +251,63 @@ def test_several_workers_need_a_shared_store(
     said = capsys.readouterr().err
     assert "SQLite serves one process" in said
     assert "[store] url" in said
+
+
+def test_serve_workers_starts_the_sandboxes_once_and_tells_each_worker_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, with uvicorn and the sandbox processes stood in for: what
+    ``serve --workers`` starts, and what each worker is told (tests/test_instances.py
+    runs it for real)."""
+    import sandbox.serve
+
+    started: list[tuple[str, int]] = []
+    stopped: list[str] = []
+    served: dict[str, Any] = {}
+
+    class Child:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    def spawn(name: str, port: int, data_dir: Path, extra: Any = (), **_: Any) -> Child:
+        assert data_dir == tmp_path
+        assert list(extra) == ["--policy-date", "2025-06-01"]
+        started.append((name, port))
+        return Child(name)
+
+    def run(app: str, **options: Any) -> None:
+        served.update(options, app=app)
+        # what a worker process would build, from what its parent told it
+        worker = gateway.edge.cli.worker_settings()
+        served["urls"] = {n: s.base_url for n, s in worker.provinces.items()}
+        served["worker_app"] = type(gateway.edge.cli.worker_app()).__name__
+
+    monkeypatch.setattr(sandbox.serve, "spawn_sandbox", spawn)
+    monkeypatch.setattr(sandbox.serve, "wait_ready", lambda url, process: None)
+    monkeypatch.setattr(sandbox.serve, "stop", lambda child: stopped.append(child.name))
+    monkeypatch.setattr(gateway.edge.cli.uvicorn, "run", run)
+    monkeypatch.setenv("GONGJI_STORE_URL", "postgresql://gongji@127.0.0.1:1/gongji")
+    monkeypatch.setenv(gateway.edge.cli.WORKER, "")  # what serve sets: undone after
+    args = ["serve", "--workers", "3", "--port", "8123", "--data-dir", str(tmp_path)]
+    assert main([*args, "--policy-date", "2025-06-01"]) == 0
+    names = sorted(n for n, _ in started)
+    assert names == ["hebei", "henan", "jiangsu"]
+    assert sorted(stopped) == names  # stopped when the workers are
+    assert served["app"] == "gateway.edge.cli:worker_app"
+    assert (served["factory"], served["workers"], served["port"]) == (True, 3, 8123)
+    assert served["urls"] == {n: f"http://127.0.0.1:{p}" for n, p in started}
+    assert served["worker_app"] == "Starlette"
+    assert "3 workers on postgresql://gongji@127.0.0.1:1/gongji" in capsys.readouterr().out
+
+
+def test_migrate_says_why_when_the_server_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GONGJI_STORE_URL", f"postgresql://gongji:pw@127.0.0.1:{port}/gongji")
+    assert main(["migrate"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("gongji migrate:")
+    assert "pw" not in said

@@ -348,3 +348,12 @@ async def test_instances_starting_together_on_a_new_schema_migrate_it_once(
         finally:
             for store in opened:
                 await store.close()
+
+
+async def test_shared_rate_windows_can_be_reset_and_say_what_they_keep(opener: Opener) -> None:
+    windows = StoreWindows(await opener())
+    assert await windows.acquire_entry("subject:z", 2, 60, amount=2)
+    assert await windows.reset() == 2
+    assert (await windows.get_moving_window("subject:z", 2, 60))[1] == 0
+    with pytest.raises(NotImplementedError, match="moving windows only"):
+        await windows.incr("subject:z", 60)
