@@ -100,18 +100,21 @@ is ``"1"`` once reversed, else ``"0"`` (and ``revs_time`` / ``revs_rea`` are nul
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of, unreadable_text
+from sandbox.dialect import Dialect, UnknownCall, classified
 from sandbox.engine import (
     CHINA,
     NEAR_RELATIVES,
@@ -584,6 +587,34 @@ async def _settlements(system: ProvinceSystem, data: Any, msgid: str | None) -> 
     rows = await system.settlements_of(cert_nos) if cert_nos else []
     return {"setlinfo_list": [_setlinfo(r) for r in rows]}
 
+
+# Which calls write (kept under their msgid) and which read: `DIALECT`
+READ_CALLS = frozenset({"1101", "2701", "2702", "5203", "2715", "1901", "2501"})
+WRITE_CALLS = frozenset({"2703", "2704", "2207", "2208", "2711", "2712", "2713", "2714", "2502"})
+
+
+def _message(request: httpx.Request) -> dict[str, Any]:
+    if request.method != "POST" or request.url.path != PATH:
+        raise UnknownCall(f"Hebei: {request.method} {request.url.path} is no call of Hebei's")
+    try:
+        message = json.loads(request.content)
+    except ValueError as exc:
+        raise UnknownCall(f"Hebei: a call that is not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise UnknownCall("Hebei: a call that is not a JSON object")
+    return message
+
+
+def _is_write(request: httpx.Request) -> bool:
+    return classified(str(_message(request).get("infno")), READ_CALLS, WRITE_CALLS, "Hebei")
+
+
+def _request_id(request: httpx.Request) -> str | None:
+    msgid = _message(request).get("msgid")
+    return None if msgid is None else str(msgid)
+
+
+DIALECT = Dialect(is_write=_is_write, request_id=_request_id)
 
 _HANDLERS = {
     "1101": _person_info,

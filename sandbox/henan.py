@@ -213,6 +213,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
 from starlette.applications import Starlette
@@ -221,6 +222,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of
+from sandbox.dialect import Dialect, UnknownCall, classified
 from sandbox.engine import (
     NEAR_RELATIVES,
     ProvinceRules,
@@ -822,6 +824,53 @@ async def _pay_premium(
 
 
 _Handler = Callable[[ProvinceSystem, ET.Element, str | None], Awaitable[list[ET.Element]]]
+
+# Which services write (kept under their seq) and which read: `DIALECT`
+READ_CALLS = frozenset(
+    {
+        "QueryPerson",
+        "QueryRelatives",
+        "QueryBindings",
+        "QuerySettle",
+        "QueryHold",
+        "QueryRegistrationChanges",
+        "QueryPremium",
+    }
+)
+WRITE_CALLS = frozenset(
+    {
+        "Bind",
+        "Unbind",
+        "Settle",
+        "ReverseSettle",
+        "HoldQuota",
+        "ConfirmHold",
+        "ReleaseHold",
+        "RefundHold",
+        "PayPremium",
+    }
+)
+
+
+def _envelope(request: httpx.Request) -> ET.Element:
+    if request.method != "POST" or request.url.path != PATH:
+        raise UnknownCall(f"Henan: {request.method} {request.url.path} is no call of Henan's")
+    try:
+        return _parse(request.content)
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        raise UnknownCall(f"Henan: a call that is not its XML ({exc})") from None
+
+
+def _is_write(request: httpx.Request) -> bool:
+    service = (_envelope(request).findtext("head/service") or "").strip()
+    return classified(service, READ_CALLS, WRITE_CALLS, "Henan")
+
+
+def _request_id(request: httpx.Request) -> str | None:
+    return (_envelope(request).findtext("head/seq") or "").strip() or None
+
+
+DIALECT = Dialect(is_write=_is_write, request_id=_request_id)
 
 _HANDLERS: dict[str, _Handler] = {
     "QueryPerson": _query_person,

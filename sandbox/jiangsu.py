@@ -180,6 +180,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -187,6 +188,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.app import sandbox_app, system_of, unreadable_text
+from sandbox.dialect import Dialect, UnknownCall
 from sandbox.engine import (
     NEAR_RELATIVES,
     ProvinceRules,
@@ -247,6 +249,22 @@ STATE = {
     "UNBOUND": "CANCELLED",
 }
 HOLD_STATE = {"HELD": "HELD", "CONFIRMED": "PAID", "RELEASED": "RELEASED", "REFUNDED": "REFUNDED"}
+
+
+def _is_write(request: httpx.Request) -> bool:
+    """Jiangsu's REST: every GET reads, every POST writes (kept under its X-Request-Id)."""
+    if not request.url.path.startswith(BASE + "/"):
+        raise UnknownCall(f"Jiangsu: {request.url.path} is no path of Jiangsu's")
+    if request.method in ("GET", "POST"):
+        return request.method == "POST"
+    raise UnknownCall(f"Jiangsu: {request.method} is neither a read nor a write")
+
+
+def _request_id(request: httpx.Request) -> str | None:
+    return request.headers.get("x-request-id")
+
+
+DIALECT = Dialect(is_write=_is_write, request_id=_request_id)
 
 MALFORMED = 40000
 REQUEST_ID_REUSED = 40900

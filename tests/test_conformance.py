@@ -14,6 +14,7 @@ import importlib
 import json
 import re
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from adapters.base import (
     new_request_id,
     policy_in_force,
 )
+from sandbox.dialect import Dialect, UnknownCall, dialect_of
 from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, derive_relations
 from tests.conftest import PEOPLE, ROSTER
 
@@ -166,10 +168,22 @@ class Province:
     router: respx.MockRouter
     sandbox: respx.Route  # the catch-all route forwarding to the sandbox app
     system: ProvinceSystem  # the modelled province itself, to count what it did
+    dialect: Dialect  # which of its requests write, and the request id each carries
 
     @property
     def code(self) -> str:
         return self.adapter.code
+
+    def writing(self, request: httpx.Request) -> bool:
+        """Whether ``request`` asks the province for a write, in its own dialect."""
+        return self.dialect.is_write(request)
+
+    def writes(self, seen: list[httpx.Request]) -> list[httpx.Request]:
+        return [r for r in seen if self.writing(r)]
+
+    def write_ids(self, seen: list[httpx.Request]) -> list[str | None]:
+        """The request ids the writes among ``seen`` carried, in order."""
+        return [self.dialect.request_id(r) for r in self.writes(seen)]
 
     @property
     def requests(self) -> int:
@@ -187,7 +201,14 @@ async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
     ):
         route = router.route(name="sandbox").mock(side_effect=respx.ASGIHandler(app))
         system: ProvinceSystem = app.state.system
-        yield Province(ADAPTERS[request.param](client), system.rules, router, route, system)
+        yield Province(
+            ADAPTERS[request.param](client),
+            system.rules,
+            router,
+            route,
+            system,
+            dialect_of(factory),
+        )
 
 
 @pytest.fixture
@@ -813,34 +834,6 @@ async def test_a_real_answer_cut_short_is_a_contract_error(province: Province, p
 # -- request ids: a write sent again is answered as the first time, and done once ------------
 
 
-def request_id_of(request: httpx.Request) -> str | None:
-    """The request id a request carries, in whichever dialect: Jiangsu's header, Henan's
-    ``<seq>``, Hebei's ``msgid``."""
-    if "x-request-id" in request.headers:
-        return request.headers["x-request-id"]
-    seq = re.search(rb"<seq>([^<]*)</seq>", request.content)
-    if seq is not None:
-        return seq.group(1).decode()
-    if request.content.startswith(b"{"):
-        msgid = json.loads(request.content).get("msgid")
-        return None if msgid is None else str(msgid)
-    return None
-
-
-WRITE_CALLS = {"2703", "2704", "2207", "2208", "Bind", "Unbind", "Settle", "ReverseSettle"}
-
-
-def is_write(request: httpx.Request) -> bool:
-    """Whether a request asks a province for a write, in whichever dialect."""
-    if request.method != "POST":
-        return False
-    service = re.search(rb"<service>(\w+)</service>", request.content)
-    if service is not None:  # Henan
-        return service.group(1).decode() in WRITE_CALLS
-    infno = json.loads(request.content).get("infno")  # Hebei; every POST of Jiangsu's writes
-    return infno is None or infno in WRITE_CALLS
-
-
 def interpose(
     province: Province, fault: Callable[[httpx.Request], httpx.Response | None]
 ) -> list[httpx.Request]:
@@ -1021,8 +1014,8 @@ async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_
     first = await adapter.settle(asked)
     assert isinstance(first, Settlement)
     assert first.mutual_aid_payer == Party(payer["certNo"], payer["name"])
-    sent = [request_id_of(r) for r in seen if is_write(r)]
-    bodies = [r.content for r in seen if is_write(r)]
+    sent = province.write_ids(seen)
+    bodies = [r.content for r in province.writes(seen)]
     assert len(sent) == 2
     assert sent[0] == rid
     assert sent[1] != rid
@@ -1031,16 +1024,23 @@ async def test_a_settlement_whose_payer_is_chosen_again_is_still_one_request_to_
 
     stale_first("110101190001010022")  # another stale choice would be made this time
     assert await adapter.settle(asked) == first
-    assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent]
-    assert [r.content for r in seen if is_write(r)] == [*bodies, *bodies]
+    assert province.write_ids(seen) == [
+        *sent,
+        *sent,
+    ]
+    assert [r.content for r in province.writes(seen)] == [*bodies, *bodies]
 
     async def nobody(beneficiary: str, *, owed: Decimal | None = None) -> Party | None:
         return None
 
     monkeypatch.setattr(adapter, "funded_authorizer", nobody)  # nobody would be named now
     assert await adapter.settle(asked) == first
-    assert [request_id_of(r) for r in seen if is_write(r)] == [*sent, *sent, *sent]
-    assert [r.content for r in seen if is_write(r)] == [*bodies, *bodies, *bodies]
+    assert province.write_ids(seen) == [
+        *sent,
+        *sent,
+        *sent,
+    ]
+    assert [r.content for r in province.writes(seen)] == [*bodies, *bodies, *bodies]
     assert await province.system.count_settlements(patient) == 1
     assert await balance_now(province, payer) == balance(payer) - first.mutual_aid_paid
 
@@ -1061,7 +1061,7 @@ async def test_a_settlement_sent_again_names_the_payer_it_named_the_first_time(
 
     async def lose_the_first_answer(request: httpx.Request) -> httpx.Response:
         response = await forward(request)
-        if is_write(request):
+        if province.writing(request):
             sent.append(request.content)
             if len(sent) == 1:  # carried out; the answer is lost on the way back
                 raise httpx.ReadError("connection reset by peer", request=request)
@@ -1239,16 +1239,16 @@ async def test_a_write_answered_503_is_sent_once_carrying_its_request_id(
     province: Province, write: str
 ) -> None:
     adapter = guarded(province, Guard(**QUICK))
-    seen = interpose(province, lambda r: httpx.Response(503) if is_write(r) else None)
+    seen = interpose(province, lambda r: httpx.Response(503) if province.writing(r) else None)
     rid = new_request_id()
     with pytest.raises(UpstreamUnavailable) as caught:
         await WRITES[write](adapter, rid)
     assert caught.value.reached is True  # its outcome is unknown: the gateway asks again
-    assert [request_id_of(r) for r in seen if is_write(r)] == [rid]
+    assert province.write_ids(seen) == [rid]
 
     with pytest.raises(UpstreamUnavailable):  # without one, the adapter makes one
         await WRITES[write](adapter, None)
-    made = [request_id_of(r) for r in seen if is_write(r)][1:]
+    made = province.write_ids(seen)[1:]
     assert len(made) == 1
     assert made[0] is not None
     assert NEW_REQUEST_ID.fullmatch(made[0])
@@ -1295,10 +1295,13 @@ async def test_a_write_the_province_says_it_cannot_read_did_not_reach_it(
     a contract error that did not reach it: the same request would be refused again."""
     dialect, body, unread = DIALECT_FAULTS[fault]
     name = next(n for n, cls in ADAPTERS.items() if type(province.adapter) is cls)
-    seen = interpose(province, lambda r: httpx.Response(200, content=body) if is_write(r) else None)
+    seen = interpose(
+        province,
+        lambda r: httpx.Response(200, content=body) if province.writing(r) else None,
+    )
     with pytest.raises(UpstreamContractError) as caught:
         await WRITES[write](province.adapter, new_request_id())
-    assert len([r for r in seen if is_write(r)]) == 1
+    assert len(province.writes(seen)) == 1
     assert caught.value.province == province.code
     assert caught.value.reached is not (unread and name == dialect)
 
@@ -1390,3 +1393,30 @@ async def test_contract_errors_neither_open_the_breaker_nor_are_retried(
     assert len(seen) == 4
     assert adapter.breaker_state is BreakerState.CLOSED
     assert await adapter.relatives(me) == await province.adapter.relatives(me)
+
+
+# -- each sandbox says which of its requests write --------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_sandbox_declares_its_dialect_and_places_every_call(name: str) -> None:
+    """The suite tells writes from reads by what each sandbox declares beside its dialect
+    (`sandbox.dialect`), never by guessing; a call it cannot place is an error."""
+    factory = SANDBOXES[name].load()
+    dialect = dialect_of(factory)
+    module = sys.modules[factory.__module__]
+    handlers = getattr(module, "_HANDLERS", None)
+    if handlers is not None:  # one endpoint, many calls: each call is a read or a write
+        assert set(module.READ_CALLS) | set(module.WRITE_CALLS) == set(handlers)
+        assert not set(module.READ_CALLS) & set(module.WRITE_CALLS)
+    nonsense = httpx.Request("PATCH", "http://province.example/nowhere", content=b"<nothing/>")
+    with pytest.raises(UnknownCall):
+        dialect.is_write(nonsense)
+
+
+def test_a_sandbox_without_a_dialect_is_refused_loudly() -> None:
+    def create_app() -> None:  # a factory in a module that declares no DIALECT
+        return None
+
+    with pytest.raises(LookupError, match="declares no DIALECT"):
+        dialect_of(create_app)

@@ -38,6 +38,7 @@ from adapters.base import (
     SettleRequest,
     new_request_id,
 )
+from sandbox.dialect import dialect_of
 from tests.test_conformance import (
     ADAPTERS,
     BASE_URL,
@@ -230,7 +231,7 @@ async def before_its_date(request: pytest.FixtureRequest) -> AsyncIterator[Provi
         route = router.route(name="sandbox").mock(side_effect=respx.ASGIHandler(app))
         system = app.state.system
         adapter = adapter_class(client, policy_date=day - dt.timedelta(days=1))
-        yield Province(adapter, system.rules, router, route, system)
+        yield Province(adapter, system.rules, router, route, system, dialect_of(factory))
 
 
 async def test_before_the_provinces_date_it_refuses_to_bind_across_provinces(
