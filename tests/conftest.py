@@ -39,6 +39,17 @@ WANG_EIGHT = [
 ]
 
 
+# Insured in an area no adapter will ever serve, on purpose (Hong Kong's 810000): the
+# tests' person "insured nowhere", whichever provinces are installed
+NOWHERE = "hk_chen_dawen"
+
+
+def province_codes() -> set[str]:
+    """The codes of the provinces installed (derived, never listed: another province
+    installed must not break a test)."""
+    return {cls.code for cls in adapter_classes().values()}
+
+
 def person(key: str) -> dict[str, Any]:
     """A roster person by key, e.g. ``person("hb_wang_jianguo")["certNo"]``."""
     return PEOPLE[key]

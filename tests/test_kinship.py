@@ -21,7 +21,7 @@ from gateway.common.auth import INSTITUTION, REVIEWER, Institution, mint_token
 from gateway.common.certno import check_character
 from gateway.common.ids import decode_id, encode_id
 from gateway.ops.config import KinshipPolicy, Settings
-from tests.conftest import GraphQL, person, stored
+from tests.conftest import NOWHERE, GraphQL, person, stored
 
 VOUCHER_AUDIENCE = "gongji-kinship-voucher"
 # A reviewer of the service: not in the roster, not insured anywhere we know.
@@ -982,7 +982,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
         ),
         pytest.param(
             "hb_wang_jianguo",
-            new("gd_lin_hai", "SIBLING"),
+            new(NOWHERE, "SIBLING"),
             ("PERSON_INFO_MISMATCH", "memberName"),  # like a wrong name: no oracle
             id="insured-nowhere-served",
         ),

@@ -32,7 +32,7 @@ from gateway.provinces.federated import adapter_classes, open_provinces
 from gateway.state.reset import reset_world, world_files
 from gateway.state.reset import run as reset_world_command
 from gateway.state.store import LOCK_FILE
-from tests.conftest import PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
+from tests.conftest import NOWHERE, PEOPLE, ROOT, ROSTER, GraphQL, Sandboxes, gateway
 from tests.keys import AUTH, JWKS_FILE, SECRET
 
 PLACEHOLDER = "paste the id here"
@@ -145,7 +145,7 @@ async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncCli
     assert "cap of 8" in wang["notes"]
     # insured in Nanjing whatever her ID number says; Guangdong is not federated
     assert personas["js_zhang_shuzhen"]["province"]["code"] == "32"
-    assert personas["gd_lin_hai"]["province"] is None
+    assert personas[NOWHERE]["province"] is None
 
 
 async def test_a_persona_token_is_a_token_for_that_person(

@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.ops.config import Settings
 from sandbox.engine import SandboxRefusal
-from tests.conftest import GraphQL, Sandboxes, gateway, person
+from tests.conftest import NOWHERE, GraphQL, Sandboxes, gateway, person
 from tests.test_across_settlement import MOTHER, SON, World, world  # noqa: F401
 
 PAY = """mutation($i: PayResidentPremiumInput!) { payResidentPremium(input: $i) {
@@ -132,7 +132,7 @@ async def test_a_premium_key_is_checked_and_a_key_used_again_for_another_is_refu
 
 
 async def test_someone_insured_nowhere_pays_nothing(world: World) -> None:  # noqa: F811
-    outsider = await pay(world.gql, "gd_lin_hai", MOTHER, "prem-1")
+    outsider = await pay(world.gql, NOWHERE, MOTHER, "prem-1")
     assert codes(outsider) == [("PERSON_NOT_FOUND", None)]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.common.auth import ADMIN, INSTITUTION, Institution, mint_token
 from gateway.common.certno import check_character
-from tests.conftest import GraphQL, Sandboxes, gateway, person
+from tests.conftest import NOWHERE, GraphQL, Sandboxes, gateway, person
 
 STAFF = "11010119900101001" + check_character("11010119900101001")  # the cashier
 HOSPITAL = Institution("H13010001", "HOSPITAL")
@@ -255,7 +255,7 @@ async def test_the_institution_and_its_bill_are_checked(gql: GraphQL) -> None:
     )
     lapsed = await settle(gql, "hb_zhou_laotai", "10.00", "0", key="x2")
     assert refusal(lapsed) == ("PATIENT_NOT_INSURED", "patientCertNo")
-    nowhere = await settle(gql, "gd_lin_hai", "10.00", "0", key="x3")
+    nowhere = await settle(gql, NOWHERE, "10.00", "0", key="x3")
     assert refusal(nowhere) == ("PERSON_NOT_FOUND", "patientCertNo")
 
 
@@ -385,7 +385,7 @@ async def test_every_refusal_answers_under_the_key_the_institution_sent(gql: Gra
     cases = [
         (bill("hb_wang_jianguo", "0.00", "judged"), token(gql), "AMOUNT_NOT_POSITIVE"),
         (bill("hb_wang_jing", "10.00", "anyone"), gql.token("hb_wang_jianguo"), "FORBIDDEN"),
-        (bill("gd_lin_hai", "10.00", "nowhere"), token(gql), "PERSON_NOT_FOUND"),
+        (bill(NOWHERE, "10.00", "nowhere"), token(gql), "PERSON_NOT_FOUND"),
     ]
     for given, as_token, code in cases:
         result = await gql(KEYED, {"input": given}, token=as_token)
