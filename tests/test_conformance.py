@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
+import inspect
 import json
 import re
 import ssl
@@ -55,7 +56,13 @@ from adapters.base import (
     policy_in_force,
 )
 from sandbox.dialect import Dialect, UnknownCall, dialect_of
-from sandbox.engine import ProvinceRules, ProvinceSystem, SandboxRefusal, derive_relations
+from sandbox.engine import (
+    REASONS,
+    ProvinceRules,
+    ProvinceSystem,
+    SandboxRefusal,
+    derive_relations,
+)
 from tests.conftest import PEOPLE, ROSTER
 
 Row = dict[str, Any]
@@ -1420,3 +1427,93 @@ def test_a_sandbox_without_a_dialect_is_refused_loudly() -> None:
 
     with pytest.raises(LookupError, match="declares no DIALECT"):
         dialect_of(create_app)
+
+
+# -- every refusal a sandbox gives, forced and read back (the adapter's own mapping) ------
+
+# What each reason means in the gateway's words: the refusal an adapter must make of
+# its province's answer, whatever the dialect calls it (forced one by one below).
+MEANS: dict[str, RefusalCode] = {
+    "person_not_found": RefusalCode.PERSON_NOT_FOUND,
+    "info_mismatch": RefusalCode.PERSON_INFO_MISMATCH,
+    "not_employee": RefusalCode.NOT_EMPLOYEE_INSURED,
+    "beneficiary_not_insured": RefusalCode.BENEFICIARY_NOT_INSURED,
+    "relation_not_allowed": RefusalCode.RELATION_NOT_ALLOWED,
+    "relation_not_verified": RefusalCode.RELATION_NOT_VERIFIED,
+    "cross_area": RefusalCode.CROSS_AREA_NOT_ALLOWED,
+    "cross_province": RefusalCode.CROSS_PROVINCE_NOT_ALLOWED,
+    "quota_not_allowed": RefusalCode.QUOTA_NOT_ALLOWED,
+    "quota_above_balance": RefusalCode.QUOTA_ABOVE_BALANCE,
+    "quota_insufficient": RefusalCode.QUOTA_INSUFFICIENT,
+    "bad_hold_state": RefusalCode.INVALID_HOLD_STATE,
+    "not_resident": RefusalCode.NOT_RESIDENT_INSURED,
+    "premium_not_declared": RefusalCode.PREMIUM_NOT_DECLARED,
+    "premium_paid": RefusalCode.PREMIUM_ALREADY_PAID,
+    "premium_not_allowed": RefusalCode.PREMIUM_PAYMENT_NOT_ALLOWED,
+    "balance_insufficient": RefusalCode.BALANCE_INSUFFICIENT,
+    "limit": RefusalCode.BINDING_LIMIT_REACHED,
+    "already_bound": RefusalCode.ALREADY_BOUND,
+    "duplicate": RefusalCode.DUPLICATE_BINDING,
+    "commitment": RefusalCode.COMMITMENT_REQUIRED,
+    "forbidden": RefusalCode.FORBIDDEN,
+    "bad_state": RefusalCode.INVALID_BINDING_STATE,
+    "patient_not_insured": RefusalCode.PATIENT_NOT_INSURED,
+    "bad_amount": RefusalCode.AMOUNT_NOT_POSITIVE,
+    "idempotency_conflict": RefusalCode.IDEMPOTENCY_KEY_REUSED,
+    "payer_not_bound": RefusalCode.NOT_BOUND,
+    "already_reversed": RefusalCode.SETTLEMENT_ALREADY_REVERSED,
+    "reversal_window": RefusalCode.REVERSAL_WINDOW_CLOSED,
+}
+
+
+def test_every_reason_a_province_may_give_has_a_meaning() -> None:
+    assert set(MEANS) == set(REASONS)
+
+
+def given_by(operation: Callable[..., Any]) -> list[str]:
+    """The reasons the modelled province refuses ``operation`` for (read from its code:
+    a reason added there is forced here without anyone listing it)."""
+    return sorted(set(re.findall(r'SandboxRefusal\("(\w+)"', inspect.getsource(operation))))
+
+
+BIND_REASONS = given_by(ProvinceSystem.bind)
+
+
+def test_the_binding_s_reasons_are_read_from_the_province() -> None:
+    assert {"limit", "already_bound", "duplicate", "commitment"} <= set(BIND_REASONS)
+
+
+@pytest.mark.parametrize("reason", BIND_REASONS)
+async def test_each_refusal_of_a_binding_forced_is_read_as_what_it_means(
+    province: Province, pair: Pair, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The province refuses a binding for ``reason``, in its own dialect: the adapter
+    itself (not the gateway, whose own checks may refuse first) answers the refusal
+    that reason means. A wrong mapping (the cap read as ALREADY_BOUND) fails here."""
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SandboxRefusal(reason)
+
+    monkeypatch.setattr(province.system, "bind", refuse)
+    answer = await province.adapter.bind(pair.request())
+    assert isinstance(answer, Refusal), answer
+    assert answer.code is MEANS[reason]
+
+
+async def test_a_business_code_the_adapter_does_not_know_is_a_contract_error(
+    province: Province, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The province answers with a business code outside its documented list (its
+    dialect module's ``ERRORS``): the adapter must not guess a refusal from it."""
+    codes = sys.modules[province.dialect.is_write.__module__].ERRORS
+    known = {code for code, _ in codes.values()}
+    code, message = codes["limit"]
+    unknown = next(c for c in (9977, "E977") if type(c) is type(code) and c not in known)
+    monkeypatch.setitem(codes, "limit", (unknown, message))
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SandboxRefusal("limit")
+
+    monkeypatch.setattr(province.system, "bind", refuse)
+    with pytest.raises(UpstreamContractError):
+        await province.adapter.bind(pair.request())
