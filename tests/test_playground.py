@@ -419,11 +419,14 @@ def test_reset_of_nothing_changes_nothing(
 
 
 def production(**changes: Any) -> Settings:
+    """Production, its documents free by setting: what it does with any document (only
+    registered ones run by default: tests/test_documents.py)."""
     return Settings(
         mode="production",
         data_dir=None,
         auth=AUTH,
         provinces={name: AdapterSettings(base_url=f"http://{name}") for name in adapter_classes()},
+        free_documents=True,
         **changes,
     )
 

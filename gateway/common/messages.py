@@ -274,6 +274,14 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "省级医保系统返回了无法识别的结果",
         "The provincial system gave an answer we could not read.",
     ),
+    "PERSISTED_QUERY_NOT_FOUND": (
+        "未登记的操作,请更新应用",
+        "No operation is registered under this documentId: update the app.",
+    ),
+    "DOCUMENT_NOT_TRUSTED": (
+        "仅可执行已登记的操作",
+        "Only registered operations run here: send its documentId.",
+    ),
     "INTERNAL_ERROR": ("系统繁忙,请稍后再试", "Something went wrong on our side."),
     "AUDIT_UNAVAILABLE": (
         "系统暂时无法记录本次查询,请稍后再试",

@@ -32,6 +32,7 @@ from strawberry.types.unset import UNSET
 
 from gateway.common.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.common.messages import preferred_language
+from gateway.edge.documents import DocumentRefused, Manifest, trusted
 from gateway.edge.limits import (
     GRAPHQL_RESPONSE_JSON,
     JSON,
@@ -104,7 +105,14 @@ class RequestIds:
 
 
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: BaseSchema, playground: Playground | None) -> None:
+    def __init__(
+        self,
+        schema: BaseSchema,
+        playground: Playground | None,
+        documents: Manifest | None = None,
+        *,
+        free_documents: bool = True,
+    ) -> None:
         # Uploads (kinship documents) come as GraphQL multipart requests. Tokens
         # travel in a header, never a cookie, so a cross-site form cannot use them.
         super().__init__(
@@ -115,6 +123,8 @@ class _GraphQL(GraphQL[Context, None]):
             allow_queries_via_get=False,
         )
         self.playground = playground
+        self.documents = documents  # the registered documents (gateway.edge.documents)
+        self.free_documents = free_documents
 
     def encode_json(self, data: object) -> bytes:
         """orjson: several times faster than the standard library on large answers."""
@@ -131,6 +141,8 @@ class _GraphQL(GraphQL[Context, None]):
         parsed = super().parse_json(data)
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "the body must be a JSON object")
+        if isinstance(parsed, dict):  # a registered document named, or refused unparsed
+            return dict(trusted(parsed, self.documents, free=self.free_documents))
         return parsed
 
     async def parse_multipart(self, request: Any) -> dict[str, str]:
@@ -163,7 +175,8 @@ class _GraphQL(GraphQL[Context, None]):
             return response
         except HTTPException as exc:
             lang = preferred_language(request.headers.get("accept-language"))
-            return request_error(exc.status_code, lang, media)
+            code = exc.code if isinstance(exc, DocumentRefused) else None
+            return request_error(exc.status_code, lang, media, code)
         finally:
             if isinstance(request, Request):
                 await request.close()
@@ -345,7 +358,18 @@ def create_app(
         if settings.production
         else Playground(settings.playground_dir, settings.roster, settings.auth)
     )
-    graphql = _GraphQL(build_schema(introspection=settings.allows_introspection), playground)
+    documents = Manifest.load(settings.documents) if settings.documents.exists() else None
+    if documents is None and not settings.allows_free_documents:
+        raise ValueError(
+            f"only registered documents run ([graphql] free_documents is off), and"
+            f" {settings.documents} holds none: gongji documents build, or [graphql] documents"
+        )
+    graphql = _GraphQL(
+        build_schema(introspection=settings.allows_introspection),
+        playground,
+        documents,
+        free_documents=settings.allows_free_documents,
+    )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

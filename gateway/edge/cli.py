@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_fault_arguments(sandbox)
 
+    documents = commands.add_parser(
+        "documents", help="the registered operations (trusted documents) the apps may run"
+    )
+    documents.add_argument(
+        "action",
+        choices=("list", "check", "build", "register"),
+        help="list them; check each still validates and the manifest is the docs' own;"
+        " build it from the playground and the docs; register more from .graphql files",
+    )
+    documents.add_argument("files", nargs="*", type=Path, help="register: .graphql files")
+    documents.add_argument("--manifest", type=Path, help="default: [graphql] documents")
+
     migrate = commands.add_parser(
         "migrate", help="bring the store's tables up to this release (serve does it too)"
     )
@@ -137,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_config=None)
     elif args.command == "migrate":
         return migrate(settings)
+    elif args.command == "documents":
+        return documents(args, settings)
     elif args.command == "reset":
         from gateway.state.reset import run as reset_world
 
@@ -302,6 +316,50 @@ def worker_app() -> Starlette:
     settings = worker_settings()
     logs.configure(fmt=settings.logs_as)
     return create_app(settings)
+
+
+def documents(args: argparse.Namespace, settings: Settings) -> int:
+    """``gongji documents``: see `gateway.edge.documents`."""
+    from gateway.edge.documents import Manifest, Operation, shown
+    from gateway.graph.schema import schema
+    from gateway.ops.config import DOCUMENTS
+
+    path: Path = args.manifest or settings.documents
+    root = DOCUMENTS.parent.parent  # the project: its playground and docs
+    try:
+        manifest = Manifest.load(path) if path.exists() else Manifest()
+        if args.action == "build":
+            manifest = Manifest(shown(root))
+        elif args.action == "register":
+            manifest = manifest.with_(Operation.of(f.read_text("utf-8")) for f in args.files)
+    except (OSError, ValueError) as exc:  # graphql's GraphQLSyntaxError is a ValueError too
+        print(f"gongji documents: {exc}", file=sys.stderr)
+        return 2
+    if args.action in ("build", "register"):
+        problems = manifest.problems(schema._schema)
+        if problems:
+            print("gongji documents: not registered, they do not validate:", file=sys.stderr)
+            print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(manifest.dumps(), encoding="utf-8")
+        print(f"{len(manifest)} documents in {path}")
+        return 0
+    if args.action == "list":
+        for op in manifest:
+            print(f"sha256:{op.id}  {op.type:<8} {op.name}")
+        return 0
+    problems = manifest.problems(schema._schema)  # check
+    if args.manifest is None and path == DOCUMENTS:
+        missing = [op.name or op.id for op in shown(root) if manifest.get(op.id) is None]
+        problems += [
+            f"{name}: shown in the docs or the playground, not registered" for name in missing
+        ]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    print(f"{len(manifest)} documents in {path}: every one validates")
+    return 0
 
 
 def migrate(settings: Settings) -> int:

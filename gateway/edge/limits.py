@@ -73,10 +73,13 @@ def request_status(errors: Sequence[GraphQLError]) -> int:
     return _REQUEST_STATUS.get(str(code), 400)
 
 
-def request_error(status: int, lang: Language, media: str = JSON) -> JSONResponse:
-    """A request refused before any GraphQL ran: ``{"errors": [...]}`` with a code and
-    a message in the client's language, and no ``data`` (nothing was executed)."""
-    code = _STATUS_CODES.get(status, "BAD_REQUEST")
+def request_error(
+    status: int, lang: Language, media: str = JSON, code: str | None = None
+) -> JSONResponse:
+    """A request refused before any GraphQL ran: ``{"errors": [...]}`` with a code (by
+    the status, unless given) and a message in the client's language, and no ``data``
+    (nothing was executed)."""
+    code = code or _STATUS_CODES.get(status, "BAD_REQUEST")
     error = {"message": fault_message(code, lang), "extensions": {"code": code}}
     return JSONResponse({"errors": [error]}, status_code=status, media_type=media)
 

@@ -21,6 +21,7 @@ _ROOT = Path(__file__).resolve().parents[2]  # gateway/ops/config.py: the projec
 # the synthetic people its personas are drawn from: the sandbox provinces' roster.
 PLAYGROUND_DIR = _ROOT / "playground"
 ROSTER = _ROOT / "fixtures" / "roster.json"
+DOCUMENTS = _ROOT / "documents" / "manifest.json"  # the apps' registered operations
 
 # The documented development secret. Only for the sandbox: override it with
 # GONGJI_JWT_SECRET or `[auth] secret` in the config file anywhere else.
@@ -127,6 +128,10 @@ class Settings:
     disabled: frozenset[str] = frozenset()
     # None: on in sandbox mode, off in production.
     introspection: bool | None = None
+    # the registered documents (gateway.edge.documents), and whether others may run
+    # (None: yes in sandbox mode, no in production)
+    documents: Path = DOCUMENTS
+    free_documents: bool | None = None
     playground_dir: Path = PLAYGROUND_DIR
     roster: Path = ROSTER
     kinship: KinshipPolicy = field(default_factory=KinshipPolicy)
@@ -182,6 +187,10 @@ class Settings:
         return "json" if self.production else "text"
 
     @property
+    def allows_free_documents(self) -> bool:
+        return self.free_documents if self.free_documents is not None else not self.production
+
+    @property
     def allows_introspection(self) -> bool:
         return self.introspection if self.introspection is not None else not self.production
 
@@ -220,9 +229,17 @@ class Settings:
         store = dict(raw.get("store", {}))
         if environ.get("GONGJI_STORE_URL"):
             store["url"] = environ["GONGJI_STORE_URL"]
-        introspection = raw.get("graphql", {}).get("introspection")
+        graphql = dict(raw.get("graphql", {}))
+        introspection = graphql.get("introspection")
         if introspection is not None and not isinstance(introspection, bool):
             raise ValueError("graphql.introspection must be true or false")
+        free = graphql.get("free_documents")
+        if free is not None and not isinstance(free, bool):
+            raise ValueError("graphql.free_documents must be true or false")
+        if free is not None:
+            extra["free_documents"] = free
+        if "documents" in graphql:
+            extra["documents"] = Path(graphql["documents"])
         return cls(
             mode=_mode(environ.get("GONGJI_MODE") or raw.get("mode", "sandbox")),
             introspection=introspection,
