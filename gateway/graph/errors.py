@@ -96,7 +96,11 @@ class ErrorBoundary(SchemaExtension):
         lang: Language = getattr(context, "lang", "zh")
         request_id: str = getattr(context, "request_id", "-")
         if isinstance(original, UpstreamError):
-            log.warning(
+            # shedding is the gateway keeping to what a province can take, not a fault:
+            # counted in /metrics, logged quietly (under load it is every other request)
+            level = logging.INFO if isinstance(original, UpstreamOverloaded) else logging.WARNING
+            log.log(
+                level,
                 "request %s: province %s: %s: %s",
                 request_id,
                 original.province,

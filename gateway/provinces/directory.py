@@ -9,7 +9,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from adapters.base import CivilRelative, Person, ProvinceAdapter, UpstreamError
+from adapters.base import (
+    CivilRelative,
+    Person,
+    ProvinceAdapter,
+    UpstreamError,
+    UpstreamOverloaded,
+)
 from gateway.common.certno import loggable
 from gateway.provinces.federated import Provinces
 from gateway.state.store import Store
@@ -72,7 +78,10 @@ class Directory:
         """
         found, unresolved = await self.locate_all(cert_nos)
         for cert_no, error in unresolved.items():
-            log.warning("cannot locate %s: province %s failed", loggable(cert_no), error.province)
+            level = logging.INFO if isinstance(error, UpstreamOverloaded) else logging.WARNING
+            log.log(
+                level, "cannot locate %s: province %s failed", loggable(cert_no), error.province
+            )
             raise error
         return found
 
