@@ -38,7 +38,6 @@ import hashlib
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,7 @@ import httpx
 
 from bench import common, dashboard, families
 from bench.abusive import Abuse, corpus
-from bench.common import LOOPBACK, ROOT
+from bench.common import LOOPBACK, ROOT, Jobs
 from bench.load import summary
 from gateway.ops.config import RateLimits, Settings
 
@@ -369,54 +368,6 @@ def job_main() -> None:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-class Jobs:
-    """This module's ``--job`` processes: started, waited for with a time limit, and
-    stopped at the end whatever happened."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, job: dict[str, Any]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.abuse", "--job"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self.running.append(process)
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(job).encode() + b"\n")
-        process.stdin.flush()
-        return process
-
-    def finish(self, process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-        """Close its stdin (a probe stops), wait for its result."""
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise RuntimeError(f"a bench.abuse job took more than {timeout:.0f} s") from None
-        finally:
-            self.running.remove(process)
-        if process.returncode != 0:
-            raise RuntimeError(f"a bench.abuse job failed: {err.decode()[-2000:]}")
-        result: dict[str, Any] = json.loads(out)
-        return result
-
-    def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
-        return self.finish(self.start(job), timeout)
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=10)
-        self.running.clear()
-
-
 def source(commit: str | None) -> dict[str, Any]:
     """`bench.common.source` with untracked files too, the full commit (``git rev-parse
     HEAD``) and a digest of the changes outside bench/, which names the tree under test
@@ -583,7 +534,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="gongji-abuse-"))
     servers = dashboard.Servers(work=work, config=work / "gateway.toml")
-    jobs = Jobs()
+    jobs = Jobs("bench.abuse")
     abuses = corpus()
     result = common.begin(
         "abuse", args.quick, dataclasses.asdict(plan), source(args.commit), dashboard.QUERY

@@ -235,3 +235,53 @@ def summary(result: dict[str, Any]) -> str:
         for v in result["verdicts"]
     ]
     return "\n".join(rows)
+
+
+class Jobs:
+    """A benchmark module's ``--job`` processes (``python -m MODULE --job``, the job as a
+    JSON line on stdin, its result as one on stdout): started, waited for with a time
+    limit, and stopped at the end whatever happened."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, job: dict[str, Any]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, a module of ours)
+            [sys.executable, "-m", self.module, "--job"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        self.running.append(process)
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(job).encode() + b"\n")
+        process.stdin.flush()
+        return process
+
+    def finish(self, process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+        """Close its stdin (a job that reads until then stops), wait for its result."""
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise RuntimeError(f"a {self.module} job took more than {timeout:.0f} s") from None
+        finally:
+            self.running.remove(process)
+        if process.returncode != 0:
+            raise RuntimeError(f"a {self.module} job failed: {err.decode()[-2000:]}")
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return self.finish(self.start(job), timeout)
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=10)
+        self.running.clear()

@@ -63,7 +63,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common, families
 from bench.abuse import source as tree_source
-from bench.common import LOOPBACK, ROOT, cpu_seconds
+from bench.common import LOOPBACK, ROOT, Jobs, cpu_seconds
 from bench.dashboard import QUERY as DASHBOARD
 from bench.dashboard import GraphQL, Servers, set_up, start_sandboxes
 from bench.load import percentile, summary
@@ -366,61 +366,13 @@ def job_main() -> None:
     sys.stdout.write("\n")
 
 
-class Jobs:
-    """This module's ``--job`` processes: started, waited for with a time limit, and
-    stopped at the end whatever happened."""
-
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, job: dict[str, Any]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.shaping", "--job"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self.running.append(process)
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(job).encode() + b"\n")
-        process.stdin.flush()
-        return process
-
-    def finish(self, process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-        """Close its stdin (an ``until_eof`` job stops), wait for its result."""
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise RuntimeError(f"a bench.shaping job took more than {timeout:.0f} s") from None
-        finally:
-            self.running.remove(process)
-        if process.returncode != 0:
-            raise RuntimeError(f"a bench.shaping job failed: {err.decode()[-2000:]}")
-        result: dict[str, Any] = json.loads(out)
-        return result
-
-    def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
-        return self.finish(self.start(job), timeout)
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=10)
-        self.running.clear()
-
-
 # -- processes ---------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Run:
     servers: Servers
-    jobs: Jobs = field(default_factory=Jobs)
+    jobs: Jobs = field(default_factory=lambda: Jobs("bench.shaping"))
     proxies: dict[str, str] = field(default_factory=dict)  # province -> the proxy's base URL
     gateway: str = ""
     gateway_process: subprocess.Popen[bytes] | None = None
