@@ -149,3 +149,31 @@ def test_documents_are_registered_listed_and_their_ids_checked(
     data["operations"][0]["id"] = "0" * 64  # an id that is not its body's
     path.write_text(json.dumps(data), "utf-8")
     assert main(["documents", "list", "--manifest", str(path)]) == 2
+
+
+async def test_the_audit_names_the_registered_document_a_request_ran(tmp_path: Path) -> None:
+    from gateway.common.auth import ADMIN, mint_token
+    from tests.conftest import person
+
+    audit = "query AuditTrail {\n  auditLog(first: 5) { operation document }\n}\n"
+    path = tmp_path / "manifest.json"
+    path.write_text(Manifest([Operation.of(audit)]).dumps(), "utf-8")
+    boxes = Sandboxes()
+    async with boxes:
+        await boxes.start()
+        settings = Settings(data_dir=None, documents=path)
+        async with gateway(dict(boxes.transports), settings) as gql:
+            admin = mint_token(
+                person("hb_wang_jianguo")["certNo"], gql.auth, roles=frozenset({ADMIN})
+            )
+            headers = {"authorization": f"Bearer {admin}"}
+            await post(gql, {"documentId": f"sha256:{document_id(audit)}"}, **headers)
+            await post(gql, {"query": audit}, **headers)  # the same text, sent as text
+            status, body = await post(
+                gql, {"documentId": f"sha256:{document_id(audit)}"}, **headers
+            )
+    assert status == 200, body
+    assert body["data"]["auditLog"][:2] == [
+        {"operation": "query", "document": None},  # sent as text
+        {"operation": "query", "document": "AuditTrail"},
+    ]

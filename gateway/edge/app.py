@@ -42,7 +42,7 @@ from gateway.edge.limits import (
     request_status,
 )
 from gateway.edge.playground import Playground
-from gateway.graph.audit import AuditLog
+from gateway.graph.audit import DOCUMENT, AuditLog
 from gateway.graph.context import Context, Services
 from gateway.graph.metrics import Metrics
 from gateway.graph.ratelimit import RateLimiter
@@ -162,6 +162,7 @@ class _GraphQL(GraphQL[Context, None]):
         Strawberry reads a multipart form (uploads) but leaves its files open: they
         are closed."""
         media = JSON
+        DOCUMENT.set(None)  # until the request names a registered one
         try:
             if isinstance(request, Request) and request.method == "POST":
                 chosen = negotiate(request.headers.get("accept"))

@@ -30,6 +30,8 @@ from typing import Any
 from cross_web import HTTPException
 from graphql import GraphQLSchema, OperationDefinitionNode, parse, validate
 
+from gateway.graph.audit import DOCUMENT
+
 FORMAT = "apollo-persisted-query-manifest"
 
 
@@ -118,7 +120,9 @@ class Manifest:
 def trusted(data: Mapping[str, Any], manifest: Manifest | None, *, free: bool) -> Mapping[str, Any]:
     """A GraphQL request (its JSON object) as it is to run: a registered document's
     text in ``query`` when it names one; `DocumentRefused` when it names one the
-    manifest lacks, or (unless ``free``) sends a document that is not registered."""
+    manifest lacks, or (unless ``free``) sends a document that is not registered. The
+    registered name of the document named is kept for the request's audit entry."""
+    DOCUMENT.set(None)
     named = data.get("documentId")
     extensions = data.get("extensions")  # (not an object: the view answers a 400 for it)
     persisted = extensions.get("persistedQuery") if isinstance(extensions, Mapping) else None
@@ -128,6 +132,7 @@ def trusted(data: Mapping[str, Any], manifest: Manifest | None, *, free: bool) -
         found = None if manifest is None or not isinstance(named, str) else manifest.get(named)
         if found is None:
             raise DocumentRefused("PERSISTED_QUERY_NOT_FOUND")
+        DOCUMENT.set(found.name or f"sha256:{found.id}")
         return {**data, "query": found.body}
     if free:
         return data

@@ -23,6 +23,7 @@ An ``ADMIN`` reads the log masked.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import enum
 import json
@@ -80,6 +81,13 @@ class Entry:
     targets: Sequence[str]
     channel: str | None
     outcome: str
+    # the registered name of the document the request named (trusted documents), if any
+    document: str | None = None
+
+
+# The registered document the request being served named (set where the request is
+# read: gateway.edge.documents), for its audit entry.
+DOCUMENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("document", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +119,7 @@ class AuditLog:
         async with self._store.transaction() as db:
             await db.execute(
                 "INSERT INTO audit (at, request_id, actor, roles, client, operation, fields,"
-                " targets, channel, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " targets, channel, outcome, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.at.isoformat(),
                     entry.request_id,
@@ -123,6 +131,7 @@ class AuditLog:
                     json.dumps(list(entry.targets)),
                     entry.channel,
                     entry.outcome,
+                    entry.document,
                 ),
             )
 
@@ -131,7 +140,7 @@ class AuditLog:
         async with self._store.transaction() as db:
             rows = await db.fetch(
                 "SELECT seq, at, request_id, actor, roles, client, operation, fields, targets,"
-                " channel, outcome FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+                " channel, outcome, document FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?",
                 (before if before is not None else 2**62, first),
             )
         return [
@@ -147,6 +156,7 @@ class AuditLog:
                 targets=json.loads(row[8]),
                 channel=row[9],
                 outcome=row[10],
+                document=row[11],
             )
             for row in rows
         ]
@@ -391,6 +401,7 @@ class Audited(SchemaExtension):
             targets=people([*values, about]),
             channel=channel_of(values),
             outcome=outcome(ctx.result, self._refusals),
+            document=DOCUMENT.get(),
         )
         try:
             await services.audit.append(entry)

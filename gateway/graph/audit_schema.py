@@ -38,6 +38,12 @@ class AuditEntry:
         description="OK, or the codes of the faults and of the refusals the gateway decided,"
         " whatever was selected of the answer."
     )
+    document: str | None = strawberry.field(
+        default=None,
+        description="The registered name of the operation, when the request named a"
+        " registered document by its id (trusted documents); null for a document sent as"
+        " text.",
+    )
 
     @classmethod
     def of(cls, entry: Entry) -> AuditEntry:
@@ -53,6 +59,7 @@ class AuditEntry:
             targets=[mask_cert_no(t) for t in entry.targets],
             channel=entry.channel,
             outcome=entry.outcome,
+            document=entry.document,
         )
 
 

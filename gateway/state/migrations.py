@@ -211,6 +211,15 @@ CREATE TABLE IF NOT EXISTS rate_hit (
 CREATE INDEX IF NOT EXISTS rate_hit_key ON rate_hit (key, at);
 """,
     ),
+    Migration(
+        3,
+        "the audit names a registered document",
+        """
+-- The registered name of the operation a request ran by its id (trusted documents,
+-- gateway/edge/documents.py); NULL for a document sent as text.
+ALTER TABLE audit ADD COLUMN document TEXT;
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
