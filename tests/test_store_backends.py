@@ -18,12 +18,12 @@ from gateway.common.channels import Channel
 from gateway.rules.kinship.links import KinshipLink, LinkStatus
 from gateway.rules.kinship.registry import Registry
 from gateway.state.leases import Busy, Leases
-from gateway.state.migrations import LATEST, MIGRATIONS, statements
+from gateway.state.migrations import LATEST, MIGRATIONS, StoreTooNew, statements
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.postgres import PostgresStore, numbered
 from gateway.state.records import Journal
 from gateway.state.sqlite import SqliteStore
-from gateway.state.store import STORE_FILE, Store, StoreTooNew
+from gateway.state.store import STORE_FILE, Store
 from gateway.state.windows import StoreWindows
 from tests.stores import settings_on
 

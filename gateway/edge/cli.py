@@ -369,8 +369,8 @@ def migrate(settings: Settings) -> int:
     import asyncpg
 
     from gateway.state.backend import open_store
-    from gateway.state.migrations import LATEST
-    from gateway.state.store import DataDirInUse, StoreTooNew
+    from gateway.state.migrations import LATEST, StoreTooNew
+    from gateway.state.store import DataDirInUse
 
     async def run() -> list[int]:
         async with open_store(settings.store, settings.data_dir) as store:

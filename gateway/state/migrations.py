@@ -13,8 +13,15 @@ released: add the next one.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
+
+
+class StoreTooNew(RuntimeError):
+    """The store was migrated by a later release than this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +230,22 @@ ALTER TABLE audit ADD COLUMN document TEXT;
 )
 
 LATEST = MIGRATIONS[-1].version
+
+# What a store records of each migration it has had (with `recorded`'s values).
+RECORD = "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)"
+
+
+def pending(had: Collection[int], upto: int = LATEST) -> list[Migration]:
+    """The migrations a store that has had ``had`` is to take, up to ``upto``, in order;
+    `StoreTooNew` if it has had one this release does not know."""
+    if had and max(had) > LATEST:
+        raise StoreTooNew(f"this store has migration {max(had)}; this release knows up to {LATEST}")
+    return [m for m in MIGRATIONS if m.version not in had and m.version <= upto]
+
+
+def recorded(migration: Migration) -> tuple[Any, ...]:
+    """`RECORD`'s values for ``migration``, applied now."""
+    return (migration.version, migration.name, dt.datetime.now(dt.UTC).isoformat())
 
 
 def statements(migration: Migration, dialect: str) -> list[str]:

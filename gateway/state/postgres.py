@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import re
@@ -27,8 +26,15 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from gateway.ops.config import StoreSettings
-from gateway.state.migrations import LATEST, MIGRATIONS, VERSION_TABLE, statements
-from gateway.state.store import Counts, Row, Store, StoreTooNew, Tx
+from gateway.state.migrations import (
+    LATEST,
+    RECORD,
+    VERSION_TABLE,
+    pending,
+    recorded,
+    statements,
+)
+from gateway.state.store import Counts, Row, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -123,23 +129,11 @@ class PostgresStore(Store):
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.settings.schema}"')
                 await conn.execute(VERSION_TABLE)
                 had = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_version")}
-                if had and max(had) > LATEST:
-                    raise StoreTooNew(
-                        f"this store has migration {max(had)}; this release knows up to {LATEST}"
-                    )
-                for migration in MIGRATIONS:
-                    if migration.version in had or migration.version > upto:
-                        continue
+                for migration in pending(had, upto):
                     async with conn.transaction():
                         for statement in statements(migration, self.dialect):
                             await conn.execute(statement)
-                        await conn.execute(
-                            "INSERT INTO schema_version (version, name, applied_at)"
-                            " VALUES ($1, $2, $3)",
-                            migration.version,
-                            migration.name,
-                            dt.datetime.now(dt.UTC).isoformat(),
-                        )
+                        await conn.execute(numbered(RECORD), *recorded(migration))
                     applied.append(migration.version)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATING)

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from gateway.state.migrations import LATEST, MIGRATIONS, VERSION_TABLE, statements
+from gateway.state.migrations import (
+    LATEST,
+    RECORD,
+    VERSION_TABLE,
+    pending,
+    recorded,
+    statements,
+)
 from gateway.state.store import (
     Counts,
     Row,
     Store,
-    StoreTooNew,
     Tx,
     lock_data_dir,
     unlock_data_dir,
@@ -99,22 +104,13 @@ class SqliteStore(Store):
         async with self.transaction() as tx:
             await tx.execute(VERSION_TABLE)
             had = {int(r[0]) for r in await tx.fetch("SELECT version FROM schema_version")}
-        if had and max(had) > LATEST:
-            raise StoreTooNew(
-                f"this store has migration {max(had)}; this release knows up to {LATEST}"
-            )
         applied = []
-        for migration in MIGRATIONS:
-            if migration.version in had or migration.version > upto:
-                continue
+        for migration in pending(had, upto):
             async with self.transaction() as tx:
                 await tx.execute("BEGIN")  # sqlite3 would run each CREATE on its own
                 for statement in statements(migration, self.dialect):
                     await tx.execute(statement)
-                await tx.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, dt.datetime.now(dt.UTC).isoformat()),
-                )
+                await tx.execute(RECORD, recorded(migration))
             applied.append(migration.version)
         return applied
 

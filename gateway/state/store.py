@@ -72,10 +72,6 @@ class DataDirInUse(RuntimeError):
     """Another process holds the data directory: one gateway process per directory."""
 
 
-class StoreTooNew(RuntimeError):
-    """The store was migrated by a later release than this one."""
-
-
 def lock_data_dir(directory: Path) -> int:
     """Take the data directory for this process: the lock file's descriptor (keep it
     open; `unlock_data_dir` gives it back). Raises `DataDirInUse` if another process
