@@ -121,8 +121,8 @@ def trusted(data: Mapping[str, Any], manifest: Manifest | None, *, free: bool) -
     """A GraphQL request (its JSON object) as it is to run: a registered document's
     text in ``query`` when it names one; `DocumentRefused` when it names one the
     manifest lacks, or (unless ``free``) sends a document that is not registered. The
-    registered name of the document named is kept for the request's audit entry."""
-    DOCUMENT.set(None)
+    registered name of the document named is kept for the request's audit entry (the
+    view clears it for each request)."""
     named = data.get("documentId")
     extensions = data.get("extensions")  # (not an object: the view answers a 400 for it)
     persisted = extensions.get("persistedQuery") if isinstance(extensions, Mapping) else None
