@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -285,3 +286,13 @@ class Jobs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.communicate(timeout=10)
         self.running.clear()
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """A SIGTERM becomes `SystemExit`, so that the benchmark's finally blocks stop the
+    processes and servers it started."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)

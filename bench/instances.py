@@ -43,7 +43,6 @@ import json
 import os
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -51,7 +50,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -904,10 +902,6 @@ def markdown(result: dict[str, Any]) -> str:
 say = common.teller("instances")
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # the finally blocks stop what was started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 80 s, fewer samples")
@@ -924,7 +918,7 @@ def main() -> None:
         "--commit", help="the commit under test, when run from an exported tree (default: HEAD)"
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _terminated)
+    common.stop_cleanly_on_sigterm()
     result = run(args)
     paths = common.write(result, args.out, markdown)
     t = result["throughput"]["configs"]

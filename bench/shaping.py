@@ -44,7 +44,6 @@ import json
 import os
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,6 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
@@ -1203,10 +1201,6 @@ def markdown(result: dict[str, Any]) -> str:
 say = common.teller("shaping")
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # the finally blocks stop what was started
-
-
 def main() -> None:
     if sys.argv[1:2] == ["--job"]:
         job_main()
@@ -1240,7 +1234,7 @@ def main() -> None:
         "--commit", help="the commit under test, when run from an exported tree (default: HEAD)"
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _terminated)
+    common.stop_cleanly_on_sigterm()
     result = run(args)
     paths = common.write(result, args.out, markdown)
     s = result["shaping"]["summary"]
