@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -30,6 +31,7 @@ from adapters.vocabulary import (
     Binding,
     BindRequest,
     CivilRelative,
+    FamilyRead,
     Party,
     Person,
     Premium,
@@ -42,6 +44,8 @@ from adapters.vocabulary import (
     Settlement,
     SettleRequest,
 )
+
+T = TypeVar("T")
 
 # HTTP statuses that say the request could not be read: nothing was done with it.
 _UNREAD_STATUSES = frozenset({400, 413})
@@ -179,6 +183,21 @@ class ProvinceAdapter(abc.ABC):
     @abc.abstractmethod
     async def bindings_of(self, cert_nos: Sequence[str]) -> Sequence[Binding]:
         """Every binding (any status) in which one of ``cert_nos`` takes part, in one request."""
+
+    async def read_family(self, cert_nos: Sequence[str], bound: Sequence[str]) -> FamilyRead:
+        """Who among ``cert_nos`` this province insures and every binding in which one of
+        ``bound`` takes part: what a family screen needs of one province (either list
+        may be empty; nothing is asked of an empty one).
+
+        By default `find_persons` and `bindings_of` go at once, two requests. A
+        province whose system answers both in one request overrides this to send one
+        (and must answer exactly what the two reads would).
+        """
+        persons, bindings = await asyncio.gather(
+            self.find_persons(cert_nos) if cert_nos else _given({}),
+            self.bindings_of(bound) if bound else _given(()),
+        )
+        return FamilyRead(persons, bindings)
 
     @abc.abstractmethod
     async def bind(self, request: BindRequest) -> Binding | Refusal:
@@ -442,3 +461,7 @@ def _coalescing(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..
     read.__doc__ = method.__doc__
     read._coalesced = True  # type: ignore[attr-defined]
     return read
+
+
+async def _given(value: T) -> T:
+    return value

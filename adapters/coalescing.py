@@ -24,6 +24,7 @@ READS = (
     "find_persons",
     "relatives",
     "bindings_of",
+    "read_family",
     "settlements_of",
     "holds_of",
     "premium_of",

@@ -5,7 +5,7 @@ Transactions used (see `sandbox.hebei` for their inputs and outputs):
 ====== ===================================== ==========================================
 infno  what                                  adapter method
 ====== ===================================== ==========================================
-1101   person info, batched                  `find_persons`
+1101   person info, batched                  `find_persons`, `read_family` (below)
 2701   civil-record relatives                `relatives`
 2702   mutual-aid bindings of persons        `bindings_of`
 2703   create a binding                      `bind`
@@ -32,6 +32,12 @@ False: sent again, the same request is refused again, so the gateway does not ke
 sending it. Any other -1 (报文ID重复, an unknown ``infno``) or anything else we cannot
 read is `UpstreamContractError`, its outcome unknown.
 
+A family screen (`read_family`) is one 1101 whose ``input.data`` is an object,
+``{"psn_list": [...as find_persons sends], "mulaid_certno_list": [...]}``: it answers
+``psn_list`` as 1101 does and ``mulaid_list`` as 2702 does, each read as those reads
+read them (both required). With only one of the two lists, `read_family` sends that
+read alone; with neither, nothing.
+
 Hebei's system picks the paying authorizer itself, so `settle` names none. The
 institution's idempotency key travels as ``medins_setl_id`` (医药机构结算ID).
 Settlement times are Beijing time.
@@ -57,6 +63,7 @@ from adapters.base import (
     BindRequest,
     ChangeKind,
     CivilRelative,
+    FamilyRead,
     HoldStatus,
     InsuranceStatus,
     InsuranceType,
@@ -233,22 +240,9 @@ class HebeiAdapter(ProvinceAdapter):
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
             return {}
-        output = await self._ok("1101", [{"psn_cert_type": "01", "certno": c} for c in cert_nos])
-        found: dict[str, Person] = {}
+        output = await self._ok("1101", _psn_query(cert_nos))
         with self._reading("infno 1101"):
-            for item in output["psn_list"]:
-                base, insu = item["baseinfo"], item["insuinfo"][0]
-                balance = insu["balc"]
-                found[text(base["certno"])] = Person(
-                    cert_no=text(base["certno"]),
-                    name=text(base["psn_name"]),
-                    area=Area(text(insu["insuplc_admdvs"]), text(insu["insuplc_admdvs_name"])),
-                    insurance_type=_INSUTYPE[insu["insutype"]],
-                    insurance_status=_INSU_STAS[insu["psn_insu_stas"]],
-                    balance=None if balance is None else parse_money(balance),
-                    phone=base.get("tel"),
-                )
-        return found
+            return _psn_list(output)
 
     async def relatives(self, cert_no: str) -> Sequence[CivilRelative]:
         output = await self._ok("2701", {"certno": cert_no})
@@ -263,7 +257,16 @@ class HebeiAdapter(ProvinceAdapter):
             return []
         output = await self._ok("2702", {"certno_list": list(cert_nos)})
         with self._reading("infno 2702"):
-            return [_binding(b) for b in output["mulaid_list"]]
+            return _mulaid_list(output)
+
+    async def read_family(self, cert_nos: Sequence[str], bound: Sequence[str]) -> FamilyRead:
+        """One 1101 asking for ``cert_nos`` and for the bindings of ``bound`` together."""
+        if not cert_nos or not bound:  # one read at most (none for two empty lists)
+            return FamilyRead(await self.find_persons(cert_nos), await self.bindings_of(bound))
+        data = {"psn_list": _psn_query(cert_nos), "mulaid_certno_list": list(bound)}
+        output = await self._ok("1101", data)
+        with self._reading("infno 1101"):
+            return FamilyRead(_psn_list(output), _mulaid_list(output))
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
         data = {
@@ -387,6 +390,40 @@ class HebeiAdapter(ProvinceAdapter):
         output = await self._ok("5203", {"certno_list": list(cert_nos)})
         with self._reading("infno 5203"):
             return [_settlement(s) for s in output["setlinfo_list"]]
+
+
+def _psn_query(cert_nos: Sequence[str]) -> list[dict[str, str]]:
+    """1101's input for ``cert_nos`` (ID cards)."""
+    return [{"psn_cert_type": "01", "certno": c} for c in cert_nos]
+
+
+def _psn_list(output: dict[str, Any]) -> dict[str, Person]:
+    """1101's ``psn_list``: the persons Hebei insures among those asked, by ID number."""
+    found: dict[str, Person] = {}
+    for item in _list(output["psn_list"]):
+        base, insu = item["baseinfo"], item["insuinfo"][0]
+        balance = insu["balc"]
+        found[text(base["certno"])] = Person(
+            cert_no=text(base["certno"]),
+            name=text(base["psn_name"]),
+            area=Area(text(insu["insuplc_admdvs"]), text(insu["insuplc_admdvs_name"])),
+            insurance_type=_INSUTYPE[insu["insutype"]],
+            insurance_status=_INSU_STAS[insu["psn_insu_stas"]],
+            balance=None if balance is None else parse_money(balance),
+            phone=base.get("tel"),
+        )
+    return found
+
+
+def _mulaid_list(output: dict[str, Any]) -> list[Binding]:
+    """2702's ``mulaid_list`` (and a family screen's 1101's)."""
+    return [_binding(b) for b in _list(output["mulaid_list"])]
+
+
+def _list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"not a list: {value!r}")
+    return value
 
 
 def _binding(raw: dict[str, Any]) -> Binding:

@@ -69,14 +69,23 @@ A refusal from another service's list, or any refusal to another query, is
 paid from a quota held elsewhere, below).
 
 Services: QueryPerson (``<sfzh>*`` -> ``<person>*``), QueryRelatives (``<sfzh>`` ->
-``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), Bind and Unbind
-(-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
+``<relative>*``), QueryBindings (``<sfzh>*`` -> ``<binding>*``), QueryFamily
+(``<sfzh>*``, ``<bdsfzh>*`` -> ``<ryxx>``, ``<bdxx>``: a family screen, below), Bind
+and Unbind (-> ``<binding>``), Settle and ReverseSettle (-> ``<settlement>``), QuerySettle
 (``<sfzh>*`` -> ``<settlement>*``), HoldQuota, ConfirmHold, ReleaseHold and RefundHold
 (-> ``<hold>``), QueryHold (``<sfzh>*`` -> ``<hold>*``), QueryRegistrationChanges
 (``<qsxh>`` -> ``<change>*``: the change feed, below), QueryPremium (-> ``<premium>``)
 and PayPremium (-> ``<payment>``: resident premiums, below). Answers are untrusted input:
 they are parsed with defusedxml only, and anything we cannot read becomes
 `UpstreamContractError`.
+
+A family screen (`read_family`) is one QueryFamily: ``<sfzh>`` for each person to find
+and ``<bdsfzh>`` for each person whose bindings to read; it answers exactly one
+``<ryxx>`` holding ``<person>`` elements and exactly one ``<bdxx>`` holding ``<binding>``
+elements, read as `find_persons` and `bindings_of` read QueryPerson's and
+QueryBindings' bodies (either container missing or repeated is an
+`UpstreamContractError`). With only one of the two lists, `read_family` sends that
+read alone (Henan asks at least one of each); with neither, nothing.
 
 Across provinces (跨省共济, Henan's rules from 2026-03-01): Bind for a relative insured
 in another province (`BindRequest.beneficiary_province`, ``"32"``) also sends
@@ -233,6 +242,7 @@ from adapters.base import (
     ChangeKind,
     Chosen,
     CivilRelative,
+    FamilyRead,
     Funding,
     HoldStatus,
     InsuranceStatus,
@@ -479,21 +489,8 @@ class HenanAdapter(ProvinceAdapter):
         if not cert_nos:
             return {}
         body = await self._ok("QueryPerson", [("sfzh", c) for c in cert_nos])
-        found: dict[str, Person] = {}
         with self._reading("service QueryPerson"):
-            for item in body.findall("person"):
-                cert_no = _text(item, "sfzh")
-                balance = _optional(item, "grzhye")
-                found[cert_no] = Person(
-                    cert_no=cert_no,
-                    name=_text(item, "xm"),
-                    area=Area(_text(item, "cbdq"), _text(item, "cbdqmc")),
-                    insurance_type=_XZLX[_text(item, "xzlx")],
-                    insurance_status=_CBZT[_text(item, "cbzt")],
-                    balance=None if balance is None else parse_money(balance),
-                    phone=_optional(item, "lxdh", missing_ok=True),
-                )
-        return found
+            return _persons(body)
 
     async def relatives(self, cert_no: str) -> Sequence[CivilRelative]:
         body = await self._ok("QueryRelatives", [("sfzh", cert_no)])
@@ -508,7 +505,16 @@ class HenanAdapter(ProvinceAdapter):
             return []
         body = await self._ok("QueryBindings", [("sfzh", c) for c in cert_nos])
         with self._reading("service QueryBindings"):
-            return [_binding(b) for b in body.findall("binding")]
+            return _bindings(body)
+
+    async def read_family(self, cert_nos: Sequence[str], bound: Sequence[str]) -> FamilyRead:
+        """One QueryFamily: the persons ``cert_nos`` and the bindings of ``bound``."""
+        if not cert_nos or not bound:  # one read at most (none for two empty lists)
+            return FamilyRead(await self.find_persons(cert_nos), await self.bindings_of(bound))
+        fields = [*(("sfzh", c) for c in cert_nos), *(("bdsfzh", c) for c in bound)]
+        body = await self._ok("QueryFamily", fields)
+        with self._reading("service QueryFamily"):
+            return FamilyRead(_persons(_only(body, "ryxx")), _bindings(_only(body, "bdxx")))
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
         fields = [
@@ -851,6 +857,29 @@ def _settlement(raw: ET.Element) -> Settlement:
         mutual_aid_province=province,
         funding_hold=hold,
     )
+
+
+def _persons(body: ET.Element) -> dict[str, Person]:
+    """QueryPerson's ``<person>`` elements (and QueryFamily's ``<ryxx>``), by ID number."""
+    found: dict[str, Person] = {}
+    for item in body.findall("person"):
+        cert_no = _text(item, "sfzh")
+        balance = _optional(item, "grzhye")
+        found[cert_no] = Person(
+            cert_no=cert_no,
+            name=_text(item, "xm"),
+            area=Area(_text(item, "cbdq"), _text(item, "cbdqmc")),
+            insurance_type=_XZLX[_text(item, "xzlx")],
+            insurance_status=_CBZT[_text(item, "cbzt")],
+            balance=None if balance is None else parse_money(balance),
+            phone=_optional(item, "lxdh", missing_ok=True),
+        )
+    return found
+
+
+def _bindings(body: ET.Element) -> list[Binding]:
+    """QueryBindings' ``<binding>`` elements (and QueryFamily's ``<bdxx>``)."""
+    return [_binding(b) for b in body.findall("binding")]
 
 
 def _binding(raw: ET.Element) -> Binding:

@@ -14,6 +14,7 @@ binding waits for the spouse's confirmation (`respond`).
 endpoint                                             verb used by
 ==================================================== ==== ==========================
 /api/v1/persons?certNos=a,b                          GET  `find_persons`
+/api/v1/persons?certNos=a,b&authorizationsOf=c,d     GET  `read_family`
 /api/v1/persons/{certNo}/relatives                   GET  `relatives`
 /api/v1/mutual-aid/authorizations?certNos=a,b        GET  `bindings_of`
 /api/v1/mutual-aid/authorizations                    POST `bind`
@@ -31,6 +32,13 @@ endpoint                                             verb used by
 /api/v1/premiums/{certNo}/{year}                     GET  `premium_of`
 /api/v1/premiums/{certNo}/{year}/payments            POST `pay_premium`
 ==================================================== ==== ==========================
+
+A family screen (`read_family`) is one GET of the persons with ``authorizationsOf``
+(the people whose authorizations to include): it answers ``{"persons": [...],
+"authorizations": [...]}``, each list read as `find_persons` and `bindings_of` read
+theirs (data that is not such an object, or either list missing or not a list, is an
+`UpstreamContractError`). With only one of the two lists, `read_family` sends that read
+alone; with neither, nothing.
 
 Across provinces (跨省共济, Jiangsu's rules from 2026-01-09: `_ACROSS`): `bind` sends
 the relative's insured province as ``beneficiaryProvince`` (its two-digit code,
@@ -141,6 +149,7 @@ from adapters.base import (
     ChangeKind,
     Chosen,
     CivilRelative,
+    FamilyRead,
     HoldStatus,
     InsuranceStatus,
     InsuranceType,
@@ -166,6 +175,7 @@ from adapters.base import (
 )
 
 _BASE = "/api/v1"
+_PERSONS = f"{_BASE}/persons"
 _AUTHORIZATIONS = f"{_BASE}/mutual-aid/authorizations"
 _HOLDS = f"{_BASE}/mutual-aid/holds"
 _SETTLEMENTS = f"{_BASE}/settlements"
@@ -349,23 +359,9 @@ class JiangsuAdapter(ProvinceAdapter):
     async def find_persons(self, cert_nos: Sequence[str]) -> Mapping[str, Person]:
         if not cert_nos:
             return {}
-        url = f"{_BASE}/persons"
-        data = await self._ok("GET", url, params={"certNos": ",".join(cert_nos)})
-        found: dict[str, Person] = {}
-        with self._reading(f"GET {url}"):
-            for item in data:
-                area, balance = item["insuredArea"], item["accountBalance"]
-                person = Person(
-                    cert_no=text(item["certNo"]),
-                    name=text(item["name"]),
-                    area=Area(text(area["code"]), text(area["name"])),
-                    insurance_type=_INSURANCE_TYPE[item["insuranceType"]],
-                    insurance_status=_INSURANCE_STATUS[item["insuranceStatus"]],
-                    balance=None if balance is None else parse_money(balance),
-                    phone=item.get("phone"),
-                )
-                found[person.cert_no] = person
-        return found
+        data = await self._ok("GET", _PERSONS, params={"certNos": ",".join(cert_nos)})
+        with self._reading(f"GET {_PERSONS}"):
+            return _persons(data)
 
     async def relatives(self, cert_no: str) -> Sequence[CivilRelative]:
         url = f"{_BASE}/persons/{quote(cert_no, safe='')}/relatives"
@@ -381,7 +377,22 @@ class JiangsuAdapter(ProvinceAdapter):
             return []
         data = await self._ok("GET", _AUTHORIZATIONS, params={"certNos": ",".join(cert_nos)})
         with self._reading(f"GET {_AUTHORIZATIONS}"):
-            return [_binding(b) for b in data]
+            return _authorizations(data)
+
+    async def read_family(self, cert_nos: Sequence[str], bound: Sequence[str]) -> FamilyRead:
+        """One GET of the persons ``cert_nos`` with the authorizations of ``bound``."""
+        if not cert_nos or not bound:  # one read at most (none for two empty lists)
+            return FamilyRead(await self.find_persons(cert_nos), await self.bindings_of(bound))
+        params = {"certNos": ",".join(cert_nos), "authorizationsOf": ",".join(bound)}
+        code, data = await self._request("GET", _PERSONS, params=params)
+        if code != 0:
+            raise self._contract_error(f"GET {_PERSONS}: unexpected code {code}")
+        with self._reading(f"GET {_PERSONS}"):
+            if not isinstance(data, dict):
+                raise TypeError("data is not an object")
+            return FamilyRead(
+                _persons(_list(data["persons"])), _authorizations(_list(data["authorizations"]))
+            )
 
     async def bind(self, request: BindRequest) -> Binding | Refusal:
         body: dict[str, Any] = {
@@ -682,6 +693,34 @@ def _premium_payment(raw: Any) -> PremiumPayment:
         funding_hold=hold,
         paid_at=_time(raw["paidAt"]),
     )
+
+
+def _persons(data: list[Any]) -> dict[str, Person]:
+    """The persons GET's ``[person]``: those Jiangsu insures among the asked, by ID number."""
+    found: dict[str, Person] = {}
+    for item in data:
+        area, balance = item["insuredArea"], item["accountBalance"]
+        person = Person(
+            cert_no=text(item["certNo"]),
+            name=text(item["name"]),
+            area=Area(text(area["code"]), text(area["name"])),
+            insurance_type=_INSURANCE_TYPE[item["insuranceType"]],
+            insurance_status=_INSURANCE_STATUS[item["insuranceStatus"]],
+            balance=None if balance is None else parse_money(balance),
+            phone=item.get("phone"),
+        )
+        found[person.cert_no] = person
+    return found
+
+
+def _authorizations(data: list[Any]) -> list[Binding]:
+    return [_binding(b) for b in data]
+
+
+def _list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"not a list: {value!r}")
+    return value
 
 
 def _party(raw: Any) -> Party:

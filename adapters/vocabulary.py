@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -153,6 +154,17 @@ class Person:
     @property
     def is_in_force(self) -> bool:
         return self.insurance_status is InsuranceStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRead:
+    """One province's part of a family screen (`ProvinceAdapter.read_family`): who among
+    the people asked it insures (as `find_persons` gives them) and every binding, in
+    any status, in which one of the people whose bindings were asked takes part (as
+    `bindings_of`)."""
+
+    persons: Mapping[str, Person]
+    bindings: Sequence[Binding]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,10 @@ Transactions:
 ====== ================================ =========================================
 infno  what                             input.data -> output
 ====== ================================ =========================================
-1101   person info, batched             [{"psn_cert_type": "01", "certno"}] -> {"psn_list"}
+1101   person info, batched             [{"psn_cert_type": "01", "certno"}] -> {"psn_list"},
+       (人员信息获取); with              or {"psn_list": [{"psn_cert_type": "01", "certno"}],
+       the bindings of other             "mulaid_certno_list": [certno]} -> {"psn_list",
+       persons too, in one call          "mulaid_list"} (``mulaid_list`` as 2702 answers)
 2701   civil-record relatives           {"certno"} -> {"rltv_list"}
 2702   mutual-aid bindings of persons   {"certno_list"} -> {"mulaid_list"}
 2703   create a binding                 {"auth_certno", "bene_certno", "bene_psn_name",
@@ -50,6 +53,11 @@ infno  what                             input.data -> output
                                          (the province's six-digit code, or null),
                                          "chg_time"}
 ====== ================================ =========================================
+
+1101 given an object is a family screen in one query: the persons of ``psn_list``, as
+1101 answers a list, and every binding in which one of ``mulaid_certno_list`` takes
+part, as 2702 answers ``certno_list`` (either list may be empty; both are required, and
+anything else is 入参校验失败).
 
 Across provinces, a payment in the relative's province is made from a quota held here
 (2711-2714, writes kept under their ``msgid`` like the others): a ``frzinfo`` is
@@ -259,6 +267,23 @@ def _answer(msgid: str, infcode: int, err_msg: str | None, output: Any = None) -
 
 
 async def _person_info(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
+    """1101: ``data`` a list of persons; or an object that also names, in
+    ``mulaid_certno_list``, persons whose bindings to answer as 2702 does (a family
+    screen in one call)."""
+    if not isinstance(data, dict):
+        return await _psn_list(system, data)
+    psn_list, mulaid_certnos = data["psn_list"], data["mulaid_certno_list"]
+    if not isinstance(psn_list, list):
+        raise TypeError(f"psn_list: {psn_list!r}")
+    if not isinstance(mulaid_certnos, list) or not all(isinstance(c, str) for c in mulaid_certnos):
+        raise TypeError(f"mulaid_certno_list: {mulaid_certnos!r}")
+    persons = await _psn_list(system, psn_list)
+    bindings = await _bindings(system, {"certno_list": mulaid_certnos}, msgid)
+    return {**persons, **bindings}
+
+
+async def _psn_list(system: ProvinceSystem, data: Any) -> dict[str, Any]:
+    """The persons among ``[{"psn_cert_type": "01", "certno"}]`` Hebei insures."""
     cert_nos = [item["certno"] for item in data]
     persons = await system.persons(cert_nos)
     return {

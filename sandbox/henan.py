@@ -40,6 +40,10 @@ QueryPerson              person info, batched     <sfzh>* -> <person>* (xm, sfzh
 QueryRelatives           civil-record relatives   <sfzh> -> <relative>* (sfzh, xm, gx)
 QueryBindings            mutual-aid bindings of   <sfzh>* -> <binding>*
                          persons
+QueryFamily              persons and the          <sfzh>*, <bdsfzh>* -> <ryxx> (<person>* as
+                         bindings of persons, in  QueryPerson answers the sfzh), <bdxx>
+                         one call (家庭共济信息   (<binding>* as QueryBindings answers the
+                         查询)                    bdsfzh)
 Bind                     create a binding         <sqrsfzh>, <bsqrsfzh>, <bsqrxm>, <gx>, <cnsbz>,
                                                   <bsqrcbsf>?, <gjed>? -> <binding>
 Unbind                   end a binding            <bdid>, <czrsfzh> -> <binding>
@@ -72,6 +76,13 @@ A ``<binding>`` holds bdid, sqrsfzh / sqrxm (authorizer), bsqrsfzh / bsqrxm
 cjsj (created, ``YYYYMMDDHHMMSS`` in UTC), and bsqrcbsf, gjed and gjedye (the
 beneficiary's insured province and the quota granted and remaining: see below;
 all three empty inside Henan).
+
+QueryFamily is a family screen in one query: ``<sfzh>`` the persons to answer as
+QueryPerson does, ``<bdsfzh>`` (绑定查询身份证号) the persons whose bindings to answer as
+QueryBindings does, each at least once and at most `MAX_BATCH` times (for only one of
+the two, ask QueryPerson or QueryBindings), else ``9999`` 入参校验失败. It answers one
+``<ryxx>`` (人员信息) holding the ``<person>`` elements and one ``<bdxx>`` (绑定信息)
+holding the ``<binding>`` elements, each present even when empty.
 
 Across provinces (跨省共济, from the 2026 rules' date, 2026-03-01). Bind takes two
 more elements: ``<bsqrcbsf>`` (被共济人参保省份), the province a relative insured
@@ -427,10 +438,10 @@ def _optional(parent: ET.Element, tag: str) -> str:
     return (parent.findtext(tag) or "").strip()
 
 
-def _cert_nos(body: ET.Element) -> list[str]:
-    cert_nos = [(el.text or "").strip() for el in body.findall("sfzh")]
+def _cert_nos(body: ET.Element, tag: str = "sfzh") -> list[str]:
+    cert_nos = [(el.text or "").strip() for el in body.findall(tag)]
     if not cert_nos or len(cert_nos) > MAX_BATCH or not all(cert_nos):
-        raise _BadInput("sfzh list")
+        raise _BadInput(f"{tag} list")
     return cert_nos
 
 
@@ -480,7 +491,12 @@ def _province(parent: ET.Element, tag: str) -> str | None:
 async def _query_person(
     system: ProvinceSystem, body: ET.Element, seq: str | None
 ) -> list[ET.Element]:
-    persons = await system.persons(_cert_nos(body))
+    return await _persons(system, _cert_nos(body))
+
+
+async def _persons(system: ProvinceSystem, cert_nos: list[str]) -> list[ET.Element]:
+    """A ``<person>`` for each of ``cert_nos`` Henan insures."""
+    persons = await system.persons(cert_nos)
     return [
         _element(
             "person",
@@ -536,8 +552,26 @@ def _binding(row: dict[str, Any]) -> ET.Element:
 async def _query_bindings(
     system: ProvinceSystem, body: ET.Element, seq: str | None
 ) -> list[ET.Element]:
-    rows = await system.bindings_of(_cert_nos(body))
+    return await _bindings(system, _cert_nos(body))
+
+
+async def _bindings(system: ProvinceSystem, cert_nos: list[str]) -> list[ET.Element]:
+    """A ``<binding>`` for each binding in which one of ``cert_nos`` takes part."""
+    rows = await system.bindings_of(cert_nos)
     return [_binding(r) for r in rows]
+
+
+async def _query_family(
+    system: ProvinceSystem, body: ET.Element, seq: str | None
+) -> list[ET.Element]:
+    """QueryPerson's answer for the ``<sfzh>`` in ``<ryxx>`` and QueryBindings' for the
+    ``<bdsfzh>`` in ``<bdxx>``: a family screen in one call."""
+    cert_nos, bound = _cert_nos(body), _cert_nos(body, "bdsfzh")
+    persons = ET.Element("ryxx")
+    persons.extend(await _persons(system, cert_nos))
+    bindings = ET.Element("bdxx")
+    bindings.extend(await _bindings(system, bound))
+    return [persons, bindings]
 
 
 async def _bind(system: ProvinceSystem, body: ET.Element, seq: str | None) -> list[ET.Element]:
@@ -831,6 +865,7 @@ READ_CALLS = frozenset(
         "QueryPerson",
         "QueryRelatives",
         "QueryBindings",
+        "QueryFamily",
         "QuerySettle",
         "QueryHold",
         "QueryRegistrationChanges",
@@ -876,6 +911,7 @@ _HANDLERS: dict[str, _Handler] = {
     "QueryPerson": _query_person,
     "QueryRelatives": _query_relatives,
     "QueryBindings": _query_bindings,
+    "QueryFamily": _query_family,
     "Bind": _bind,
     "Unbind": _unbind,
     "Settle": _settle,

@@ -25,6 +25,9 @@ same institution is the same settlement (a different bill under it is 40016).
 endpoint                                           verb request -> data
 ================================================== ==== ======================================
 /api/v1/persons?certNos=a,b                        GET  -> [person]
+/api/v1/persons?certNos=a,b&authorizationsOf=c,d   GET  -> {"persons": [person],
+                                                         "authorizations": [authorization]}
+                                                         (a family screen in one request)
 /api/v1/persons/{certNo}/relatives                 GET  -> [{"certNo", "name", "relation"}]
 /api/v1/mutual-aid/authorizations?certNos=a,b      GET  -> [authorization] (either side)
 /api/v1/mutual-aid/authorizations                  POST {"authorizerCertNo",
@@ -66,6 +69,12 @@ endpoint                                           verb request -> data
                                                          "amount", "holdId"}]}
                                                          -> payment (once a year)
 ================================================== ==== ======================================
+
+With ``authorizationsOf`` the persons GET answers, in one request, a family screen:
+``persons`` as it answers without it, and ``authorizations`` as
+``GET /api/v1/mutual-aid/authorizations?certNos=`` answers those ``authorizationsOf``
+names (either list may be empty, as in ``certNos=&authorizationsOf=c``; each holds at
+most `MAX_CERT_NOS`).
 
 person: ``{"certNo", "name", "gender": "MALE"|"FEMALE"|null, "birthDate",
 "phone", "insuredArea": {"code", "name"}, "insuranceType": "EMPLOYEE"|"RESIDENT",
@@ -410,13 +419,13 @@ def _endpoint(
     return endpoint
 
 
-def _cert_nos(request: Request) -> list[str]:
-    raw = request.query_params.get("certNos")
+def _cert_nos(request: Request, key: str = "certNos") -> list[str]:
+    raw = request.query_params.get(key)
     if raw is None:
-        raise _Malformed("certNos is required")
+        raise _Malformed(f"{key} is required")
     cert_nos = [c.strip() for c in raw.split(",") if c.strip()]
     if len(cert_nos) > MAX_CERT_NOS:
-        raise _Malformed("too many certNos")
+        raise _Malformed(f"too many {key}")
     return cert_nos
 
 
@@ -490,8 +499,19 @@ def _time(value: str | None) -> str | None:
     return dt.datetime.fromisoformat(value).astimezone(CST).isoformat()
 
 
-async def _persons(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
-    cert_nos = _cert_nos(request)
+async def _persons(
+    system: ProvinceSystem, request: Request
+) -> list[dict[str, Any]] | dict[str, list[dict[str, Any]]]:
+    """The persons of ``certNos``; with ``authorizationsOf``, also the authorizations of
+    those it names, as ``GET .../authorizations`` answers them (a family screen)."""
+    persons = await _person_records(system, _cert_nos(request))
+    if "authorizationsOf" not in request.query_params:
+        return persons
+    authorizations = await _authorization_records(system, _cert_nos(request, "authorizationsOf"))
+    return {"persons": persons, "authorizations": authorizations}
+
+
+async def _person_records(system: ProvinceSystem, cert_nos: list[str]) -> list[dict[str, Any]]:
     if not cert_nos:
         return []
     return [
@@ -539,7 +559,12 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _authorizations(system: ProvinceSystem, request: Request) -> list[dict[str, Any]]:
-    cert_nos = _cert_nos(request)
+    return await _authorization_records(system, _cert_nos(request))
+
+
+async def _authorization_records(
+    system: ProvinceSystem, cert_nos: list[str]
+) -> list[dict[str, Any]]:
     if not cert_nos:
         return []
     return [_record(r) for r in await system.bindings_of(cert_nos)]
