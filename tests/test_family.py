@@ -11,11 +11,12 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters.base import ProvinceAdapter
+from bench.dashboard import QUERY as DASHBOARD
 from gateway.common.auth import INSTITUTION, Institution, mint_token
 from gateway.common.certno import check_character, mask_cert_no, mask_name
 from gateway.ops.config import Settings
 from gateway.provinces.federated import adapter_classes
-from tests.conftest import PEOPLE, WANG_EIGHT, GraphQL, gateway, person
+from tests.conftest import PEOPLE, WANG_EIGHT, GraphQL, Sandboxes, gateway, person
 
 FAMILY = """{ me { family {
   relative { name certNo } relation insuredArea { code } province { code } insurance { type status }
@@ -424,3 +425,28 @@ async def test_a_relative_remembered_in_another_province_is_counted_once(
     hao = next(v for c, v in verdicts.items() if c.endswith(person("hb_wang_hao")["certNo"][-4:]))
     assert hao == {"state": "CAN_BIND", "reason": None}
     assert len(after["data"]["me"]["mutualAidBindings"]["asAuthorizer"]) == 7
+
+
+@pytest.mark.parametrize("who", ["hb_wang_jianguo", "hb_liu_tao", "js_huang_wei", "hn_zhao_lei"])
+async def test_a_warm_dashboard_sends_one_request_to_each_province_it_involves(who: str) -> None:
+    """Once the caller and their relatives are remembered, and the civil record kept,
+    each province is asked once: where its people are and their bindings together,
+    the caller found in the same request to their own province."""
+    boxes = Sandboxes()
+    async with boxes:
+        await boxes.start()
+        async with gateway(dict(boxes.transports)) as gql:
+            for _ in range(2):  # remembered, civil record kept
+                assert "errors" not in await gql(DASHBOARD, as_=who)
+            before = {name: t.calls for name, t in boxes.transports.items()}
+            answer = await gql(DASHBOARD, as_=who)
+            sent = {name: t.calls - before[name] for name, t in boxes.transports.items()}
+    assert "errors" not in answer, answer
+    assert answer["data"]["me"]["family"]
+    assert sent[home_of(who)] == 1, sent
+    assert all(n <= 1 for n in sent.values()), sent
+
+
+def home_of(key: str) -> str:
+    area = person(key)["insuredArea"][:2]
+    return next(name for name, cls in adapter_classes().items() if cls.code == area)

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from adapters.base import AdapterSettings, Guard
 from adapters.henan import HenanAdapter
+from bench.dashboard import QUERY as DASHBOARD
 from gateway.edge.app import create_app
 from gateway.graph.context import Services
 from gateway.ops.config import Caching, Resilience, Settings
@@ -757,3 +758,29 @@ async def test_the_callers_province_failing_is_answered_without_waiting_for_othe
     assert [
         (e["path"], e["extensions"]["code"], e["extensions"]["province"]) for e in result["errors"]
     ] == [(["me"], "UPSTREAM_UNAVAILABLE", "32")]
+
+
+@pytest.mark.parametrize("civil_record_seconds", [300.0, 0.0], ids=["civil-kept", "civil-asked"])
+async def test_a_hanging_home_province_costs_one_timeout_not_two(
+    provinces: Provinces, civil_record_seconds: float
+) -> None:
+    """王建国's Hebei hangs. His dashboard is Hebei's timeout after one deadline: finding
+    him and reading his family wait on the same request (or on requests sent at once),
+    never one after the other."""
+    deadline = 1.0
+    settings = dataclasses.replace(
+        fast(timeout=deadline, retries=0, breaker_threshold=100),
+        cache=Caching(civil_record_seconds=civil_record_seconds),
+    )
+    async with running(provinces, settings) as (gql, _):
+        for _ in range(2):  # remembered, and his civil record kept where it may be
+            assert "errors" not in await gql(DASHBOARD, as_="hb_wang_jianguo")
+        provinces.switches["hebei"].mode = "hang"
+        started = asyncio.get_running_loop().time()
+        result = await gql(DASHBOARD, as_="hb_wang_jianguo")
+        took = asyncio.get_running_loop().time() - started
+    assert result["data"] == {"me": None}
+    assert [(e["path"], e["extensions"]["code"]) for e in result["errors"]] == [
+        (["me"], "UPSTREAM_TIMEOUT")
+    ]
+    assert deadline <= took < 1.8 * deadline  # one deadline, not two in a row

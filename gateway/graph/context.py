@@ -89,6 +89,7 @@ class Context:
             family=services.family,
             mutual_aid=services.mutual_aid,
             person=self.person,
+            known=self._people.prime,
             links=self.links,
             leftovers=self.leftovers,
         )

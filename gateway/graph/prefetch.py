@@ -36,6 +36,8 @@ class Ahead:
         self, home: ProvinceAdapter | None = None, leftovers: list[asyncio.Task[Any]] | None = None
     ) -> None:
         self.home = home
+        # where the caller is, given by the family screen's request to ``home``
+        self.caller: asyncio.Future[Located | None] | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         # cancelled when the operation ends (`Measured`): `Context.leftovers`
         self._leftovers = [] if leftovers is None else leftovers
@@ -54,9 +56,11 @@ class Ahead:
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
+        if self.caller is not None and not self.caller.done():
+            self.caller.cancel()
 
 
-def _taken(task: asyncio.Task[Any]) -> None:
+def _taken(task: asyncio.Future[Any]) -> None:
     """A result nobody awaits (its field failed first) is not an unhandled error; a
     province's fault is its field's to report, anything else is logged here."""
     if task.cancelled():
@@ -77,6 +81,7 @@ class Prefetch:
         family: Family,
         mutual_aid: MutualAid,
         person: Callable[[str], Awaitable[Located | None]],
+        known: Callable[[str, Located | None], None],
         links: Callable[[str], Awaitable[list[KinshipLink]]],
         leftovers: list[asyncio.Task[Any]],
     ) -> None:
@@ -85,6 +90,7 @@ class Prefetch:
         self._family = family
         self._mutual_aid = mutual_aid
         self._person = person
+        self._known = known
         self._links = links
         self._leftovers = leftovers
 
@@ -93,7 +99,7 @@ class Prefetch:
         need, started meanwhile (none unless they are where they were remembered)."""
         ahead = await self._start(caller, asked)
         try:
-            located = await self._person(caller)
+            located = await self._settled(caller, ahead)
         except BaseException:
             ahead.cancel()
             raise
@@ -101,6 +107,16 @@ class Prefetch:
             ahead.cancel()  # not insured, or elsewhere now: each field asks for itself
             ahead = Ahead()
         return located, ahead
+
+    async def _settled(self, caller: str, ahead: Ahead) -> Located | None:
+        """Where the caller is: from the family screen's request to their home province
+        when it asks (one request, not two), otherwise asked for."""
+        if ahead.caller is not None:
+            located = await ahead.caller
+            if located is not None:
+                self._known(caller, located)  # the rest of the request asks nothing
+                return located
+        return await self._person(caller)  # not where remembered: looked for everywhere
 
     async def _start(self, caller: str, asked: Collection[str]) -> Ahead:
         family, bindings = "family" in asked, "mutualAidBindings" in asked
@@ -112,7 +128,16 @@ class Prefetch:
             return Ahead()  # after an outage, guesses must not take the breaker's one probe
         ahead = Ahead(home, self._leftovers)
         if family:
-            facts = ahead.start("family", self._family.facts(caller, home, self._links(caller)))
+            settle = None
+            if self._directory.civil_record_kept(home, caller):
+                # the relatives are known at once: the caller is asked with them (a civil
+                # record to read first would delay finding the caller)
+                settle = asyncio.get_running_loop().create_future()
+                settle.add_done_callback(_taken)
+                ahead.caller = settle
+            facts = ahead.start(
+                "family", self._family.facts(caller, home, self._links(caller), settle)
+            )
             if bindings:  # the family screen asks for the caller's bindings too: no second request
                 ahead.start("bindings", self._family.bindings_of_caller(facts, home))
         elif bindings:

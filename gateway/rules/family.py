@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -25,6 +25,7 @@ from adapters.base import (
     Binding,
     BindingStatus,
     CivilRelative,
+    FamilyRead,
     Party,
     ProvinceAdapter,
     RefusalCode,
@@ -163,13 +164,32 @@ class Family:
         caller: str,
         home: ProvinceAdapter,
         read_links: Awaitable[Sequence[KinshipLink]] | None = None,
+        settle: asyncio.Future[Located | None] | None = None,
     ) -> Facts:
         """Everything the screen needs from the provinces and the store, in as few
         rounds as the facts allow: the civil record (remembered a while) and the
-        links; then, at once, where the relatives are insured and the bindings of
-        everyone, asked of the provinces remembered for them (a relative found
-        elsewhere since is asked of their province after). ``read_links``: the
-        caller's kinship links, when the request reads them already."""
+        links; then where the relatives are insured and the bindings of everyone,
+        in one request per province remembered for them (a relative found elsewhere
+        since is asked of their province after). ``read_links``: the caller's kinship
+        links, when the request reads them already.
+
+        ``settle``: the caller is looked for at ``home`` in the same request, and this
+        is given where they are (None: not there, or not asked) or ``home``'s fault as
+        soon as ``home`` answers, whatever the other provinces do.
+        """
+        try:
+            return await self._facts(caller, home, read_links, settle)
+        finally:
+            if settle is not None and not settle.done():
+                settle.set_result(None)  # never asked: whoever waits asks for themselves
+
+    async def _facts(
+        self,
+        caller: str,
+        home: ProvinceAdapter,
+        read_links: Awaitable[Sequence[KinshipLink]] | None,
+        settle: asyncio.Future[Located | None] | None,
+    ) -> Facts:
         civil, links = await asyncio.gather(
             self._directory.civil_record(home, caller),
             read_links or self._kinship.links_of(caller),
@@ -193,19 +213,23 @@ class Family:
             for code, adapter in self._provinces.items()
             if adapter is home or adapter.policy().cross_province
         }
+        landed = None if settle is None else _settling(settle, caller, home)
+        wanted = [*names, caller] if settle is not None else list(names)
         remembered = await self._directory.remembered(names)
         if len(remembered) < len(names):
             # someone new: where they are insured first, then each province once
-            located, unlocated = await self._directory.locate_all(names)
-            for cert_no, where in located.items():
-                groups.setdefault(where.adapter.code, set()).add(cert_no)
+            survey = await self._directory.survey(wanted, landed=landed)
+            for cert_no, where in survey.located.items():
+                if cert_no in names:
+                    groups.setdefault(where.adapter.code, set()).add(cert_no)
             held, theirs, failed = await self._bindings(caller, groups)
-        else:  # all remembered: both at once
+        else:  # all remembered: where they are and everyone's bindings, one request each
             for cert_no, code in remembered.items():
                 groups.setdefault(code, set()).add(cert_no)
-            (located, unlocated), (held, theirs, failed) = await asyncio.gather(
-                self._directory.locate_all(names), self._bindings(caller, groups)
-            )
+            survey = await self._directory.survey(wanted, groups, landed)
+            held, theirs, failed = self._sorted(caller, survey.bindings, survey.failed)
+        located = {c: where for c, where in survey.located.items() if c in names}
+        unlocated = {c: error for c, error in survey.unresolved.items() if c in names}
         # relatives found in a province not asked above (they moved): ask it now
         later: dict[str, set[str]] = {}
         for cert_no, where in located.items():
@@ -338,23 +362,40 @@ class Family:
         """The bindings of ``groups``' people, one request per province; who takes part
         with the caller, everyone's, and the provinces that failed (left out). ``seen``:
         ``(province, binding id)`` already had, left out."""
-        order = [(self._provinces[code], certs) for code, certs in groups.items() if certs]
+        order = [(code, certs) for code, certs in groups.items() if certs]
         answers = await asyncio.gather(
-            *(a.bindings_of(sorted(certs)) for a, certs in order), return_exceptions=True
+            *(self._provinces[code].bindings_of(sorted(certs)) for code, certs in order),
+            return_exceptions=True,
         )
-        found: Bindings = ([], {}, {})
-        held, theirs, failed = found
+        bindings: dict[str, Sequence[Binding]] = {}
+        failed: dict[str, UpstreamError] = {}
+        for (code, _), answer in zip(order, answers, strict=True):
+            if isinstance(answer, UpstreamError):
+                failed[code] = answer
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                bindings[code] = answer
+        return self._sorted(caller, bindings, failed, seen)
+
+    def _sorted(
+        self,
+        caller: str,
+        answers: Mapping[str, Sequence[Binding]],
+        failed: Mapping[str, UpstreamError],
+        seen: set[tuple[str, str]] | None = None,
+    ) -> Bindings:
+        """The bindings each province answered: who takes part with the caller,
+        everyone's, and the provinces that failed (``seen`` left out)."""
+        found: Bindings = ([], {}, dict(failed))
+        held, theirs, _ = found
         seen = set() if seen is None else seen
-        for (adapter, _), bindings in zip(order, answers, strict=True):
-            if isinstance(bindings, UpstreamError):
-                failed[adapter.code] = bindings
-                continue
-            if isinstance(bindings, BaseException):
-                raise bindings
+        for code, bindings in answers.items():
+            adapter = self._provinces[code]
             for binding in bindings:
-                if (adapter.code, binding.id) in seen:
+                if (code, binding.id) in seen:
                     continue
-                seen.add((adapter.code, binding.id))
+                seen.add((code, binding.id))
                 if caller in (binding.authorizer.cert_no, binding.beneficiary.cert_no):
                     held.append((binding, adapter))
                 for party in (binding.authorizer, binding.beneficiary):
@@ -437,6 +478,24 @@ def _payer(me: Located, relative: str, facts: Facts) -> Party | None:
 
     authorizers = bound_authorizers(facts.theirs.get(relative, ()), relative)
     return choose_payer(None, None, [(p, balance(p.cert_no)) for p in authorizers])
+
+
+def _settling(
+    settle: asyncio.Future[Located | None], caller: str, home: ProvinceAdapter
+) -> Callable[[str, FamilyRead | UpstreamError], None]:
+    """Gives ``settle`` where the caller is as soon as their home province answers."""
+
+    def landed(code: str, answer: FamilyRead | UpstreamError) -> None:
+        if code != home.code or settle.done():
+            return
+        if isinstance(answer, UpstreamError):
+            settle.set_exception(answer)
+            return
+        person = answer.persons.get(caller)
+        found = person is not None and home.serves(person.area.code)
+        settle.set_result(Located(person, home) if person is not None and found else None)
+
+    return landed
 
 
 def _merge(into: Bindings, more: Bindings) -> None:
