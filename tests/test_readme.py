@@ -788,6 +788,9 @@ SHOWN: dict[str, Shown] = {
     ),
 }
 BLOCKS = dict(graphql_blocks())
+# Shown subscriptions: each is the document tests/test_subscriptions.py follows end to
+# end over WebSocket and SSE (a subscription over a plain POST never answers).
+SUBSCRIBED = {"docs/frontend.md FamilyEvents"}
 
 
 def persona_token(gql: GraphQL, key: str | None) -> str | None:
@@ -805,11 +808,21 @@ def persona_token(gql: GraphQL, key: str | None) -> str | None:
 
 
 def test_every_shown_operation_has_a_way_to_run_it() -> None:
-    assert [k for k in BLOCKS if k not in SHOWN] == [], "shown operations without an entry"
-    assert [k for k in SHOWN if k not in BLOCKS] == [], "entries of no shown operation"
+    ways = SHOWN.keys() | SUBSCRIBED
+    assert [k for k in BLOCKS if k not in ways] == [], "shown operations without an entry"
+    assert [k for k in ways if k not in BLOCKS] == [], "entries of no shown operation"
 
 
-@pytest.mark.parametrize("key", list(BLOCKS))
+def test_every_shown_subscription_is_the_one_followed_end_to_end() -> None:
+    from tests.test_subscriptions import FOLLOW
+
+    assert [k for k in BLOCKS if BLOCKS[k].lstrip().startswith("subscription")] == sorted(
+        SUBSCRIBED
+    )
+    assert all(BLOCKS[k] == FOLLOW for k in SUBSCRIBED)
+
+
+@pytest.mark.parametrize("key", [k for k in BLOCKS if k not in SUBSCRIBED])
 async def test_every_shown_operation_runs(gql: GraphQL, key: str) -> None:
     shown = SHOWN.get(key)
     if shown is None:

@@ -6,6 +6,7 @@ with pools of their own on one database schema."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from adapters.base import Party, Relation
 from gateway.common.channels import Channel
 from gateway.rules.kinship.links import KinshipLink, LinkStatus
 from gateway.rules.kinship.registry import Registry
+from gateway.state.events import CursorExpired, Events, Kind, raise_event
 from gateway.state.leases import Busy, Leases
 from gateway.state.migrations import LATEST, MIGRATIONS, StoreTooNew, statements
 from gateway.state.outbox import Outbox, Reconciler
@@ -357,3 +359,54 @@ async def test_shared_rate_windows_can_be_reset_and_say_what_they_keep(opener: O
     assert (await windows.get_moving_window("subject:z", 2, 60))[1] == 0
     with pytest.raises(NotImplementedError, match="moving windows only"):
         await windows.incr("subject:z", 60)
+
+
+async def test_an_event_raised_on_one_instance_reaches_a_follower_on_another(
+    instances: Opener,
+) -> None:
+    """LISTEN/NOTIFY wakes the other instance's follower at once (its safety poll is
+    30 s: a test that waits less proves the notification), once per event even when
+    raised twice, and nothing for a transaction rolled back."""
+    store = await instances()
+    here, there = Events(store), Events(await instances())
+    await here.start()
+    await there.start()
+    following = there.follow("110101199001011237", await there.newest())
+    first = asyncio.ensure_future(anext(following))
+    await asyncio.sleep(0.2)  # the follower reads, then waits
+    with contextlib.suppress(RuntimeError):
+        async with store.transaction() as db:  # rolled back: never told
+            await raise_event(db, "110101199001011237", Kind.BINDING_ENDED, {"n": 0}, "e-0")
+            raise RuntimeError
+    for _ in range(2):  # the same event raised twice is one event
+        async with store.transaction() as db:
+            await raise_event(db, "110101199001011237", Kind.BINDING_ENDED, {"n": 1}, "e-1")
+    happened = await asyncio.wait_for(first, 5)
+    assert (happened.kind, happened.body) == (Kind.BINDING_ENDED, {"n": 1})
+    second = asyncio.ensure_future(anext(following))
+    await asyncio.sleep(0.2)
+    assert not second.done()
+    second.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await second
+    await following.aclose()
+
+
+async def test_events_after_a_cursor_are_kept_for_the_retention_then_pruned(
+    opener: Opener,
+) -> None:
+    store = await opener()
+    events = Events(store, retention=dt.timedelta(hours=1))
+    async with store.transaction() as db:
+        for n in range(3):
+            await raise_event(db, "110101199001011237", Kind.PAID_FOR_RELATIVE, {"n": n}, f"p{n}")
+        await raise_event(db, "someone else", Kind.PAID_FOR_RELATIVE, {"n": 9}, "other")
+    mine = await events.after("110101199001011237", 0)
+    assert [h.body["n"] for h in mine] == [0, 1, 2]
+    assert [h.body["n"] for h in await events.after("110101199001011237", mine[0].seq)] == [1, 2]
+    events.check(mine[0].at)  # still kept
+    later = mine[0].at + dt.timedelta(hours=2)
+    with pytest.raises(CursorExpired):
+        events.check(mine[0].at, now=later)
+    assert await events.prune(now=later) == 4
+    assert await events.after("110101199001011237", 0) == []

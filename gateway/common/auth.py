@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Caller:
     cert_no: str
     roles: frozenset[str] = frozenset()
     institution: Institution | None = None
+    expires: dt.datetime | None = None  # when the token runs out
 
 
 class InvalidToken(Exception):
@@ -145,7 +147,11 @@ def verify_token(token: str, settings: AuthSettings) -> Caller:
             institution = Institution(code=named["code"], kind=named["kind"])  # type: ignore[index]
         except (TypeError, KeyError, ValueError) as exc:
             raise InvalidToken("the INSTITUTION role without a valid institution") from exc
-    return Caller(cert_no=subject, roles=granted, institution=institution)
+    try:
+        expires = dt.datetime.fromtimestamp(claims["exp"] + settings.leeway_seconds, dt.UTC)
+    except (OverflowError, ValueError, OSError):  # beyond any date: never, in practice
+        expires = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return Caller(cert_no=subject, roles=granted, institution=institution, expires=expires)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -282,6 +282,15 @@ _FAULTS: dict[str, tuple[str, str]] = {
         "仅可执行已登记的操作",
         "Only registered operations run here: send its documentId.",
     ),
+    "CURSOR_EXPIRED": (
+        "该位置之后的消息已过保留期,请重新加载家庭页面",
+        "Events after this cursor are no longer kept: reload the family screen, then"
+        " subscribe without a cursor.",
+    ),
+    "TOO_MANY_SUBSCRIPTIONS": (
+        "订阅数量已达上限,请关闭不用的订阅",
+        "Too many subscriptions are open: close some first.",
+    ),
     "INTERNAL_ERROR": ("系统繁忙,请稍后再试", "Something went wrong on our side."),
     "AUDIT_UNAVAILABLE": (
         "系统暂时无法记录本次查询,请稍后再试",

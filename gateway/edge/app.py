@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -22,13 +23,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET
+from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.common.auth import Caller, InvalidToken, bearer, verify_token
 from gateway.common.messages import preferred_language
@@ -42,12 +45,13 @@ from gateway.edge.limits import (
     request_status,
 )
 from gateway.edge.playground import Playground
+from gateway.edge.subscriptions import TOO_MANY, Connections, Socket
 from gateway.graph.audit import DOCUMENT, AuditLog
 from gateway.graph.context import Context, Services
 from gateway.graph.metrics import Metrics
 from gateway.graph.ratelimit import RateLimiter
 from gateway.graph.schema import build_schema
-from gateway.ops.config import Settings
+from gateway.ops.config import Settings, Subscriptions
 from gateway.ops.logs import REQUEST_ID
 from gateway.provinces.directory import Directory
 from gateway.provinces.federated import open_provinces, sandbox_names
@@ -60,6 +64,7 @@ from gateway.rules.premiums import Premiums
 from gateway.rules.registrations import Registrations
 from gateway.rules.settlement import Settlements
 from gateway.state.backend import open_store
+from gateway.state.events import Events
 from gateway.state.leases import Leases
 from gateway.state.outbox import Outbox, Reconciler
 from gateway.state.records import Journal
@@ -112,6 +117,7 @@ class _GraphQL(GraphQL[Context, None]):
         documents: Manifest | None = None,
         *,
         free_documents: bool = True,
+        subscriptions: Subscriptions = Subscriptions(),  # noqa: B008
     ) -> None:
         # Uploads (kinship documents) come as GraphQL multipart requests. Tokens
         # travel in a header, never a cookie, so a cross-site form cannot use them.
@@ -121,10 +127,51 @@ class _GraphQL(GraphQL[Context, None]):
             multipart_uploads_enabled=True,
             # POST only: a query in a URL ends up in access logs and proxies' caches
             allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+            max_subscriptions_per_connection=subscriptions.per_connection,
+            connection_init_wait_timeout=dt.timedelta(seconds=10),
         )
+        self.connections = Connections(subscriptions)
         self.playground = playground
         self.documents = documents  # the registered documents (gateway.edge.documents)
         self.free_documents = free_documents
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        socket = Socket(scope, receive=receive, send=send)
+        socket.documents, socket.free_documents = self.documents, self.free_documents
+        socket.lang = preferred_language(socket.headers.get("accept-language"))
+        address = socket.client.host if socket.client else None
+        if not self.connections.open_address(address):
+            await socket.accept(subprotocol=GRAPHQL_TRANSPORT_WS_PROTOCOL)
+            await socket.close(TOO_MANY, "Too many connections from this address")
+            return
+        try:
+            await self.run(socket)
+        finally:
+            self.connections.closed(socket, address)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """A WebSocket client signs in with ``connection_init``'s payload: its token as
+        ``authorization`` (``Bearer …``), as a header would carry it. Refused without a
+        valid one; closed when it runs out."""
+        socket = context.socket
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        authorization = params.get("authorization") or params.get("Authorization")
+        token = bearer(authorization) if isinstance(authorization, str) else None
+        caller = None if token is None else await _verified(token, context.services)
+        if caller is None or not isinstance(socket, Socket):
+            raise ConnectionRejectionError
+        if not self.connections.admit(socket, caller.cert_no):
+            socket.refuse(TOO_MANY, "Too many connections for this caller")
+            raise ConnectionRejectionError
+        context.caller = caller
+        if caller.expires is not None:
+            left = (caller.expires - dt.datetime.now(dt.UTC)).total_seconds()
+            self.connections.expire(socket, left)
+        return cast(UnsetType, UNSET)  # connection_ack without a payload
 
     def encode_json(self, data: object) -> bytes:
         """orjson: several times faster than the standard library on large answers."""
@@ -164,7 +211,10 @@ class _GraphQL(GraphQL[Context, None]):
         media = JSON
         DOCUMENT.set(None)  # until the request names a registered one
         try:
-            if isinstance(request, Request) and request.method == "POST":
+            streamed = isinstance(request, Request) and self._get_stream_transport_from_headers(
+                request.headers
+            )
+            if isinstance(request, Request) and request.method == "POST" and not streamed:
                 chosen = negotiate(request.headers.get("accept"))
                 if chosen is None:
                     raise HTTPException(406, "no acceptable media type")
@@ -204,17 +254,8 @@ class _GraphQL(GraphQL[Context, None]):
     ) -> Context:
         services: Services = request.app.state.services
         lang = preferred_language(request.headers.get("accept-language"))
-        caller: Caller | None = None
         token = bearer(request.headers.get("authorization"))
-        if token is not None:
-            auth = services.settings.auth
-            try:
-                if auth.jwks_url is not None:  # the key set may be fetched: not on the loop
-                    caller = await asyncio.to_thread(verify_token, token, auth)
-                else:
-                    caller = verify_token(token, auth)
-            except InvalidToken as exc:
-                log.info("rejected token: %s", exc)
+        caller = None if token is None else await _verified(token, services)
         request_id = REQUEST_ID.get()
         if request_id == "-":  # not through the app's middleware (never in practice)
             request_id = uuid.uuid4().hex
@@ -224,7 +265,20 @@ class _GraphQL(GraphQL[Context, None]):
             request_id=request_id,
             caller=caller,
             client=request.client.host if request.client else None,
+            socket=request if isinstance(request, Socket) else None,
         )
+
+
+async def _verified(token: str, services: Services) -> Caller | None:
+    """The caller a token names, or None (logged) if it does not verify."""
+    auth = services.settings.auth
+    try:
+        if auth.jwks_url is not None:  # the key set may be fetched: not on the loop
+            return await asyncio.to_thread(verify_token, token, auth)
+        return verify_token(token, auth)
+    except InvalidToken as exc:
+        log.info("rejected token: %s", exc)
+        return None
 
 
 def embeds_sandboxes(settings: Settings) -> bool:
@@ -280,6 +334,8 @@ def create_app(
             app.state.crossing = crossing  # (the reconciler's part, for tests to run)
             settlements = Settlements(provinces, directory, writes, mutual_aid, crossing)
             premiums = Premiums(directory, mutual_aid, writes, crossing)
+            events = Events(store, dt.timedelta(hours=settings.subscriptions.retention_hours))
+            await events.start()
             app.state.services = Services(
                 settings=settings,
                 store=store,
@@ -298,6 +354,7 @@ def create_app(
                 outbox=outbox,
                 replays=replays,
                 writes=writes,
+                events=events,
             )
             metrics.watch(provinces, outbox, store)
             resilience = settings.resilience
@@ -316,6 +373,7 @@ def create_app(
                     registrations.run(resilience.registration_interval),
                     name="registrations",
                 ),
+                asyncio.create_task(events.run_pruning(), name="events"),
             ]
             try:
                 yield
@@ -370,12 +428,14 @@ def create_app(
         playground,
         documents,
         free_documents=settings.allows_free_documents,
+        subscriptions=settings.subscriptions,
     )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
     ]
     if playground is not None:
         routes += [Route("/", root), *playground.routes()]

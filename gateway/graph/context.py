@@ -31,6 +31,7 @@ from gateway.rules.kinship import Kinship, KinshipLink
 from gateway.rules.mutual_aid import MutualAid
 from gateway.rules.premiums import Premiums
 from gateway.rules.settlement import Settlements
+from gateway.state.events import Events
 from gateway.state.outbox import Outbox
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
@@ -59,6 +60,7 @@ class Services:
     outbox: Outbox
     replays: Replays
     writes: Writes  # every write, once per idempotency key
+    events: Events  # what happened to whom, for subscriptions
 
 
 @dataclass(slots=True)
@@ -70,6 +72,9 @@ class Context:
     request_id: str
     caller: Caller | None
     client: str | None = None  # the client's address, for rate limits
+    # a WebSocket connection's: its socket, and connection_init's payload
+    socket: Any = None
+    connection_params: Any = None
     # work started ahead for this request (`prefetch`): cancelled when the operation
     # ends if no field took it
     leftovers: list[asyncio.Task[Any]] = field(default_factory=list)

@@ -74,7 +74,12 @@ NoteCodeType = strawberry.enum(NoteCode, name="NoteCode")
 
 
 def link_id(link: KinshipLink) -> strawberry.ID:
-    return strawberry.ID(encode_id(LINK_KIND, _REGISTRY, link.id))
+    return global_link_id(link.id)
+
+
+def global_link_id(registry_id: str) -> strawberry.ID:
+    """The graph's id of the link the registry keeps as ``registry_id``."""
+    return strawberry.ID(encode_id(LINK_KIND, _REGISTRY, registry_id))
 
 
 def registry_id(global_id: str) -> str:

@@ -23,6 +23,7 @@ from gateway.graph.audit_schema import AuditQueries
 from gateway.graph.context import Documented
 from gateway.graph.diagnosis_schema import DiagnosisQueries
 from gateway.graph.errors import ErrorBoundary
+from gateway.graph.events_schema import Subscription
 from gateway.graph.family_schema import FamilyMember, member_of
 from gateway.graph.kinship_schema import KinshipLinkType, KinshipMutations, KinshipQueries
 from gateway.graph.marks import AUDITED, Watched
@@ -351,6 +352,7 @@ class _Schema(strawberry.Schema):
         super().__init__(
             query=Query,
             mutation=Mutation,
+            subscription=Subscription,
             extensions=extensions,
             config=StrawberryConfig(scalar_map={Money: _MONEY, dt.datetime: _DATETIME}),
         )

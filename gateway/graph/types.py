@@ -33,6 +33,7 @@ from gateway.rules.kinship import Kinship, KinshipLink
 from gateway.rules.mutual_aid import BINDING_KIND, MutualAid
 from gateway.rules.premiums import Premiums
 from gateway.rules.settlement import Settlements
+from gateway.state.events import Events
 from gateway.state.records import Journal
 from gateway.state.replays import Replays
 from gateway.state.writes import Writes
@@ -135,6 +136,8 @@ class ResolverServices(Protocol):
     def replays(self) -> Replays: ...
     @property
     def writes(self) -> Writes: ...
+    @property
+    def events(self) -> Events: ...
 
 
 class RequestContext(Protocol):

@@ -142,6 +142,7 @@ class Settings:
     tracing: Tracing = field(default_factory=lambda: Tracing())
     cache: Caching = field(default_factory=lambda: Caching())
     store: StoreSettings = field(default_factory=lambda: StoreSettings())
+    subscriptions: Subscriptions = field(default_factory=lambda: Subscriptions())
     # Sandbox mode only: the date whose provincial rules are in force, to show (and
     # test) another era; None: today in Beijing. Production always uses today.
     policy_date: dt.date | None = None
@@ -256,6 +257,7 @@ class Settings:
             tracing=Tracing(**raw.get("tracing", {})),
             cache=Caching(**raw.get("cache", {})),
             store=StoreSettings(**store),
+            subscriptions=Subscriptions(**raw.get("subscriptions", {})),
             policy_date=policy_date,
             **extra,
         )
@@ -353,6 +355,31 @@ class Caching:
     def __post_init__(self) -> None:
         if self.civil_record_seconds < 0:
             raise ValueError("cache.civil_record_seconds: 0 (off) or more")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriptions:
+    """``[subscriptions]``: events told as they happen (docs/frontend.md).
+
+    Events are kept ``retention_hours`` for subscribers that come back with a cursor.
+    At most ``per_subject`` connections per signed-in person and ``per_address`` per
+    client address; at most ``per_connection`` subscriptions on one connection (one
+    more is answered with an error).
+    """
+
+    retention_hours: float = 168.0
+    per_subject: int = 5
+    per_address: int = 50
+    per_connection: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("per_subject", "per_address", "per_connection"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"subscriptions.{name}: a whole number, 1 or more")
+        hours = self.retention_hours
+        if not isinstance(hours, int | float) or isinstance(hours, bool) or hours <= 0:
+            raise ValueError("subscriptions.retention_hours: a number above 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,24 @@ CREATE INDEX IF NOT EXISTS rate_hit_key ON rate_hit (key, at);
 ALTER TABLE audit ADD COLUMN document TEXT;
 """,
     ),
+    Migration(
+        4,
+        "events for subscriptions",
+        """
+-- What happened to whom (gateway/state/events.py), in the order raised, kept a while
+-- for subscribers that reconnect; ``once`` names an event so that it is raised once.
+CREATE TABLE IF NOT EXISTS event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    once TEXT NOT NULL UNIQUE,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_subject ON event (subject, seq);
+CREATE INDEX IF NOT EXISTS event_at ON event (at);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 from adapters.base import (
     Binding,
+    BindingStatus,
     BindRequest,
     Funding,
     MedicalType,
@@ -69,6 +70,8 @@ from adapters.base import (
 from gateway.common.channels import Channel
 from gateway.common.refusals import Refused
 from gateway.state.codec import decode, encode
+from gateway.state.events import Kind as EventKind
+from gateway.state.events import raise_event
 from gateway.state.keys import KeyReused, fingerprint
 from gateway.state.leases import Busy, Leases
 from gateway.state.records import Event, Journal
@@ -269,6 +272,77 @@ def _event(write: Write) -> Event | None:
     if write.operation is Operation.UNBIND:
         return Event.ENDED if write.request.get("reason") else Event.UNBOUND
     return None
+
+
+Told = tuple[str, EventKind, dict[str, Any]]  # to whom, what, the facts
+
+
+def _told(row: _Row, province: str, answer: Answer) -> list[Told]:
+    """The events a write's answer raises: to those it waits on, to whom it ends
+    something, to the payer whose account paid; and to whoever asked, when the answer
+    comes after they were told ``SUBMITTED`` (the write had to be sent again)."""
+    write, told = row.write, list[Told]()
+    if isinstance(answer, Binding):
+        facts = _binding_facts(answer, province)
+        if (
+            write.operation is Operation.BIND
+            and answer.status is BindingStatus.PENDING_CONFIRMATION
+        ):
+            told.append((answer.beneficiary.cert_no, EventKind.BINDING_INVITED, facts))
+        elif write.operation is Operation.RESPOND:
+            kind = (
+                EventKind.BINDING_CONFIRMED
+                if write.request["accept"]
+                else EventKind.BINDING_DECLINED
+            )
+            told.append((answer.authorizer.cert_no, kind, facts))
+        elif write.operation is Operation.UNBIND:
+            ended = {answer.authorizer.cert_no, answer.beneficiary.cert_no}
+            if not write.request.get("reason"):  # not a registration change: the actor knows
+                ended.discard(write.request["actor"])
+            told.extend((c, EventKind.BINDING_ENDED, facts) for c in sorted(ended))
+    if (
+        isinstance(answer, Settlement)
+        and answer.mutual_aid_payer is not None
+        and answer.mutual_aid_paid > 0
+        and answer.mutual_aid_payer.cert_no != answer.patient.cert_no
+    ):
+        paid = {
+            "province": province,
+            "settlementId": answer.id,
+            "patient": {"certNo": answer.patient.cert_no, "name": answer.patient.name},
+            "institution": answer.institution_code,
+            "medicalType": answer.medical_type.value,
+            "amount": str(answer.mutual_aid_paid),
+            "balanceAfter": None
+            if answer.payer_balance_after is None
+            else str(answer.payer_balance_after),
+            "settledAt": answer.settled_at.isoformat(),
+        }
+        told.append((answer.mutual_aid_payer.cert_no, EventKind.PAID_FOR_RELATIVE, paid))
+    asker = write.request.get("actor") or write.request.get("authorizer")
+    if row.attempts > 0 and isinstance(asker, str):
+        resolved: dict[str, Any] = {
+            "province": province,
+            "operation": write.operation.value,
+            "idempotencyKey": row.key,
+            "refusal": answer.code.value if isinstance(answer, Refused) else None,
+        }
+        if isinstance(answer, Binding):
+            resolved["binding"] = _binding_facts(answer, province)
+        told.append((asker, EventKind.WRITE_RESOLVED, resolved))
+    return told
+
+
+def _binding_facts(binding: Binding, province: str) -> dict[str, Any]:
+    return {
+        "province": province,
+        "bindingId": binding.id,
+        "status": binding.status.value,
+        "relation": binding.relation.value,
+        "authorizer": {"certNo": binding.authorizer.cert_no, "name": binding.authorizer.name},
+        "beneficiary": {"certNo": binding.beneficiary.cert_no, "name": binding.beneficiary.name},
+    }
 
 
 # -- answers as JSON ----------------------------------------------------------------------
@@ -524,6 +598,10 @@ class Outbox:
             # else another sender recorded (and journaled) it
             if first > 0 and event is not None and isinstance(answer, Binding):
                 await self._journal.insert(db, answer, adapter.code, event, row.write.channel)
+            if first > 0:
+                for subject, kind, facts in _told(row, adapter.code, answer):
+                    once = f"outbox:{row.id}:{kind.value}:{subject}"
+                    await raise_event(db, subject, kind, facts, once)
 
     async def _failed(self, row: _Row, state: State, code: str) -> None:
         attempts = row.attempts + 1

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -63,9 +63,12 @@ def _touched(status: str) -> int:
 
 
 class _Tx:
-    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy, counts: Counts) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection | PoolConnectionProxy, counts: Counts, schema: str
+    ) -> None:
         self._conn = conn
         self._counts = counts
+        self._schema = schema
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         self._counts.statements += 1
@@ -90,6 +93,11 @@ class _Tx:
         for name in sorted(set(names)):  # one order for everyone: no deadlock
             await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
 
+    async def notify(self, channel: str) -> None:
+        self._counts.statements += 1
+        # sent at commit; a channel is the database's: named by the schema too
+        await self._conn.execute("SELECT pg_notify($1, '')", f"{self._schema}:{channel}")
+
 
 class PostgresStore(Store):
     dialect = "postgresql"
@@ -98,6 +106,7 @@ class PostgresStore(Store):
         super().__init__(shared=True, location_seconds=settings.location_seconds)
         self._pool = pool
         self.settings = settings
+        self._listening: asyncpg.Connection | None = None  # LISTEN's own connection
 
     @classmethod
     async def open(cls, settings: StoreSettings, *, upto: int = LATEST) -> PostgresStore:
@@ -139,6 +148,23 @@ class PostgresStore(Store):
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATING)
         return applied
 
+    async def listen(self, channel: str, heard: Callable[[], None]) -> None:
+        """On a connection of its own (a pooled one goes back to the pool, and its
+        LISTEN with it): every instance's notifications, this one's too."""
+        first = channel not in self._listeners
+        await super().listen(channel, heard)
+        if not first:
+            return
+        if self._listening is None:
+            self._listening = await asyncpg.connect(
+                self.settings.url, server_settings={"application_name": "gongji-listen"}
+            )
+        # channels are the database's: one per schema, stores of other schemas apart
+        await self._listening.add_listener(f"{self.settings.schema}:{channel}", self._notified)
+
+    def _notified(self, _conn: Any, _pid: int, channel: str, _payload: object) -> None:
+        self._heard(channel.partition(":")[2])
+
     async def close(self) -> None:
         """Give back this instance's leases (the writes it was still sending are the
         others' to finish at once, not after the leases run out), then close."""
@@ -147,10 +173,12 @@ class PostgresStore(Store):
                 await db.execute("DELETE FROM lease WHERE owner = ?", (self.owner,))
         except Exception:  # they run out by themselves
             log.warning("store: leases not given back at close; they run out", exc_info=True)
+        if self._listening is not None:
+            await self._listening.close()
         await self._pool.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         self.counts.transactions += 1
         async with self._pool.acquire() as conn, conn.transaction():
-            yield _Tx(conn, self.counts)
+            yield _Tx(conn, self.counts, self.settings.schema)

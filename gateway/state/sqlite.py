@@ -39,6 +39,7 @@ class _Tx:
     def __init__(self, db: aiosqlite.Connection, counts: Counts) -> None:
         self._db = db
         self._counts = counts
+        self.notified: set[str] = set()  # told once the transaction commits
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         self._counts.statements += 1
@@ -61,6 +62,9 @@ class _Tx:
 
     async def lock(self, *names: str) -> None:
         return None  # the connection is this transaction's alone until it ends
+
+    async def notify(self, channel: str) -> None:
+        self.notified.add(channel)  # one process: its own listeners are everyone
 
 
 class SqliteStore(Store):
@@ -131,8 +135,9 @@ class SqliteStore(Store):
         that only read costs no round trip to the store's thread for a commit."""
         async with self._turn:
             self.counts.transactions += 1
+            tx = _Tx(self._db, self.counts)
             try:
-                yield _Tx(self._db, self.counts)
+                yield tx
                 if self._db.in_transaction:
                     # a commit can fail too (a full disk): then it is rolled back, not
                     # left open for the next caller's statements to join
@@ -140,3 +145,5 @@ class SqliteStore(Store):
             except BaseException:
                 await self._db.rollback()
                 raise
+        for channel in tx.notified:
+            self._heard(channel)

@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +56,10 @@ class Tx(Protocol):
         """Wait until no other transaction holds any of ``names``, and hold them until
         this one ends: what a transaction checks and then writes (a limit) stays true
         across instances."""
+
+    async def notify(self, channel: str) -> None:
+        """Once this transaction commits, tell whoever listens on ``channel``
+        (`Store.listen`), in every instance sharing the store; nothing if it rolls back."""
 
 
 class Counts:
@@ -146,6 +150,7 @@ class Store(abc.ABC):
         self.counts = Counts()
         self.migrated: list[int] = []  # the migrations applied when it was opened
         self._forgetting = 0  # moves by each forget: a read from before it keeps nothing
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]:
@@ -154,6 +159,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close after the transactions under way."""
+
+    # -- notifications --------------------------------------------------------------------
+
+    async def listen(self, channel: str, heard: Callable[[], None]) -> None:
+        """Call ``heard()`` whenever a committed transaction notified ``channel``
+        (`Tx.notify`), here or, on a shared store, in another instance. A notification
+        says only that something happened: the listener reads what."""
+        self._listeners.setdefault(channel, []).append(heard)
+
+    def _heard(self, channel: str) -> None:
+        for heard in self._listeners.get(channel, ()):
+            heard()
 
     # -- the change feeds' positions --------------------------------------------------------
 

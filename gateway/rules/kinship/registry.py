@@ -15,7 +15,8 @@ from gateway.common.channels import Channel
 from gateway.common.refusals import Code
 from gateway.rules.documents import Document, DocumentKind
 from gateway.rules.kinship.links import LIVE, DocumentInfo, KinshipLink, LinkStatus
-from gateway.state.store import Store
+from gateway.state.events import Kind, raise_event
+from gateway.state.store import Store, Tx
 
 _LIVE_SQL = "(" + ", ".join(sorted(f"'{status.value}'" for status in LIVE)) + ")"
 
@@ -73,6 +74,8 @@ class Registry:
                     "document check" if link.decided_at else None,
                 ),
             )
+            if link.status is LinkStatus.PENDING_CONSENT:  # the member's consent waits
+                await _raise(db, link, link.status, [(link.member.cert_no, Kind.KINSHIP_REQUESTED)])
             await db.executemany(
                 "INSERT INTO kinship_document (link_id, kind, content_type, size, sha256,"
                 " recorded_cert_no, recorded_relation, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -99,9 +102,13 @@ class Registry:
         status: LinkStatus,
         sets: str,
         values: tuple[Any, ...],
+        link: KinshipLink | None = None,
+        told: Sequence[tuple[str, Kind]] = (),
     ) -> bool:
         """Move a link to ``status`` if it still is ``expected`` (None: any live state),
-        setting the columns of ``sets`` (``"col = ?, ..."``, the gateway's own text)."""
+        setting the columns of ``sets`` (``"col = ?, ..."``, the gateway's own text);
+        if it moves, ``told``: the people told of it (`gateway.state.events`), of
+        ``link`` as it was."""
         where = f"status IN {_LIVE_SQL}" if expected is None else "status = ?"
         params = () if expected is None else (expected.value,)
         async with self._store.transaction() as db:
@@ -109,6 +116,8 @@ class Registry:
                 f"UPDATE kinship_link SET status = ?, {sets} WHERE id = ? AND {where}",  # noqa: S608
                 (status.value, *values, link_id, *params),
             )
+            if moved == 1 and link is not None and told:
+                await _raise(db, link, status, told)
         return moved == 1
 
     async def record_use(self, link_id: str, at: dt.datetime, treatment_area: str) -> None:
@@ -218,3 +227,18 @@ class Registry:
             )
             for row in rows
         ]
+
+
+async def _raise(
+    db: Tx, link: KinshipLink, status: LinkStatus, told: Sequence[tuple[str, Kind]]
+) -> None:
+    """Tell each of ``told`` that ``link`` is now ``status``, in ``db``'s transaction."""
+    facts = {
+        "linkId": link.id,
+        "status": status.value,
+        "relation": link.relation.value,
+        "adder": {"certNo": link.adder.cert_no, "name": link.adder.name},
+        "member": {"certNo": link.member.cert_no, "name": link.member.name},
+    }
+    for subject, kind in told:
+        await raise_event(db, subject, kind, facts, f"kinship:{link.id}:{status.value}:{subject}")

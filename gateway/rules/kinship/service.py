@@ -31,6 +31,7 @@ from gateway.rules.kinship.registry import Registry, now
 from gateway.rules.kinship.rules import Taken, is_minor, judge_kinship, usable_documents
 from gateway.rules.kinship.vouchers import Use, VoucherOutcome, Vouchers
 from gateway.rules.mutual_aid import MutualAid
+from gateway.state.events import Kind
 from gateway.state.outcome import Outcome
 from gateway.state.store import Store
 
@@ -189,12 +190,16 @@ class Kinship:
         by: str,
         reason: str | None,
     ) -> LinkOutcome:
+        # the adder hears the answer (the member's, or the reviewer's)
+        kind = Kind.KINSHIP_ANSWERED if by == link.member.cert_no else Kind.KINSHIP_REVIEWED
         changed = await self._registry.move(
             link.id,
             expected,
             status,
             "decided_at = ?, decided_by = ?, reason = ?",
             (now(), by, reason),
+            link,
+            [(link.adder.cert_no, kind)],
         )
         if not changed:  # someone else decided first
             return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "requestId")
@@ -231,8 +236,15 @@ class Kinship:
         link = await self.link(link_id)
         if link is None or actor not in (link.adder.cert_no, link.member.cert_no):
             return Outcome.refused(RefusalCode.FORBIDDEN, "memberId")
+        other = link.member if actor == link.adder.cert_no else link.adder
         ended = await self._registry.move(
-            link.id, None, LinkStatus.REMOVED, "ended_at = ?", (now(),)
+            link.id,
+            None,
+            LinkStatus.REMOVED,
+            "ended_at = ?",
+            (now(),),
+            link,
+            [(other.cert_no, Kind.KINSHIP_ENDED)],  # ended by the other side
         )
         if not ended:
             return Outcome.refused(GatewayCode.INVALID_KINSHIP_STATE, "memberId")
