@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import aiosqlite
 
@@ -106,6 +106,16 @@ class RequestIdReused(Exception):
 CORE_FAMILY = frozenset({"SPOUSE", "PARENT", "CHILD"})
 # Near relatives (近亲属, Civil Code art. 1045), whom mutual aid may cover from 2024 on.
 NEAR_RELATIVES = CORE_FAMILY | {"SIBLING", "GRANDPARENT", "GRANDCHILD"}
+
+
+class Funding(TypedDict):
+    """Mutual aid held in another province from a quota, paying here in place of an
+    authorizer of this province's own (`ProvinceSystem.settle`, `.pay_premium`)."""
+
+    province: str  # the province holding the quota: its two-digit code ("13")
+    payer: str  # the authorizer there
+    amount: str  # what is held there, a decimal string ("120.00")
+    hold: str  # the hold's id there
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,7 +713,7 @@ class ProvinceSystem:
         beneficiary: str,
         year: int,
         payer: str,
-        funding: dict[str, str] | None = None,
+        funding: Funding | None = None,
         request_id: str | None = None,
     ) -> dict[str, Any]:
         """Pay a resident's premium for ``year``, once: from ``payer``'s account here (an
@@ -983,7 +993,7 @@ class ProvinceSystem:
         fund_paid: str,
         payer: str | None = None,
         request_id: str | None = None,
-        funding: dict[str, str] | None = None,
+        funding: Funding | None = None,
     ) -> dict[str, Any]:
         """Settle a bill: the self-pay part from the patient's own account, then from
         one authorizer (``payer`` if named, else the bound one with the largest

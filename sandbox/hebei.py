@@ -126,6 +126,7 @@ from sandbox.dialect import Dialect, UnknownCall, classified
 from sandbox.engine import (
     CHINA,
     NEAR_RELATIVES,
+    Funding,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -369,9 +370,15 @@ async def _unbind(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[
 
 
 def _province(admdvs: object) -> str | None:
-    """A province's six-digit division code (``"320000"``) as its two-digit prefix."""
+    """A province's six-digit division code (``"320000"``) as its two-digit prefix, or
+    None when none is given."""
     if admdvs is None:
         return None
+    return _province_given(admdvs)
+
+
+def _province_given(admdvs: object) -> str:
+    """A province's six-digit division code that must be there, as its two-digit prefix."""
     if not isinstance(admdvs, str) or re.fullmatch(r"[1-9][0-9]0000", admdvs) is None:
         raise ValueError(f"bene_insu_prov: {admdvs!r}")
     return admdvs[:2]
@@ -436,10 +443,10 @@ def _setlinfo(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _settle(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
-    funding = None
+    funding: Funding | None = None
     if data.get("mulaid_prov") is not None:  # from a quota held in another province
         funding = {
-            "province": _province(data["mulaid_prov"]),
+            "province": _province_given(data["mulaid_prov"]),
             "payer": _text(data, "mulaid_certno"),
             "amount": _amount(data, "mulaid_amt"),
             "hold": _text(data, "mulaid_frz_id", limit=MAX_KEY),
@@ -495,10 +502,10 @@ async def _premium(system: ProvinceSystem, data: Any, msgid: str | None) -> dict
 
 
 async def _pay_premium(system: ProvinceSystem, data: Any, msgid: str | None) -> dict[str, Any]:
-    funding = None
+    funding: Funding | None = None
     if data.get("mulaid_prov") is not None:  # from a quota held in another province
         funding = {
-            "province": _province(data["mulaid_prov"]),
+            "province": _province_given(data["mulaid_prov"]),
             "payer": _text(data, "payer_certno"),
             "amount": _amount(data, "mulaid_amt"),
             "hold": _text(data, "mulaid_frz_id", limit=MAX_KEY),

@@ -236,6 +236,7 @@ from sandbox.app import sandbox_app, system_of
 from sandbox.dialect import Dialect, UnknownCall, classified
 from sandbox.engine import (
     NEAR_RELATIVES,
+    Funding,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -652,7 +653,7 @@ async def _settle(system: ProvinceSystem, body: ET.Element, seq: str | None) -> 
 _FUNDING = ("gjsf", "gjrsfzh", "gjje", "gjdjid")
 
 
-def _funding(body: ET.Element) -> dict[str, str] | None:
+def _funding(body: ET.Element) -> Funding | None:
     """A bill paid from a quota held in another province: all four of `_FUNDING`, and
     no ``<sqrsfzh>`` (no payer of Henan's own); None when none of them is given."""
     if not any(_optional(body, tag) for tag in _FUNDING):
@@ -837,7 +838,7 @@ async def _pay_premium(
     system: ProvinceSystem, body: ET.Element, seq: str | None
 ) -> list[ET.Element]:
     beneficiary, year, payer = _one(body, "sfzh"), _year(body), _one(body, "jfrsfzh")
-    funding = None
+    funding: Funding | None = None
     if any(_optional(body, tag) for tag in _PREMIUM_FUNDING):  # a quota held elsewhere
         for tag in _PREMIUM_FUNDING:
             if len(body.findall(tag)) != 1:

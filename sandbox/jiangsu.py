@@ -200,6 +200,7 @@ from sandbox.app import sandbox_app, system_of, unreadable_text
 from sandbox.dialect import Dialect, UnknownCall
 from sandbox.engine import (
     NEAR_RELATIVES,
+    Funding,
     ProvinceRules,
     ProvinceSystem,
     RequestIdReused,
@@ -269,11 +270,14 @@ def _is_write(request: httpx.Request) -> bool:
     raise UnknownCall(f"Jiangsu: {request.method} is neither a read nor a write")
 
 
-def _request_id(request: httpx.Request) -> str | None:
-    return request.headers.get("x-request-id")
+def _carried_request_id(request: httpx.Request) -> str | None:
+    """The ``X-Request-Id`` a request carries, as whoever watches the wire reads it."""
+    # httpx types Headers.get as Any; the header's value, if there is one, is a str
+    value: str | None = request.headers.get("x-request-id")
+    return value
 
 
-DIALECT = Dialect(is_write=_is_write, request_id=_request_id)
+DIALECT = Dialect(is_write=_is_write, request_id=_carried_request_id)
 
 MALFORMED = 40000
 REQUEST_ID_REUSED = 40900
@@ -683,7 +687,7 @@ async def _settle(system: ProvinceSystem, request: Request) -> dict[str, Any]:
     return _settlement(row)
 
 
-def _funding(body: dict[str, Any], key: str) -> dict[str, str] | None:
+def _funding(body: dict[str, Any], key: str) -> Funding | None:
     """``crossProvinceFunding`` (absent or null: none) as the engine takes it."""
     raw = body.get(key)
     if raw is None:
