@@ -46,6 +46,16 @@ async def test_the_relative_moving_away_ends_the_binding_and_the_quota_returns(
 
     assert await registrations.follow_once() == 0  # read once: nothing ends twice
     assert await world.balance("hebei", SON) == Decimal("2200.00")
+    # both are told it ended (neither ended it: a subscription's event), once each
+    told = world.app.state.services.events
+    for who in (SON, MOTHER):
+        heard = await told.after(person(who)["certNo"], 0)
+        [ended] = [e for e in heard if e.kind.value == "BINDING_ENDED"]
+        assert ended.body["status"] == "UNBOUND"
+    [paid] = [
+        e for e in await told.after(person(SON)["certNo"], 0) if e.kind.value != "BINDING_ENDED"
+    ]
+    assert (paid.kind.value, paid.body["amount"]) == ("PAID_FOR_RELATIVE", "300.00")
 
 
 async def test_the_authorizers_registration_ending_ends_it_too(world: World) -> None:  # noqa: F811

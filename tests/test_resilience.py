@@ -342,6 +342,12 @@ async def test_a_lost_answer_is_submitted_then_reconciled_to_the_truth(
         records = await gql(
             "{ me { authorizationRecords { edges { node { event } } } } }", as_="hb_wang_jianguo"
         )
+        assert await Reconciler(outbox).run_once(now=True) == 0  # nothing left to settle
+        # he was told SUBMITTED: he hears once that it is done (a subscription's event)
+        told = await services(app).events.after(person("hb_wang_jianguo")["certNo"], 0)
+    assert [
+        (e.kind.value, e.body["idempotencyKey"], e.body["binding"]["status"]) for e in told
+    ] == [("WRITE_RESOLVED", "lost-1", "ACTIVE")]
     assert later["status"] == "DONE"
     assert later["binding"]["status"] == "ACTIVE"
     assert len(await provinces.bindings("hebei", "hb_li_xiuying")) == 1
