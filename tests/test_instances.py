@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -25,10 +27,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import websockets
 
 from adapters.hebei import HebeiAdapter
 from gateway.common.auth import mint_token
 from gateway.ops.config import AuthSettings, StoreSettings
+from gateway.state.records import encode_cursor
 from sandbox.serve import free_port, spawn_gateway, stop, wait_ready
 from tests.conftest import WANG_EIGHT, person
 from tests.stores import settings_on
@@ -379,3 +383,40 @@ async def test_a_subject_s_rate_limit_counts_its_uses_on_both_instances(
                 codes = [e["extensions"]["code"] for e in answer.json().get("errors", [])]
                 limited += codes == ["RATE_LIMITED"]
     assert limited == 10
+
+
+async def test_an_event_raised_on_one_instance_reaches_a_subscriber_on_the_other(
+    instances: Instances,
+) -> None:
+    """王静 subscribes on the second instance; 王建国 asks to add her (kinship) on the
+    first. The event is in the shared store, and the first instance's NOTIFY wakes her
+    subscription at once (its own poll is 30 s away)."""
+    member = person("hb_wang_jing")
+    token = mint_token(member["certNo"], AuthSettings())
+    since_start = encode_cursor("events", f"0|{dt.datetime.now(dt.UTC).isoformat()}")
+    ws_url = instances.urls[1].replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "connection_ack"}
+        query = "subscription($a: String) { familyEvents(after: $a) { kind kinship { status } } }"
+        subscribe = {"query": query, "variables": {"a": since_start}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        await asyncio.sleep(1.0)  # read what there was (nothing), now waiting
+        added = {
+            "i": {
+                "memberCertNo": member["certNo"],
+                "memberName": member["name"],
+                "relation": "CHILD",
+                "channel": "APP",
+            }
+        }
+        async with instances.clients(AUTHORIZER) as (first, _):
+            answer = await first.post("/graphql", json={"query": ADD, "variables": added})
+        assert answer.json()["data"]["addKinshipMember"]["link"]["status"] == "PENDING_CONSENT"
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert message["type"] == "next"
+    assert message["payload"]["data"]["familyEvents"] == {
+        "kind": "KINSHIP_REQUESTED",
+        "kinship": {"status": "PENDING_CONSENT"},
+    }
