@@ -268,3 +268,23 @@ async def test_a_kinship_request_reaches_the_member_and_her_consent_reaches_the_
         assert answered["kinship"]["member"]["name"] == mask_name("王浩")
         await him.stop()
         await son.stop()
+
+
+async def test_a_connection_running_no_subscription_is_closed_when_idle() -> None:
+    limits = Subscriptions(idle_seconds=0.5)
+    async with gateway(Settings(data_dir=None, subscriptions=limits)) as at:
+        token = at.gql.token("hb_wang_jianguo")
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        async with websockets.connect(at.ws, subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps(init))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "connection_ack"}
+            await ws.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": FOLLOW}})
+            )
+            await asyncio.sleep(1.0)  # twice the idle time: following, so kept open
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+            await ws.send(json.dumps({"id": "1", "type": "complete"}))  # the client stops it
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        assert (ws.close_code, ws.close_reason) == (1000, "Idle: no subscription")

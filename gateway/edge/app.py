@@ -143,6 +143,8 @@ class _GraphQL(GraphQL[Context, None]):
         socket = Socket(scope, receive=receive, send=send)
         socket.documents, socket.free_documents = self.documents, self.free_documents
         socket.lang = preferred_language(socket.headers.get("accept-language"))
+        socket.idle_seconds = self.connections.idle_seconds
+        socket.idle_clock()
         address = socket.client.host if socket.client else None
         if not self.connections.open_address(address):
             await socket.accept(subprotocol=GRAPHQL_TRANSPORT_WS_PROTOCOL)

@@ -6,7 +6,8 @@ client sends its token in ``connection_init``'s payload (``{"authorization":
 "Bearer …"}``); without a valid one the connection is closed ``4403 Forbidden``, as
 the protocol's servers do when a connection is refused. A connection is closed
 ``4401 Unauthorized`` when its token runs out, and ``4429`` when the caller or the
-client's address already has as many connections as ``[subscriptions]`` allows.
+client's address already has as many connections as ``[subscriptions]`` allows. A
+connection that runs no subscription for ``idle_seconds`` is closed ``1000``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,40 @@ class Socket(WebSocket):
     documents: Manifest | None = None
     free_documents: bool = True
     lang: Language = "zh"
+    # closed this long after its last subscription ended (or it opened without one)
+    idle_seconds: float = 300.0
+    _idle: asyncio.TimerHandle | None = None
+    _closing: asyncio.Task[None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._active: set[object] = set()  # the ids of the subscriptions running
+
+    def idle_clock(self) -> None:
+        """(Re)start the idle clock if nothing runs; stop it if something does."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if not self._active:
+            self._idle = asyncio.get_running_loop().call_later(self.idle_seconds, self._idled)
+
+    def _idled(self) -> None:
+        self._closing = asyncio.ensure_future(self.close(1000, "Idle: no subscription"))
+
+    def stop_clocks(self) -> None:
+        for clock in (self._idle, self.expiry):
+            if clock is not None:
+                clock.cancel()
+
+    async def send_text(self, data: str) -> None:
+        """Notes the subscriptions that end (``complete`` or ``error`` for an id)."""
+        if '"complete"' in data or '"error"' in data:
+            with contextlib.suppress(ValueError):
+                message = json.loads(data)
+                if isinstance(message, dict) and message.get("type") in ("complete", "error"):
+                    self._active.discard(message.get("id"))
+                    self.idle_clock()
+        await super().send_text(data)
 
     async def receive_text(self) -> str:
         """Each ``subscribe`` message runs a registered document, as a request over
@@ -50,6 +85,9 @@ class Socket(WebSocket):
                 message = json.loads(text)
             except ValueError:
                 return text  # the protocol handler closes 4400
+            if isinstance(message, dict) and message.get("type") == "complete":
+                self._active.discard(message.get("id"))  # the client stops one
+                self.idle_clock()
             if not isinstance(message, dict) or message.get("type") != "subscribe":
                 return text
             payload = message.get("payload")
@@ -65,6 +103,8 @@ class Socket(WebSocket):
                 answer = {"id": message.get("id"), "type": "error", "payload": [error]}
                 await self.send_text(json.dumps(answer, ensure_ascii=False))
                 continue
+            self._active.add(message.get("id"))
+            self.idle_clock()
             return json.dumps({**message, "payload": payload}, ensure_ascii=False)
 
     def refuse(self, code: int, reason: str) -> None:
@@ -122,8 +162,7 @@ class Connections:
         socket.expiry = asyncio.get_running_loop().call_later(max(seconds, 0.0), ran_out)
 
     def closed(self, socket: Socket, address: str | None) -> None:
-        if socket.expiry is not None:
-            socket.expiry.cancel()
+        socket.stop_clocks()
         if socket.subject is not None:
             self._subjects[socket.subject] -= 1
             if self._subjects[socket.subject] <= 0:
@@ -132,6 +171,10 @@ class Connections:
             self._addresses[address] -= 1
             if self._addresses[address] <= 0:
                 del self._addresses[address]
+
+    @property
+    def idle_seconds(self) -> float:
+        return self._limits.idle_seconds
 
     @property
     def open(self) -> int:

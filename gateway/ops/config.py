@@ -364,22 +364,25 @@ class Subscriptions:
     Events are kept ``retention_hours`` for subscribers that come back with a cursor.
     At most ``per_subject`` connections per signed-in person and ``per_address`` per
     client address; at most ``per_connection`` subscriptions on one connection (one
-    more is answered with an error).
+    more is answered with an error). A connection running no subscription for
+    ``idle_seconds`` is closed.
     """
 
     retention_hours: float = 168.0
     per_subject: int = 5
     per_address: int = 50
     per_connection: int = 5
+    idle_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         for name in ("per_subject", "per_address", "per_connection"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"subscriptions.{name}: a whole number, 1 or more")
-        hours = self.retention_hours
-        if not isinstance(hours, int | float) or isinstance(hours, bool) or hours <= 0:
-            raise ValueError("subscriptions.retention_hours: a number above 0")
+        for name in ("retention_hours", "idle_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"subscriptions.{name}: a number above 0")
 
 
 @dataclass(frozen=True, slots=True)
