@@ -321,7 +321,9 @@ def _told(row: _Row, province: str, answer: Answer) -> list[Told]:
         }
         told.append((answer.mutual_aid_payer.cert_no, EventKind.PAID_FOR_RELATIVE, paid))
     asker = write.request.get("actor") or write.request.get("authorizer")
-    if row.attempts > 0 and isinstance(asker, str):
+    # sent before and not known since (a FAILED one was answered as an error: its
+    # resend is the caller's own, answered to them)
+    if row.attempts > 0 and row.state is not State.FAILED and isinstance(asker, str):
         resolved: dict[str, Any] = {
             "province": province,
             "operation": write.operation.value,
