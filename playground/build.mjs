@@ -18,6 +18,8 @@ const vendor = {
   "graphiql.min.css": "graphiql/graphiql.min.css", // fonts are inlined as data: URLs
   "plugin-explorer.umd.js": "@graphiql/plugin-explorer/dist/index.umd.js",
   "plugin-explorer.css": "@graphiql/plugin-explorer/dist/style.css",
+  // loaded by playground.js on the first subscription (global graphqlWs)
+  "graphql-ws.min.js": "graphql-ws/umd/graphql-ws.min.js",
 };
 
 rmSync(dist, { recursive: true, force: true });

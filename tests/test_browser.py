@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from graphql import OperationDefinitionNode, parse, print_ast
 from playwright.async_api import Browser, Locator, Page, Route, expect
@@ -24,7 +25,8 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 from gateway.edge.app import create_app
 from gateway.ops.config import PLAYGROUND_DIR, AuthSettings, Settings
 from tests.browser import CHROMIUM, FIREFOX, chromium, served
-from tests.conftest import ROOT
+from tests.conftest import ROOT, GraphQL
+from tests.test_settlement import settle
 
 ARTIFACTS = ROOT / "test-artifacts"
 OPENED_AT_FIRST = 4  # examples opened as tabs on a first visit (playground.js)
@@ -327,3 +329,66 @@ async def test_the_playground_works_in_firefox(origin: str, artifacts: Path) -> 
     assert outcome["errors"] == []
     assert '"name": "王建国"' in outcome["result"]
     assert '"balance": "3200.00"' in outcome["result"]
+
+
+SUBSCRIBE = """subscription Follow {
+  familyEvents { kind payment { amount patient { name } } }
+}"""
+
+
+async def test_a_subscription_in_the_playground_sees_an_event_arrive(
+    browser: Browser, artifacts: Path
+) -> None:
+    """A subscription goes over graphql-transport-ws with the persona's token: 王建国,
+    who bound 王静 as his child, sees the bill a hospital settles for her."""
+    settings = Settings(data_dir=None, auth=AuthSettings(token_ttl_seconds=TTL))
+    app = create_app(settings)
+    async with served(app) as origin, httpx.AsyncClient(base_url=origin) as client:
+        gql = GraphQL(client, settings.auth)
+        await gql.bind("hb_wang_jianguo", "hb_wang_jing", "CHILD")
+        events = app.state.services.events
+
+        async def followers(n: int) -> None:
+            async with asyncio.timeout(10):
+                while events.followers != n:  # noqa: ASYNC110 (a count in the gateway)
+                    await asyncio.sleep(0.02)
+
+        watched = await open_playground(browser, origin)
+        page = watched.page
+        sockets: list[str] = []  # (WebSockets are not routed through the guard)
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await page.goto(f"{origin}/graphql")
+        await page.locator("[data-persona=hb_wang_jianguo]").click()
+        await expect(page.locator("[data-logo-persona=hb_wang_jianguo]")).to_have_text("as 王建国")
+        await page.locator(".graphiql-tab-add").click()
+        await page.evaluate(
+            "(text) => document.querySelector('.graphiql-query-editor .CodeMirror')"
+            ".CodeMirror.setValue(text)",
+            SUBSCRIBE,
+        )
+        await page.locator(".graphiql-execute-button").click()
+        await followers(1)  # subscribed, over the WebSocket
+
+        paid = await settle(gql, "hb_wang_jing", "100.00", "40.00", key="playground-bill")
+        assert paid["settlement"]["mutualAidPaid"] == "60.00"
+        result = page.locator(".result-window")
+        await expect(result).to_contain_text("PAID_FOR_RELATIVE")
+        await expect(result).to_contain_text('"amount": "60.00"')
+        await page.screenshot(path=artifacts / "playground-subscription.png")
+
+        # Stop ends it on the gateway too
+        await page.locator(".graphiql-execute-button").click()
+        await followers(0)
+
+        # anonymous, the gateway refuses the connection, and the pane says why
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page.locator("[data-logo-persona]")).to_have_text("anonymous")
+        await page.locator(".graphiql-execute-button").click()
+        await expect(result).to_contain_text("4403")
+        await expect(result).to_contain_text("pick a persona")
+
+        ws = origin.replace("http://", "ws://") + "/graphql"
+        assert sockets, "no WebSocket was opened"
+        assert set(sockets) == {ws}, sockets  # the page's own origin
+        assert watched.elsewhere == []
+        assert watched.errors == []

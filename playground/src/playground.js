@@ -4,7 +4,8 @@
 //   The persona bar, above a tab that holds an example: whom the example is
 //   for, whether that is whom you act as, and a button to act as them.
 // Plain script over the UMD globals React, ReactDOM, GraphiQL and
-// GraphiQLPluginExplorer, all served by the gateway: no build step, no CDN.
+// GraphiQLPluginExplorer (and graphqlWs, loaded on the first subscription), all
+// served by the gateway: no build step, no CDN.
 (function () {
   "use strict";
 
@@ -69,14 +70,119 @@
     }
   }
 
-  // Requests carry the persona's token, unless the headers pane sets its own.
+  // The operation a request runs: "query", "mutation" or "subscription" (undefined
+  // when the text does not parse, or names no operation it holds).
+  function operationOf(params) {
+    try {
+      const operations = GraphiQL.GraphQL.parse(params.query).definitions.filter(
+        (definition) => definition.kind === "OperationDefinition",
+      );
+      const chosen =
+        operations.length === 1
+          ? operations[0]
+          : operations.find((definition) => definition.name && definition.name.value === params.operationName);
+      return chosen ? chosen.operation : undefined;
+    } catch (_) {
+      return undefined;
+    }
+  }
+
+  // --- subscriptions: graphql-transport-ws at the same origin's /graphql -----------
+
+  // graphql-ws's UMD build (the global graphqlWs), loaded on the first subscription:
+  // the page does without it until then.
+  let graphqlWs = null;
+  function loadGraphqlWs() {
+    if (!graphqlWs) {
+      graphqlWs = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = "/playground/vendor/graphql-ws.min.js";
+        script.onload = () => resolve(window.graphqlWs);
+        script.onerror = () => {
+          graphqlWs = null; // try again on the next subscription
+          script.remove();
+          reject(new Error("could not load /playground/vendor/graphql-ws.min.js: run scripts/install"));
+        };
+        document.head.appendChild(script);
+      });
+    }
+    return graphqlWs;
+  }
+
+  const FORBIDDEN = 4403; // the gateway refuses a connection without a valid token
+  const CLOSED = {
+    [FORBIDDEN]: "the gateway wants a valid token: pick a persona, or mend the Authorization header",
+    4401: "the token the connection signed in with ran out: run the subscription again",
+    4429: "too many connections for this persona or address: stop another subscription",
+  };
+
+  // A CloseEvent says nothing in GraphiQL's result pane (its fields are not its own):
+  // an error that says which close, and what to do (a plain object: an Error would
+  // show its stack too).
+  function explained(error) {
+    if (error && typeof error === "object" && "code" in error && "reason" in error) {
+      const said = `The subscription's connection closed: ${error.code} ${error.reason || ""}`.trim();
+      const hint = CLOSED[error.code] ? ` (${CLOSED[error.code]})` : "";
+      return { message: said + hint, extensions: { closeCode: error.code, closeReason: error.reason || "" } };
+    }
+    return error;
+  }
+
+  // One client per token: it connects on the first subscription, signs in with the
+  // token in connection_init's payload, carries every subscription run with that
+  // token, and closes when the last one stops (graphql-ws's lazy mode). A new token
+  // (another persona, a renewal) gets a new client; the old one closes when its
+  // subscriptions stop.
+  let socket = null; // { authorization, client }
+  function wsClient(library, authorization) {
+    if (!socket || socket.authorization !== authorization) {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      socket = {
+        authorization,
+        client: library.createClient({
+          url: `${scheme}//${location.host}${ENDPOINT}`,
+          connectionParams: authorization ? { authorization } : {},
+          // graphql-ws retries a 4403 in case access is granted later; it will not be
+          shouldRetry: (event) =>
+            Boolean(event && typeof event === "object" && "code" in event && event.code !== FORBIDDEN),
+        }),
+      };
+    }
+    return socket.client;
+  }
+
+  // An Observable of the subscription's results, for GraphiQL: `next` for each event,
+  // and Stop (or another run) unsubscribes at once.
+  async function subscribe(params, authorization) {
+    const client = wsClient(await loadGraphqlWs(), authorization);
+    const { query, variables, operationName, extensions } = params;
+    const payload = { query, variables: variables || {}, operationName: operationName || undefined, extensions };
+    return {
+      subscribe(observer) {
+        const dispose = client.subscribe(payload, {
+          next: (result) => observer.next && observer.next(result),
+          error: (error) => observer.error && observer.error(explained(error)),
+          complete: () => observer.complete && observer.complete(),
+        });
+        return { unsubscribe: dispose };
+      },
+    };
+  }
+
+  // Requests carry the persona's token, unless the headers pane sets its own: over HTTP
+  // as the Authorization header; a subscription's connection in connection_init.
   const baseFetcher = GraphiQL.createFetcher({ url: ENDPOINT });
   function fetcher(params, options) {
     const own = (options && options.headers) || {};
     const headers = { ...own };
-    const hasOwn = Object.keys(own).some((name) => name.toLowerCase() === "authorization");
-    if (session && !hasOwn) headers.Authorization = `Bearer ${session.token}`;
-    return baseFetcher(withOperationName(params), { ...options, headers });
+    const ownName = Object.keys(own).find((name) => name.toLowerCase() === "authorization");
+    if (session && !ownName) headers.Authorization = `Bearer ${session.token}`;
+    const named = withOperationName(params);
+    if (operationOf(named) === "subscription") {
+      const authorization = ownName ? String(own[ownName]) : headers.Authorization;
+      return subscribe(named, authorization);
+    }
+    return baseFetcher(named, { ...options, headers });
   }
 
   // --- the personas panel -------------------------------------------------------
