@@ -209,6 +209,59 @@ def load_roster(path: Path = ROSTER) -> dict[str, Any]:
     return data
 
 
+def scenario_family(
+    key: str, area: str, area_name: str, *, relatives: int, lapsed: bool = True
+) -> dict[str, Any]:
+    """People a province's scenarios need that a shared roster may lack, made up in the
+    roster's format (`with_people` adds them): an employee of ``area`` with money, whose
+    two parents and ``relatives - 2`` children are insured there (enough to go beyond a
+    cap), and, if ``lapsed``, a resident of the same area whose insurance is suspended.
+    ID numbers are valid (GB 11643) and born on made-up dates; keys start with ``key``."""
+
+    def one(n: int, name: str, born: str, kind: str, status: str = "ACTIVE") -> dict[str, Any]:
+        body = f"{area}{born.replace('-', '')}{900 + n:03d}"
+        total = sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True))
+        return {
+            "key": f"{key}_{n}",
+            "certNo": body + "10X98765432"[total % 11],
+            "name": name,
+            "gender": "M" if n % 2 else "F",
+            "birthDate": born,
+            "insuredArea": area,
+            "insuredAreaName": area_name,
+            "insuranceType": kind,
+            "insuranceStatus": status,
+            "accountBalance": "5000.00" if kind == "EMPLOYEE" else None,
+            "phone": None,
+            "notes": "made up for the conformance scenarios (sandbox.engine.scenario_family)",
+        }
+
+    me = one(1, "甲一", "1970-05-01", "EMPLOYEE")
+    parents = [one(2, "甲父", "1940-01-01", "RESIDENT"), one(3, "甲母", "1942-02-02", "RESIDENT")]
+    children = [
+        one(4 + n, f"甲子{n + 1}", f"{1995 + n}-03-0{1 + n % 9}", "RESIDENT")
+        for n in range(relatives - 2)
+    ]
+    people = [me, *parents, *children]
+    if lapsed:
+        people.append(one(30, "甲停", "1960-06-06", "RESIDENT", "SUSPENDED"))
+    relations = [{"kind": "PARENT_OF", "a": p["certNo"], "b": me["certNo"]} for p in parents]
+    relations += [{"kind": "PARENT_OF", "a": me["certNo"], "b": c["certNo"]} for c in children]
+    return {"people": people, "relations": relations}
+
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def with_people(roster: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
+    """``roster`` with the people and relations of ``more`` added."""
+    people, relations = list(roster["people"]), list(roster["relations"])
+    for added in more:
+        people += added["people"]
+        relations += added["relations"]
+    return {**roster, "people": people, "relations": relations}
+
+
 def derive_relations(pairs: Iterable[dict[str, str]]) -> set[tuple[str, str, str]]:
     """(subject, relative, relation-of-relative-to-subject) from SPOUSE / PARENT_OF facts."""
     spouse: dict[str, set[str]] = {}

@@ -241,7 +241,10 @@ from sandbox.engine import (
     ProvinceSystem,
     RequestIdReused,
     SandboxRefusal,
+    load_roster,
     money_text,
+    scenario_family,
+    with_people,
 )
 
 # The resident premium (城乡居民医保个人缴费) Henan declares for each year (illustrative).
@@ -357,6 +360,13 @@ _MESSAGES: dict[tuple[str, str], str] = {
 
 class _BadInput(Exception):
     """The request is well-formed XML but not a valid call (answered with 9999)."""
+
+
+def roster() -> dict[str, Any]:
+    """The people the conformance scenarios are staged with (`conformance.people`): the
+    shared roster, and a family beyond the cap of 5 and a lapsed patient it lacks here."""
+    family = scenario_family("hn_scenario", "410100", "河南省郑州市", relatives=6)
+    return with_people(load_roster(), family)
 
 
 def create_app(

@@ -205,7 +205,10 @@ from sandbox.engine import (
     ProvinceSystem,
     RequestIdReused,
     SandboxRefusal,
+    load_roster,
     money_text,
+    scenario_family,
+    with_people,
 )
 
 # The seed era's rules, then each change on its (illustrative) date.
@@ -334,6 +337,13 @@ FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 class _Malformed(Exception):
     """The request does not follow the dialect (answered with 40000, HTTP 400)."""
+
+
+def roster() -> dict[str, Any]:
+    """The people the conformance scenarios are staged with (`conformance.people`): the
+    shared roster, and a family beyond the cap of 5 and a lapsed patient it lacks here."""
+    family = scenario_family("js_scenario", "320100", "江苏省南京市", relatives=6)
+    return with_people(load_roster(), family)
 
 
 def create_app(

@@ -1,5 +1,5 @@
 """The conformance suite's part for mutual aid across provinces (the 2026 rules), run
-against every adapter wired to its own sandbox, like `tests.test_conformance`.
+against every adapter wired to its own sandbox, like `conformance.suite`.
 
 The authorizer's province holds such a binding: a near relative insured in another
 province, with a quota (共济额度) that leaves the authorizer's balance when granted,
@@ -38,8 +38,7 @@ from adapters.base import (
     SettleRequest,
     new_request_id,
 )
-from sandbox.dialect import dialect_of
-from tests.test_conformance import (
+from conformance.suite import (
     ADAPTERS,
     BASE_URL,
     CIVIL,
@@ -53,6 +52,7 @@ from tests.test_conformance import (
     family,
     province,  # noqa: F401 (a fixture)
 )
+from sandbox.dialect import dialect_of
 
 QUOTA = Decimal("300.00")
 

@@ -29,7 +29,7 @@ from adapters.base import (
     UpstreamContractError,
     new_request_id,
 )
-from tests.test_conformance import Province, province  # noqa: F401
+from conformance.suite import Province, province  # noqa: F401
 from tests.test_conformance_across import (
     YEAR,
     across,

@@ -3,7 +3,7 @@ some people it insures, and every binding in which one of some others takes part
 ONE request, in each province's own dialect, answering exactly what `find_persons` and
 `bindings_of` answer (and nothing asked of an empty list).
 
-Run against every registered adapter wired to its own sandbox (`tests.test_conformance`'s
+Run against every registered adapter wired to its own sandbox (`conformance.suite`'s
 ``province`` fixture); requests are counted where they reach the sandbox.
 """
 
@@ -27,9 +27,9 @@ from adapters.base import (
     UpstreamContractError,
     UpstreamError,
 )
-from tests import test_conformance as conformance
-from tests.conftest import NOWHERE, PEOPLE
-from tests.test_conformance import (
+from conformance import suite as kit
+from conformance.people import PEOPLE
+from conformance.suite import (
     ADAPTERS,
     BASE_URL,
     FAULTS,
@@ -45,11 +45,12 @@ from tests.test_conformance import (
     guarded,
     insured,
 )
+from tests.conftest import NOWHERE
 
 # The conformance suite's fixtures: each registered adapter wired to its own sandbox, and
 # a relative its roster lets an employee bind.
-province = conformance.province
-pair = conformance.pair
+province = kit.province
+pair = kit.pair
 
 
 class Wire:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import importlib.util
 import json
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,13 +101,57 @@ def build_parser() -> argparse.ArgumentParser:
     reset = commands.add_parser("reset", help=RESET_HELP, description=RESET_HELP)
     reset.add_argument("--data-dir", type=Path, help="state directory (default ./var)")
 
+    kit = commands.add_parser(
+        "conformance",
+        help="run the conformance kit on installed provinces (pytest's options may follow)",
+        description="Run the conformance suite (the conformance package) on the provinces"
+        " installed: each adapter against its own sandbox. Needs the kit's extra:"
+        " pip install 'gongji[kit]'.",
+    )
+    kit.add_argument(
+        "--province",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a province by its entry points' name (again for more; default: every one)",
+    )
+    # what follows (-x, -k EXPR, -n 2, ...) is pytest's: `main` passes it on
+
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", type=Path)
     return parser
 
 
+def conformance(provinces: Sequence[str], pytest_args: Sequence[str]) -> int:
+    """The kit's suite in a pytest of its own, on ``provinces`` (default: all)."""
+    installed = sandbox_names()
+    unknown = [name for name in provinces if name not in installed]
+    if unknown:
+        print(
+            f"gongji conformance: no province {', '.join(unknown)} is installed"
+            f" (installed: {', '.join(installed)})",
+            file=sys.stderr,
+        )
+        return 2
+    if importlib.util.find_spec("pytest") is None or importlib.util.find_spec("respx") is None:
+        print(
+            "gongji conformance: install the kit first: pip install 'gongji[kit]'", file=sys.stderr
+        )
+        return 2
+    command = [
+        sys.executable,
+        *("-m", "pytest", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto"),
+        *("--pyargs", "conformance.suite", *pytest_args),
+    ]
+    env = {**os.environ, "GONGJI_CONFORMANCE": ",".join(provinces)}
+    return subprocess.call(command, env=env)  # noqa: S603 (this interpreter, the kit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "conformance":  # only the kit passes options on (to pytest)
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings.load(
             args.config,
@@ -119,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "serve":
         return serve(args, settings)
+    elif args.command == "conformance":
+        return conformance(args.province, rest)
     elif args.command == "token":
         try:
             institution = (
@@ -238,7 +286,6 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     """``--workers N``: N processes on one port (uvicorn's supervisor), one store. In
     sandbox mode each sandbox province runs once, in a process of its own, for all of
     them (in-process, each worker would have a province of its own)."""
-    import subprocess
 
     from sandbox.serve import free_port, spawn_sandbox, stop, wait_ready
 
