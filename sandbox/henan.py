@@ -363,10 +363,14 @@ class _BadInput(Exception):
 
 
 def roster() -> dict[str, Any]:
-    """The people the conformance scenarios are staged with (`conformance.people`): the
-    shared roster, and a family beyond the cap of 5 and a lapsed patient it lacks here."""
+    """The people this province is seeded with (and the conformance scenarios staged
+    with, `conformance.people`): the shared roster, and a family beyond the cap of 5 and
+    a lapsed patient it lacks here."""
     family = scenario_family("hn_scenario", "410100", "河南省郑州市", relatives=6)
     return with_people(load_roster(), family)
+
+
+_people = roster  # (create_app's argument of that name hides it there)
 
 
 def create_app(
@@ -380,7 +384,7 @@ def create_app(
         VERSIONS,
         [Route(PATH, service, methods=["POST"])],
         data_dir=data_dir,
-        roster=roster,
+        roster=_people() if roster is None else roster,
         policy_date=policy_date,
     )
 

@@ -340,10 +340,14 @@ class _Malformed(Exception):
 
 
 def roster() -> dict[str, Any]:
-    """The people the conformance scenarios are staged with (`conformance.people`): the
-    shared roster, and a family beyond the cap of 5 and a lapsed patient it lacks here."""
+    """The people this province is seeded with (and the conformance scenarios staged
+    with, `conformance.people`): the shared roster, and a family beyond the cap of 5 and
+    a lapsed patient it lacks here."""
     family = scenario_family("js_scenario", "320100", "江苏省南京市", relatives=6)
     return with_people(load_roster(), family)
+
+
+_people = roster  # (create_app's argument of that name hides it there)
 
 
 def create_app(
@@ -385,7 +389,7 @@ def create_app(
             ),
         ],
         data_dir=data_dir,
-        roster=roster,
+        roster=_people() if roster is None else roster,
         policy_date=policy_date,
     )
     app.add_exception_handler(HTTPException, _http_error)

@@ -28,7 +28,7 @@ from gateway.edge.playground import (
 )
 from gateway.graph.schema import schema
 from gateway.ops.config import PLAYGROUND_DIR, AuthSettings, Settings
-from gateway.provinces.federated import adapter_classes, open_provinces
+from gateway.provinces.federated import adapter_classes, open_provinces, sandbox_people
 from gateway.state.reset import reset_world, world_files
 from gateway.state.reset import run as reset_world_command
 from gateway.state.store import LOCK_FILE
@@ -132,7 +132,12 @@ async def test_personas_are_the_roster_with_their_provinces(http: httpx.AsyncCli
     personas = {p["key"]: p for p in (await http.get("/playground/personas")).json()}
 
     staff = {"reviewer_zhou", "hospital_cashier", "pharmacy_cashier", "admin_wu"}
-    assert set(personas) == set(PEOPLE) | staff
+    # the roster, and the people the sandboxes are seeded with beyond it (a province
+    # installed from a package of its own brings its people this way)
+    seeded = {p["key"] for p in sandbox_people()}
+    assert seeded - set(PEOPLE)  # Jiangsu's and Henan's scenario families
+    assert set(personas) == set(PEOPLE) | seeded | staff
+    assert personas["js_scenario_1"]["province"]["code"] == "32"
     reviewer = personas["reviewer_zhou"]
     assert reviewer["role"] == "REVIEWER"
     assert reviewer["insurance"] is None

@@ -54,7 +54,7 @@ from gateway.graph.schema import build_schema
 from gateway.ops.config import Settings, Subscriptions
 from gateway.ops.logs import REQUEST_ID
 from gateway.provinces.directory import Directory
-from gateway.provinces.federated import open_provinces, sandbox_names
+from gateway.provinces.federated import open_provinces, sandbox_names, sandbox_people
 from gateway.rules.crossing import Crossing
 from gateway.rules.diagnosis import Diagnostics
 from gateway.rules.family import Family
@@ -417,7 +417,7 @@ def create_app(
     playground = (
         None
         if settings.production
-        else Playground(settings.playground_dir, settings.roster, settings.auth)
+        else Playground(settings.playground_dir, settings.roster, settings.auth, sandbox_people())
     )
     documents = Manifest.load(settings.documents) if settings.documents.exists() else None
     if documents is None and not settings.allows_free_documents:

@@ -17,7 +17,7 @@ import mimetypes
 import os
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,9 +226,9 @@ def world(data_dir: Path | None) -> dict[str, str | None]:
     return {"dataDir": where, "reset": f"gongji reset --data-dir {shlex.quote(where)}"}
 
 
-def load_personas(roster: Path, staff: Path | None = None) -> dict[str, Persona]:
+def load_personas(roster: Path | None, staff: Path | None = None) -> dict[str, Persona]:
     """The roster's people, then staff (``personas.toml``: ``[[persona]]`` with a role)."""
-    people = json.loads(roster.read_text(encoding="utf-8"))["people"]
+    people = [] if roster is None else json.loads(roster.read_text(encoding="utf-8"))["people"]
     personas = [Persona.from_roster(p) for p in people]
     if staff is not None:
         personas += [Persona.staff(e) for e in tomllib.loads(staff.read_text("utf-8"))["persona"]]
@@ -250,10 +250,24 @@ def load_examples(path: Path, personas: Mapping[str, Persona]) -> list[Example]:
 class Playground:
     """The routes of the playground; the app mounts them in sandbox mode only."""
 
-    def __init__(self, root: Path, roster: Path, auth: AuthSettings) -> None:
+    def __init__(
+        self,
+        root: Path,
+        roster: Path,
+        auth: AuthSettings,
+        more: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Personas: ``roster``'s people, then those of ``more`` (the sandboxes' own
+        people, a province installed from a package of its own among them) it lacks,
+        then the staff."""
         self.dist = root / "dist"
         self.auth = auth
-        self.personas = load_personas(roster, root / "personas.toml")
+        personas = load_personas(roster)
+        for person in more:
+            if person["key"] not in personas:
+                personas[person["key"]] = Persona.from_roster(person)
+        personas.update(load_personas(None, root / "personas.toml"))
+        self.personas = personas
         self.examples = load_examples(root / "examples.toml", self.personas)
 
     @property

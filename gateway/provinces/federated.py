@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import importlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -65,6 +66,18 @@ def sandbox_factory(name: str) -> Any:
 
 def sandbox_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=SANDBOX_GROUP))
+
+
+def sandbox_people() -> list[dict[str, Any]]:
+    """The people the installed sandboxes are seeded with, for those that name them
+    (a sandbox module's ``roster()``; the roster format of `sandbox.engine`), each once."""
+    people: dict[str, dict[str, Any]] = {}
+    for ep in sorted(entry_points(group=SANDBOX_GROUP), key=lambda ep: ep.name):
+        named = getattr(importlib.import_module(ep.module), "roster", None)
+        if callable(named):
+            for person in named()["people"]:
+                people.setdefault(person["key"], person)
+    return list(people.values())
 
 
 @contextlib.asynccontextmanager
