@@ -763,6 +763,7 @@ OPERATIONS: dict[str, Callable[[ProvinceAdapter], Awaitable[object]]] = {
     "find_persons": lambda a: a.find_persons([SOMEONE, OTHER]),
     "relatives": lambda a: a.relatives(SOMEONE),
     "bindings_of": lambda a: a.bindings_of([SOMEONE]),
+    "read_family": lambda a: a.read_family([SOMEONE, OTHER], [SOMEONE]),
     "bind": lambda a: a.bind(BindRequest(SOMEONE, OTHER, "王德明", Relation.PARENT, True)),
     "unbind": lambda a: a.unbind("B00000001", actor=SOMEONE),
     "respond": lambda a: a.respond("B00000001", actor=OTHER, accept=True),

@@ -25,19 +25,13 @@ from adapters.base import (
     FamilyRead,
     Guard,
     UpstreamContractError,
-    UpstreamError,
 )
 from conformance import suite as kit
 from conformance.people import PEOPLE
 from conformance.suite import (
     ADAPTERS,
-    BASE_URL,
-    FAULTS,
     NAMES,
-    OTHER,
     QUICK,
-    SOMEONE,
-    TLS,
     Pair,
     Province,
     Row,
@@ -254,27 +248,6 @@ async def test_a_family_screen_answered_503_is_tried_again_as_a_read(
 
 
 # -- a combined answer that is not one ------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(("side_effect", "expected", "reached"), FAULTS)
-async def test_a_fault_surfaces_as_it_does_for_every_read(
-    name: str, side_effect: Any, expected: type[UpstreamError], reached: bool
-) -> None:
-    """The conformance suite's faults (transport, HTTP, bodies no dialect can read, and
-    answers saying the request could not be read), each mapped as for the other reads."""
-    cls = ADAPTERS[name]
-    async with (
-        httpx.AsyncClient(
-            base_url=BASE_URL, timeout=2.0, verify=TLS, follow_redirects=True
-        ) as client,
-        respx.mock(base_url=BASE_URL) as router,
-    ):
-        router.route().mock(side_effect=side_effect)
-        with pytest.raises(expected) as caught:
-            await cls(client, guard=Guard(retries=0)).read_family([SOMEONE, OTHER], [SOMEONE])
-    assert caught.value.province == cls.code
-    assert caught.value.reached is reached
 
 
 def name_of(province: Province) -> str:
