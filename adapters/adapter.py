@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from adapters.breaker import BreakerState, Refused
-from adapters.coalescing import READS, Coalescer, key_of
+from adapters.coalescing import READS, Batcher, Coalescer, key_of
 from adapters.faults import (
     CircuitOpen,
     UpstreamContractError,
@@ -128,6 +128,7 @@ class ProvinceAdapter(abc.ABC):
         self._max_answer_bytes = max_answer_bytes  # as sent, and as decoded
         self.guard = guard or Guard()
         self.coalescer = Coalescer()  # identical reads at once: sent once (adapters.coalescing)
+        self.batcher = Batcher()  # family reads of others asked meanwhile: one request next
         self._policies: tuple[Policy, ...] = tuple(policies or type(self).policies)
         if not self._policies:
             raise ValueError(f"{type(self).__name__} declares no policy")
@@ -452,6 +453,16 @@ class ProvinceAdapter(abc.ABC):
 
 def _coalescing(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def read(self: ProvinceAdapter, *args: Any, **kwargs: Any) -> Any:
+        if name == "read_family":  # different families asked at once go together too
+            people, bound = _family_arguments(*args, **kwargs)
+
+            def send(p: Sequence[str], b: Sequence[str]) -> Awaitable[Any]:
+                return method(self, p, b)
+
+            return await self.coalescer.read(
+                key_of(name, (people, bound), {}),
+                lambda: self.batcher.read(people, bound, send, _part_of),
+            )
         return await self.coalescer.read(
             key_of(name, args, kwargs), lambda: method(self, *args, **kwargs)
         )
@@ -465,3 +476,22 @@ def _coalescing(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..
 
 async def _given(value: T) -> T:
     return value
+
+
+def _family_arguments(
+    cert_nos: Sequence[str], bound: Sequence[str]
+) -> tuple[Sequence[str], Sequence[str]]:
+    return cert_nos, bound
+
+
+def _part_of(answer: FamilyRead, people: frozenset[str], bound: frozenset[str]) -> FamilyRead:
+    """One caller's part of a family read made for several: what it would have been
+    answered alone."""
+    return FamilyRead(
+        {c: p for c, p in answer.persons.items() if c in people},
+        [
+            b
+            for b in answer.bindings
+            if b.authorizer.cert_no in bound or b.beneficiary.cert_no in bound
+        ],
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -76,6 +76,93 @@ class Coalescer:
             del self._flying[key]
         if not task.cancelled():
             task.exception()  # retrieved: whoever waited has it, or nobody needs it
+
+
+class Batcher:
+    """Family reads of different people asked while one is on its way to the province
+    go together, as one request, once it is back.
+
+    The first read goes at once; those asked meanwhile wait for it to land, then go as
+    one request for all their people (at most ``most`` people a request), and each
+    caller gets its own part: the people it asked for, and the bindings in which one of
+    the people it named takes part. A merged request is sent after every read in it was
+    asked, so none gets an answer older than its question. A fault reaches every read
+    in the request; a caller that stops waiting leaves the others theirs.
+    """
+
+    def __init__(self, most: int = 100) -> None:
+        self._most = most
+        self._busy = False
+        self._next: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self.merged = 0  # reads answered by a request made for several, since the start
+
+    async def read(
+        self,
+        people: Sequence[str],
+        bound: Sequence[str],
+        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
+        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
+    ) -> Any:
+        if not self._busy:
+            self._busy = True
+            try:
+                return await send(people, bound)
+            finally:
+                self._busy = False
+                self._flush(send, split)
+        waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._next.append((frozenset(people), frozenset(bound), waiting))
+        return await waiting
+
+    def _flush(
+        self,
+        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
+        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
+    ) -> None:
+        """Send what waits (a request of at most ``most`` people), if anything does."""
+        waiting = [w for w in self._next if not w[2].done()]  # (done: its caller left)
+        batch: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]] = []
+        people: set[str] = set()
+        for read in waiting:
+            if batch and len(people | read[0] | read[1]) > self._most:
+                break
+            batch.append(read)
+            people |= read[0] | read[1]
+        self._next = waiting[len(batch) :]
+        if not batch:
+            return
+        self._busy = True
+        task = asyncio.get_running_loop().create_task(self._send(batch, send, split))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self,
+        batch: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]],
+        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
+        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
+    ) -> None:
+        people = sorted(set().union(*(p for p, _, _ in batch)))
+        bound = sorted(set().union(*(b for _, b, _ in batch)))
+        try:
+            answer = await send(people, bound)
+        except BaseException as exc:
+            for _, _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+                    waiting.exception()  # retrieved here too: a caller may have left
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if len(batch) > 1:
+                self.merged += len(batch)
+            for asked, named, waiting in batch:
+                if not waiting.done():
+                    waiting.set_result(split(answer, asked, named))
+        finally:
+            self._busy = False
+            self._flush(send, split)
 
 
 async def _awaited(run: Callable[[], Awaitable[T]]) -> T:

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.base import BindRequest, Relation, UpstreamUnavailable
+from adapters.base import BindRequest, Guard, Refusal, Relation, UpstreamUnavailable
 from adapters.hebei import HebeiAdapter
 from bench.dashboard import QUERY as DASHBOARD
 from gateway.provinces.federated import sandbox_factory
-from tests.conftest import Sandboxes, gateway, person
+from tests.conftest import WANG_EIGHT, Sandboxes, gateway, person
 
 WANG = person("hb_wang_jianguo")["certNo"]
 LI = person("hb_li_xiuying")["certNo"]
@@ -175,3 +175,101 @@ async def test_a_read_whose_arguments_cannot_be_a_key_is_sent_as_it_is() -> None
     await asyncio.gather(coalescer.read(key, read), coalescer.read(key, read))
     assert sent == 2  # each its own request
     assert coalescer.shared == 0
+
+
+# -- different families at once: one request for those asked meanwhile -----------------
+
+DEMING = person("hb_wang_deming")["certNo"]
+JING = person("hb_wang_jing")["certNo"]
+
+
+async def test_family_reads_asked_while_one_is_on_its_way_go_together_each_answered_its_own(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    adapter, gated = hebei
+    for relative, relation in ((DEMING, Relation.PARENT), (JING, Relation.CHILD)):
+        made = await adapter.bind(
+            BindRequest(WANG, relative, "王德明" if relative == DEMING else "王静", relation, True)
+        )
+        assert not isinstance(made, Refusal), made
+    alone = {
+        asked: await adapter.read_family(*asked)
+        for asked in (((WANG,), (WANG,)), ((LI, DEMING), (DEMING,)), ((JING,), (JING, LI)))
+    }
+    sent = gated.sent
+
+    gated.gate.clear()
+    first = asyncio.create_task(adapter.read_family((WANG,), (WANG,)))
+    await gated.arrived.wait()  # on its way
+    meanwhile = [
+        asyncio.create_task(adapter.read_family(*asked))
+        for asked in (((LI, DEMING), (DEMING,)), ((JING,), (JING, LI)))
+    ]
+    await asyncio.sleep(0.01)
+    assert gated.sent == sent + 1  # the two wait for the first to land
+    gated.gate.set()
+    answers = await asyncio.gather(first, *meanwhile)
+    assert gated.sent == sent + 2  # then go as one
+    for asked, answer in zip(alone, answers, strict=True):
+        assert dict(answer.persons) == dict(alone[asked].persons)
+        assert sorted(b.id for b in answer.bindings) == sorted(b.id for b in alone[asked].bindings)
+    assert adapter.batcher.merged == 2
+
+
+async def test_a_merged_family_read_s_fault_reaches_each_and_one_leaving_leaves_the_others(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    adapter, gated = hebei
+    gated.gate.clear()
+    first = asyncio.create_task(adapter.read_family((WANG,), (WANG,)))
+    await gated.arrived.wait()
+    leaving = asyncio.create_task(adapter.read_family((LI,), (LI,)))
+    staying = asyncio.create_task(adapter.read_family((DEMING,), (DEMING,)))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    gated.gate.set()
+    await first
+    assert set((await staying).persons) == {DEMING}
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+
+    down = HebeiAdapter(
+        httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda request: httpx.Response(503)),
+            base_url="http://hebei",
+        ),
+        guard=Guard(retries=0),
+    )
+    outcomes = await asyncio.gather(
+        down.read_family((WANG,), (WANG,)),
+        down.read_family((LI,), (LI,)),
+        down.read_family((DEMING,), (DEMING,)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, UpstreamUnavailable) for o in outcomes), outcomes
+    await down.aclose()
+
+
+async def test_eight_members_opening_their_dashboards_at_once_cost_each_province_two_requests() -> (
+    None
+):
+    """王建国's family, each member their own dashboard at the same moment: the first
+    request to each province goes alone, the others' wait for it and go as one."""
+    members = ["hb_wang_jianguo", *(k for k, _ in WANG_EIGHT if k != "hb_wang_hao")][:8]
+    boxes = Sandboxes()
+    async with boxes:
+        await boxes.start(delay=0.02)
+        async with gateway(dict(boxes.transports)) as gql:
+            for _ in range(2):  # remembered, civil records kept
+                for who in members:
+                    assert "errors" not in await gql(DASHBOARD, as_=who)
+            before = {name: t.calls for name, t in boxes.transports.items()}
+            one = await gql(DASHBOARD, as_="hb_wang_jianguo")
+            single = {name: t.calls - before[name] for name, t in boxes.transports.items()}
+            before = {name: t.calls for name, t in boxes.transports.items()}
+            answers = await asyncio.gather(*(gql(DASHBOARD, as_=who) for who in members))
+            sent = {name: t.calls - before[name] for name, t in boxes.transports.items()}
+    assert "errors" not in one
+    assert all("errors" not in a for a in answers), answers
+    assert all(n <= 2 for n in sent.values()), (sent, single)
+    assert sum(sent.values()) <= 2 * sum(single.values())
