@@ -82,45 +82,47 @@ class Batcher:
     """Family reads of different people asked while one is on its way to the province
     go together, as one request, once it is back.
 
-    The first read goes at once; those asked meanwhile wait for it to land, then go as
-    one request for all their people (at most ``most`` people a request), and each
-    caller gets its own part: the people it asked for, and the bindings in which one of
-    the people it named takes part. A merged request is sent after every read in it was
+    The first read goes at once; those asked meanwhile wait for it to land (``wait``
+    seconds at most: a province that hangs costs them one timeout, not two), then go
+    as one request for all their people (at most ``most`` a request), and each caller
+    gets its own part: the people it asked for, and the bindings in which one of the
+    people it named takes part. A merged request is sent after every read in it was
     asked, so none gets an answer older than its question. A fault reaches every read
     in the request; a caller that stops waiting leaves the others theirs.
     """
 
-    def __init__(self, most: int = 100) -> None:
+    def __init__(self, most: int = 100, wait: float = 0.1) -> None:
         self._most = most
-        self._busy = False
+        self._wait = wait
+        self._flying = 0  # requests on their way
         self._next: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._how: tuple[Send, Split] | None = None  # how the waiting reads are sent
         self._sending: set[asyncio.Task[None]] = set()
         self.merged = 0  # reads answered by a request made for several, since the start
 
     async def read(
-        self,
-        people: Sequence[str],
-        bound: Sequence[str],
-        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
-        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
+        self, people: Sequence[str], bound: Sequence[str], send: Send, split: Split
     ) -> Any:
-        if not self._busy:
-            self._busy = True
+        if not self._flying:
+            self._flying += 1
             try:
                 return await send(people, bound)
             finally:
-                self._busy = False
-                self._flush(send, split)
+                self._flying -= 1
+                self._flush()
         waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._next.append((frozenset(people), frozenset(bound), waiting))
+        self._how = (send, split)
+        if self._timer is None:  # the first to wait: not longer than ``wait``
+            self._timer = asyncio.get_running_loop().call_later(self._wait, self._flush)
         return await waiting
 
-    def _flush(
-        self,
-        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
-        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
-    ) -> None:
+    def _flush(self) -> None:
         """Send what waits (a request of at most ``most`` people), if anything does."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiting = [w for w in self._next if not w[2].done()]  # (done: its caller left)
         batch: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]] = []
         people: set[str] = set()
@@ -130,18 +132,20 @@ class Batcher:
             batch.append(read)
             people |= read[0] | read[1]
         self._next = waiting[len(batch) :]
-        if not batch:
+        if not batch or self._how is None:
             return
-        self._busy = True
-        task = asyncio.get_running_loop().create_task(self._send(batch, send, split))
+        self._flying += 1
+        task = asyncio.get_running_loop().create_task(self._send(batch, *self._how))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+        if self._next:  # more than one request's worth: the rest go when this lands
+            self._timer = asyncio.get_running_loop().call_later(self._wait, self._flush)
 
     async def _send(
         self,
         batch: list[tuple[frozenset[str], frozenset[str], asyncio.Future[Any]]],
-        send: Callable[[Sequence[str], Sequence[str]], Awaitable[Any]],
-        split: Callable[[Any, frozenset[str], frozenset[str]], Any],
+        send: Send,
+        split: Split,
     ) -> None:
         people = sorted(set().union(*(p for p, _, _ in batch)))
         bound = sorted(set().union(*(b for _, b, _ in batch)))
@@ -161,8 +165,13 @@ class Batcher:
                 if not waiting.done():
                     waiting.set_result(split(answer, asked, named))
         finally:
-            self._busy = False
-            self._flush(send, split)
+            self._flying -= 1
+            self._flush()
+
+
+# How a batch is sent (people, bound) and how one caller's part is cut from its answer.
+Send = Callable[[Sequence[str], Sequence[str]], Awaitable[Any]]
+Split = Callable[[Any, frozenset[str], frozenset[str]], Any]
 
 
 async def _awaited(run: Callable[[], Awaitable[T]]) -> T:

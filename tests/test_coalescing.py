@@ -216,6 +216,23 @@ async def test_family_reads_asked_while_one_is_on_its_way_go_together_each_answe
     assert adapter.batcher.merged == 2
 
 
+async def test_family_reads_waiting_behind_one_that_hangs_go_after_a_moment_not_a_timeout(
+    hebei: tuple[HebeiAdapter, Gated],
+) -> None:
+    """A province that hangs would cost the reads waiting for its first answer a second
+    timeout: they wait a moment (`Batcher`'s ``wait``) at most, then go as one."""
+    adapter, gated = hebei
+    gated.gate.clear()
+    first = asyncio.create_task(adapter.read_family((WANG,), (WANG,)))
+    await gated.arrived.wait()
+    meanwhile = [asyncio.create_task(adapter.read_family((who,), (who,))) for who in (LI, DEMING)]
+    await asyncio.sleep(0.3)  # the first still hangs
+    assert gated.sent == 2  # the two went, together, without it
+    gated.gate.set()
+    assert set((await asyncio.gather(*meanwhile))[0].persons) == {LI}
+    await first
+
+
 async def test_a_merged_family_read_s_fault_reaches_each_and_one_leaving_leaves_the_others(
     hebei: tuple[HebeiAdapter, Gated],
 ) -> None:
