@@ -430,13 +430,16 @@ async def test_a_reviewer_may_not_decide_their_own_request(
         assert refusal(decided) == ("FORBIDDEN", "requestId")
 
 
-async def test_a_reviewer_approves_and_the_adder_may_activate(gql: GraphQL) -> None:
+async def test_a_reviewer_approves_and_the_adder_may_activate(gql: GraphQL, app: Starlette) -> None:
     document = birth_certificate("hb_wang_yue", "SIBLING")
     payload = await upload(gql, "hb_wang_jianguo", "hb_wang_yue", "CHILD", [document])
     link_id = linked(payload, "PENDING_REVIEW")["id"]
     approved = linked(await review(gql, link_id, approve=True, token=reviewer(gql)), "APPROVED")
     assert approved["rejectionReason"] is None
     linked(await activate(gql, "hb_wang_jianguo", link_id), "ACTIVE")
+    # the adder is told of the reviewer's decision (a subscription's event), once
+    told = await app.state.services.events.after(person("hb_wang_jianguo")["certNo"], 0)
+    assert [(e.kind.value, e.body["status"]) for e in told] == [("KINSHIP_REVIEWED", "APPROVED")]
 
 
 async def test_only_a_reviewer_may_review(gql: GraphQL) -> None:
