@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import http.client
 import json
 import os
@@ -51,7 +50,7 @@ import httpx
 
 from bench import common, dashboard, families
 from bench.abusive import Abuse, corpus
-from bench.common import LOOPBACK, ROOT, Jobs
+from bench.common import LOOPBACK, Jobs
 from bench.load import summary
 from gateway.ops.config import RateLimits, Settings
 
@@ -368,24 +367,6 @@ def job_main() -> None:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-def source(commit: str | None) -> dict[str, Any]:
-    """`bench.common.source` with untracked files too, the full commit (``git rev-parse
-    HEAD``) and a digest of the changes outside bench/, which names the tree under test
-    while others edit it."""
-    status = common.changed(untracked=True)
-    found = common.source(commit, status)
-    found["commit_full"] = common.git("rev-parse", "HEAD").strip() or "unknown"
-    if status:
-        changes = common.git("diff", "HEAD", "--", *(name for kind, name in status if kind != "??"))
-        digest = hashlib.sha256(changes.encode())
-        for kind, name in status:
-            if kind == "??":
-                with contextlib.suppress(OSError):
-                    digest.update((ROOT / name).read_bytes())
-        found["uncommitted_sha256"] = digest.hexdigest()[:16]
-    return found
-
-
 class CpuSampler:
     """In a thread, every ``every`` seconds: the gateway's CPU time, that of all this
     benchmark's processes (the servers, the jobs, this one) and the machine's (busy,
@@ -537,7 +518,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     jobs = Jobs("bench.abuse")
     abuses = corpus()
     result = common.begin(
-        "abuse", args.quick, dataclasses.asdict(plan), source(args.commit), dashboard.QUERY
+        "abuse",
+        args.quick,
+        dataclasses.asdict(plan),
+        common.tree_source(args.commit),
+        dashboard.QUERY,
     )
     world = families.world(load_families=4)
     roster = work / "roster.json"

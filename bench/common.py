@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -69,6 +70,24 @@ def source(commit: str | None, changes: list[tuple[str, str]] | None = None) -> 
         "tree": "git working tree" if head else "exported tree (not a git checkout)",
         "uncommitted": [path for _, path in (changed() if changes is None else changes)],
     }
+
+
+def tree_source(commit: str | None) -> dict[str, Any]:
+    """`source` with untracked files too, the full commit (``git rev-parse HEAD``) and a
+    digest of the changes outside bench/, which names the tree under test while others
+    edit it."""
+    status = changed(untracked=True)
+    found = source(commit, status)
+    found["commit_full"] = git("rev-parse", "HEAD").strip() or "unknown"
+    if status:
+        changes = git("diff", "HEAD", "--", *(name for kind, name in status if kind != "??"))
+        digest = hashlib.sha256(changes.encode())
+        for kind, name in status:
+            if kind == "??":
+                with contextlib.suppress(OSError):
+                    digest.update((ROOT / name).read_bytes())
+        found["uncommitted_sha256"] = digest.hexdigest()[:16]
+    return found
 
 
 def machine() -> dict[str, Any]:

@@ -1,14 +1,21 @@
 """The family dashboard benchmark: overhead, fan-out, calls, throughput and memory.
 
-    .venv/bin/python -m bench.dashboard            # the full run, about 4 minutes
-    .venv/bin/python -m bench.dashboard --quick    # about 75 s, fewer samples
+    .venv/bin/python -m bench.dashboard            # the full run, about 4.5 minutes
+    .venv/bin/python -m bench.dashboard --quick    # about 2 minutes, fewer samples
+    .venv/bin/python -m bench.dashboard --quick --callgrind   # + instructions, 5 to 8 min
     .venv/bin/python -m bench.dashboard --out bench/results
+    .venv/bin/python -m bench.dashboard --soak        # the soak alone, about 8.5 minutes
+    .venv/bin/python -m bench.dashboard --soak 600 --soak-every 10
 
 Starts, on 127.0.0.1, the three sandbox provinces (``gongji sandbox NAME``, seeded
 with `bench.families`) and the gateway (``gongji --config CFG serve``) as separate
 uvicorn processes, sets up the families through the gateway's own mutations, then
 drives load from separate processes (`bench.load`) and writes a Markdown and a JSON
-report into ``--out`` (see bench/README.md for what each figure means and how).
+report into ``--out`` (see bench/README.md for what each figure means and how). At the
+end, the steady figure (`bench.steady`): function calls per dashboard, and with
+``--callgrind`` instructions, of the gateway and the baseline in-process. With
+``--soak``, only the soak: steady load on the served gateway, its RSS sampled until
+it levels (its own report, ``dashboard-soak-...``).
 
 Upstream latency is added by the sandboxes' fault mode (``PUT /_faults``).
 """
@@ -35,7 +42,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import common, families, profiling, report
+from bench import common, families, profiling, report, steady
 from bench import load as bench_load
 from bench.common import LOOPBACK, ROOT, cpu_seconds, proc_status
 from gateway.common.auth import mint_token
@@ -44,6 +51,10 @@ from gateway.provinces.federated import adapter_classes
 from sandbox.serve import free_port, spawn_gateway, spawn_sandbox, stop, wait_ready
 
 PROVINCES = ("hebei", "jiangsu", "henan")
+# --soak without SECONDS: long enough on the 2-core VM (about 50 dashboards a second) for
+# the last third to begin after RSS levels (about 12,500 dashboards, RESULTS.md)
+SOAK_S = 480.0
+SOAK_QUICK_S = 60.0  # --soak --quick: a check that the stage runs; shows the rise only
 
 # The family dashboard: the caller, their insurance and balance, their bindings and
 # kinship links, and every relative across the provinces with both features' verdicts.
@@ -98,6 +109,10 @@ class Plan:
     profile_requests: int
     latency_ms: float
     cpu_requests: int
+    # the steady figure (`bench.steady`): the same in quick and full runs, comparable
+    steady_runs: int = 3
+    steady_requests: int = 50
+    callgrind_requests: int = 0  # 0: no callgrind (--callgrind)
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
@@ -105,6 +120,9 @@ class Plan:
             plan = cls(40, 6, 6, 5, args.concurrency, 0.5, 4, 2, 3, 3, 20, args.latency_ms, 100)
         else:
             plan = cls(300, 30, 30, 20, args.concurrency, 2, 8, 3, 5, 8, 50, args.latency_ms, 400)
+        plan = dataclasses.replace(
+            plan, steady_runs=args.steady_runs, callgrind_requests=args.callgrind or 0
+        )
         if args.repeats is not None:
             plan = dataclasses.replace(plan, repeats=args.repeats)
         if args.repeat_seconds is not None:
@@ -227,6 +245,37 @@ def copy_store(servers: Servers, to: Path) -> Path:
     with contextlib.closing(source), contextlib.closing(copy):
         source.backup(copy)
     return target
+
+
+def measure_steady(**kwargs: Any) -> dict[str, Any]:
+    """`steady.measure`, or what stopped it (the rest of the run is reported anyway)."""
+    try:
+        return steady.measure(**kwargs)
+    except RuntimeError as exc:
+        say(f"  the steady figure failed: {str(exc)[-300:]}")
+        return {"error": str(exc)[-2000:]}
+
+
+def start_and_set_up(
+    servers: Servers, roster: Path, world: families.World, result: dict[str, Any]
+) -> tuple[Settings, GraphQL]:
+    """The sandboxes (seeded with ``world``'s roster, written to ``roster``) and the
+    gateway started; the families set up through the gateway's mutations (noted in
+    ``result["setup"]``); every caller's dashboard opened once (locations remembered)."""
+    roster.write_text(json.dumps(world.roster(), ensure_ascii=False), encoding="utf-8")
+    say("starting the sandboxes and the gateway")
+    start_sandboxes(servers, roster)
+    write_config(servers)
+    start_gateway(servers)
+    settings = Settings.load(servers.config)
+    gql = GraphQL(servers.gateway, settings)
+
+    say("setting up the families through the gateway's mutations")
+    result["setup"] = set_up(gql, world)
+    result["setup"]["people"] = len(world.roster()["people"])
+    for family in world.families:  # warm: every caller once (locations remembered)
+        gql(family.caller["certNo"], QUERY)
+    return settings, gql
 
 
 # -- the gateway as a client sees it -------------------------------------------------------
@@ -427,29 +476,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gongji-bench-"))
     servers = Servers(work=work, config=work / "gateway.toml")
     result = common.begin(
-        "dashboard", args.quick, dataclasses.asdict(plan), common.source(args.commit), QUERY
+        "dashboard", args.quick, dataclasses.asdict(plan), common.tree_source(args.commit), QUERY
     )
     world = families.world(load_families=4)
     roster = work / "roster.json"
-    roster.write_text(json.dumps(world.roster(), ensure_ascii=False), encoding="utf-8")
     codes = {cls.code: name for name, cls in adapter_classes().items()}
     try:
-        say("starting the sandboxes and the gateway")
-        start_sandboxes(servers, roster)
-        write_config(servers)
-        start_gateway(servers)
+        settings, gql = start_and_set_up(servers, roster, world, result)
         assert servers.gateway_process is not None
         pid = servers.gateway_process.pid
-        settings = Settings.load(servers.config)
-        gql = GraphQL(servers.gateway, settings)
-
-        say("setting up the families through the gateway's mutations")
-        result["setup"] = set_up(gql, world)
-        result["setup"]["people"] = len(world.roster()["people"])
         callers = [f.caller["certNo"] for f in world.load]
         tokens = [gql.token(c) for c in callers]
-        for family in world.families:  # warm: every caller once (locations remembered)
-            gql(family.caller["certNo"], QUERY)
         sample = gql(callers[0], QUERY)
         result["dashboard_sample"] = {
             "family_members": len(sample["me"]["family"]),
@@ -651,13 +688,156 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 dump=work / "dashboard.prof" if args.keep else None,
             )
         )
+
+        say(
+            f"steady figure: function calls per dashboard, in-process, {plan.steady_runs} runs"
+            " of the gateway and the baseline"
+            + (f" (and callgrind, {plan.callgrind_requests} dashboards)" if args.callgrind else "")
+        )
+        result["steady"] = measure_steady(
+            config=servers.config,
+            store=copy_store(servers, work / "steady-store"),
+            token=tokens[0],
+            query=QUERY,
+            work=work / "steady",
+            runs=plan.steady_runs,
+            requests=plan.steady_requests,
+            callgrind_requests=plan.callgrind_requests,
+            say=say,
+        )
     finally:
         with contextlib.suppress(NameError):
             gql.client.close()
         servers.stop_all()
         common.clean_up(work, args.keep, say)
+    result["source_at_end"] = common.tree_source(args.commit)
     common.end(result, began)
     result["verdicts"] = report.verdicts(result)
+    return result
+
+
+# -- the soak -----------------------------------------------------------------------------------
+
+
+def served_dashboards(servers: Servers) -> float:
+    """GraphQL operations the gateway has answered, whatever their kind and outcome
+    (``gongji_graphql_requests_total`` at ``/metrics``, summed)."""
+    text = httpx.get(servers.gateway + "/metrics").text
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "gongji_graphql_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
+    if not found:
+        raise RuntimeError("no gongji_graphql_requests_total at the gateway's /metrics")
+    return sum(found)
+
+
+def soak(
+    servers: Servers, tokens: list[str], seconds: float, every: float, clients: int
+) -> dict[str, Any]:
+    """A closed loop of ``clients`` dashboards through the served gateway for ``seconds``
+    (one load-driver process), the gateway's RSS read from /proc every ``every`` seconds
+    with the dashboards it has answered so far (from its /metrics)."""
+    assert servers.gateway_process is not None
+    pid = servers.gateway_process.pid
+    outcome: dict[str, Any] = {}
+    failed: list[Exception] = []
+
+    def drive() -> None:
+        try:
+            outcome.update(
+                load(
+                    {
+                        "kind": "closed",
+                        "target": gateway_target(servers, tokens),
+                        "concurrency": clients,
+                        "warmup_s": 0,
+                        "duration_s": seconds,
+                    }
+                )
+            )
+        except Exception as exc:  # reported by the main thread
+            failed.append(exc)
+
+    base = served_dashboards(servers)
+    cpu0 = cpu_seconds(pid)
+    samples: list[dict[str, Any]] = []
+
+    def take(started: float) -> None:
+        if servers.gateway_process is not None and servers.gateway_process.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({servers.gateway_process.returncode})")
+        status = proc_status(pid)
+        samples.append(
+            {
+                "t_s": round(time.perf_counter() - started, 2),
+                "dashboards": int(served_dashboards(servers) - base),
+                "rss_kib": status["VmRSS"],
+                "anon_kib": status.get("RssAnon", 0),
+                "file_kib": status.get("RssFile", 0),
+                "cpu_s": round(cpu_seconds(pid) - cpu0, 2),
+            }
+        )
+
+    thread = threading.Thread(target=drive, daemon=True)
+    started = time.perf_counter()
+    take(started)
+    thread.start()
+    tick = 1
+    while thread.is_alive():
+        thread.join(max(0.0, started + tick * every - time.perf_counter()))
+        if thread.is_alive():
+            take(started)
+            say(
+                f"  {samples[-1]['t_s']:5.0f} s: {samples[-1]['dashboards']:6d} dashboards,"
+                f" RSS {samples[-1]['rss_kib'] / 1024:.2f} MiB"
+            )
+            tick += 1
+    if failed:
+        raise RuntimeError("the soak's load failed") from failed[0]
+    take(started)  # the load has ended: the last count
+    status = proc_status(pid)
+    return {
+        "seconds": seconds,
+        "every_s": every,
+        "concurrency": clients,
+        "callers": len(tokens),
+        "load": {k: v for k, v in outcome.items() if k != "latencies"},
+        "samples": samples,
+        "peak_rss_kib": status["VmHWM"],
+        "analysis": report.soak_analysis(samples),
+    }
+
+
+def run_soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the soak: the processes started, the families set up, then steady load on a
+    gateway that has served nothing else (its RSS from the start)."""
+    seconds = args.soak if args.soak > 0 else SOAK_QUICK_S if args.quick else SOAK_S
+    plan = {"soak_s": seconds, "every_s": args.soak_every, "concurrency": args.concurrency}
+    began = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="gongji-bench-"))
+    servers = Servers(work=work, config=work / "gateway.toml")
+    result = common.begin(
+        "dashboard-soak", args.quick, plan, common.tree_source(args.commit), QUERY
+    )
+    world = families.world(load_families=4)
+    try:
+        _, gql = start_and_set_up(servers, work / "roster.json", world, result)
+        tokens = [gql.token(f.caller["certNo"]) for f in world.load]
+        gql.client.close()
+        say(
+            f"soak: {args.concurrency} clients for {seconds:g} s, the gateway's RSS every"
+            f" {args.soak_every:g} s"
+        )
+        result["soak"] = soak(servers, tokens, seconds, args.soak_every, args.concurrency)
+    finally:
+        servers.stop_all()
+        common.clean_up(work, args.keep, say)
+    result["source_at_end"] = common.tree_source(args.commit)
+    common.end(result, began)
+    result["verdicts"] = report.soak_verdicts(result)
     return result
 
 
@@ -692,7 +872,7 @@ say = common.teller("bench")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute, fewer samples")
+    parser.add_argument("--quick", action="store_true", help="about 2 minutes, fewer samples")
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--concurrency", type=int, default=8, help="clients in the throughput run")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="added for the fan-out")
@@ -704,9 +884,35 @@ def main() -> None:
     parser.add_argument(
         "--commit", help="the commit under test, when run from an exported tree (default: HEAD)"
     )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=0.0,
+        metavar="SECONDS",
+        help=f"only the soak: steady load on the served gateway, its RSS sampled; SECONDS"
+        f" (default {SOAK_S:g}, with --quick {SOAK_QUICK_S:g})",
+    )
+    parser.add_argument(
+        "--soak-every", type=float, default=5.0, help="seconds between RSS samples (5)"
+    )
+    parser.add_argument(
+        "--steady-runs", type=int, default=3, help="runs of the steady figure, each side (3)"
+    )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        nargs="?",
+        const=20,
+        metavar="K",
+        help="the steady figure in instructions too: valgrind's callgrind over K dashboards"
+        " (default 20) per run and side; about 1.5 to 3.5 minutes a job, two at a time",
+    )
     args = parser.parse_args()
-    result = run(args)
+    result = run_soak(args) if args.soak is not None else run(args)
     common.published(result, report.write(result, args.out))
+    if result.get("steady"):
+        print(report.steady_summary(result["steady"]))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ THROUGHPUT_SHARE = 0.5
 # "No growth": RSS after the last repeated run at most this much above the first.
 GROWTH_KIB = 2048
 GROWTH_SHARE = 0.02
+# The soak: "levelled" when, over the last third of the soak, RSS grows by less than
+# this per 1,000 dashboards (both from the third's first sample to its last, and by
+# the least-squares slope of its samples): 0.05 MiB is about 50 bytes a dashboard.
+LEVEL_MIB_PER_1000 = 0.05
 
 
 def _calls_constant(calls: list[dict[str, Any]]) -> tuple[bool, str]:
@@ -104,11 +109,11 @@ LATENCY_HEAD = (
 
 
 def markdown(result: dict[str, Any]) -> str:
-    m, src, plan = result["machine"], result["source"], result["plan"]
+    m, plan = result["machine"], result["plan"]
     lines = [
         f"# Family dashboard benchmark, {result['date']}{' (quick)' if result['quick'] else ''}",
         "",
-        common.commit_line(src),
+        *tree_lines(result),
         common.machine_line(m),
         f"- everything on 127.0.0.1: three sandbox provinces, the gateway, the baseline, and"
         f" the load driver, each its own process; {result['duration_s']:.0f} s in all",
@@ -342,9 +347,302 @@ def markdown(result: dict[str, Any]) -> str:
             f"| `{row['function']}` | {row['calls_per_request']:g} | {row['self_ms']:.3f}"
             f" | {row['cumulative_ms']:.3f} |"
         )
+    lines += steady_lines(result.get("steady"))
+    lines += ["", "## The query", "", "```graphql", result["query"], "```", ""]
+    return "\n".join(lines)
+
+
+def tree_lines(result: dict[str, Any]) -> list[str]:
+    """The tree under test, and whether it changed during the run (others editing it)."""
+    src, end = result["source"], result.get("source_at_end")
+    lines = [common.commit_line(src)]
+    digest = src.get("uncommitted_sha256")
+    if digest:
+        lines[0] += f" (digest `{digest}`)"
+    if end is not None and (end["commit"], end.get("uncommitted_sha256")) != (
+        src["commit"],
+        digest,
+    ):
+        lines.append(
+            f"- **the tree changed during the run**: at the end commit `{end['commit']}`,"
+            f" {len(end['uncommitted'])} files changed (digest"
+            f" `{end.get('uncommitted_sha256', 'none')}`); the served gateway ran the tree as"
+            " it was when it started"
+        )
+    return lines
+
+
+def steady_lines(steady: dict[str, Any] | None) -> list[str]:
+    """The steady figure's section (none in reports from before it was measured)."""
+    if not steady:
+        return []
+    if "error" in steady:
+        return [
+            "",
+            "## The steady figure: work per dashboard, counted",
+            "",
+            "Not measured: a job failed (after 3 attempts a minute apart):",
+            "",
+            "```",
+            steady["error"],
+            "```",
+        ]
+    calls = steady["calls"]
+    lines = [
+        "",
+        "## The steady figure: work per dashboard, counted",
+        "",
+        f"Function calls per dashboard: cProfile over {steady['requests']} warm dashboards"
+        f" (after {steady['warmup']} unmeasured), pstats' total (primitive and recursive"
+        f" calls) divided by {steady['requests']}; each run a fresh process from a fresh"
+        " copy of the same store, the same caller (family of 8), requests through"
+        " `httpx.ASGITransport` (no uvicorn), the provinces over real HTTP with 0 ms added,"
+        " the reconciler and change-feed reads an hour apart (`bench/steady.py`). A count,"
+        " not a time: it moves with the code, not with the machine's load.",
+        "",
+        "| | " + " | ".join(f"run {i + 1}" for i in range(steady["runs"])) + " | median"
+        " | spread (max − min) / median | primitive calls per dashboard (median) |",
+        "|---|" + "---|" * (steady["runs"] + 3),
+    ]
+    for side in ("gateway", "baseline"):
+        fig = calls[side]
+        primitive = statistics.median(r["primitive_calls_per_dashboard"] for r in fig["runs"])
+        lines.append(
+            f"| {side} | "
+            + " | ".join(f"{v:,.1f}" for v in fig["values"])
+            + f" | **{fig['median']:,.1f}** | {fig['spread']:.2%} | {primitive:,.1f} |"
+        )
+    lines += ["", f"Gateway / baseline: **{steady['calls_ratio']:.2f} ×** (medians)."]
+    instructions = steady.get("instructions")
+    if instructions:
+        lines += [
+            "",
+            f"Instructions per dashboard (valgrind's callgrind, {steady['callgrind_requests']}"
+            " warm dashboards a run, counted only while they ran, `PYTHONHASHSEED=0`):",
+            "",
+            "| | " + " | ".join(f"run {i + 1}" for i in range(steady["runs"])) + " | median"
+            " | spread |",
+            "|---|" + "---|" * (steady["runs"] + 2),
+        ]
+        for side in ("gateway", "baseline"):
+            fig = instructions[side]
+            lines.append(
+                f"| {side} | "
+                + " | ".join(f"{v / 1e6:,.2f} M" for v in fig["values"])
+                + f" | **{fig['median'] / 1e6:,.2f} M** | {fig['spread']:.2%} |"
+            )
+        lines += ["", f"Gateway / baseline: **{steady['instructions_ratio']:.2f} ×** (medians)."]
+    elif steady.get("instructions_skipped"):
+        lines += [
+            "",
+            "Instructions (callgrind): not measured:",
+            "",
+            "```",
+            steady["instructions_skipped"],
+            "```",
+        ]
+    code = steady.get("code") or {}
+    digests = {
+        kind: ", ".join(f"{side} `{'`, `'.join(d)}`" for side, d in sides.items())
+        for kind, sides in code.items()
+    }
+    kinds = {"calls": "calls", "instructions": "instructions"}
+    if steady.get("same_code"):
+        lines += [
+            "",
+            "Every run of a side, for each figure, ran the same code (a digest of the source"
+            " files of the modules it loaded from the tree, taken after the warm-up and at the"
+            " end): " + "; ".join(f"{kinds[kind]}: {text}" for kind, text in digests.items()) + ".",
+        ]
+        if len({tuple(map(tuple, sides.values())) for sides in code.values()}) > 1:
+            lines[-1] += (
+                " The instructions' runs ran other code than the calls' (the tree changed"
+                " between them): compare each figure's runs, not the two figures."
+            )
+    elif code:
+        written = steady.get("changed_while_running") or []
+        lines += [
+            "",
+            "**The code changed while these ran** (others editing the tree): "
+            + "; ".join(f"{kinds[kind]}: {text}" for kind, text in digests.items())
+            + (
+                f"; written while a job ran (which version it loaded is not known):"
+                f" {', '.join(f'`{w}`' for w in written)}"
+                if written
+                else ""
+            )
+            + ". A difference between runs of the same figure may be the code's.",
+        ]
+    return lines
+
+
+def steady_summary(steady: dict[str, Any]) -> str:
+    """The steady figure on one line per kind, every run."""
+    if "error" in steady:
+        return "STEADY  not measured: a job failed (see the report)"
+
+    def line(name: str, figures: dict[str, Any], ratio: float, scale: float, unit: str) -> str:
+        sides = "; ".join(
+            f"{side} {' / '.join(f'{v / scale:,.2f}' for v in figures[side]['values'])}"
+            f" (spread {figures[side]['spread']:.2%})"
+            for side in ("gateway", "baseline")
+        )
+        return f"STEADY  {name} per dashboard{unit}: {sides}; gateway / baseline {ratio:.2f} ×"
+
+    out = [line("function calls", steady["calls"], steady["calls_ratio"], 1, "")]
+    if steady.get("instructions"):
+        out.append(
+            line("instructions", steady["instructions"], steady["instructions_ratio"], 1e6, ", M")
+        )
+    if not steady.get("same_code", True):
+        out.append("STEADY  the code changed while the runs ran: see the report")
+    return "\n".join(out)
+
+
+# -- the soak (`--soak`) -------------------------------------------------------------------------
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 when xs do not vary)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+
+
+def _third(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    first, last = samples[0], samples[-1]
+    dashboards = last["dashboards"] - first["dashboards"]
+    growth = (last["rss_kib"] - first["rss_kib"]) / 1024
+    slope = _slope(
+        [float(s["dashboards"]) for s in samples], [s["rss_kib"] / 1024 for s in samples]
+    )
+    return {
+        "from_s": first["t_s"],
+        "to_s": last["t_s"],
+        "samples": len(samples),
+        "dashboards": dashboards,
+        "rss_from_mib": first["rss_kib"] / 1024,
+        "rss_to_mib": last["rss_kib"] / 1024,
+        "growth_mib": growth,
+        "growth_mib_per_1000": growth / dashboards * 1000 if dashboards else math.nan,
+        "slope_mib_per_1000": slope * 1000,
+    }
+
+
+def soak_analysis(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS growth over the soak's first and last thirds (by sample: the sample on each
+    boundary belongs to both thirds it ends and starts) and the verdict: "levelled" when
+    the last third grows by less than `LEVEL_MIB_PER_1000` MiB per 1,000 dashboards,
+    from its first sample to its last and by its samples' slope."""
+    if len(samples) < 4:
+        raise ValueError("a soak needs at least 4 samples: make it longer, or sample more often")
+    k = max(1, round((len(samples) - 1) / 3))
+    first, last = _third(samples[: k + 1]), _third(samples[-(k + 1) :])
+    levelled = (
+        last["dashboards"] > 0
+        and last["growth_mib_per_1000"] < LEVEL_MIB_PER_1000
+        and last["slope_mib_per_1000"] < LEVEL_MIB_PER_1000
+    )
+    rss = [s["rss_kib"] for s in samples]
+    rose = max((i for i in range(1, len(rss)) if rss[i] > max(rss[:i])), default=0)
+    return {
+        "threshold_mib_per_1000": LEVEL_MIB_PER_1000,
+        # the last sample above every one before it: RSS has not gone higher since
+        "last_rise": {"t_s": samples[rose]["t_s"], "dashboards": samples[rose]["dashboards"]},
+        "rss_start_mib": samples[0]["rss_kib"] / 1024,
+        "rss_end_mib": samples[-1]["rss_kib"] / 1024,
+        "rss_max_mib": max(s["rss_kib"] for s in samples) / 1024,
+        "dashboards": samples[-1]["dashboards"],
+        "first_third": first,
+        "last_third": last,
+        "verdict": "levelled" if levelled else "still growing",
+    }
+
+
+def soak_verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    a = result["soak"]["analysis"]
+    last = a["last_third"]
+    return [
+        {
+            "target": "memory under steady load (soak)",
+            "goal": f"levelled: the last third grows < {a['threshold_mib_per_1000']:g} MiB"
+            " per 1,000 dashboards",
+            "measured": f"{a['rss_start_mib']:.1f} → {a['rss_end_mib']:.1f} MiB over"
+            f" {a['dashboards']:,} dashboards; last third {last['growth_mib_per_1000']:+.3f}"
+            f" MiB per 1,000 (slope {last['slope_mib_per_1000']:+.3f}): {a['verdict']}",
+            # not levelled within the run is not proof of a leak: WARN, not FAIL
+            "pass": True if a["verdict"] == "levelled" else None,
+        }
+    ]
+
+
+def soak_markdown(result: dict[str, Any]) -> str:
+    m, soak = result["machine"], result["soak"]
+    a, run = soak["analysis"], soak["load"]
+    lines = [
+        f"# Family dashboard soak, {result['date']}{' (quick)' if result['quick'] else ''}",
+        "",
+        *tree_lines(result),
+        common.machine_line(m),
+        f"- everything on 127.0.0.1: three sandbox provinces, the gateway (`gongji serve`)"
+        f" and the load driver, each its own process; {result['duration_s']:.0f} s in all",
+        f"- families: {result['setup']['people']} synthetic people,"
+        f" {result['setup']['bindings']} bindings and {result['setup']['kinship_links']}"
+        " kinship links made through the gateway's mutations",
+        "",
+        *common.targets(result["verdicts"]),
+        "",
+        "## The soak",
+        "",
+        f"A closed loop of {soak['concurrency']} clients (one load-driver process) sending"
+        f" `dashboard.QUERY` for {soak['seconds']:g} s, rotating over {soak['callers']}"
+        " callers (families of 8), 0 ms added upstream, to a gateway that had served only"
+        " the set-up and one dashboard per family. Every"
+        f" {soak['every_s']:g} s: the gateway's VmRSS (RssAnon, RssFile) from"
+        " `/proc/PID/status`, and the GraphQL operations it has answered since the start"
+        " (`gongji_graphql_requests_total` at `/metrics`).",
+        "",
+        f"{run.get('requests', 0):,} dashboards in {run.get('wall_s', 0):.0f} s"
+        f" ({run.get('rps', 0):.1f} a second), {run.get('errors', 0)} errors; p50"
+        f" {run['latency']['p50_ms']:.1f} ms, p99 {run['latency']['p99_ms']:.1f} ms. Peak"
+        f" RSS (VmHWM) {soak['peak_rss_kib'] / 1024:.1f} MiB.",
+        "",
+        "| | from s | to s | dashboards | RSS from MiB | RSS to MiB | growth MiB"
+        " | per 1,000 dashboards | slope per 1,000 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, key in (("first third", "first_third"), ("last third", "last_third")):
+        t = a[key]
+        lines.append(
+            f"| {name} | {t['from_s']:.0f} | {t['to_s']:.0f} | {t['dashboards']:,}"
+            f" | {t['rss_from_mib']:.2f} | {t['rss_to_mib']:.2f} | {t['growth_mib']:+.2f}"
+            f" | {t['growth_mib_per_1000']:+.3f} | {t['slope_mib_per_1000']:+.3f} |"
+        )
+    rose = a["last_rise"]
+    lines += [
+        "",
+        f"Verdict: **{a['verdict']}** (levelled: the last third below"
+        f" {a['threshold_mib_per_1000']:g} MiB per 1,000 dashboards, both ways). RSS last"
+        f" rose above its earlier highest at {rose['t_s']:.0f} s ({rose['dashboards']:,}"
+        f" dashboards) and did not exceed it over the remaining"
+        f" {a['dashboards'] - rose['dashboards']:,} dashboards.",
+        "",
+        "The samples:",
+        "",
+        "| s | dashboards | RSS MiB | anonymous MiB | file MiB | CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for smp in soak["samples"]:
+        lines.append(
+            f"| {smp['t_s']:.1f} | {smp['dashboards']:,} | {smp['rss_kib'] / 1024:.2f}"
+            f" | {smp['anon_kib'] / 1024:.2f} | {smp['file_kib'] / 1024:.2f}"
+            f" | {smp['cpu_s']:.1f} |"
+        )
     lines += ["", "## The query", "", "```graphql", result["query"], "```", ""]
     return "\n".join(lines)
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
+    if result["bench"] == "dashboard-soak":
+        return common.write(result, out, soak_markdown)
     return common.write(result, out, markdown)

@@ -60,8 +60,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common, families
-from bench.abuse import source as tree_source
-from bench.common import LOOPBACK, ROOT, Jobs, cpu_seconds
+from bench.common import LOOPBACK, ROOT, Jobs, cpu_seconds, tree_source
 from bench.dashboard import QUERY as DASHBOARD
 from bench.dashboard import GraphQL, Servers, set_up, start_sandboxes
 from bench.load import percentile, summary
