@@ -2,8 +2,9 @@
 
 A sandbox module names its people with ``roster()`` (the `sandbox.engine` roster
 format: ``people`` and ``relations``); without one, it is seeded with the repository's
-roster (`sandbox.engine.load_roster`), as the three sandboxes here are. The suite picks
-each scenario's people from the union, by the adapter's area-code prefix and policy.
+roster (`sandbox.engine.load_roster`). The suite seeds every sandbox with the union of
+them all (`ROSTER`: a province's people may include a relative insured in another), and
+picks each scenario's people from it by the adapter's area-code prefix and policy.
 A scenario that finds nobody fails with `Missing`: what the province's people must
 include.
 """
@@ -66,7 +67,7 @@ def _union() -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
     people: dict[str, dict[str, Any]] = {}
     relations: list[dict[str, str]] = []
     seen: set[tuple[str, str, str]] = set()
-    for ep in entry_points(group="gongji.sandboxes"):
+    for ep in sorted(entry_points(group="gongji.sandboxes"), key=lambda ep: ep.name):
         if not chosen(ep.name):
             continue
         roster = roster_of(ep.name)
@@ -81,3 +82,7 @@ def _union() -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
 
 
 PEOPLE, CIVIL_RELATIONS = _union()
+# Every sandbox of the suite is seeded with everyone: a relative a province's people
+# name who is insured in another province is insured there too, as the real systems
+# would have them (the civil record is one, and national).
+ROSTER: dict[str, Any] = {"people": list(PEOPLE.values()), "relations": CIVIL_RELATIONS}

@@ -59,7 +59,7 @@ from adapters.base import (
     new_request_id,
     policy_in_force,
 )
-from conformance.people import CIVIL_RELATIONS, PEOPLE, Missing, chosen, need, roster_of
+from conformance.people import CIVIL_RELATIONS, PEOPLE, ROSTER, Missing, chosen, need
 from sandbox.dialect import Dialect, UnknownCall, dialect_of
 from sandbox.engine import (
     REASONS,
@@ -229,7 +229,7 @@ class Province:
 @pytest.fixture(params=NAMES)
 async def province(request: pytest.FixtureRequest) -> AsyncIterator[Province]:
     factory = SANDBOXES[request.param].load()
-    app = factory(roster=roster_of(request.param))  # the people the scenarios are staged with
+    app = factory(roster=ROSTER)  # everyone the scenarios are staged with
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(base_url=BASE_URL, timeout=2.0, verify=TLS) as client,
@@ -1242,7 +1242,7 @@ async def test_kept_answers_outlive_a_restart_of_the_province(name: str, tmp_pat
     answers: list[dict[str, Any]] = []
     counts: list[int] = []
     for _ in range(2):
-        app = SANDBOXES[name].load()(data_dir=tmp_path)
+        app = SANDBOXES[name].load()(data_dir=tmp_path, roster=ROSTER)
         async with app.router.lifespan_context(app):
             system: ProvinceSystem = app.state.system
             answers.append(

@@ -38,6 +38,7 @@ from adapters.base import (
     SettleRequest,
     new_request_id,
 )
+from conformance.people import ROSTER
 from conformance.suite import (
     ADAPTERS,
     BASE_URL,
@@ -222,7 +223,7 @@ async def before_its_date(request: pytest.FixtureRequest) -> AsyncIterator[Provi
     adapter_class = ADAPTERS[request.param]
     day = next(p.effective_from for p in adapter_class.policies if p.cross_province)
     factory = SANDBOXES[request.param].load()
-    app = factory(policy_date=day - dt.timedelta(days=1))
+    app = factory(roster=ROSTER, policy_date=day - dt.timedelta(days=1))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(base_url=BASE_URL, timeout=2.0, verify=TLS) as client,
