@@ -189,6 +189,7 @@ NOT_ABOUT_THE_STORE = frozenset(
         "test_datetimes",
         "test_fuzz",
         "test_install",
+        "test_kit",
         "test_instances",
         "test_kill",
         "test_kill_across",
