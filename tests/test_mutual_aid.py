@@ -13,9 +13,11 @@ from typing import Any
 import jwt
 import pytest
 
+from adapters.base import china_date, policy_in_force
 from gateway.common.auth import mint_token
 from gateway.common.ids import encode_id
 from gateway.ops.config import AuthSettings
+from gateway.provinces.federated import adapter_classes
 from tests.conftest import NOWHERE, PEOPLE, GraphQL, person, province_codes
 
 BINDING = (
@@ -566,7 +568,9 @@ async def test_provinces_are_public_and_show_each_policy(gql: GraphQL) -> None:
     result = await gql(PROVINCES)
     assert "errors" not in result, result
     provinces = {p["code"]: p for p in result["data"]["provinces"]}
-    assert {code: p["name"] for code, p in provinces.items()} == {
+    names = {code: p["name"] for code, p in provinces.items()}
+    assert names == {cls.code: cls.name for cls in adapter_classes().values()}
+    assert {code: names[code] for code in ("13", "32", "41")} == {
         "13": "河北省",
         "32": "江苏省",
         "41": "河南省",
@@ -579,10 +583,25 @@ async def test_provinces_are_public_and_show_each_policy(gql: GraphQL) -> None:
         "singleBinding",
         "commitmentRequired",
     )
-    assert {code: [p["policy"][r] for r in rules] for code, p in provinces.items()} == {
+    shown = {code: [p["policy"][r] for r in rules] for code, p in provinces.items()}
+    assert {code: shown[code] for code in ("13", "32", "41")} == {
         "13": [8, True, True, False, False, False],  # across provinces since 2026
         "32": [5, True, True, True, False, True],
         "41": [5, False, True, False, True, False],
+    }
+    in_force = {
+        cls.code: policy_in_force(cls.policies, china_date()) for cls in adapter_classes().values()
+    }
+    assert shown == {  # any other province installed: the rules it declares
+        code: [
+            policy.max_relatives,
+            policy.cross_city,
+            policy.cross_province,
+            policy.spouse_confirmation,
+            policy.single_binding,
+            policy.commitment_required,
+        ]
+        for code, policy in in_force.items()
     }
     for p in provinces.values():
         assert p["policy"]["allowedRelations"] == [  # near relatives, since 2024 or 2025

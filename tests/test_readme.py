@@ -31,6 +31,7 @@ from graphql import OperationDefinitionNode, parse
 from gateway.common.auth import ADMIN, INSTITUTION, REVIEWER, Institution, mint_token
 from gateway.common.certno import mask_cert_no, mask_name
 from gateway.ops.config import Settings
+from gateway.provinces.federated import adapter_classes
 from tests.conftest import PEOPLE, ROOT, GraphQL, gateway, person, province_codes
 
 README = ROOT / "README.md"
@@ -627,8 +628,10 @@ async def test_the_readme_walk_runs_top_to_bottom_on_one_fresh_world(tmp_path: P
     (the store and the sandbox provinces in files, seeded from the roster)."""
     async with gateway({}, Settings(data_dir=tmp_path / "data")) as gql:
         await walk_the_readme(gql)
-    sandboxes = list((tmp_path / "data").glob("sandbox/*.sqlite3"))
-    assert len(sandboxes) == 3  # files, not memory (the gateway's own store: on its backend)
+    sandboxes = sorted(p.stem for p in (tmp_path / "data").glob("sandbox/*.sqlite3"))
+    # one file per installed province, not memory (the gateway's own store: on its backend)
+    assert sandboxes == sorted(adapter_classes())
+    assert {"hebei", "jiangsu", "henan"} <= set(sandboxes)
 
 
 async def walk_the_readme(gql: GraphQL) -> None:

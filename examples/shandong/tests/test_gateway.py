@@ -80,6 +80,7 @@ async def test_a_shandong_employee_sees_their_family(gateway: Gateway) -> None:
             ("sd_zhang_xiaoyu", "CHILD"),
             ("sd_zhang_xiaolei", "CHILD"),
             ("sd_zhang_min", "SIBLING"),
+            ("sd_zhang_feng", "SIBLING"),  # insured in Hebei: on the civil record all the same
             ("sd_liu_changhai", "PARENT_IN_LAW"),
         ]
     }
