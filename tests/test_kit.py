@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gateway.edge.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_kit_runs_on_the_province_named_and_passes_pytest_s_options_on(
@@ -33,3 +39,64 @@ def test_the_kit_refuses_a_province_not_installed(capfd: pytest.CaptureFixture[s
 def test_only_the_kit_passes_options_on() -> None:
     with pytest.raises(SystemExit):
         main(["migrate", "-x"])
+
+
+def test_a_new_province_s_package_is_made_from_the_example_and_type_checks(
+    tmp_path: Path,
+) -> None:
+    """`gongji new-province`: the example with its names changed, nothing of Shandong
+    left in the code, and ``mypy --strict`` as the rest (installing it and running the
+    kit on it is examples/shandong/check's, in a venv of its own)."""
+    out = tmp_path / "gongji-guangdong"
+    cities = ["--city", "440100:广州市", "--city", "440300:深圳市"]
+    assert (
+        main(
+            [
+                "new-province",
+                "guangdong",
+                "--code",
+                "44",
+                "--title",
+                "广东",
+                *cities,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    package = out / "gongji_guangdong"
+    code = "\n".join(p.read_text("utf-8") for p in sorted(package.glob("*.py")))
+    assert 'code = "44"' in code
+    assert 'name = "广东省"' in code
+    assert '("440100", "广东省广州市")' in code
+    for gone in ("shandong", "Shandong", "山东", '"37"', "sd_"):
+        assert gone not in code, gone
+    pyproject = (out / "pyproject.toml").read_text("utf-8")
+    assert 'guangdong = "gongji_guangdong.adapter:GuangdongAdapter"' in pyproject
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(package)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout
+    # a second time, or a name that is no name, is refused
+    assert (
+        main(
+            [
+                "new-province",
+                "guangdong",
+                "--code",
+                "44",
+                "--title",
+                "广东",
+                *cities,
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert main(["new-province", "Guang-Dong", "--code", "44", "--title", "广东", *cities]) == 2

@@ -117,9 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # what follows (-x, -k EXPR, -n 2, ...) is pytest's: `main` passes it on
 
+    commands.add_parser(
+        "new-province",
+        help="make a new province's package from the example out of tree (NAME --code"
+        " NN --title 名称 --city CODE:名称 --city CODE:名称 [--out DIR]; --help for more)",
+        add_help=False,  # its own options: `main` passes them on (conformance.scaffold)
+    )
+
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", type=Path)
     return parser
+
+
+# The commands whose other options are another program's: pytest's, the scaffold's.
+PASSING_ON = ("conformance", "new-province")
 
 
 def conformance(provinces: Sequence[str], pytest_args: Sequence[str]) -> int:
@@ -150,7 +161,7 @@ def conformance(provinces: Sequence[str], pytest_args: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "conformance":  # only the kit passes options on (to pytest)
+    if rest and args.command not in PASSING_ON:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings.load(
@@ -167,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args, settings)
     elif args.command == "conformance":
         return conformance(args.province, rest)
+    elif args.command == "new-province":
+        scaffold = [sys.executable, "-m", "conformance.scaffold", *rest]
+        return subprocess.call(scaffold)  # noqa: S603 (this interpreter, the kit)
     elif args.command == "token":
         try:
             institution = (
