@@ -187,6 +187,7 @@ NOT_ABOUT_THE_STORE = frozenset(
         "test_conformance_across",
         "test_conformance_tampered",
         "test_datetimes",
+        "test_family_read",
         "test_fuzz",
         "test_install",
         "test_kit",
