@@ -47,6 +47,9 @@ def words(
 
 
 CODE = re.compile(r'(?<=["\s(])37(?=["\s,.)])')  # the province code, not 370102 or 1937
+# A birthplace in the province ("370102"): the new one's, so that its people's ID numbers
+# are their own (two provinces made from one example must not share a person).
+BIRTHPLACE = re.compile(r'"37([0-9]{4})"')
 
 
 def make(
@@ -85,6 +88,7 @@ def make(
             continue
         for old, new in changes:
             text = text.replace(old, new)
+        text = BIRTHPLACE.sub(lambda m: f'"{code}{m.group(1)}"', text)
         target.write_text(CODE.sub(code, text), "utf-8")
         shutil.copymode(source, target)
     return out

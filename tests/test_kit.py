@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,8 +71,13 @@ def test_a_new_province_s_package_is_made_from_the_example_and_type_checks(
     assert 'code = "44"' in code
     assert 'name = "广东省"' in code
     assert '("440100", "广东省广州市")' in code
-    for gone in ("shandong", "Shandong", "山东", '"37"', "sd_"):
+    for gone in ("shandong", "Shandong", "山东", '"37"', "sd_", '"3701'):
         assert gone not in code, gone
+    # its people are its own: no ID number of the example's
+    made = _people(package.parent, "gongji_guangdong")
+    example = _people(ROOT / "examples" / "shandong", "gongji_shandong")
+    assert made
+    assert not made & example
     pyproject = (out / "pyproject.toml").read_text("utf-8")
     assert 'guangdong = "gongji_guangdong.adapter:GuangdongAdapter"' in pyproject
     checked = subprocess.run(
@@ -100,3 +106,20 @@ def test_a_new_province_s_package_is_made_from_the_example_and_type_checks(
         == 2
     )
     assert main(["new-province", "Guang-Dong", "--code", "44", "--title", "广东", *cities]) == 2
+
+
+def _people(root: Path, package: str) -> set[str]:
+    """The ID numbers of a province package's people (its ``people.roster()``)."""
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, {package}.people as p;"
+            " print(json.dumps([x['certNo'] for x in p.roster()['people']]))",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(found.stdout))
