@@ -28,7 +28,12 @@ from gateway.edge.playground import (
 )
 from gateway.graph.schema import schema
 from gateway.ops.config import PLAYGROUND_DIR, AuthSettings, Settings
-from gateway.provinces.federated import adapter_classes, open_provinces, sandbox_people
+from gateway.provinces.federated import (
+    adapter_classes,
+    open_provinces,
+    sandbox_names,
+    sandbox_people,
+)
 from gateway.state.reset import reset_world, world_files
 from gateway.state.reset import run as reset_world_command
 from gateway.state.store import LOCK_FILE
@@ -357,8 +362,10 @@ async def test_reset_starts_the_sandbox_world_over(
     assert gongji(["reset", "--data-dir", str(data_dir)]) == 0
 
     said = capsys.readouterr().out
-    assert "removed gateway.sqlite3, gateway.sqlite3-wal, sandbox/hebei.sqlite3" in said
-    assert "sandbox/henan.sqlite3-shm" in said
+    removed = set(said.split("(removed ", 1)[1].split(")", 1)[0].split(", "))
+    # the store and what SQLite leaves beside it, and every installed province's world
+    assert {"gateway.sqlite3", "gateway.sqlite3-wal", "sandbox/henan.sqlite3-shm"} <= removed
+    assert {f"sandbox/{name}.sqlite3" for name in sandbox_names()} <= removed
     assert sorted(p.name for p in data_dir.rglob("*.sqlite3*")) == []
     assert (data_dir / "notes.txt").read_text() == "mine"
     assert (data_dir / LOCK_FILE).exists()  # the lock file stays (gateway.state.store)
