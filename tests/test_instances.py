@@ -1,6 +1,6 @@
 """Two gateway processes on one PostgreSQL store, as behind a load balancer.
 
-Real processes on loopback: the three sandbox provinces and two gateways, each started
+Real processes on loopback: the sandbox provinces and two gateways, each started
 by its own CLI, both given the same store (a schema of its own for each test, on the
 test server: tests/stores.py). Checked against the provinces' own records:
 
@@ -32,6 +32,7 @@ import websockets
 from adapters.hebei import HebeiAdapter
 from gateway.common.auth import mint_token
 from gateway.ops.config import AuthSettings, StoreSettings
+from gateway.provinces.federated import sandbox_names
 from gateway.state.records import encode_cursor
 from sandbox.serve import free_port, spawn_gateway, stop, wait_ready
 from tests.conftest import WANG_EIGHT, person
@@ -345,7 +346,7 @@ def test_serve_with_two_workers_runs_two_processes_on_one_store(
         stop(served)  # SIGTERM: the supervisor stops its workers and the sandboxes
     assert children(served.pid) == []
     assert len(workers) == 2, workers
-    assert len(sandboxes) == 3, sandboxes
+    assert sorted(c.split(" sandbox ")[1].split()[0] for c in sandboxes) == sandbox_names()
 
 
 def children(pid: int) -> list[str]:
