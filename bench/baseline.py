@@ -3,20 +3,29 @@
 ``POST /dashboard`` with ``Authorization: Bearer <token>`` answers the same JSON
 document as the gateway answers `bench.dashboard.QUERY` (``{"data": {"me": ...}}``),
 from the same sandboxes and the same store, making the same upstream requests as
-the gateway (the same kinds, as many, to the same provinces) but each as early as
-its inputs allow:
+the gateway (the same kinds, as many, to the same provinces, naming the same
+people), as a careful hand-written service would with the same adapters:
 
-* wave 1, concurrently: the caller's insurance, civil record and bindings from
-  their (remembered) province, and their kinship links from the store;
-* wave 2, concurrently: the relatives' insurance from each province that insures
-  them (remembered) and the bindings of the caller and the relatives together.
+* civil records (who a person's relatives are) are kept in memory
+  ``[cache] civil_record_seconds`` (300 s by default), as the gateway keeps them;
+* a warm dashboard (the caller's civil record kept, everyone's province remembered
+  in the store) asks each province involved once, concurrently, with
+  `ProvinceAdapter.read_family`: who among the people remembered there it insures
+  (the caller, of their remembered home province, in the same request) and every
+  binding of the caller and of those people;
+* otherwise first, concurrently, the caller of their home province (``find_persons``)
+  and their civil record (``relatives``), then the same one request per province;
+  someone never located is asked of every province, and their bindings after.
 
 It reuses what is not the gateway's plumbing: the adapters for the dialects
-(`AdapterSettings.make_client`, `ProvinceAdapter.configured`), the binding rules
-(`gateway.rules.mutual_aid.judge`), the messages, masking and ids, and token
-verification. Not GraphQL, not the gateway's services. Like the gateway it keeps
-its state in SQLite through one aiosqlite connection (a copy of the gateway's
-store: kinship links, remembered locations), and appends one audit row per request.
+(`AdapterSettings.make_client`, `ProvinceAdapter.configured`, their coalescing of
+reads asked at once), the binding rules (`gateway.rules.mutual_aid.judge`, who pays:
+`adapters.base.choose_payer`), the messages, masking and ids, and token
+verification. Not GraphQL, not the gateway's services. Moments are rendered as the
+graph's ``DateTime`` renders them (Beijing time to the second, with its offset). Like
+the gateway it keeps its state in SQLite through one aiosqlite connection (a copy of
+the gateway's store: kinship links, remembered locations), and appends one audit row
+per request.
 
     .venv/bin/python -m bench.baseline --config CFG.toml --db STORE.sqlite3 --port P
 """
@@ -27,13 +36,17 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,15 +56,19 @@ from starlette.routing import Route
 from adapters.base import (
     Binding,
     BindingStatus,
+    CivilRelative,
+    FamilyRead,
     Party,
     Person,
     ProvinceAdapter,
     RefusalCode,
     Relation,
     UpstreamError,
+    bound_authorizers,
+    choose_payer,
 )
 from gateway.common.auth import InvalidToken, bearer, verify_token
-from gateway.common.beijing import china_date
+from gateway.common.beijing import CHINA, china_date
 from gateway.common.certno import mask_cert_no, mask_name
 from gateway.common.ids import encode_id
 from gateway.common.messages import reason_message, refusal_message, state_message
@@ -75,6 +92,7 @@ KINSHIP_STATES = {
     "PENDING_REVIEW": KinshipState.PENDING_REVIEW,
 }
 RELATION_ORDER = list(Relation)
+CIVIL_RECORDS = 10_000  # civil records kept at most (the least recently used go), as the gateway
 
 
 class Failed(Exception):
@@ -91,7 +109,7 @@ class Store:
         self.db = db
         self.turn = asyncio.Lock()
 
-    async def locations(self, cert_nos: Sequence[str]) -> dict[str, str]:
+    async def locations(self, cert_nos: Collection[str]) -> dict[str, str]:
         if not cert_nos:
             return {}
         marks = ",".join("?" * len(cert_nos))
@@ -167,13 +185,39 @@ class Store:
             await self.db.commit()
 
 
+@dataclass(slots=True)
+class Facts:
+    """What one dashboard is made from."""
+
+    me: Located
+    civil: Sequence[CivilRelative]
+    links: Sequence[dict[str, Any]]
+    names: dict[str, str]
+    relation: dict[str, Relation | None]
+    located: dict[str, Located]
+    held: list[tuple[Binding, ProvinceAdapter]]  # the bindings the caller takes part in
+    theirs: dict[str, list[Binding]]  # everyone's bindings, by person
+    # whoever else is actively bound to a relative the caller is bound to (who pays)
+    co_authorizers: dict[str, Located] = field(default_factory=dict)
+
+
 class Dashboard:
-    def __init__(self, settings: Settings, db_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db_path: Path,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
         self.settings = settings
         self.db_path = db_path
+        self.transports = transports or {}
         self.kinship: KinshipPolicy = settings.kinship
         self.adapters: dict[str, ProvinceAdapter] = {}
         self.store: Store
+        self.civil_ttl = settings.cache.civil_record_seconds
+        self.civil: OrderedDict[tuple[str, str], tuple[float, Sequence[CivilRelative]]] = (
+            OrderedDict()
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -184,7 +228,7 @@ class Dashboard:
                 conf = self.settings.provinces.get(name)
                 if conf is None or not conf.base_url:
                     raise ValueError(f"province {name}: the baseline needs its base_url")
-                client = conf.make_client()
+                client = conf.make_client(self.transports.get(name))
                 stack.push_async_callback(client.aclose)
                 adapter = cls.configured(client, conf)
                 self.adapters[adapter.code] = adapter
@@ -218,31 +262,22 @@ class Dashboard:
         return JSONResponse({"data": {"me": me}})
 
     async def me(self, caller: str) -> dict[str, Any] | None:
-        # wave 1: the caller's own facts from their remembered province, and the store
         code = (await self.store.locations([caller])).get(caller)
         home = self.adapters.get(code or "")
-        if home is not None:
-            found, civil, own, links = await asyncio.gather(
-                home.find_persons([caller]),
-                home.relatives(caller),
-                self._own_bindings(caller, home),
-                self.store.links_of(caller),
-            )
-            person = found.get(caller)
-            if person is None or not home.serves(person.area.code):
-                home = None  # they moved: look everywhere, as the gateway would
-        if home is None:
-            located = await self.locate([caller])
-            if caller not in located:
+        facts = None if home is None else await self.facts(caller, home)
+        if facts is None:  # unknown, or no longer where remembered: look everywhere
+            found = (await self.survey([caller]))[0].get(caller)
+            if found is None:
                 return None
-            home, person = located[caller].adapter, located[caller].person
-            civil, own, links = await asyncio.gather(
-                home.relatives(caller),
-                self._own_bindings(caller, home),
-                self.store.links_of(caller),
-            )
-        me = Located(person, home)
-        members = await self.family(me, civil, links)
+            facts = await self.facts(caller, found.adapter, found)
+            assert facts is not None
+        me, links = facts.me, facts.links
+        person, home = me.person, me.adapter
+        order = {code: i for i, code in enumerate(self.adapters)}
+        own = sorted(  # the caller's own province and those binding across, in province order
+            ((b, a) for b, a in facts.held if a is home or a.policy().cross_province),
+            key=lambda found: order[found[1].code],
+        )
         return {
             "certNo": person.cert_no,
             "name": person.name,
@@ -273,7 +308,7 @@ class Dashboard:
                     "status": link["status"],
                     "relation": link["relation"],
                     "channel": link["channel"],
-                    "createdAt": dt.datetime.fromisoformat(link["created_at"]).isoformat(),
+                    "createdAt": _moment(dt.datetime.fromisoformat(link["created_at"])),
                     "member": _person_ref(link["member"], link["member_name"], caller),
                 }
                 for link in links
@@ -289,34 +324,52 @@ class Dashboard:
                 for link in links
                 if link["adder"] != caller
             ],
-            "family": members,
+            "family": await self.family(facts),
         }
 
-    async def _own_bindings(
-        self, caller: str, home: ProvinceAdapter
-    ) -> list[tuple[Binding, ProvinceAdapter]]:
-        asked = [a for a in self.adapters.values() if a is home or a.policy().cross_province]
-        answers = await asyncio.gather(*(a.bindings_of([caller]) for a in asked))
-        return [(b, a) for a, found in zip(asked, answers, strict=True) for b in found]
+    # -- the upstream requests ------------------------------------------------------------
 
-    async def locate(self, cert_nos: Iterable[str]) -> dict[str, Located]:
-        """Ask every province (the slow path: someone unknown or moved), and remember."""
-        wanted = sorted(set(cert_nos))
-        codes = list(self.adapters)
-        answers = await asyncio.gather(*(self.adapters[c].find_persons(wanted) for c in codes))
-        found: dict[str, Located] = {}
-        for code, answer in zip(codes, answers, strict=True):
-            adapter = self.adapters[code]
-            for cert_no, person in answer.items():
-                if cert_no in wanted and adapter.serves(person.area.code):
-                    found[cert_no] = Located(person, adapter)
-        await self.store.remember({c: loc.adapter.code for c, loc in found.items()})
-        return found
+    def kept_civil(self, home: ProvinceAdapter, cert_no: str) -> Sequence[CivilRelative] | None:
+        """A civil record kept, still fresh (None: it must be asked)."""
+        kept = self.civil.get((home.code, cert_no))
+        if kept is None or kept[0] <= time.monotonic():
+            return None
+        self.civil.move_to_end((home.code, cert_no))
+        return kept[1]
 
-    async def family(
-        self, me: Located, civil: Sequence[Any], links: Sequence[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        caller = me.person.cert_no
+    async def civil_record(self, home: ProvinceAdapter, cert_no: str) -> Sequence[CivilRelative]:
+        """The civil record from the person's province, kept ``civil_ttl`` seconds."""
+        if self.civil_ttl <= 0:
+            return await home.relatives(cert_no)
+        record = tuple(await home.relatives(cert_no))
+        self.civil[(home.code, cert_no)] = (time.monotonic() + self.civil_ttl, record)
+        self.civil.move_to_end((home.code, cert_no))
+        while len(self.civil) > CIVIL_RECORDS:
+            self.civil.popitem(last=False)
+        return record
+
+    async def facts(
+        self, caller: str, home: ProvinceAdapter, me: Located | None = None
+    ) -> Facts | None:
+        """Everything a dashboard shows from the provinces and the store. ``me``: where
+        the caller is, when known already; otherwise they are asked of ``home`` (None:
+        not insured there)."""
+        civil = self.kept_civil(home, caller)
+        if civil is not None:  # the caller goes with their family, in one request to home
+            links = await self.store.links_of(caller)
+        elif me is None:  # the caller and their civil record first, at once
+            found, civil, links = await asyncio.gather(
+                home.find_persons([caller]),
+                self.civil_record(home, caller),
+                self.store.links_of(caller),
+            )
+            me = _located(found.get(caller), home)
+            if me is None:
+                return None
+        else:
+            civil, links = await asyncio.gather(
+                self.civil_record(home, caller), self.store.links_of(caller)
+            )
         names: dict[str, str] = {}
         relation: dict[str, Relation | None] = {}
         for entry in civil:
@@ -336,8 +389,53 @@ class Dashboard:
                         cert_no, linked if link["adder"] == caller else linked.inverse
                     )
 
-        # wave 2: everyone's insurance and everyone's bindings, at once
-        located, held, theirs = await self._wave2(me, sorted(names))
+        # the caller's bindings wherever they may be held, and each relative's where
+        # they are insured: one request per province
+        bound: dict[str, set[str]] = {
+            code: {caller}
+            for code, adapter in self.adapters.items()
+            if adapter is home or adapter.policy().cross_province
+        }
+        wanted = [*names, caller] if me is None else list(names)
+        remembered = await self.remembered(names)
+        if len(remembered) == len(names):  # where they are and their bindings, at once
+            for cert_no, code in remembered.items():
+                bound.setdefault(code, set()).add(cert_no)
+            located, answers = await self.survey(wanted, bound)
+        else:  # someone never located: where they are first, then their bindings
+            located, _ = await self.survey(wanted)
+            for cert_no, where in located.items():
+                if cert_no in names:
+                    bound.setdefault(where.adapter.code, set()).add(cert_no)
+            answers = await self.bindings(bound)
+        if me is None:
+            me = located.get(caller)
+            if me is None or me.adapter is not home:
+                return None  # not there any more
+        located = {c: where for c, where in located.items() if c in names}
+        # a relative found where their bindings were not asked (they moved): ask there
+        late: dict[str, set[str]] = {}
+        for cert_no, where in located.items():
+            if cert_no not in bound.get(where.adapter.code, ()):
+                late.setdefault(where.adapter.code, set()).add(cert_no)
+        answered = list(answers.items())
+        if late:
+            answered += list((await self.bindings(late)).items())
+        held: list[tuple[Binding, ProvinceAdapter]] = []
+        theirs: dict[str, list[Binding]] = {}
+        seen: set[tuple[str, str]] = set()
+        for code, bindings in answered:
+            adapter = self.adapters[code]
+            for binding in bindings:
+                if (code, binding.id) in seen:
+                    continue
+                seen.add((code, binding.id))
+                if caller in (binding.authorizer.cert_no, binding.beneficiary.cert_no):
+                    held.append((binding, adapter))
+                for party in (binding.authorizer, binding.beneficiary):
+                    theirs.setdefault(party.cert_no, []).append(binding)
+        # someone bound to the caller on no record of theirs (rare), and whoever else is
+        # actively bound to a relative the caller is bound to (their balance says who pays)
         extra = {
             party.cert_no: (
                 party.name,
@@ -348,13 +446,116 @@ class Dashboard:
             for party in (b.authorizer, b.beneficiary)
             if party.cert_no != caller and party.cert_no not in names
         }
-        if extra:
+        others = {
+            party.cert_no
+            for b, _ in held
+            if b.status is BindingStatus.ACTIVE and b.authorizer.cert_no == caller
+            for party in bound_authorizers(
+                theirs.get(b.beneficiary.cert_no, ()), b.beneficiary.cert_no
+            )
+            if party.cert_no != caller and party.cert_no not in names and party.cert_no not in extra
+        }
+        co_authorizers: dict[str, Located] = {}
+        if extra or others:
             for cert_no, (name, related) in extra.items():
                 names[cert_no], relation[cert_no] = name, related
-            located.update(await self.locate(extra))
+            more, _ = await self.survey([*extra, *others])
+            for cert_no, where in more.items():
+                (located if cert_no in extra else co_authorizers)[cert_no] = where
+        return Facts(
+            me=me,
+            civil=civil,
+            links=links,
+            names=names,
+            relation=relation,
+            located=located,
+            held=held,
+            theirs=theirs,
+            co_authorizers=co_authorizers,
+        )
+
+    async def remembered(self, cert_nos: Collection[str]) -> dict[str, str]:
+        """The province remembered for each of ``cert_nos`` (a hint: they may have moved)."""
+        return {
+            c: code
+            for c, code in (await self.store.locations(cert_nos)).items()
+            if code in self.adapters
+        }
+
+    async def survey(
+        self, cert_nos: Iterable[str], bound: Mapping[str, set[str]] | None = None
+    ) -> tuple[dict[str, Located], dict[str, Sequence[Binding]]]:
+        """Where each of ``cert_nos`` is insured and, in the same requests, the bindings of
+        the people ``bound`` names by province code: remembered people asked of their
+        province, unknown ones of every province, one request per province, concurrently;
+        someone missing where remembered (they moved) is then looked for everywhere else.
+        What is found is remembered."""
+        wanted = sorted(set(cert_nos))
+        bound = bound or {}
+        remembered = await self.remembered(wanted)
+        unknown = {c for c in wanted if c not in remembered}
+        asks: dict[str, set[str]] = {code: set(unknown) for code in self.adapters}
+        for cert_no, code in remembered.items():
+            asks[code].add(cert_no)
+        located, bindings = await self._ask(asks, bound)
+        moved = [c for c in remembered if c not in located]
+        if moved:  # rare: look everywhere else, as the gateway's directory does
+            retry = {code: {c for c in moved if remembered[c] != code} for code in self.adapters}
+            more, _ = await self._ask(retry, {})
+            located.update(more)
+        await self.store.remember(
+            {
+                c: loc.adapter.code
+                for c, loc in located.items()
+                if remembered.get(c) != loc.adapter.code
+            }
+        )
+        return located, bindings
+
+    async def _ask(
+        self, asks: Mapping[str, set[str]], bound: Mapping[str, set[str]]
+    ) -> tuple[dict[str, Located], dict[str, Sequence[Binding]]]:
+        """One request per province asked something, concurrently: `read_family` where
+        bindings are wanted, `find_persons` where only people are."""
+        codes = [c for c in self.adapters if asks.get(c) or bound.get(c)]
+        answers = await asyncio.gather(
+            *(self._read(c, sorted(asks.get(c, ())), sorted(bound.get(c, ()))) for c in codes)
+        )
+        located: dict[str, Located] = {}
+        bindings: dict[str, Sequence[Binding]] = {}
+        for code, answer in zip(codes, answers, strict=True):
+            adapter = self.adapters[code]
+            for cert_no, person in answer.persons.items():
+                where = _located(person, adapter)
+                if cert_no in asks.get(code, ()) and where is not None:
+                    located[cert_no] = where
+            if bound.get(code):
+                bindings[code] = answer.bindings
+        return located, bindings
+
+    async def _read(self, code: str, people: Sequence[str], bound: Sequence[str]) -> FamilyRead:
+        adapter = self.adapters[code]
+        if not bound:
+            return FamilyRead(await adapter.find_persons(people), ())
+        return await adapter.read_family(people, bound)
+
+    async def bindings(self, bound: Mapping[str, set[str]]) -> dict[str, Sequence[Binding]]:
+        """The bindings of ``bound``'s people, one `bindings_of` per province, at once."""
+        codes = [c for c, certs in bound.items() if certs]
+        answers = await asyncio.gather(
+            *(self.adapters[c].bindings_of(sorted(bound[c])) for c in codes)
+        )
+        return dict(zip(codes, answers, strict=True))
+
+    # -- the family screen -----------------------------------------------------------------
+
+    async def family(self, facts: Facts) -> list[dict[str, Any]]:
+        me, links, names, relation = facts.me, facts.links, facts.names, facts.relation
+        located, held, theirs = facts.located, facts.held, facts.theirs
+        caller = me.person.cert_no
         adders = await self.store.live_adders(list(names))
         my_links = sum(link["status"] in LIVE_LINKS and link["adder"] == caller for link in links)
-        on_record = {entry.cert_no for entry in civil}
+        on_record = {entry.cert_no for entry in facts.civil}
         today = china_date()
         members = []
         for cert_no in sorted(names, key=lambda c: (_order(relation[c]), c)):
@@ -376,6 +577,7 @@ class Dashboard:
                 civil_relation,
                 i_authorize,
                 [*theirs.get(caller, []), *theirs.get(cert_no, [])],
+                _payer(facts, cert_no),
             )
             kin_state, kin_reason, documents = self._kinship_verdict(
                 where, civil_relation, i_added, my_links, adders.get(cert_no, 0), age
@@ -394,75 +596,6 @@ class Dashboard:
             )
         return members
 
-    async def _wave2(
-        self, me: Located, wanted: list[str]
-    ) -> tuple[dict[str, Located], list[tuple[Binding, ProvinceAdapter]], dict[str, list[Binding]]]:
-        caller = me.person.cert_no
-        remembered = {
-            c: code
-            for c, code in (await self.store.locations(wanted)).items()
-            if code in self.adapters
-        }
-        unknown = [c for c in wanted if c not in remembered]
-        finds: dict[str, set[str]] = (
-            {code: set(unknown) for code in self.adapters} if wanted else {}
-        )
-        binds: dict[str, set[str]] = {
-            a.code: {caller}
-            for a in self.adapters.values()
-            if a is me.adapter or a.policy().cross_province
-        }
-        for cert_no, code in remembered.items():
-            finds.setdefault(code, set()).add(cert_no)
-            binds.setdefault(code, set()).add(cert_no)
-        find_codes = [c for c, certs in finds.items() if certs]
-        bind_codes = list(binds)
-        found_by, bound_by = await asyncio.gather(
-            asyncio.gather(*(self.adapters[c].find_persons(sorted(finds[c])) for c in find_codes)),
-            asyncio.gather(*(self.adapters[c].bindings_of(sorted(binds[c])) for c in bind_codes)),
-        )
-        located: dict[str, Located] = {}
-        for code, answer in zip(find_codes, found_by, strict=True):
-            adapter = self.adapters[code]
-            for cert_no, person in answer.items():
-                if cert_no in finds[code] and adapter.serves(person.area.code):
-                    located[cert_no] = Located(person, adapter)
-        moved = [c for c in remembered if c not in located]
-        if moved:  # rare: look everywhere else, as the gateway's directory does
-            located.update(await self.locate(moved))
-        await self.store.remember(
-            {
-                c: loc.adapter.code
-                for c, loc in located.items()
-                if remembered.get(c) != loc.adapter.code
-            }
-        )
-        # anyone found somewhere their bindings were not asked: ask there (rare)
-        late: dict[str, set[str]] = {}
-        for cert_no, loc in located.items():
-            if cert_no not in binds.get(loc.adapter.code, ()):
-                late.setdefault(loc.adapter.code, set()).add(cert_no)
-        answers = list(zip(bind_codes, bound_by, strict=True))
-        if late:
-            more = await asyncio.gather(
-                *(self.adapters[c].bindings_of(sorted(certs)) for c, certs in late.items())
-            )
-            answers += list(zip(late, more, strict=True))
-        held: list[tuple[Binding, ProvinceAdapter]] = []
-        theirs: dict[str, list[Binding]] = {}
-        seen: set[tuple[str, str]] = set()
-        for code, bindings in answers:
-            adapter = self.adapters[code]
-            for binding in bindings:
-                if (code, binding.id) in seen:
-                    continue
-                seen.add((code, binding.id))
-                if caller in (binding.authorizer.cert_no, binding.beneficiary.cert_no):
-                    held.append((binding, adapter))
-                for party in (binding.authorizer, binding.beneficiary):
-                    theirs.setdefault(party.cert_no, []).append(binding)
-        return located, held, theirs
-
     # -- verdicts (the rules of the family screen, by the same judge) -------------------
 
     def _aid_verdict(
@@ -472,6 +605,7 @@ class Dashboard:
         civil: Relation | None,
         mine: tuple[Binding, ProvinceAdapter] | None,
         bindings: Sequence[Binding],
+        payer: Party | None,
     ) -> tuple[MutualAidState, Reason | None]:
         empty = me.person.is_employee and (me.person.balance or 0) <= 0
         if mine is not None and mine[0].status is BindingStatus.ACTIVE:
@@ -479,7 +613,11 @@ class Dashboard:
                 return MutualAidState.BOUND, Reason.NOT_EMPLOYEE_INSURED
             if them is not None and not them.person.is_in_force:
                 return MutualAidState.BOUND, Reason.RELATIVE_INSURANCE_NOT_IN_FORCE
-            return MutualAidState.BOUND, Reason.BALANCE_ZERO if empty else None
+            if empty:
+                return MutualAidState.BOUND, Reason.BALANCE_ZERO
+            if them is not None and payer is not None and payer.cert_no != me.person.cert_no:
+                return MutualAidState.BOUND, Reason.ANOTHER_AUTHORIZER_PAYS
+            return MutualAidState.BOUND, None
         if mine is not None and mine[0].status is BindingStatus.PENDING_CONFIRMATION:
             return MutualAidState.PENDING_CONFIRMATION, Reason.SPOUSE_NOT_CONFIRMED
         if them is None:
@@ -515,7 +653,38 @@ class Dashboard:
         return KinshipState.CAN_ADD, None, needs
 
 
+def _payer(facts: Facts, relative: str) -> Party | None:
+    """Who pays for ``relative`` by mutual aid: of the authorizers actively bound to
+    them, the largest balance known (`adapters.base.choose_payer`)."""
+    me = facts.me.person
+
+    def balance(cert_no: str) -> Decimal | None:
+        if cert_no == me.cert_no:
+            return me.balance
+        where = facts.located.get(cert_no) or facts.co_authorizers.get(cert_no)
+        return None if where is None else where.person.balance
+
+    authorizers = bound_authorizers(facts.theirs.get(relative, ()), relative)
+    return choose_payer(None, None, [(p, balance(p.cert_no)) for p in authorizers])
+
+
+def _located(person: Person | None, adapter: ProvinceAdapter) -> Located | None:
+    """Where ``person`` is insured, if ``adapter``'s province really insures them."""
+    if person is None or not adapter.serves(person.area.code):
+        return None
+    return Located(person, adapter)
+
+
 # -- views --------------------------------------------------------------------------------
+
+
+def _moment(moment: dt.datetime) -> str:
+    """A moment as the graph's ``DateTime`` renders it (`gateway.graph.types.beijing_time`,
+    the contract front ends see): Beijing time to the second, with its offset
+    (``2026-12-03T14:05:09+08:00``); a moment kept without a zone is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(CHINA).isoformat(timespec="seconds")
 
 
 def _error(code: str, status: int) -> JSONResponse:
@@ -547,7 +716,7 @@ def _binding_view(
         "id": _binding_id(binding, adapter),
         "status": binding.status.value,
         "relation": binding.relation.value,
-        "createdAt": binding.created_at.isoformat(),
+        "createdAt": _moment(binding.created_at),
         other: _person_ref(party.cert_no, party.name, caller),
         "province": {"code": adapter.code},
     }
@@ -645,8 +814,14 @@ def _order(relation: Relation | None) -> int:
     return RELATION_ORDER.index(relation) if relation is not None else len(RELATION_ORDER)
 
 
-def create_app(settings: Settings, db_path: Path) -> Starlette:
-    dashboard = Dashboard(settings, db_path)
+def create_app(
+    settings: Settings,
+    db_path: Path,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> Starlette:
+    """``transports`` replaces the network for named provinces (the benchmark records
+    the baseline's upstream requests through them, as the gateway's)."""
+    dashboard = Dashboard(settings, db_path, transports)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})  # for the harness: started and serving

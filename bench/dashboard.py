@@ -449,6 +449,15 @@ def sampling(pid: int, every: float = 0.25) -> Iterator[list[int]]:
         thread.join()
 
 
+def timeline(waves: list[list[profiling.Call]], took: float) -> dict[str, Any]:
+    """A recorded dashboard's upstream requests, times from the first one's start."""
+    origin = waves[0][0].start if waves else 0.0
+    return {
+        "dashboard_ms": took * 1000,
+        "waves": [[c.to_json(origin) for c in wave] for wave in waves],
+    }
+
+
 def compare(gateway: Any, baseline: Any, path: str = "") -> list[str]:
     """Where two JSON documents differ (empty: equal)."""
     if isinstance(gateway, dict) and isinstance(baseline, dict):
@@ -509,18 +518,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 differences[caller[:6] + "…" + caller[-4:]] = diff[:10]
         result["equivalence"] = {"callers": len(callers), "differences": differences}
 
-        say("recording one dashboard's upstream requests (in-process gateway)")
+        say("recording one dashboard's upstream requests (in-process gateway, then baseline)")
         set_latency(servers, plan.latency_ms)
-        copy_store(servers, work / "inprocess-record")
-        recorded_waves, took = asyncio.run(
-            profiling.record(settings, work / "inprocess-record", tokens[0], QUERY)
-        )
+        recorded: dict[str, tuple[list[list[profiling.Call]], float]] = {}
+        for side, where in (("gateway", "inprocess-record"), ("baseline", "baseline-record")):
+            copy_store(servers, work / where)
+            recorded[side] = asyncio.run(
+                profiling.record(settings, work / where, tokens[0], QUERY, side)
+            )
         set_latency(servers, 0)
-        origin = recorded_waves[0][0].start if recorded_waves else 0.0
+        recorded_waves = recorded["gateway"][0]
         result["upstream_timeline"] = {
             "latency_ms": plan.latency_ms,
-            "dashboard_ms": took * 1000,
-            "waves": [[c.to_json(origin) for c in wave] for wave in recorded_waves],
+            **timeline(*recorded["gateway"]),
+            "baseline": timeline(*recorded["baseline"]),
+        }
+        asked = {
+            side: sorted(profiling.request_key(c) for wave in waves for c in wave)
+            for side, (waves, _) in recorded.items()
+        }
+        result["same_requests"] = {
+            "same": asked["gateway"] == asked["baseline"],
+            "waves": {side: len(waves) for side, (waves, _) in recorded.items()},
+            **{side: [list(key) for key in keys] for side, keys in asked.items()},
         }
         replay = [[c.request for c in wave] for wave in recorded_waves]
 

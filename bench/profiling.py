@@ -4,6 +4,9 @@
   times, grouped into *waves* (requests sent together; a wave starts once an
   answer of the one before has come back). The load driver replays them
   directly against the sandboxes: the floor a dashboard cannot go below.
+  ``side="baseline"`` records the hand-written baseline's the same way
+  (`bench.baseline.create_app` with the same recording transports), and
+  `request_key` says what a request asks, to compare the two.
 * `profile`: cProfile over a number of dashboards, the top functions and the
   gateway's self time by component.
 
@@ -30,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from bench import baseline
 from gateway.edge.app import create_app
 from gateway.ops.config import Settings
 
@@ -59,15 +63,20 @@ _KINDS = {
     "QueryPerson": "find_persons",
     "QueryRelatives": "relatives",
     "QueryBindings": "bindings_of",
+    "QueryFamily": "read_family",
 }
 
 
 def kind_of(request: httpx.Request, body: bytes) -> str:
-    """``find_persons``, ``relatives``, ``bindings_of``, or the dialect's own name."""
+    """``find_persons``, ``relatives``, ``bindings_of``, ``read_family`` (people and
+    bindings in one request), or the dialect's own name."""
     path = request.url.path
     if body.startswith(b"{"):
-        with contextlib.suppress(ValueError):
-            infno = str(json.loads(body).get("infno"))
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            sent = json.loads(body)
+            infno = str(sent.get("infno"))
+            if infno == "1101" and "mulaid_certno_list" in sent["input"]["data"]:
+                return "read_family"  # Hebei: persons and their bindings in one 1101
             return _KINDS.get(infno, f"infno {infno}")
     match = re.search(rb"<service>(\w+)</service>", body)
     if match:
@@ -76,10 +85,40 @@ def kind_of(request: httpx.Request, body: bytes) -> str:
     if path.endswith("/relatives"):
         return "relatives"
     if path.endswith("/persons"):
-        return "find_persons"
+        # Jiangsu: persons, and with authorizationsOf their bindings too
+        return "read_family" if "authorizationsOf" in request.url.params else "find_persons"
     if "authorization" in path:
         return "bindings_of"
     return f"{request.method} {path}"
+
+
+_CERT = re.compile(r"\b\d{17}[\dX]\b")
+
+
+def request_key(call: Call) -> tuple[str, str, str]:
+    """What a recorded request asks, to compare two plans: its province, its kind and
+    the ID numbers it names, field by field in order (request ids and times left out)."""
+    request = call.request
+    body = base64.b64decode(request["body"]).decode("utf-8", "replace")
+    named: list[str] = []
+    if body.startswith("{"):  # Hebei: the fields of input.data
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            data = json.loads(body)["input"]["data"]
+            for name in sorted(data):
+                named.append(f"{name}=" + ",".join(_CERT.findall(json.dumps(data[name]))))
+    elif body.startswith("<"):  # Henan: the elements of <body>, by name
+        fields: dict[str, list[str]] = {}
+        for name, value in re.findall(r"<(\w+)>([^<]*)</\1>", body.split("<body>", 1)[-1]):
+            if _CERT.search(value):
+                fields.setdefault(name, []).extend(_CERT.findall(value))
+        named += [f"{name}=" + ",".join(certs) for name, certs in sorted(fields.items())]
+    url = httpx.URL(request["url"])
+    for name, value in sorted(url.params.multi_items()):
+        named.append(f"{name}=" + ",".join(_CERT.findall(value)))
+    path = _CERT.sub("…", url.path)
+    if _CERT.search(url.path):
+        named.append("path=" + ",".join(_CERT.findall(url.path)))
+    return call.province, f"{call.kind} {request['method']} {path}", "; ".join(named)
 
 
 class Recording(httpx.AsyncBaseTransport):
@@ -122,24 +161,35 @@ class Recording(httpx.AsyncBaseTransport):
 
 @contextlib.asynccontextmanager
 async def in_process(
-    settings: Settings, data_dir: Path
+    settings: Settings, data_dir: Path, side: str = "gateway"
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[Call], list[Recording]]]:
+    """The gateway (or ``side="baseline"``, `bench.baseline`, on the store
+    ``data_dir/gateway.sqlite3``) in-process, its provinces over real HTTP, recorded."""
     calls: list[Call] = []
     recorders = {name: Recording(name, calls) for name in settings.provinces}
-    app = create_app(dataclasses.replace(settings, data_dir=data_dir), transports=recorders)
+    app: Any
+    if side == "gateway":
+        app = create_app(dataclasses.replace(settings, data_dir=data_dir), transports=recorders)
+    else:
+        app = baseline.create_app(settings, data_dir / "gateway.sqlite3", transports=recorders)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gateway.bench"
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{side}.bench"
         ) as client,
     ):
         yield client, calls, list(recorders.values())
 
 
 async def dashboard(client: httpx.AsyncClient, token: str, query: str) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql", json={"query": query}, headers={"authorization": f"Bearer {token}"}
-    )
+    """One dashboard: through the gateway's /graphql, or the baseline's /dashboard when
+    ``client`` is the baseline's."""
+    if client.base_url.host == "baseline.bench":
+        response = await client.post("/dashboard", headers={"authorization": f"Bearer {token}"})
+    else:
+        response = await client.post(
+            "/graphql", json={"query": query}, headers={"authorization": f"Bearer {token}"}
+        )
     answer: dict[str, Any] = response.json()
     if response.status_code != 200 or answer.get("errors"):
         raise RuntimeError(f"dashboard failed: {response.status_code} {response.text[:500]}")
@@ -159,10 +209,11 @@ def waves(calls: list[Call]) -> list[list[Call]]:
 
 
 async def record(
-    settings: Settings, data_dir: Path, token: str, query: str
+    settings: Settings, data_dir: Path, token: str, query: str, side: str = "gateway"
 ) -> tuple[list[list[Call]], float]:
-    """The upstream requests of one (warm) dashboard, in waves, and its own duration."""
-    async with in_process(settings, data_dir) as (client, calls, recorders):
+    """The upstream requests of one (warm) dashboard, in waves, and its own duration:
+    the gateway's, or the baseline's (``side="baseline"``)."""
+    async with in_process(settings, data_dir, side) as (client, calls, recorders):
         await dashboard(client, token, query)  # warm: connections, remembered locations
         for recorder in recorders:
             recorder.on = True

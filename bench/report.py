@@ -70,6 +70,16 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
         else f"differs for {len(eq['differences'])} of {eq['callers']} callers",
         not eq["differences"],
     )
+    same = result.get("same_requests")  # reports from before it was recorded have none
+    if same is not None:
+        add(
+            "baseline makes the gateway's upstream requests (one warm dashboard)",
+            "the same requests, naming the same people",
+            f"{len(same['gateway'])} and {len(same['baseline'])} requests in"
+            f" {same['waves']['gateway']} and {same['waves']['baseline']} waves"
+            + ("; the same" if same["same"] else "; **they differ**"),
+            same["same"],
+        )
     gw = result["throughput"]["gateway"]["rps"]
     base = result["throughput"]["baseline"]["rps"]
     share = gw / base if base else math.nan
@@ -181,20 +191,42 @@ def markdown(result: dict[str, Any]) -> str:
         f" | {direct['p50_ms'] / latency:.2f} |"
     )
     timeline = result["upstream_timeline"]
+    sides = [("gateway", timeline)]
+    if "baseline" in timeline:
+        sides.append(("baseline", timeline["baseline"]))
     lines += [
         "",
-        f"The upstream requests of one dashboard (family of 8) at {timeline['latency_ms']:g} ms,"
-        f" in-process gateway, {timeline['dashboard_ms']:.0f} ms in all:",
+        f"The upstream requests of one warm dashboard (family of 8) at"
+        f" {timeline['latency_ms']:g} ms, in-process ("
+        + ", ".join(f"{side} {t['dashboard_ms']:.0f} ms in all" for side, t in sides)
+        + "):",
         "",
-        "| wave | province | request | start ms | end ms |",
-        "|---|---|---|---|---|",
+        "| side | wave | province | request | start ms | end ms |",
+        "|---|---|---|---|---|---|",
     ]
-    for i, wave in enumerate(timeline["waves"], 1):
-        for call in wave:
-            lines.append(
-                f"| {i} | {call['province']} | {call['kind']} | {call['start_ms']:.1f}"
-                f" | {call['end_ms']:.1f} |"
-            )
+    for side, t in sides:
+        for i, wave in enumerate(t["waves"], 1):
+            for call in wave:
+                lines.append(
+                    f"| {side} | {i} | {call['province']} | {call['kind']}"
+                    f" | {call['start_ms']:.1f} | {call['end_ms']:.1f} |"
+                )
+    same = result.get("same_requests")
+    if same is not None:
+        lines += [
+            "",
+            "What each request asks (province, kind, the ID numbers it names by field;"
+            " request ids and times left out): "
+            + (
+                "**the same** for the gateway and the baseline."
+                if same["same"]
+                else "**they differ**: "
+                + json.dumps(
+                    {"gateway": same["gateway"], "baseline": same["baseline"]},
+                    ensure_ascii=False,
+                )[:1500]
+            ),
+        ]
     cpu = result.get("cpu")  # reports from before it was measured have none
     if cpu:
         lines += [
@@ -202,7 +234,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"CPU time per dashboard ({cpu['requests']} one at a time, 0 ms added; user and"
             " system time of the process and its threads, from /proc): the gateway"
             f" {cpu['gateway_ms']:.1f} ms, the baseline {cpu['baseline_ms']:.1f} ms (which"
-            " builds the same JSON by hand from its own upstream requests, in two waves);"
+            " builds the same JSON by hand from the same upstream requests);"
             f" errors: {cpu.get('gateway_errors', 0)} and {cpu.get('baseline_errors', 0)}."
             " With the machine's cores shared by the sandboxes, the gateway and the load"
             " driver, the gateway's CPU time, not waiting, is what its overhead is made of.",
@@ -242,7 +274,7 @@ def markdown(result: dict[str, Any]) -> str:
         " rotating over"
         f" {result['equivalence']['callers']} callers (families of 8). The baseline is"
         " `bench/baseline.py`: Starlette + httpx, the same adapters, the same upstream"
-        " requests in two waves, the same JSON.",
+        " requests (civil records kept, one `read_family` per province), the same JSON.",
         "",
         "| | requests | req/s | req/s by round | p50 ms | p90 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|",
