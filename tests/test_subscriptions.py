@@ -288,3 +288,21 @@ async def test_a_connection_running_no_subscription_is_closed_when_idle() -> Non
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
         assert (ws.close_code, ws.close_reason) == (1000, "Idle: no subscription")
+
+
+async def test_pages_of_other_origins_connect_only_where_allowed() -> None:
+    allowed = Subscriptions(allowed_origins=("https://portal.example",))
+    async with gateway(Settings(data_dir=None, subscriptions=allowed)) as at:
+        for origin, let_in in (("https://portal.example", True), ("https://evil.example", False)):
+            try:
+                async with websockets.connect(
+                    at.ws, subprotocols=["graphql-transport-ws"], origin=origin
+                ) as ws:
+                    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                    await asyncio.wait_for(ws.recv(), 10)
+                opened = True
+            except websockets.InvalidStatus:
+                opened = False
+            except websockets.ConnectionClosed:
+                opened = True  # let in, then refused for its missing token (4403)
+            assert opened is let_in, origin

@@ -129,6 +129,7 @@ class _GraphQL(GraphQL[Context, None]):
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             max_subscriptions_per_connection=subscriptions.per_connection,
+            allowed_origins=subscriptions.allowed_origins,
             connection_init_wait_timeout=dt.timedelta(seconds=10),
         )
         self.connections = Connections(subscriptions)

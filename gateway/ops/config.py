@@ -373,12 +373,20 @@ class Subscriptions:
     per_address: int = 50
     per_connection: int = 5
     idle_seconds: float = 300.0
+    # Pages on other origins whose WebSocket handshakes are let in (``https://app.example``;
+    # ``*``: any). A client with no Origin header (an app, a mini program's runtime) or a
+    # page of the gateway's own origin always is: tokens travel in connection_init, never
+    # in a cookie, so a page elsewhere cannot act as a signed-in user.
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("per_subject", "per_address", "per_connection"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"subscriptions.{name}: a whole number, 1 or more")
+        if not all(isinstance(o, str) for o in self.allowed_origins):
+            raise ValueError("subscriptions.allowed_origins: a list of origins")
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
         for name in ("retention_hours", "idle_seconds"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
