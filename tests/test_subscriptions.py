@@ -306,3 +306,57 @@ async def test_pages_of_other_origins_connect_only_where_allowed() -> None:
             except websockets.ConnectionClosed:
                 opened = True  # let in, then refused for its missing token (4403)
             assert opened is let_in, origin
+
+
+async def test_connections_are_limited_per_address() -> None:
+    limits = Subscriptions(per_address=1)
+    async with gateway(Settings(data_dir=None, subscriptions=limits)) as at:
+        first = websockets.connect(at.ws, subprotocols=["graphql-transport-ws"])
+        async with (
+            first,
+            websockets.connect(at.ws, subprotocols=["graphql-transport-ws"]) as second,
+        ):
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(second.recv(), 10)
+        assert (second.close_code, second.close_reason) == (
+            4429,
+            "Too many connections from this address",
+        )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"per_subject": 0},
+        {"per_address": True},
+        {"per_connection": 1.5},
+        {"retention_hours": 0},
+        {"idle_seconds": -1},
+        {"allowed_origins": [7]},
+    ],
+)
+def test_subscription_limits_must_be_sensible(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"subscriptions\."):
+        Subscriptions(**bad)
+
+
+async def test_pruning_that_fails_is_logged_and_tried_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.state.events import Events
+
+    tried = 0
+
+    async def failing(self: Events, now: Any = None) -> int:
+        nonlocal tried
+        tried += 1
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(Events, "prune", failing)
+    pruning = asyncio.create_task(Events(None).run_pruning(every=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    pruning.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pruning
+    assert tried >= 2
+    assert "events: pruning failed; tried again later" in caplog.text
