@@ -11,15 +11,14 @@ include.
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, NoReturn, TypeVar
 
 import pytest
 
+from gateway.provinces.federated import sandbox_roster
 from sandbox.engine import load_roster
 
 T = TypeVar("T")
@@ -56,11 +55,8 @@ def need(value: T | Missing) -> T:
 
 
 def roster_of(name: str) -> dict[str, Any]:
-    """The people the sandbox ``name`` is seeded with."""
-    [sandbox] = [ep for ep in entry_points(group="gongji.sandboxes") if ep.name == name]
-    module = importlib.import_module(sandbox.module)
-    people: Callable[[], dict[str, Any]] = getattr(module, "roster", load_roster)
-    return people()
+    """The people the sandbox ``name`` is seeded with: its own, else the shared roster."""
+    return sandbox_roster(name) or load_roster()
 
 
 def _union() -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:

@@ -68,15 +68,22 @@ def sandbox_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=SANDBOX_GROUP))
 
 
+def sandbox_roster(name: str) -> dict[str, Any] | None:
+    """The people the sandbox ``name`` names as its own (its module's ``roster()``, in
+    the roster format of `sandbox.engine`); None if it names none."""
+    for ep in entry_points(group=SANDBOX_GROUP, name=name):
+        named = getattr(importlib.import_module(ep.module), "roster", None)
+        return named() if callable(named) else None
+    raise LookupError(f"no sandbox named {name!r}")
+
+
 def sandbox_people() -> list[dict[str, Any]]:
     """The people the installed sandboxes are seeded with, for those that name them
-    (a sandbox module's ``roster()``; the roster format of `sandbox.engine`), each once."""
+    (`sandbox_roster`), each once."""
     people: dict[str, dict[str, Any]] = {}
-    for ep in sorted(entry_points(group=SANDBOX_GROUP), key=lambda ep: ep.name):
-        named = getattr(importlib.import_module(ep.module), "roster", None)
-        if callable(named):
-            for person in named()["people"]:
-                people.setdefault(person["key"], person)
+    for name in sandbox_names():
+        for person in (sandbox_roster(name) or {"people": []})["people"]:
+            people.setdefault(person["key"], person)
     return list(people.values())
 
 
