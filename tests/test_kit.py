@@ -49,23 +49,7 @@ def test_a_new_province_s_package_is_made_from_the_example_and_type_checks(
     left in the code, and ``mypy --strict`` as the rest (installing it and running the
     kit on it is examples/shandong/check's, in a venv of its own)."""
     out = tmp_path / "gongji-guangdong"
-    cities = ["--city", "440100:广州市", "--city", "440300:深圳市"]
-    assert (
-        main(
-            [
-                "new-province",
-                "guangdong",
-                "--code",
-                "44",
-                "--title",
-                "广东",
-                *cities,
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert new_guangdong(out) == 0
     package = out / "gongji_guangdong"
     code = "\n".join(p.read_text("utf-8") for p in sorted(package.glob("*.py")))
     assert 'code = "44"' in code
@@ -89,23 +73,18 @@ def test_a_new_province_s_package_is_made_from_the_example_and_type_checks(
     )
     assert checked.returncode == 0, checked.stdout
     # a second time, or a name that is no name, is refused
-    assert (
-        main(
-            [
-                "new-province",
-                "guangdong",
-                "--code",
-                "44",
-                "--title",
-                "广东",
-                *cities,
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
+    assert new_guangdong(out) == 2
+    assert main(["new-province", "Guang-Dong", "--code", "44", "--title", "广东", *CITIES]) == 2
+
+
+CITIES = ["--city", "440100:广州市", "--city", "440300:深圳市"]
+
+
+def new_guangdong(out: Path) -> int:
+    """`gongji new-province` for Guangdong, made at ``out``: its exit status."""
+    return main(
+        ["new-province", "guangdong", "--code", "44", "--title", "广东", *CITIES, "--out", str(out)]
     )
-    assert main(["new-province", "Guang-Dong", "--code", "44", "--title", "广东", *cities]) == 2
 
 
 def _people(root: Path, package: str) -> set[str]:
